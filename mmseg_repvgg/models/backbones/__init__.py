@@ -1,0 +1,3 @@
+from .repvgg import RepVGG, RepVGGBlock
+
+__all__ = ['RepVGG', 'RepVGGBlock']
