@@ -25,14 +25,35 @@ fi
 PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
+# One interpreter start tells what is missing (each import costs seconds).
+MISSING="$("$PY" - "$MMCV_VERSION" <<'PYEOF'
+import importlib.util as u, sys, warnings
+warnings.simplefilter("ignore")
+def ok(code):
+    try:
+        exec(code, {})
+        return True
+    except Exception:
+        return False
+missing = []
+if not ok('import pkg_resources, wheel'):
+    missing.append('setuptools')
+if u.find_spec('torch') is None:
+    missing.append('torch')
+if not ok('import mmcv, mmcv.ops; assert mmcv.__version__ == %r' % sys.argv[1]):
+    missing.append('mmcv')
+print(' '.join(missing))
+PYEOF
+)"
+
 # setuptools < 82 keeps pkg_resources, which mmengine and the mmcv build need.
-if ! "$PY" -c 'import pkg_resources, wheel' >/dev/null 2>&1; then
+if [[ " $MISSING " == *" setuptools "* ]]; then
     pip_install "setuptools>=77,<82" wheel
 fi
 
 # Respect a torch that is already installed (a CUDA build, say); otherwise
-# take the pinned CPU-or-local release, not a multi-GB CUDA download.
-if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
+# take the pinned release (a CPU build here), not a multi-GB CUDA download.
+if [[ " $MISSING " == *" torch "* ]]; then
     log "installing torch==$TORCH_VERSION"
     pip_install "torch==$TORCH_VERSION"
 fi
@@ -40,7 +61,7 @@ fi
 # mmcv must be built against this torch, without build isolation (an
 # isolated build has no torch), and before the package: otherwise pip would
 # resolve it on its own.
-if ! "$PY" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "'$MMCV_VERSION'"' >/dev/null 2>&1; then
+if [[ " $MISSING " == *" mmcv "* ]]; then
     pip_install numpy ninja "mmengine>=0.10,<0.11" opencv-python
     if "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null \
         && command -v nvcc >/dev/null 2>&1; then
@@ -56,7 +77,8 @@ fi
 STAMP="$VENV/.mmseg_repvgg_setup"
 WANT="$(cat "$REPO_ROOT/setup.cfg" "$REPO_ROOT/pyproject.toml" | cksum) $REPO_ROOT"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] \
-    || ! "$PY" -c 'import mmseg_repvgg' >/dev/null 2>&1; then
+    || [ -n "$MISSING" ] \
+    || ! "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmseg_repvgg") is None)'; then
     log "installing mmseg-repvgg (editable) and its dependencies"
     pip_install --no-build-isolation -e "$REPO_ROOT[tests]"
     echo "$WANT" > "$STAMP"
