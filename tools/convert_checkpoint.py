@@ -1,0 +1,69 @@
+"""Convert a RepVGG checkpoint of any layout to ours.
+
+Reads official (``RepVGG-B2-train.pth``), mmpretrain, timm
+(``model.safetensors`` / ``pytorch_model.bin``) and our own checkpoints,
+train-time or fused, and writes ``{'state_dict', 'meta'}`` in our layout,
+train-time or (``--deploy``) fused. The result is verified by loading it
+strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
+
+    python tools/convert_checkpoint.py RepVGG-B2-train.pth \\
+        checkpoints/repvgg_b2.pth --arch B2
+"""
+import argparse
+import json
+import sys
+
+from mmseg_repvgg.checkpoint import convert_file
+from mmseg_repvgg.errors import ConfigError, run_cli
+
+
+def parse_arch(text: str):
+    """An arch name (``B2``) or a JSON dict for a custom arch."""
+    if not text.lstrip().startswith('{'):
+        return text
+    try:
+        arch = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f'--arch {text!r} is not valid JSON: {err}') from None
+    if 'group_layer_map' in arch:  # JSON object keys are strings
+        arch['group_layer_map'] = {
+            int(k): v
+            for k, v in arch['group_layer_map'].items()
+        }
+    return arch
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert a RepVGG checkpoint (official, mmpretrain, timm '
+        'or ours; train-time or fused) to our layout.')
+    parser.add_argument(
+        'src', help='source checkpoint (.pth, .bin, '
+        '.safetensors)')
+    parser.add_argument('dst', help='destination .pth')
+    parser.add_argument(
+        '--arch',
+        required=True,
+        help='RepVGG arch of the checkpoint: A0..B3g4, or a JSON dict with '
+        'num_blocks and width_factor')
+    parser.add_argument(
+        '--deploy', action='store_true', help='save the fused form')
+    parser.add_argument(
+        '--prefix',
+        default=None,
+        help="key prefix of the RepVGG inside SRC, e.g. 'backbone.'")
+    args = parser.parse_args(argv)
+    layout, count = convert_file(
+        args.src,
+        args.dst,
+        parse_arch(args.arch),
+        deploy=args.deploy,
+        prefix=args.prefix)
+    form = 'fused' if args.deploy else 'train-time'
+    print(f'{args.src}: {layout} layout -> {args.dst}: {count} tensors '
+          f'({form}, verified)')
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
