@@ -10,17 +10,22 @@ that fails without it (tests/test_compat.py):
   :func:`safe_torch_load`, which keeps ``weights_only=True`` and allows
   exactly the types mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`). Anything
   else is refused with a message naming the file and the offending types.
+* Checkpoint saving. mmengine writes checkpoints and ``last_checkpoint``
+  in place; :mod:`mmseg_repvgg.atomic_io` makes them atomic (tests in
+  tests/test_atomic_save.py).
 * CityscapesMetric. cityscapesscripts' pixel-level evaluation calls
   ``np.in1d``, which numpy 2 removed; that module alone gets a numpy whose
   ``in1d`` is ``np.isin`` (numpy itself is left untouched).
 """
 import pickle
+import re
 import types
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from .atomic_io import patch_mmengine_checkpoint_saving
 from .errors import CheckpointError
 
 
@@ -48,7 +53,12 @@ def _history_buffer_method(owner, name):
     ``getattr(HistoryBuffer, 'min')``. Allowing ``getattr`` itself would let
     a file reach any attribute of any object, so this allows exactly those.
     """
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # The built-in four are listed by name: HistoryBuffer registers them in
+    # _statistics_methods only when the first buffer is created, which in a
+    # fresh process (tools/test.py) comes after the checkpoint loads.
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in allowed:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'getattr({owner!r}, {name!r}) is not on the allow-list')
@@ -64,12 +74,36 @@ MMENGINE_SAFE_GLOBALS = [
 ] + _numpy_globals()
 
 
-def _unsafe_globals(filename) -> str:
+def _allowed_names() -> set:
+    """The ``module.name`` of every entry of the allow-list."""
+    names = set()
+    for entry in MMENGINE_SAFE_GLOBALS:
+        if isinstance(entry, tuple):
+            names.add(entry[1])
+        else:
+            names.add(f'{entry.__module__}.{entry.__qualname__}')
+    return names
+
+
+def _unsafe_globals(filename, message: str) -> str:
+    """The globals of ``filename`` outside the allow-list, for the message.
+    """
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-    except Exception:  # not a zip checkpoint: the names are not listable
-        return 'objects'
-    return ', '.join(names) or 'objects'
+    except Exception:  # not a zip checkpoint: torch's message names one
+        names = re.findall(r'GLOBAL ([\w.]+)', message)
+    allowed = _allowed_names()
+    return ', '.join(n for n in names if n not in allowed) or 'objects'
+
+
+def _cause(err: Exception) -> str:
+    """The gist of a load error: its type and first sentence."""
+    text = str(err).strip()
+    opcode = re.search(r'Unsupported operand \d+', text)
+    if opcode:  # torch's weights-only message buries it after a paragraph
+        return f'unpickling failed: {opcode.group(0)}'
+    first = text.splitlines()[0].split('. ')[0] if text else ''
+    return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
 def safe_torch_load(filename, map_location='cpu'):
@@ -92,21 +126,23 @@ def safe_torch_load(filename, map_location='cpu'):
         raise CheckpointError(
             f'{filename}: checkpoint file not found; check the path') from None
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' not in str(err):
+        # A weights-only failure is a refusal, unless the bytes were garbage.
+        if ('Weights only load failed' not in str(err)
+                or 'Unsupported operand' in str(err)):
             raise CheckpointError(
-                f'{filename}: not a readable PyTorch checkpoint ({err}); '
-                'the file is corrupt, re-download or re-save it') from None
-        found = _unsafe_globals(filename)
+                f'{filename}: not a readable PyTorch checkpoint (corrupt: '
+                f'{_cause(err)}); re-download or re-save it') from None
+        found = _unsafe_globals(filename, str(err))
         raise CheckpointError(
             f'{filename}: refused to load: it holds {found}'
             ' outside the allow-list of tensors and the types mmengine saves. '
             'Checkpoints are untrusted input and load with weights_only=True; '
             'use a checkpoint from a source you trust, saved with tensors '
             'only') from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # a damaged file can fail in any unpickler op
         raise CheckpointError(
             f'{filename}: not a readable PyTorch checkpoint (truncated or '
-            f'corrupt: {str(err).splitlines()[0]}); re-download or re-save '
+            f'corrupt: {_cause(err)}); re-download or re-save '
             'it') from None
 
 
@@ -148,5 +184,6 @@ def apply_patches() -> None:
     if _applied:
         return
     _patch_mmengine_checkpoint_loading()
+    patch_mmengine_checkpoint_saving()
     _patch_cityscapes_in1d()
     _applied = True

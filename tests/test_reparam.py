@@ -118,3 +118,12 @@ def test_fusable_modules_names_blocks_only():
     assert names[0] == 'stem' and 'stage3.2' in names
     assert '' not in names  # the backbone itself is not listed
     assert len(names) == 1 + sum(TINY['num_blocks'])
+
+
+def test_fusing_does_not_draw_from_the_global_rng():
+    model = RepVGG(TINY)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    reparameterize_model(model)
+    assert torch.equal(torch.rand(4), expected)

@@ -1,4 +1,5 @@
 """RepVGG backbone (Ding et al., CVPR 2021) for semantic segmentation."""
+from functools import partial
 from typing import Dict, Optional, Sequence
 
 import torch.utils.checkpoint as cp
@@ -7,6 +8,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import skip_init
 
 from ...errors import ConfigError
 from ..reparam import fuse_conv_norm, fuse_identity_norm, sum_branches
@@ -94,8 +96,12 @@ class RepVGGBlock(BaseModule):
                 self.branch_identity = None
         self.act = build_activation_layer(act_cfg)
 
-    def _reparam_conv(self) -> nn.Conv2d:
-        return nn.Conv2d(
+    def _reparam_conv(self, init: bool = True) -> nn.Conv2d:
+        # Without init, the conv is left uninitialized (torch's skip_init):
+        # fusing overwrites it anyway, and initializing would draw from the
+        # global RNG, changing the random stream of a run that fuses a copy.
+        build = nn.Conv2d if init else partial(skip_init, nn.Conv2d)
+        return build(
             self.in_channels,
             self.out_channels,
             3,
@@ -137,7 +143,7 @@ class RepVGGBlock(BaseModule):
         if self.deploy:
             return
         kernel, bias = self.fused_kernel_bias()
-        conv = self._reparam_conv().to(kernel.device, kernel.dtype)
+        conv = self._reparam_conv(init=False).to(kernel.device, kernel.dtype)
         conv.weight.data.copy_(kernel)
         conv.bias.data.copy_(bias)
         for name in ('branch_3x3', 'branch_1x1', 'branch_identity'):

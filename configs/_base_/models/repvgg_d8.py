@@ -1,0 +1,23 @@
+# A RepVGG-B1g2 backbone with output stride 8 for drop-in use in mmseg's
+# decode heads. It sits in its own variable (not ``model``) so a config can
+# take mmseg's model base for the head and this for the backbone:
+#   model = dict(backbone=dict(_base_.repvgg_d8, _delete_=True))
+# "Full" dilation as in the paper: the last two stages keep stride 1 and
+# dilate every 3x3 conv by 2 and 4. Stage widths of B1g2: 128, 256, 512,
+# 2048 (the stem has 64). No custom_imports here: it sits beside bases that
+# have it, and mmengine refuses a key that two sibling bases both define.
+
+repvgg_d8 = dict(
+    type='RepVGG',
+    arch='B1g2',
+    strides=(2, 2, 1, 1),
+    dilations=(1, 1, 2, 4),
+    out_indices=(0, 1, 2, 3),
+    norm_cfg=dict(type='SyncBN', requires_grad=True),
+    norm_eval=False,
+    # The official ImageNet checkpoint, in any layout (official, timm,
+    # mmpretrain, ours); when it is missing, training stops with download
+    # and conversion instructions. Train from scratch with
+    # --cfg-options model.backbone.init_cfg=None
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/RepVGG-B1g2-train.pth'))

@@ -1,0 +1,21 @@
+# Drop-in example: mmseg's UPerNet head on RepVGG-B1g2 with the paper's
+# Cityscapes schedule. UPerNet fuses a feature pyramid, so the backbone
+# keeps its plain strides (output stride 32, no dilation) as mmseg's
+# UPerNet-ResNet does. Not in the paper; no reference mIoU.
+_base_ = [
+    'mmseg::_base_/models/upernet_r50.py', './_base_/paper_cityscapes_40ep.py',
+    './_base_/models/repvgg_d8.py'
+]
+custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
+
+model = dict(
+    pretrained=None,  # the backbone's init_cfg loads the ImageNet weights
+    data_preprocessor=dict(size=_base_.crop_size),
+    backbone=dict(
+        _base_.repvgg_d8,
+        strides=(2, 2, 2, 2),
+        dilations=(1, 1, 1, 1),
+        _delete_=True),
+    decode_head=dict(in_channels=[128, 256, 512, 2048]),
+    auxiliary_head=dict(in_channels=512))
+custom_hooks = [dict(type='ReparamHook', save_deploy=True)]

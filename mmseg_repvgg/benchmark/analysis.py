@@ -1,0 +1,217 @@
+"""From measured forms to answers: fusion and its Amdahl ceiling, the fast
+deploy path, RepVGG against its ResNet baseline, and the issue's targets.
+"""
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ConfigError
+from .forms import DEPLOY_FORMS
+
+#: The targets of the benchmark issue (ratios, medians, one run).
+TARGETS = dict(
+    fusion_fp32_speedup=1.21,  # unfused / fused, fp32, RepVGG models
+    fast_path_speedup=2.0,  # baseline unfused fp32 / candidate fast path
+    like_for_like=1.0,  # baseline / candidate, same form and precision
+    backbone_conv_share=0.90,  # fused backbone convs / conv-matmul ceiling
+    miou_drop=0.5,  # |mIoU(reduced) - mIoU(fp32)|, points
+)
+#: The paper's comparisons: RepVGG-B1g2 against ResNet-50, B2 against
+#: ResNet-101, matched on tokens of the model names.
+PAPER_PAIRS = (('b1g2', 'r50'), ('b2', 'r101'))
+
+
+def _ok_forms(model: Dict) -> Dict[str, Dict]:
+    return {f['form']: f for f in model['forms'] if f['status'] == 'ok'}
+
+
+def _median(model: Dict, form: str) -> Optional[float]:
+    result = _ok_forms(model).get(form)
+    return result['latency_ms']['median'] if result else None
+
+
+def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
+    return num / den if num and den else None
+
+
+def fast_path(model: Dict) -> Optional[Dict]:
+    """The fastest deploy form measured (chosen by measurement)."""
+    forms = _ok_forms(model)
+    ranked = sorted((forms[name] for name in DEPLOY_FORMS if name in forms),
+                    key=lambda f: f['latency_ms']['median'])
+    if not ranked:
+        return None
+    best = ranked[0]
+    return dict(
+        form=best['form'],
+        label=best['label'],
+        median_ms=best['latency_ms']['median'])
+
+
+def fusion_summary(model: Dict) -> Optional[Dict]:
+    """Fusion's end-to-end speed-up and the ceiling Amdahl's law sets.
+
+    Fusing the backbone cannot speed up the rest (the head): with the
+    backbone's share ``b`` of the unfused time, no backbone change gives
+    more than ``1 / (1 - b)``; with the backbone's own fusion speed-up
+    ``s`` measured in the same run, Amdahl predicts ``1 / (1 - b + b/s)``.
+    """
+    forms = _ok_forms(model)
+    unfused = forms.get('unfused')
+    if not unfused or not unfused.get('backbone_ms'):
+        return None
+    total = unfused['latency_ms']['median']
+    backbone = unfused['backbone_ms']['median']
+    rest = total - backbone
+    out = dict(
+        unfused_ms=total,
+        backbone_ms=backbone,
+        head_and_rest_ms=rest,
+        backbone_share=backbone / total,
+        amdahl_ceiling=total / rest if rest > 0 else None)
+    for name in ('backbone_fused', 'fused'):
+        if name in forms:
+            median = forms[name]['latency_ms']['median']
+            out[f'{name}_speedup'] = total / median
+    fused_backbone = (forms.get('backbone_fused') or forms.get('fused')
+                      or {}).get('backbone_ms')
+    if fused_backbone:
+        out['backbone_speedup'] = backbone / fused_backbone['median']
+        out['amdahl_predicted'] = total / (rest + fused_backbone['median'])
+    best = out.get('fused_speedup') or out.get('backbone_fused_speedup')
+    if best and out['amdahl_ceiling']:
+        out['share_of_ceiling'] = best / out['amdahl_ceiling']
+    return out
+
+
+def _tokens(name: str) -> List[str]:
+    return re.split(r'[^a-z0-9]+', name.lower())
+
+
+def default_pairs(models: Sequence[Dict]) -> List[Tuple[str, str]]:
+    """The paper's (RepVGG, ResNet) pairs among ``models``, else all."""
+    candidates = [m['name'] for m in models if m['role'] == 'candidate']
+    baselines = [m['name'] for m in models if m['role'] == 'baseline']
+    pairs = [(c, b) for c in candidates for b in baselines
+             for c_key, b_key in PAPER_PAIRS
+             if c_key in _tokens(c) and b_key in _tokens(b)]
+    return pairs or [(c, b) for c in candidates for b in baselines]
+
+
+def _peak(model: Dict, form: str) -> Optional[float]:
+    result = _ok_forms(model).get(form)
+    return result['memory']['peak_mb'] if result else None
+
+
+def _conv_rate(model: Dict, form: str) -> Optional[float]:
+    profile = _ok_forms(model).get(form, {}).get('backbone_profile')
+    return profile['conv_gflops_per_s'] if profile else None
+
+
+def compare(candidate: Dict, baseline: Dict) -> Dict:
+    """RepVGG ``candidate`` against ResNet ``baseline`` (ratios > 1: the
+    candidate is faster)."""
+    fast, base_fast = fast_path(candidate), fast_path(baseline)
+    base_unfused = _median(baseline, 'unfused')
+    return dict(
+        candidate=candidate['name'],
+        baseline=baseline['name'],
+        fast_path=fast,
+        fast_path_speedup=_ratio(base_unfused, fast and fast['median_ms']),
+        baseline_fast_path=base_fast,
+        fast_path_like_for_like=_ratio(base_fast and base_fast['median_ms'],
+                                       fast and fast['median_ms']),
+        fused_vs_baseline_unfused=_ratio(base_unfused,
+                                         _median(candidate, 'fused')),
+        fp32_like_for_like=_ratio(
+            _median(baseline, 'fused'), _median(candidate, 'fused')),
+        reduced_like_for_like=_ratio(
+            _median(baseline, 'reduced'), _median(candidate, 'reduced')),
+        gflop_ratio=_ratio(
+            _ok_forms(candidate).get('fused', {}).get('gflop'),
+            _ok_forms(baseline).get('fused', {}).get('gflop')),
+        backbone_conv_gflops_per_s=dict(
+            candidate=_conv_rate(candidate, 'fused'),
+            baseline=_conv_rate(baseline, 'fused')),
+        peak_mb=dict(
+            candidate_fused=_peak(candidate, 'fused'),
+            baseline_unfused=_peak(baseline, 'unfused'),
+            baseline_fused=_peak(baseline, 'fused')))
+
+
+_PRECISION = dict(fused='fp32', reduced='reduced-precision')
+
+
+def _check(name: str,
+           value: Optional[float],
+           target: float,
+           higher_is_better: bool = True) -> Dict:
+    met = None if value is None else (
+        value >= target if higher_is_better else value <= target)
+    return dict(check=name, value=value, target=target, met=met)
+
+
+def checks(models: Sequence[Dict],
+           comparisons: Sequence[Dict],
+           miou: Optional[Dict] = None) -> List[Dict]:
+    """The issue's targets, each with its measured value and verdict."""
+    out = []
+    for model in models:
+        if model['role'] != 'candidate':
+            continue
+        fusion = model.get('fusion') or {}
+        out.append(
+            _check(f'{model["name"]}: fusion speed-up fp32 (unfused/fused)',
+                   fusion.get('fused_speedup'),
+                   TARGETS['fusion_fp32_speedup']))
+        for form in ('fused', 'reduced'):
+            profile = _ok_forms(model).get(form, {}).get('backbone_profile')
+            out.append(
+                _check(
+                    f'{model["name"]}: fused backbone convs, share of the '
+                    f'{profile["ceiling"] if profile else _PRECISION[form]} '
+                    'ceiling', profile and profile['share_of_ceiling'],
+                    TARGETS['backbone_conv_share']))
+    for comp in comparisons:
+        pair = f'{comp["candidate"]} vs {comp["baseline"]}'
+        out.append(
+            _check(f'{pair}: fast path vs baseline unfused fp32',
+                   comp['fast_path_speedup'], TARGETS['fast_path_speedup']))
+        for key in ('fp32_like_for_like', 'reduced_like_for_like',
+                    'fast_path_like_for_like'):
+            out.append(
+                _check(f'{pair}: {key.replace("_", " ")}', comp[key],
+                       TARGETS['like_for_like']))
+        peak = comp['peak_mb']
+        out.append(
+            _check(
+                f'{pair}: peak MB, fused candidate over baseline '
+                'unfused',
+                _ratio(peak['candidate_fused'], peak['baseline_unfused']), 1.0,
+                False))
+    for row in (miou or {}).get('forms', []):
+        if row.get('miou_diff') is not None and row['form'] != 'fused':
+            out.append(
+                _check(f'mIoU drop of {row["form"]} (points)',
+                       abs(row['miou_diff']), TARGETS['miou_drop'], False))
+    return out
+
+
+def analyze(results: Dict,
+            pairs: Optional[Sequence[Tuple[str, str]]] = None) -> Dict:
+    """Add ``fusion`` and ``fast_path`` to each model; return comparisons
+    and checks."""
+    models = {m['name']: m for m in results['models']}
+    for model in results['models']:
+        model['fusion'] = fusion_summary(model)
+        model['fast_path'] = fast_path(model)
+    pairs = default_pairs(results['models']) if pairs is None else pairs
+    missing = [name for pair in pairs for name in pair if name not in models]
+    if missing:
+        raise ConfigError(f'--pair names unknown models: {", ".join(missing)}'
+                          f'; measured: {", ".join(models)}')
+    comparisons = [compare(models[c], models[b]) for c, b in pairs]
+    return dict(
+        comparisons=comparisons,
+        targets=TARGETS,
+        checks=checks(results['models'], comparisons,
+                      results.get('miou_check')))

@@ -1,0 +1,275 @@
+"""Measuring primitives: wall time, peak memory, FLOPs, conv time.
+
+Everything here measures one thing and knows nothing about segmentors
+beyond ``model.backbone``; :mod:`.run` puts the pieces together.
+"""
+import copy
+import ctypes
+import ctypes.util
+import gc
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """What makes a timer wait for the device: CUDA runs asynchronously."""
+    if str(device).startswith('cuda'):
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_calls(fn: Callable[[], object], runs: int,
+               sync: Callable[[], None]) -> List[float]:
+    """Wall seconds of ``runs`` calls of ``fn``, each one synchronized."""
+    times = []
+    for _ in range(runs):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(seconds: List[float]) -> Optional[Dict[str, float]]:
+    """Median, min and max in milliseconds (None for no runs)."""
+    if not seconds:
+        return None
+    ms = [1000.0 * s for s in seconds]
+    return dict(
+        median=statistics.median(ms),
+        min=min(ms),
+        max=max(ms),
+        runs=[round(v, 3) for v in ms])
+
+
+class ModuleTimer:
+    """Wall time of every call of one submodule, through forward hooks.
+
+    mmseg calls ``decode_head.forward`` directly (hooks do not fire there),
+    but the backbone is called as a module, so its share of each timed run
+    comes for free: the head's is the rest.
+
+    Args:
+        module (nn.Module): The module to time (e.g. ``model.backbone``).
+        sync (callable): Device synchronization (see :func:`synchronizer`).
+    """
+
+    def __init__(self, module: nn.Module, sync: Callable[[], None]):
+        self.sync = sync
+        self.times: List[float] = []
+        self._start = None
+        self._handles = [
+            module.register_forward_pre_hook(self._pre),
+            module.register_forward_hook(self._post)
+        ]
+
+    def _pre(self, *_):
+        self.sync()
+        self._start = time.perf_counter()
+
+    def _post(self, *_):
+        self.sync()
+        self.times.append(time.perf_counter() - self._start)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _glibc():
+    name = ctypes.util.find_library('c')
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, 'malloc_trim') else None
+
+
+_LIBC = _glibc()
+
+
+def release_memory() -> None:
+    """Collect garbage and return free heap pages to the OS.
+
+    glibc keeps freed chunks resident; without ``malloc_trim`` one form's
+    leftovers would hide the next form's growth. No library does this.
+    """
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    # Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current
+    # RSS, which gives a per-form peak inside one process.
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Peak memory growth of the code run inside ``with``, in bytes.
+
+    CPU: growth of the process's peak resident set (Linux VmHWM, reset
+    through ``/proc/self/clear_refs`` after trimming the heap) over the
+    resident set at entry; it sees every allocator (torch, oneDNN,
+    onnxruntime). CUDA: torch's peak allocated bytes over those allocated
+    at entry (onnxruntime's CUDA memory is not seen). ``bytes`` stays None
+    where neither works; ``method`` says which was used.
+
+    Args:
+        device (str): ``'cpu'`` or a CUDA device.
+    """
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith('cuda')
+        self.bytes: Optional[int] = None
+        self.method = 'cuda max_memory_allocated' if self.cuda else (
+            'VmHWM growth (clear_refs reset)')
+        self._base = None
+
+    def __enter__(self):
+        release_memory()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        elif _reset_peak_rss():
+            self._base = _status_kib('VmRSS')
+        return self
+
+    def __exit__(self, *exc):
+        if self._base is None:
+            self.method = 'unavailable'
+        elif self.cuda:
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated() - self._base
+        else:
+            peak = _status_kib('VmHWM')
+            self.bytes = None if peak is None else 1024 * (peak - self._base)
+        return False
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn()`` by torch's ``FlopCounterMode`` (2 per MAC)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn()
+    return int(counter.get_total_flops())
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A weightless copy of ``model`` (meta tensors) for FLOP counting."""
+    return copy.deepcopy(model).to('meta')
+
+
+def conv_profile(fn: Callable[[], object], device: str, top: int = 6) -> Dict:
+    """Profile one call: time inside convolutions and the top ops.
+
+    Args:
+        fn (callable): What to profile (e.g. one backbone forward).
+        device (str): CUDA devices are profiled by kernel time.
+        top (int): How many ops to list by self time.
+
+    Returns:
+        dict: ``conv_ms`` (total time of ``aten::convolution``: CPU time,
+        or device time on CUDA), ``wall_ms`` and ``top_ops`` as
+        ``[name, self ms, calls]``.
+    """
+    cuda = str(device).startswith('cuda')
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    sync = synchronizer(device)
+    sync()
+    start = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as prof:
+        fn()
+        sync()
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+
+    def total(event):
+        return event.device_time_total if cuda else event.cpu_time_total
+
+    def self_time(event):
+        return (event.self_device_time_total
+                if cuda else event.self_cpu_time_total)
+
+    conv_us = sum(total(e) for e in events if e.key == 'aten::convolution')
+    ranked = sorted(events, key=self_time, reverse=True)[:top]
+    return dict(
+        conv_ms=conv_us / 1000.0,
+        wall_ms=1000.0 * wall,
+        top_ops=[[e.key, round(self_time(e) / 1000.0, 3), e.count]
+                 for e in ranked])
+
+
+def matmul_rate(n: int,
+                dtype: torch.dtype,
+                device: str,
+                runs: int = 3) -> float:
+    """GFLOP/s of an ``n x n`` matmul (median of ``runs`` after one)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    sync = synchronizer(device)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        seconds = statistics.median(
+            time_calls(lambda: torch.mm(a, b), runs, sync))
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def conv_rate(channels: int,
+              height: int,
+              width: int,
+              dtype: torch.dtype,
+              device: str,
+              runs: int = 5) -> float:
+    """GFLOP/s of a plain 3x3 conv, ``channels`` in and out, batch 1."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    conv = conv.to(device=device, dtype=dtype).eval()
+    x = torch.randn(1, channels, height, width).to(device=device, dtype=dtype)
+    flops = 2.0 * channels * channels * 9 * height * width
+    sync = synchronizer(device)
+    with torch.inference_mode():
+        conv(x)
+        seconds = statistics.median(time_calls(lambda: conv(x), runs, sync))
+    return flops / seconds / 1e9
+
+
+def relative_difference(reference: Tensor, actual: Tensor) -> Dict:
+    """Max abs logit difference over the largest logit, and the share of
+    pixels whose argmax label agrees."""
+    reference, actual = reference.float(), actual.float()
+    diff = (reference - actual).abs().max().item()
+    scale = max(reference.abs().max().item(), 1e-12)
+    agree = (reference.argmax(1) == actual.argmax(1)).float().mean().item()
+    return dict(max_rel_diff=diff / scale, label_agreement=agree)

@@ -1,0 +1,274 @@
+"""Benchmark results as Markdown, JSON and a PNG chart."""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+from ..atomic_io import atomic_open, atomic_write
+
+
+def _fmt(value, digits: int = 1, pct: bool = False) -> str:
+    if value is None:
+        return '–'
+    if pct:
+        return f'{100.0 * value:.{digits}f}%'
+    return f'{value:.{digits}f}'
+
+
+def _fmt_small(value: Optional[float]) -> str:
+    return '–' if value is None else f'{value:.1e}'
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    lines = [
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '|'.join(' --- ' for _ in header) + '|'
+    ]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return lines
+
+
+def _header(results: Dict) -> List[str]:
+    s, m, c = results['settings'], results['machine'], results['ceilings']
+    flags = ', '.join(k for k, v in m['cpu_flags'].items() if v) or 'none'
+    versions = m['versions']
+    device = m.get('gpu') or f'{m["cpu"]} ({m["cpus_usable"]} usable CPUs)'
+    low = m['reduced_dtype']
+    return [
+        f'Input {s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, on '
+        f'{s["device"]}: {device}; {m["torch_threads"]} torch threads; '
+        f'CPU flags: {flags}.',
+        f'torch {versions["torch"]} ({m["onednn"]}), mmseg '
+        f'{versions["mmsegmentation"]}, mmcv {versions["mmcv"]}, mmengine '
+        f'{versions["mmengine"]}, onnxruntime {versions["onnxruntime"]}, '
+        f'Python {m["python"]}. Started {m["time_utc"]} UTC, '
+        f'{m["wall_s"]:.0f} s; load average {m["load_average"][0]:.2f} at '
+        f'the start, {m["load_average_end"][0]:.2f} at the end.',
+        f'Ceilings measured in this run (GFLOP/s): fp32 matmul '
+        f'{c["fp32"]["matmul"]:.1f}, fp32 3x3 conv '
+        f'{c["fp32"]["conv3x3"]:.1f}, {low} matmul {c[low]["matmul"]:.1f}, '
+        f'{low} 3x3 conv {c[low]["conv3x3"]:.1f}.',
+        f'Each form: {s["warmup"]} warm-up + {s["runs"]} timed runs; '
+        'latency is the median (min-max).', ''
+    ]
+
+
+def _form_row(model: Dict, form: Dict, unfused: Optional[float]) -> list:
+    if form['status'] != 'ok':
+        return [model['name'], form['label']] + [form['status']] + ['–'] * 11
+    lat, mem = form['latency_ms'], form['memory']
+    profile = form.get('backbone_profile')
+    accuracy = form.get('accuracy', {})
+    return [
+        model['name'], form['label'],
+        f'{lat["median"]:.1f} ({lat["min"]:.1f}-{lat["max"]:.1f})',
+        _fmt(form['images_per_s'], 2),
+        _fmt(unfused / lat['median'] if unfused else None, 2),
+        _fmt(form['gflop'], 0),
+        _fmt(form['gflops_per_s']),
+        _fmt(form['share_of_fp32_matmul'], 0, pct=True),
+        _fmt((form.get('backbone_ms') or {}).get('median')),
+        _fmt(profile and profile['share_of_ceiling'], 0, pct=True),
+        f'{_fmt(mem["peak_mb"], 0)} ({_fmt(mem["weights_mb"], 0)} + '
+        f'{_fmt(mem["run_mb"], 0)})',
+        _fmt_small(accuracy.get('max_rel_diff')),
+        _fmt(accuracy.get('label_agreement'), 2, pct=True)
+    ]
+
+
+def _forms_table(results: Dict) -> List[str]:
+    header = [
+        'model', 'form', 'latency ms', 'images/s', 'x unfused', 'GFLOP',
+        'GFLOP/s', '% of fp32 matmul', 'backbone ms',
+        'backbone convs % of ceiling', 'peak MB (weights + run)',
+        'max rel. diff', 'labels agree'
+    ]
+    rows = []
+    for model in results['models']:
+        unfused = next((f['latency_ms']['median'] for f in model['forms']
+                        if f['form'] == 'unfused' and f['status'] == 'ok'),
+                       None)
+        rows += [_form_row(model, form, unfused) for form in model['forms']]
+    notes = [
+        f'- {model["name"]}, {form["label"]}: {form["status"]}: '
+        f'{form.get("note", "")}' for model in results['models']
+        for form in model['forms'] if form['status'] != 'ok'
+    ]
+    return _table(header, rows) + ([''] + notes if notes else [])
+
+
+def _fusion_table(results: Dict) -> List[str]:
+    rows = []
+    for model in results['models']:
+        f = model.get('fusion')
+        if not f:
+            continue
+        rows.append([
+            model['name'],
+            _fmt(f['unfused_ms']),
+            _fmt(f['backbone_share'], 0, pct=True),
+            _fmt(f.get('backbone_speedup'), 2),
+            _fmt(f.get('backbone_fused_speedup'), 2),
+            _fmt(f.get('fused_speedup'), 2),
+            _fmt(f.get('amdahl_predicted'), 2),
+            _fmt(f['amdahl_ceiling'], 2),
+            _fmt(f.get('share_of_ceiling'), 0, pct=True)
+        ])
+    header = [
+        'model', 'unfused ms', 'backbone share', 'backbone alone: fusion '
+        'speed-up', 'end to end: backbone-fused', 'end to end: fused',
+        'Amdahl, from backbone speed-up', 'Amdahl ceiling (backbone free)',
+        'fused / ceiling'
+    ]
+    return _table(header, rows) if rows else []
+
+
+def _fast_path_table(results: Dict) -> List[str]:
+    rows = []
+    for model in results['models']:
+        fast = model.get('fast_path')
+        unfused = (model.get('fusion') or {}).get('unfused_ms')
+        if fast:
+            rows.append([
+                model['name'], fast['label'],
+                _fmt(fast['median_ms']),
+                _fmt(unfused / fast['median_ms'] if unfused else None, 2)
+            ])
+    header = ['model', 'fast path (fastest deploy form)', 'ms', 'x unfused']
+    return _table(header, rows) if rows else []
+
+
+def _comparison_table(results: Dict) -> List[str]:
+    rows = []
+    for c in results['comparisons']:
+        conv, peak = c['backbone_conv_gflops_per_s'], c['peak_mb']
+        conv_rates = f'{_fmt(conv["candidate"])} / {_fmt(conv["baseline"])}'
+        rows.append([
+            f'{c["candidate"]} vs {c["baseline"]}',
+            c['fast_path']['label'] if c['fast_path'] else '–',
+            _fmt(c['fast_path_speedup'], 2),
+            _fmt(c['fused_vs_baseline_unfused'], 2),
+            _fmt(c['fp32_like_for_like'], 2),
+            _fmt(c['reduced_like_for_like'], 2),
+            _fmt(c['fast_path_like_for_like'], 2),
+            _fmt(c['gflop_ratio'], 2), conv_rates, ' / '.join(
+                _fmt(peak[k], 0)
+                for k in ('candidate_fused', 'baseline_unfused',
+                          'baseline_fused'))
+        ])
+    header = [
+        'RepVGG vs ResNet', 'fast path', 'fast path vs ResNet unfused',
+        'fused fp32 vs ResNet unfused', 'like for like: fused fp32',
+        'like for like: reduced', 'like for like: fast paths', 'GFLOP ratio',
+        'backbone conv GFLOP/s (RepVGG / ResNet)',
+        'peak MB (RepVGG fused / ResNet unfused / ResNet fused)'
+    ]
+    return _table(header, rows) if rows else []
+
+
+def _checks_table(results: Dict) -> List[str]:
+    verdict = {True: 'yes', False: '**no**', None: 'not measured'}
+    rows = [[
+        c['check'],
+        _fmt(c['value'], 2), f'{c["target"]:g}', verdict[c['met']]
+    ] for c in results['checks']]
+    return _table(['target', 'measured', 'target', 'met'],
+                  rows) if rows else []
+
+
+def _miou_table(results: Dict) -> List[str]:
+    miou = results.get('miou_check')
+    if not miou:
+        return []
+    rows = [[
+        r['label'],
+        _fmt(r['mIoU'], 2),
+        _fmt(r['miou_diff'], 2),
+        _fmt(r['label_agreement'], 3, pct=True)
+    ] for r in miou['forms']]
+    return [
+        f'mIoU on the validation data of {miou["config"]} '
+        f'({miou["images"]} images, checkpoint {miou["checkpoint"]}):', ''
+    ] + _table(['form', 'mIoU', 'difference (points)', 'labels agree'], rows)
+
+
+def render_markdown(results: Dict) -> str:
+    """The whole report: settings, forms, fusion, comparisons, targets."""
+    sections = [_header(results)]
+    if results['models']:
+        sections.append(_forms_table(results))
+    for part in (_fusion_table(results), _fast_path_table(results),
+                 _comparison_table(results), _miou_table(results),
+                 _checks_table(results)):
+        if part:
+            sections.append(part)
+    return '\n'.join('\n'.join(lines) + '\n' for lines in sections)
+
+
+def plot_latency(results: Dict, path: str) -> None:
+    """Horizontal bars: median latency of each form, grouped by model;
+    the whiskers span min-max."""
+    # The Agg canvas directly, not pyplot: no global backend is switched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    labels = {}
+    for model in results['models']:
+        for form in model['forms']:
+            labels.setdefault(form['form'], form['label'])
+    order, models = list(labels), results['models']
+    slots = len(order) + 1  # one empty slot between models
+    fig = Figure(figsize=(10, 1.5 + 0.25 * slots * max(len(models), 1)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = [f'C{i % 10}' for i in range(len(order))]
+    for index, name in enumerate(order):
+        bars = [(row * slots + index, f['latency_ms'])
+                for row, model in enumerate(models) for f in model['forms']
+                if f['form'] == name and f['status'] == 'ok']
+        if not bars:
+            continue
+        ys = [y for y, _ in bars]
+        medians = [lat['median'] for _, lat in bars]
+        errs = [[lat['median'] - lat['min'] for _, lat in bars],
+                [lat['max'] - lat['median'] for _, lat in bars]]
+        ax.barh(
+            ys, medians, xerr=errs, color=colors[index], label=labels[name])
+        for y, median, (_, lat) in zip(ys, medians, bars):
+            ax.text(lat['max'], y, f' {median:.0f}', va='center', fontsize=7)
+    ax.set_yticks(
+        [row * slots + (len(order) - 1) / 2 for row in range(len(models))])
+    ax.set_yticklabels([m['name'] for m in models], fontsize=8)
+    ax.invert_yaxis()
+    s = results['settings']
+    ax.set_xlabel('latency, ms (median of the timed runs; whiskers: '
+                  'min-max)')
+    ax.set_title(
+        f'{s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, '
+        f'{results["machine"].get("gpu") or results["machine"]["cpu"]}'
+        f', {results["machine"]["torch_threads"]} threads')
+    if order:
+        ax.legend(
+            fontsize='small',
+            loc='upper center',
+            bbox_to_anchor=(0.5, -0.12),
+            ncol=3)
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=100, bbox_inches='tight')
+
+
+def write_outputs(results: Dict, out_dir: str) -> Dict[str, str]:
+    """Write ``benchmark.json``, ``benchmark.md`` and ``benchmark.png``.
+
+    Returns:
+        dict: Paths by kind (``json``, ``markdown``, ``png``).
+    """
+    paths = {
+        kind: osp.join(out_dir, f'benchmark.{ext}')
+        for kind, ext in (('json', 'json'), ('markdown', 'md'), ('png', 'png'))
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write(paths['json'],
+                 json.dumps(results, indent=2, default=str) + '\n')
+    atomic_write(paths['markdown'], render_markdown(results))
+    plot_latency(results, paths['png'])
+    return paths

@@ -1,0 +1,261 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do before the Runner runs.
+
+The steps follow mmseg 1.2.2's own tools (shipped in its wheel under
+``mmseg/.mim/tools/``); each also checks its input, so a wrong path or an
+impossible option stops at once with one line naming the fix
+(:mod:`mmseg_repvgg.errors`) instead of a traceback minutes later.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import tempfile
+from typing import Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
+
+from .cpu_dist import setup_cpu_distributed
+from .errors import CheckpointError, ConfigError
+
+CONFIGS_HINT = 'the configs are in configs/, e.g. ' \
+    'configs/pspnet_repvgg_toy_cityscapes.py'
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options both tools share (mmseg's names and meanings).
+
+    Args:
+        parser (ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--work-dir',
+        help='directory for logs and checkpoints (default: the config\'s '
+        'work_dir, else ./work_dirs/CONFIG_NAME)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs merged into the '
+        'config, e.g. model.backbone.init_cfg=None '
+        'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (dist_*.sh and slurm_*.sh set it)')
+    # torch.distributed.launch passes --local-rank (--local_rank before
+    # torch 2.0); torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def set_local_rank(local_rank: int) -> None:
+    """Export LOCAL_RANK for mmengine unless a launcher already did."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config file and apply ``--cfg-options``.
+
+    Args:
+        path (str): The config file.
+        cfg_options (dict, optional): ``key=value`` overrides.
+
+    Raises:
+        ConfigError: The file is missing or cannot be parsed, or an override
+            does not fit the config.
+    """
+    if not osp.isfile(path):
+        raise ConfigError(f'config file not found: {path}; {CONFIGS_HINT}')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # a config is user input: any failure is one
+        raise ConfigError(
+            f'{path}: cannot load the config ({type(err).__name__}: '
+            f'{err})') from err
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            raise ConfigError(
+                f'--cfg-options {cfg_options} does not fit {path}: '
+                f'{err}') from err
+    return cfg
+
+
+def ensure_writable_dir(path: str, what: str) -> None:
+    """Create ``path`` and check that files can be written there.
+
+    Raises:
+        ConfigError: It cannot be created or written to.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f'{what} {path} is not writable ({err.strerror or err}); pass '
+            'a directory you can write to') from None
+
+
+def set_work_dir(cfg: Config, work_dir: Optional[str],
+                 config_path: str) -> str:
+    """Pick the work dir (CLI, else the config's, else work_dirs/NAME).
+
+    Args:
+        cfg (Config): The config; ``cfg.work_dir`` is set.
+        work_dir (str, optional): ``--work-dir``.
+        config_path (str): The config file, whose name names the default.
+
+    Returns:
+        str: The work dir, created and writable.
+    """
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        name = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    ensure_writable_dir(cfg.work_dir, 'work dir')
+    return cfg.work_dir
+
+
+def enable_amp(cfg: Config) -> None:
+    """Train with mixed precision (mmengine's AmpOptimWrapper).
+
+    Raises:
+        ConfigError: No GPU/NPU/MLU (AmpOptimWrapper refuses the CPU), or
+            an optimizer wrapper that cannot be switched.
+    """
+    if get_device() == 'cpu':
+        raise ConfigError(
+            '--amp needs a GPU (mmengine\'s AmpOptimWrapper has no CPU '
+            'mode); drop --amp on this machine')
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper == 'AmpOptimWrapper':
+        print_log(
+            'AMP training is already enabled in the config.',
+            logger='current',
+            level=logging.WARNING)
+        return
+    if wrapper != 'OptimWrapper':
+        raise ConfigError(
+            f'--amp switches OptimWrapper to AmpOptimWrapper, but the config '
+            f'uses {wrapper}; set its AMP options in the config instead')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """Scale the lr by (real global batch) / ``auto_scale_lr.base_batch_size``.
+
+    Raises:
+        ConfigError: The config has no ``auto_scale_lr.base_batch_size``.
+    """
+    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        raise ConfigError(
+            '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+            'base_batch_size=N) in the config (N: the global batch its lr '
+            'is meant for)')
+    cfg.auto_scale_lr.enable = True
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Resume from the latest checkpoint in the work dir, or from a file.
+
+    Args:
+        cfg (Config): The config; ``resume`` and ``load_from`` are set.
+        resume (str, optional): None (no resume), 'auto' (the latest
+            checkpoint in the work dir), or a checkpoint path.
+
+    Raises:
+        CheckpointError: The checkpoint file is missing.
+    """
+    if resume is None:
+        return
+    cfg.resume = True
+    if resume != 'auto':
+        check_checkpoint(resume)
+        cfg.load_from = resume
+
+
+def check_checkpoint(path: str) -> None:
+    """Fail early on a checkpoint path that is not a local file.
+
+    Raises:
+        CheckpointError: It is not a file here.
+    """
+    if not osp.isfile(path):
+        raise CheckpointError(
+            f'checkpoint file not found: {path}; train first '
+            '(tools/train.py CONFIG writes WORK_DIR/epoch_N.pth, '
+            'best_mIoU_*.pth and deploy_final.pth) or pass an existing file')
+
+
+def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
+                         wait_time: float) -> None:
+    """Draw test predictions beside their ground truth (mmseg's visualizer).
+
+    Args:
+        cfg (Config): The config; its SegVisualizationHook is switched on.
+        show (bool): Show each image in a window.
+        show_dir (str, optional): Save the images to
+            ``show_dir/vis_data/vis_image/``.
+        wait_time (float): Seconds each shown image stays.
+
+    Raises:
+        ConfigError: The config has no visualization hook, or show_dir is
+            not writable.
+    """
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise ConfigError(
+            '--show/--show-dir need default_hooks.visualization = '
+            "dict(type='SegVisualizationHook') in the config")
+    hook.draw = True
+    if show:
+        hook.show = True
+        hook.wait_time = wait_time
+    if show_dir:
+        ensure_writable_dir(show_dir, '--show-dir')
+        cfg.visualizer.save_dir = show_dir
+
+
+def enable_tta(cfg: Config) -> None:
+    """Test with test-time augmentation (mmseg's SegTTAModel).
+
+    Raises:
+        ConfigError: The config has no ``tta_pipeline`` or ``tta_model``.
+    """
+    if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+        raise ConfigError(
+            '--tta needs tta_pipeline and tta_model in the config (mmseg\'s '
+            'dataset and runtime bases define them)')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def set_output_dir(cfg: Config, out: str) -> None:
+    """Save the predicted label maps as PNGs for offline evaluation."""
+    ensure_writable_dir(out, '--out')
+    cfg.test_evaluator['output_dir'] = out
+    cfg.test_evaluator['keep_results'] = True
+
+
+def build_runner(cfg: Config, launcher: str) -> Runner:
+    """Build mmengine's Runner (or the config's ``runner_type``).
+
+    Args:
+        cfg (Config): The complete config.
+        launcher (str): The ``--launcher``; CPU-only distributed runs are
+            prepared first (:mod:`mmseg_repvgg.cpu_dist`).
+    """
+    cfg.launcher = launcher
+    setup_cpu_distributed(cfg, launcher)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

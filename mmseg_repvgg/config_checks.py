@@ -1,0 +1,283 @@
+"""Checks that tools/train.py and tools/test.py run before the Runner.
+
+Each catches early, with one line naming the cause and the fix, what
+mmseg and mmengine would fail late or not at all (:func:`check_before_run`
+runs them all):
+
+* :func:`check_checkpoint_fits`: the Runner loads checkpoints non-strictly,
+  so one of another arch tests random weights (exit 0) or dies in the
+  optimizer; a deploy checkpoint cannot be resumed or fine-tuned.
+* :func:`check_head_channels`: a decode or auxiliary head whose
+  ``in_channels`` differs from what the backbone gives at its ``in_index``
+  builds fine, and then the first forward dies in a conv (``RuntimeError:
+  Given groups=1, weight of size ...``) under a traceback wall.
+
+Both build the model on the meta device (no memory, no weights loaded);
+running the backbone once on a meta tensor gives the channels of every
+output of any mmseg backbone, RepVGG or not.
+"""
+import copy
+import os.path as osp
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.registry import init_default_scope
+
+from .errors import CheckpointError, ConfigError, UserError
+
+_PROBE_SIZE = 64  # any size that survives the backbone's total stride
+
+
+def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
+    """The channels of each output of ``model_cfg.backbone``.
+
+    Args:
+        model_cfg (dict): The ``model`` part of a segmentor config.
+
+    Returns:
+        list[int] | None: One count per backbone output; None if the
+        backbone cannot be built here (the Runner will report that itself).
+
+    Raises:
+        UserError: The backbone config is invalid in a way the backbone
+            itself reports clearly (e.g. an unknown RepVGG arch).
+    """
+    from mmseg.registry import MODELS
+    backbone_cfg = dict(model_cfg['backbone'])
+    backbone_cfg.pop('init_cfg', None)  # meta tensors load nothing anyway
+    in_channels = backbone_cfg.get('in_channels', 3)
+    init_default_scope('mmseg')
+    try:
+        with torch.device('meta'):
+            backbone = MODELS.build(backbone_cfg)
+            backbone.eval()  # some train() overrides return None
+            probe = torch.empty(1, in_channels, _PROBE_SIZE, _PROBE_SIZE)
+            with torch.no_grad():
+                outs = backbone(probe)
+    except UserError:
+        raise
+    except Exception:  # not ours to judge: the Runner's build will say it
+        return None
+    if isinstance(outs, torch.Tensor):
+        outs = [outs]
+    return [int(out.shape[1]) for out in outs]
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _expected(outs: Sequence[int], in_index: Union[int, Sequence[int]],
+              name: str) -> Tuple[List[int], List[int]]:
+    indices = _as_list(in_index)
+    for index in indices:
+        if not -len(outs) <= index < len(outs):
+            raise ConfigError(
+                f'model.{name}.in_index={in_index} but the backbone has '
+                f'{len(outs)} outputs (in_index 0..{len(outs) - 1}); set '
+                f'model.{name}.in_index to one of them')
+    return indices, [outs[index] for index in indices]
+
+
+def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
+    in_channels = head_cfg.get('in_channels')
+    if in_channels is None:
+        return
+    indices, expected = _expected(outs, head_cfg.get('in_index', -1), name)
+    if _as_list(in_channels) == expected:
+        return
+    if isinstance(in_channels, (list, tuple)) or len(expected) > 1:
+        fix = f'{list(expected)}'
+    else:
+        fix = f'{expected[0]}'
+    where = ', '.join(f'{c} at in_index {i}'
+                      for i, c in zip(indices, expected))
+    raise ConfigError(
+        f'model.{name}.in_channels={in_channels} but the backbone gives '
+        f'{where} (backbone out_channels {list(outs)}); set '
+        f'model.{name}.in_channels={fix}, or in_index to the output that '
+        f'has {in_channels} channels')
+
+
+def _heads(model_cfg: dict):
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(key)
+        if isinstance(heads, (list, tuple)):
+            for i, head in enumerate(heads):
+                yield f'{key}.{i}', head
+        elif heads:
+            yield key, heads
+
+
+def check_head_channels(model_cfg: dict) -> None:
+    """Raise unless every head takes the channels the backbone gives.
+
+    Checks ``decode_head`` and ``auxiliary_head`` (dicts or lists of dicts)
+    of an encoder-decoder: ``in_channels`` (an int, or a list for
+    multi-input heads such as UPerHead) against the backbone's outputs at
+    ``in_index``. Models with a neck are skipped (the neck changes the
+    channels), as are backbones that cannot be built on the meta device.
+
+    Args:
+        model_cfg (dict): The ``model`` part of a segmentor config.
+
+    Raises:
+        ConfigError: Naming the head, both channel counts and the fix.
+    """
+    model_cfg = segmentor_cfg(model_cfg)
+    if model_cfg.get('neck') or 'backbone' not in model_cfg:
+        return
+    outs = backbone_out_channels(model_cfg)
+    if outs is None:
+        return
+    for name, head_cfg in _heads(model_cfg):
+        _check_head(head_cfg, outs, name)
+
+
+def segmentor_cfg(model_cfg: dict) -> dict:
+    """The segmentor inside a wrapper config (``--tta``: SegTTAModel)."""
+    while 'backbone' not in model_cfg and isinstance(
+            model_cfg.get('module'), dict):
+        model_cfg = model_cfg['module']
+    return model_cfg
+
+
+def _model_on_meta(model_cfg: dict) -> Optional[torch.nn.Module]:
+    """The segmentor of ``model_cfg`` on the meta device (shapes only).
+
+    None if it cannot be built there (the Runner will report why).
+    """
+    from mmseg.registry import MODELS
+    model_cfg = copy.deepcopy(dict(segmentor_cfg(model_cfg)))
+    model_cfg.pop('pretrained', None)
+    backbone = dict(model_cfg['backbone'])
+    backbone.pop('init_cfg', None)
+    model_cfg['backbone'] = backbone
+    init_default_scope('mmseg')
+    try:
+        with torch.device('meta'):
+            return MODELS.build(model_cfg)
+    except UserError:
+        raise
+    except Exception:  # not ours to judge: the Runner's build will say it
+        return None
+
+
+def _has_reparam_hook(cfg) -> bool:
+    return any(
+        hook.get('type') == 'ReparamHook'
+        for hook in cfg.get('custom_hooks') or [])
+
+
+def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
+    """Raise unless ``filename`` can be loaded into the model of ``cfg``.
+
+    mmengine's Runner loads non-strictly: a checkpoint of another arch only
+    logs "size mismatch" warnings, and then tests random weights (exit 0)
+    or dies in the optimizer's ``load_state_dict``. This reads the file
+    once (weights-only, see :func:`mmseg_repvgg.compat.safe_torch_load`)
+    and compares it with the model built on the meta device.
+
+    Args:
+        cfg (Config): The complete config.
+        filename (str): The checkpoint.
+        purpose (str): 'test' (every key must match; a deploy checkpoint is
+            fine where the ReparamHook fuses the model to it), 'resume'
+            (every key must match, train-time only) or 'load_from'
+            (fine-tuning: the backbone's keys must match, the heads may
+            differ, e.g. in their number of classes).
+
+    Raises:
+        CheckpointError: Naming the file and what does not fit.
+    """
+    from .compat import safe_torch_load
+    from .deploy import (check_state_dict_matches, checkpoint_state_dict,
+                         is_deploy_checkpoint)
+    checkpoint = safe_torch_load(filename)
+    if not isinstance(checkpoint, dict) or not isinstance(
+            checkpoint.get('state_dict', checkpoint), dict):
+        raise CheckpointError(
+            f'{filename}: not a model checkpoint (no state_dict); pass a '
+            'checkpoint saved by tools/train.py or tools/reparam.py')
+    deploy = is_deploy_checkpoint(checkpoint)
+    if deploy and purpose != 'test':
+        raise CheckpointError(
+            f'{filename} is a deploy checkpoint (branches fused, BatchNorms '
+            f'folded) and cannot be trained from; for {purpose} pass the '
+            'train-time checkpoint it was made from (WORK_DIR/epoch_N.pth)')
+    state_dict = checkpoint_state_dict(checkpoint)
+    model = _model_on_meta(cfg.model)
+    if model is None:
+        return
+    if purpose == 'load_from':  # compare the backbone alone
+        backbone = model.backbone
+        model = torch.nn.Module()
+        model.backbone = backbone
+        state_dict = {
+            k: v
+            for k, v in state_dict.items() if k.startswith('backbone.')
+        }
+    try:
+        check_state_dict_matches(model, state_dict, filename)
+    except CheckpointError:
+        # The ReparamHook fuses the model to a deploy checkpoint (or one
+        # with a fused backbone) and checks every key itself.
+        fused = deploy or any('.branch_reparam.' in k for k in state_dict)
+        if not (purpose == 'test' and fused and _has_reparam_hook(cfg)):
+            raise
+
+
+def check_pretrained_exists(model_cfg: dict) -> None:
+    """Raise if the backbone's pretrained checkpoint is a missing file.
+
+    The Runner loads it only after the dataloaders are built (and also when
+    resuming, as it initializes weights before loading the checkpoint).
+
+    Args:
+        model_cfg (dict): The ``model`` part of a segmentor config.
+
+    Raises:
+        CheckpointError: Naming the file, where to get it and how to train
+            without it.
+    """
+    from .checkpoint.loading import MISSING_WEIGHTS_HELP
+    backbone = model_cfg.get('backbone') or {}
+    paths = [model_cfg.get('pretrained')]
+    paths += [
+        init.get('checkpoint') for init in _as_list(backbone.get('init_cfg'))
+        if isinstance(init, dict) and init.get('type') == 'Pretrained'
+    ]
+    for path in paths:
+        if not path or '://' in path or osp.isfile(path):
+            continue
+        get = MISSING_WEIGHTS_HELP if backbone.get('type') == 'RepVGG' else (
+            'Download it or fix the path')
+        raise CheckpointError(
+            f'{path}: pretrained backbone checkpoint not found. {get}. Or '
+            'train from scratch: --cfg-options model.backbone.init_cfg=None')
+
+
+def check_before_run(cfg, mode: str) -> None:
+    """What tools/train.py and tools/test.py check before the Runner runs.
+
+    Args:
+        cfg (Config): The complete config (work_dir, resume and load_from
+            already set from the command line).
+        mode (str): 'train' or 'test'.
+
+    Raises:
+        UserError: A head that does not fit the backbone, a missing
+            pretrained file (train), or a checkpoint that does not fit the
+            model (see :func:`check_checkpoint_fits`).
+    """
+    from mmengine.runner import find_latest_checkpoint
+    check_head_channels(cfg.model)
+    filename, purpose = cfg.get('load_from'), 'test'
+    if mode == 'train':
+        check_pretrained_exists(cfg.model)
+        purpose = 'resume' if cfg.get('resume') else 'load_from'
+        if cfg.get('resume') and not filename:
+            filename = find_latest_checkpoint(cfg.work_dir)
+    # Remote checkpoints (http://, s3://) are mmengine's to fetch and check.
+    if filename and '://' not in filename:
+        check_checkpoint_fits(cfg, filename, purpose)

@@ -1,0 +1,107 @@
+"""Distributed training and testing on CPUs (gloo), which mmengine lacks.
+
+mmengine 0.10.7 assumes CUDA in two places of a distributed run:
+``init_dist`` calls ``torch.cuda.set_device`` (an AttributeError on a CPU
+build of torch), and the Runner wraps the model in a DDP with
+``device_ids=[LOCAL_RANK]``, which torch refuses for a CPU module. On a
+machine without CUDA, :func:`setup_cpu_distributed` starts the process group
+itself (the Runner then skips its own ``init_dist``) and selects
+:class:`CPUDistributedDataParallel`. GPU runs are left exactly as they are.
+"""
+import datetime
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+from torch import nn
+
+from .errors import ConfigError
+
+# Set by torchrun (tools/dist_train.sh, tools/dist_test.sh).
+TORCHRUN_ENV = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
+                'MASTER_PORT')
+
+
+def _has_sync_bn(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper for a model on the CPU.
+
+    Drops ``device_ids`` (torch accepts none for CPU modules) and turns
+    SyncBN back into BN: torch's SyncBatchNorm trains on GPUs only, so on
+    CPUs each process keeps its own batch statistics.
+
+    Args:
+        module (nn.Module): The model, on the CPU.
+        device_ids (list, optional): Ignored; the Runner passes the local
+            rank, which only means something for a GPU.
+        **kwargs: Passed to :class:`MMDistributedDataParallel`.
+    """
+
+    def __init__(self, module: nn.Module, device_ids=None, **kwargs):
+        if _has_sync_bn(module):
+            print_log(
+                'CPU distributed run: SyncBN needs GPUs, so it is replaced '
+                'by BN (batch statistics are per process, not synced)',
+                logger='current')
+            module = revert_sync_batchnorm(module)
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def _dist_kwargs(cfg) -> dict:
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    backend = dist_cfg.pop('backend', 'nccl')
+    if backend == 'nccl':
+        raise ConfigError(
+            'the config asks for the nccl backend, which needs GPUs, and '
+            'torch sees none; on CPUs use gloo: --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo')
+    if dist_cfg.get('timeout') is not None:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    return dict(backend=backend, **dist_cfg)
+
+
+def setup_cpu_distributed(cfg, launcher: str) -> bool:
+    """Prepare a distributed run on CPUs; do nothing on GPUs.
+
+    Args:
+        cfg (Config): The run's config; ``model_wrapper_cfg`` is set when
+            the config has none.
+        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
+
+    Returns:
+        bool: Whether the process group was started here.
+
+    Raises:
+        ConfigError: A launcher other than torchrun's, a missing torchrun
+            environment, or the nccl backend, on a machine without CUDA.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise ConfigError(
+            f'--launcher {launcher} needs GPUs; on CPUs start the processes '
+            'with torchrun: tools/dist_train.sh CONFIG NPROC --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo')
+    missing = [name for name in TORCHRUN_ENV if name not in os.environ]
+    if missing:
+        raise ConfigError(
+            f'--launcher pytorch, but {", ".join(missing)} is not set: start '
+            'the processes with torchrun (tools/dist_train.sh, '
+            'tools/dist_test.sh), or drop --launcher for one process')
+    kwargs = _dist_kwargs(cfg)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(**kwargs)
+    if cfg.get('model_wrapper_cfg') is None:
+        # The arguments mmengine gives its own DDP when it picks the wrapper.
+        cfg.model_wrapper_cfg = dict(
+            type='CPUDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return True

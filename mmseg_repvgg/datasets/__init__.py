@@ -1,0 +1,14 @@
+"""Cityscapes preparation, the built-in toy Cityscapes and a checked dataset.
+
+Importing it registers ``CheckedCityscapesDataset`` in mmseg's DATASETS.
+"""
+from .checked_cityscapes import CheckedCityscapesDataset
+from .cityscapes_convert import convert_cityscapes, convert_polygon_file
+from .toy_cityscapes import (DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL, DEFAULT_SIZE,
+                             make_toy_cityscapes)
+
+__all__ = [
+    'CheckedCityscapesDataset', 'DEFAULT_NUM_TRAIN', 'DEFAULT_NUM_VAL',
+    'DEFAULT_SIZE', 'convert_cityscapes', 'convert_polygon_file',
+    'make_toy_cityscapes'
+]

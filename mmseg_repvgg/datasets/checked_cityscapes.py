@@ -1,0 +1,101 @@
+"""mmseg's CityscapesDataset, failing early and clearly on missing data.
+
+mmseg's own dataset lists ``leftImg8bit/SPLIT`` and pairs every image with
+the label path it expects, without checking it: a missing data root gives
+an empty dataset (and an obscure error much later), a missing label file a
+``FileNotFoundError`` in a dataloader worker minutes into training, and a
+label of the wrong size a shape error inside a transform.
+"""
+import os
+import os.path as osp
+from typing import List
+
+from mmengine import fileio
+from mmseg.datasets import CityscapesDataset
+from mmseg.registry import DATASETS
+from PIL import Image
+
+from ..errors import DatasetError
+from .cityscapes_convert import POLYGON_SUFFIX
+
+GET_DATA = (
+    'get the data with python tools/make_toy_cityscapes.py '
+    'data/toy_cityscapes (the built-in toy set), or download '
+    'Cityscapes (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip'
+    ' from https://www.cityscapes-dataset.com), unzip it there and run '
+    'python tools/convert_cityscapes.py DATA_ROOT')
+
+
+def _image_size(path: str) -> tuple:
+    """(W, H) from the file's header; PIL reads no pixels for this."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError as err:
+        raise DatasetError(f'{path}: not a readable image ({err}); '
+                           're-extract or re-convert it') from None
+
+
+@DATASETS.register_module()
+class CheckedCityscapesDataset(CityscapesDataset):
+    """CityscapesDataset that checks its files when it lists them.
+
+    Same classes, palette, suffixes and arguments as
+    :class:`mmseg.datasets.CityscapesDataset`; ``load_data_list`` also
+    raises :class:`~mmseg_repvgg.errors.DatasetError` (naming the files and
+    the fix) when
+
+    * the data root or the image directory does not exist,
+    * no image with the image suffix is found,
+    * an image has no label file,
+    * a label file's size differs from its image's.
+
+    Files on a remote storage backend are listed but not checked.
+    """
+
+    def load_data_list(self) -> List[dict]:
+        img_dir = self.data_prefix.get('img_path', '')
+        backend = fileio.get_file_backend(
+            img_dir or '.', backend_args=self.backend_args)
+        if not isinstance(backend, fileio.LocalBackend):
+            return super().load_data_list()
+        self._check_img_dir(img_dir)
+        data_list = super().load_data_list()
+        if not data_list:
+            raise DatasetError(
+                f'{img_dir}: no *{self.img_suffix} images in it '
+                f'(or in its subdirectories); {GET_DATA}')
+        for info in data_list:
+            self._check_pair(info['img_path'], info.get('seg_map_path'))
+        return data_list
+
+    def _check_img_dir(self, img_dir: str) -> None:
+        root = self.data_root
+        if root and not osp.isdir(root):
+            raise DatasetError(
+                f'{root}: dataset root not found (data_root, relative to '
+                f'{os.getcwd()}); {GET_DATA}')
+        if not osp.isdir(img_dir):
+            raise DatasetError(f'{img_dir}: image directory not found; '
+                               f'{GET_DATA}')
+
+    def _check_pair(self, img_path: str, seg_path) -> None:
+        if not osp.isfile(img_path):  # listed in an ann_file
+            raise DatasetError(f'{img_path}: image not found (listed in '
+                               f'{self.ann_file}); {GET_DATA}')
+        if seg_path is None:  # no seg_map_path: images only
+            return
+        if not osp.isfile(seg_path):
+            polygons = seg_path[:-len(self.seg_map_suffix)] + POLYGON_SUFFIX
+            fix = (f'convert the polygons with python '
+                   f'tools/convert_cityscapes.py {self.data_root or "ROOT"}'
+                   if osp.isfile(polygons) else GET_DATA)
+            raise DatasetError(f'{img_path}: its label file {seg_path} is '
+                               f'missing; {fix}')
+        img_size, seg_size = _image_size(img_path), _image_size(seg_path)
+        if img_size != seg_size:
+            raise DatasetError(
+                f'{seg_path} is {seg_size[0]}x{seg_size[1]} (WxH) but its '
+                f'image {img_path} is {img_size[0]}x{img_size[1]}; the label '
+                'must have the size of its image: re-convert the labels from '
+                'the polygon files or fix the image')

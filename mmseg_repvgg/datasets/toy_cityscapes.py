@@ -1,0 +1,179 @@
+"""A built-in toy Cityscapes: street scenes a small CNN learns on a CPU.
+
+:func:`make_toy_cityscapes` writes synthetic street scenes
+(:mod:`.toy_scene`) in the real Cityscapes layout and names::
+
+    ROOT/leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png
+    ROOT/gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json
+
+(``imgHeight``, ``imgWidth`` and ``objects`` of ``label`` and ``polygon``,
+Cityscapes class names), then runs the converter of the real download
+(:func:`~.cityscapes_convert.convert_cityscapes`), so everything downstream
+(CityscapesDataset, CityscapesMetric) sees what it would on Cityscapes.
+
+The scenes hold 13 of the 19 classes (road, sidewalk, building, wall,
+fence, pole, traffic light, traffic sign, vegetation, terrain, sky, person,
+car). Every pixel is covered by a polygon (sky and ground first, the rest
+drawn over them), so every pixel has a class, except the ego vehicle's
+bonnet in about half the images: its Cityscapes class is ignored (255), as
+on the real data.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+from mmengine.utils import (mkdir_or_exist, track_parallel_progress,
+                            track_progress)
+
+from ..atomic_io import atomic_write
+from ..errors import ConfigError, DatasetError
+from .cityscapes_convert import POLYGON_SUFFIX, convert_cityscapes
+from .toy_scene import make_scene
+
+#: Image size (H, W); the toy config trains on whole images of this size.
+DEFAULT_SIZE = (128, 256)
+DEFAULT_NUM_TRAIN = 64
+DEFAULT_NUM_VAL = 16
+MIN_SIZE = (16, 32)
+#: Real Cityscapes cities of each split, 16 images each, then the next.
+CITIES = {
+    'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt',
+              'dusseldorf', 'erfurt', 'hamburg', 'hanover', 'jena'),
+    'val': ('frankfurt', 'lindau', 'munster'),
+}
+IMAGES_PER_CITY = 16
+FRAME = 19  # the annotated frame of every Cityscapes snippet
+IMG_SUFFIX = '_leftImg8bit.png'
+#: What a written toy root holds; gtFine is moved in last, so its presence
+#: means the set is complete.
+OUTPUTS = ('leftImg8bit', 'train.txt', 'val.txt', 'gtFine')
+
+
+def toy_name(split: str, index: int) -> str:
+    """``CITY/CITY_SSSSSS_FFFFFF`` of the ``index``-th image of a split."""
+    cities = CITIES[split]
+    city = cities[index // IMAGES_PER_CITY % len(cities)]
+    snippet = index % IMAGES_PER_CITY + (
+        index // (IMAGES_PER_CITY * len(cities))) * IMAGES_PER_CITY
+    return f'{city}/{city}_{snippet:06d}_{FRAME:06d}'
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of one image: it depends on (seed, split, index) only,
+    whatever the number of images or processes."""
+    return np.random.default_rng([seed, list(CITIES).index(split), index])
+
+
+def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
+    """Draw and write one image and its polygon file."""
+    root, split, index, seed, size = task
+    image, objects = make_scene(scene_rng(seed, split, index), size)
+    name = toy_name(split, index)
+    img_path = osp.join(root, 'leftImg8bit', split, name + IMG_SUFFIX)
+    json_path = osp.join(root, 'gtFine', split, name + POLYGON_SUFFIX)
+    for path in (img_path, json_path):
+        mkdir_or_exist(osp.dirname(path))
+    ok, png = cv2.imencode('.png', image[..., ::-1],
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    assert ok, 'cv2 failed to encode a PNG'
+    atomic_write(img_path, png.tobytes())
+    polygons = dict(
+        imgHeight=size[0],
+        imgWidth=size[1],
+        objects=[
+            dict(
+                label=obj['label'], polygon=[list(p) for p in obj['polygon']])
+            for obj in objects
+        ])
+    atomic_write(json_path, json.dumps(polygons, indent=4))
+    return name
+
+
+def _check_args(num_train, num_val, size) -> None:
+    if num_train < 1 or num_val < 0:
+        raise ConfigError(
+            f'num_train={num_train}, num_val={num_val}: need at least one '
+            'training image and no negative count')
+    if len(size) != 2 or size[0] < MIN_SIZE[0] or size[1] < MIN_SIZE[1]:
+        raise ConfigError(f'size={tuple(size)}: give (H, W) of at least '
+                          f'{MIN_SIZE}')
+
+
+def _existing_outputs(root: str) -> list:
+    return [name for name in OUTPUTS if osp.lexists(osp.join(root, name))]
+
+
+def _move_into_place(staging: str, root: str, overwrite: bool) -> None:
+    mkdir_or_exist(root)
+    for name in OUTPUTS:
+        src, dst = osp.join(staging, name), osp.join(root, name)
+        if not osp.lexists(src):
+            continue
+        if overwrite and osp.isdir(dst) and not osp.islink(dst):
+            shutil.rmtree(dst)
+        elif overwrite and osp.lexists(dst):
+            os.remove(dst)
+        os.replace(src, dst)
+
+
+def make_toy_cityscapes(root: str,
+                        num_train: int = DEFAULT_NUM_TRAIN,
+                        num_val: int = DEFAULT_NUM_VAL,
+                        size: Tuple[int, int] = DEFAULT_SIZE,
+                        seed: int = 0,
+                        nproc: int = 1,
+                        overwrite: bool = False) -> Dict[str, int]:
+    """Write the toy Cityscapes to ``root`` and convert its labels.
+
+    Everything is written into a hidden directory beside ``root`` first and
+    moved into ``root`` at the end (``gtFine`` last), so an interrupted run
+    leaves no half-written dataset behind.
+
+    Args:
+        root (str): The data root to write (``data/toy_cityscapes``).
+        num_train (int): Training images. Defaults to 64.
+        num_val (int): Validation images. Defaults to 16.
+        size (tuple[int, int]): (H, W) of every image. Defaults to
+            (128, 256).
+        seed (int): The same seed writes the same files. Defaults to 0.
+        nproc (int): Worker processes. Defaults to 1.
+        overwrite (bool): Replace the ``leftImg8bit``, ``gtFine`` and split
+            lists already in ``root``. Defaults to False.
+
+    Returns:
+        dict[str, int]: Images written per split.
+
+    Raises:
+        ConfigError: Impossible counts or size.
+        DatasetError: ``root`` already holds a dataset and ``overwrite`` is
+            False.
+    """
+    _check_args(num_train, num_val, size)
+    root = osp.abspath(root)
+    existing = _existing_outputs(root)
+    if existing and not overwrite:
+        raise DatasetError(
+            f'{root}: already holds {", ".join(existing)}; remove them, '
+            'choose another directory or pass --overwrite')
+    parent = osp.dirname(root)
+    mkdir_or_exist(parent)
+    staging = tempfile.mkdtemp(
+        prefix=f'.{osp.basename(root)}.', suffix='.tmp', dir=parent)
+    try:
+        size = (int(size[0]), int(size[1]))
+        tasks = [(staging, 'train', i, seed, size) for i in range(num_train)]
+        tasks += [(staging, 'val', i, seed, size) for i in range(num_val)]
+        if nproc > 1:
+            track_parallel_progress(_write_sample, tasks, nproc, chunksize=4)
+        else:
+            track_progress(_write_sample, tasks)
+        counts = convert_cityscapes(staging, nproc=nproc, splits=list(CITIES))
+        _move_into_place(staging, root, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts

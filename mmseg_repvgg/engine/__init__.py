@@ -1,0 +1,3 @@
+from .hooks import ReparamHook
+
+__all__ = ['ReparamHook']

@@ -1,0 +1,246 @@
+"""Export a fused segmentor to ONNX and check it in onnxruntime.
+
+torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``) is used:
+the legacy exporter fails on PSPNet's adaptive pooling when the feature size
+is not a multiple of the pool sizes.
+"""
+import math
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .deploy import (FusionMismatchError, FusionReport, atomic_write,
+                     fuse_segmentor, random_inputs, relative_error,
+                     segmentor_logits)
+from .errors import ConfigError
+from .models.backbones import RepVGG
+
+
+def output_stride(model: nn.Module) -> int:
+    """How much the backbone downsamples: 2 (stem) x the stage strides."""
+    backbone = getattr(model, 'backbone', None)
+    if not isinstance(backbone, RepVGG):
+        return 1  # unknown backbone: no constraint we can state
+    return 2 * math.prod(backbone.strides)
+
+
+def check_export_shape(model: nn.Module, height: int, width: int) -> None:
+    """Raise unless H and W are positive multiples of the output stride."""
+    stride = output_stride(model)
+    if all(v >= stride and v % stride == 0 for v in (height, width)):
+        return
+
+    def near(v):
+        low = max(v // stride, 1) * stride
+        return (low, low + stride) if low != v else (v, v)
+
+    (h0, h1), (w0, w1) = near(height), near(width)
+    raise ConfigError(
+        f'--shape {height} {width} is not a positive multiple of the '
+        f"model's output stride {stride}; use --shape {h0} {w0} or "
+        f'--shape {h1} {w1}')
+
+
+def _pool_matrix(length, out: int, like: Tensor) -> Tensor:
+    """(out, length) matrix averaging the adaptive-pooling bins of a row."""
+    index = torch.arange(out, device=like.device)
+    start = torch.div(index * length, out, rounding_mode='floor')
+    end = torch.div((index + 1) * length + out - 1, out, rounding_mode='floor')
+    pos = torch.arange(length, device=like.device)
+    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+class ShapeGenericAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` as two matmuls with size-derived bins.
+
+    torch 2.13's dynamo ONNX exporter freezes the bins of
+    ``nn.AdaptiveAvgPool2d`` at the example input's size: with dynamic
+    shapes the graph then crashes or, worse, returns wrong values at other
+    sizes. Computing the bins from the (symbolic) input size keeps it exact
+    at every size. Written by hand: neither torch nor onnxscript has a
+    size-generic adaptive pool.
+
+    Args:
+        output_size (int | tuple): As for ``nn.AdaptiveAvgPool2d``.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        self.output_size = tuple(output_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        (height, width), (out_h, out_w) = x.shape[-2:], self.output_size
+        rows = _pool_matrix(height, out_h or height, x)
+        cols = _pool_matrix(width, out_w or width, x)
+        return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+
+
+def _make_pools_shape_generic(model: nn.Module) -> None:
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d):
+                setattr(module, name,
+                        ShapeGenericAdaptiveAvgPool2d(child.output_size))
+
+
+class _SegmentorExport(nn.Module):
+    """Input image (normalized NCHW) -> logits or label map, at input size.
+    """
+
+    def __init__(self, segmentor: nn.Module, argmax: bool):
+        super().__init__()
+        self.segmentor = segmentor
+        self.argmax = argmax
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        logits = segmentor_logits(self.segmentor, inputs)
+        return logits.argmax(dim=1) if self.argmax else logits
+
+
+def export_onnx(model: nn.Module,
+                out: str,
+                shape: Tuple[int, int],
+                argmax: bool = False,
+                dynamic: bool = False,
+                in_channels: int = 3) -> FusionReport:
+    """Fuse a copy of ``model`` and export it to ONNX with torch's dynamo.
+
+    The graph takes the image as the segmentor does after its data
+    preprocessor (normalized, RGB, NCHW float) and returns logits
+    ``(N, classes, H, W)`` or, with ``argmax``, labels ``(N, H, W)``.
+
+    Args:
+        model (nn.Module): A segmentor, fused or not (left unchanged).
+        out (str): The ``.onnx`` file, written atomically.
+        shape (tuple[int, int]): H, W of the example input.
+        argmax (bool): Export the label map. Defaults to False.
+        dynamic (bool): Dynamic batch, height and width. Defaults to False.
+        in_channels (int): Image channels. Defaults to 3.
+
+    Returns:
+        FusionReport: What was fused before export.
+    """
+    height, width = shape
+    check_export_shape(model, height, width)
+    fused, report = fuse_segmentor(model)
+    if dynamic:
+        _make_pools_shape_generic(fused)
+    wrapper = _SegmentorExport(fused, argmax).eval()
+    # torch.export specializes a dimension that is 1 in the example input,
+    # so a dynamic batch needs an example batch of 2.
+    inputs = random_inputs((2 if dynamic else 1, in_channels, height, width))
+    dims = torch.export.Dim.DYNAMIC
+    dynamic_shapes = dict(inputs={
+        0: dims,
+        2: dims,
+        3: dims
+    }) if dynamic else None
+
+    def write(tmp):
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, (inputs, ),
+                tmp,
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=dynamic_shapes,
+                input_names=['input'],
+                output_names=['labels' if argmax else 'logits'],
+                verbose=False)
+
+    atomic_write(out, write)
+    return report
+
+
+@dataclass
+class OnnxCheck:
+    """One comparison of onnxruntime with PyTorch.
+
+    Args:
+        shape (tuple): Input shape.
+        max_abs (float): Max abs logit difference (NaN for label maps).
+        rel (float): ``max_abs`` over the largest logit (NaN for labels).
+        mismatched (int): Differing labels (label maps only).
+    """
+
+    shape: Tuple[int, ...]
+    max_abs: float = float('nan')
+    rel: float = float('nan')
+    mismatched: int = 0
+
+
+def _onnx_session(path: str):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("onnxruntime is not installed; pip install "
+                          "'mmseg-repvgg[deploy]'") from None
+    return onnxruntime.InferenceSession(
+        path, providers=['CPUExecutionProvider'])
+
+
+def _compare_labels(logits: Tensor, labels: Tensor, tol: float) -> int:
+    """Count label mismatches; fail on any that is not a near-tie.
+
+    Logits that differ by ~1e-6 may flip the argmax where the two best
+    classes tie, so only mismatches at clear margins are errors.
+    """
+    mismatched = labels != logits.argmax(dim=1)
+    top2 = logits.topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]
+    clear = margin > tol * logits.abs().max()
+    if (mismatched & clear).any():
+        raise FusionMismatchError(
+            f'onnxruntime labels differ from PyTorch at '
+            f'{int((mismatched & clear).sum())} pixels with a clear margin')
+    return int(mismatched.sum())
+
+
+@torch.no_grad()
+def check_onnx(path: str,
+               model: nn.Module,
+               shapes: Sequence[Sequence[int]],
+               argmax: bool = False,
+               tol: float = 1e-4) -> List[OnnxCheck]:
+    """Run the ONNX file in onnxruntime and compare with PyTorch.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        model (nn.Module): The PyTorch segmentor (eval mode is set).
+        shapes (Sequence): Input shapes (N, C, H, W) to try.
+        argmax (bool): The graph returns labels. Defaults to False.
+        tol (float): Relative tolerance (see :func:`check_fused_equal`).
+
+    Returns:
+        list[OnnxCheck]: One per shape.
+
+    Raises:
+        FusionMismatchError: The outputs differ beyond ``tol``.
+    """
+    session = _onnx_session(path)
+    model.eval()
+    results = []
+    for seed, shape in enumerate(shapes):
+        inputs = random_inputs(shape, seed)
+        expected = segmentor_logits(model, inputs)
+        actual = torch.from_numpy(
+            session.run(None, {'input': inputs.numpy()})[0])
+        if argmax:
+            results.append(
+                OnnxCheck(
+                    tuple(shape),
+                    mismatched=_compare_labels(expected, actual, tol)))
+            continue
+        diff, rel = relative_error(expected, actual)
+        if not rel <= tol:
+            raise FusionMismatchError(
+                f'onnxruntime logits differ from PyTorch by {diff:.3g} '
+                f'({rel:.3g} relative, tolerance {tol:g}) at input '
+                f'{tuple(shape)}')
+        results.append(OnnxCheck(tuple(shape), max_abs=diff, rel=rel))
+    return results

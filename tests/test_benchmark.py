@@ -1,0 +1,198 @@
+"""tools/benchmark.py: the structure of what it writes, never its times.
+
+One in-process run of the tool's ``main`` on a 32x64 input measures the
+tiny PSPNet-RepVGG in every form and a tiny PSPNet-ResNet baseline, with
+an mIoU check on the tiny dataset; the tests read its JSON, Markdown and
+PNG. The helpers are checked on synthetic numbers.
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmseg_repvgg.benchmark import FORMS
+from mmseg_repvgg.benchmark.analysis import default_pairs, fusion_summary
+from mmseg_repvgg.benchmark.measure import PeakMemory
+from mmseg_repvgg.benchmark.run import split_model_arg
+from mmseg_repvgg.errors import ConfigError, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE_FORMS = ('unfused', 'fused', 'reduced')
+# torch.compile takes tens of seconds even for a tiny model: not here.
+CANDIDATE_FORMS = tuple(f for f in FORMS if FORMS[f].runtime != 'compile')
+# A PSPNet on a narrow ResNet-18: the baseline's code path at toy cost.
+TINY_RESNET = """
+_base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
+model = dict(
+    pretrained=None,
+    backbone=dict(stem_channels=8, base_channels=8),
+    decode_head=dict(in_channels=64, channels=8, num_classes=3),
+    auxiliary_head=dict(in_channels=32, channels=8, num_classes=3))
+"""
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'tool_benchmark', REPO / 'tools' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tool_run(tiny_seg_cfg, tiny_seg_checkpoint, tmp_path, capsys):
+    """Run the tool once: every form of the tiny RepVGG model, the tiny
+    ResNet baseline, and the mIoU check."""
+    baseline = tmp_path / 'tiny_resnet.py'
+    baseline.write_text(TINY_RESNET)
+    out_dir = tmp_path / 'bench'
+    argv = [
+        tiny_seg_cfg.filename, '--baselines',
+        f'{baseline}@{",".join(BASELINE_FORMS)}', '--shape', '32', '64',
+        '--warmup', '1', '--runs', '1', '--device', 'cpu', '--forms',
+        *CANDIDATE_FORMS, '--matmul-size', '64', '--conv-shape', '8', '8', '8',
+        '--miou-check', tiny_seg_cfg.filename,
+        str(tiny_seg_checkpoint), '--out-dir',
+        str(out_dir)
+    ]
+    torch.set_num_threads(1)
+    assert run_cli(load_tool().main, argv) == 0
+    stdout = capsys.readouterr().out
+    return out_dir, stdout, Path(tiny_seg_cfg.filename).stem
+
+
+def test_tool_writes_json_markdown_and_png(tool_run):
+    out_dir, stdout, name = tool_run
+    results = json.loads((out_dir / 'benchmark.json').read_text())
+    assert {
+        'settings', 'machine', 'ceilings', 'models', 'comparisons', 'checks',
+        'miou_check'
+    } <= set(results)
+    assert results['machine']['versions']['torch'] == torch.__version__
+    assert results['ceilings']['fp32']['matmul'] > 0
+    assert results['ceilings']['bf16']['conv3x3'] > 0
+
+    candidate, baseline = results['models']
+    assert (candidate['name'], candidate['role']) == (name, 'candidate')
+    assert (baseline['name'], baseline['role']) == ('tiny_resnet', 'baseline')
+    assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
+    assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
+    for form in candidate['forms'] + baseline['forms']:
+        assert form['status'] == 'ok', form
+        assert form['latency_ms']['min'] <= form['latency_ms']['median']
+        assert form['images_per_s'] > 0 and form['gflop'] > 0
+        assert form['share_of_fp32_matmul'] > 0
+        assert form['memory']['weights_mb'] > 0
+        assert 0 <= form['accuracy']['label_agreement'] <= 1
+    forms = {f['form']: f for f in candidate['forms']}
+    # Fusion is exact, reduced precision is not; fusion removes FLOPs.
+    assert forms['fused']['accuracy']['max_rel_diff'] < 1e-4
+    assert forms['lowres']['accuracy']['max_rel_diff'] < 1e-4
+    assert forms['reduced']['accuracy']['max_rel_diff'] > 1e-4
+    assert forms['fused']['gflop'] < forms['unfused']['gflop']
+    assert forms['fused']['backbone_profile']['conv_ms'] > 0
+    assert candidate['fusion']['backbone_share'] > 0
+    assert candidate['fast_path']['form'] in forms
+
+    comparison, = results['comparisons']
+    assert (comparison['candidate'], comparison['baseline']) == (name,
+                                                                 'tiny_resnet')
+    assert comparison['fp32_like_for_like'] > 0
+    assert any('fast path' in c['check'] for c in results['checks'])
+
+    miou = {row['form']: row for row in results['miou_check']['forms']}
+    assert set(miou) == {'fused', 'reduced', 'reduced_lowres'}
+    assert miou['fused']['miou_diff'] == 0
+    assert 0 <= miou['reduced']['mIoU'] <= 100
+    assert results['miou_check']['images'] == 4
+
+    markdown = (out_dir / 'benchmark.md').read_text()
+    assert stdout.strip().startswith(markdown.strip()[:200])
+    rows = [line for line in markdown.splitlines() if line.startswith('| ')]
+    for model, form in [(candidate, f) for f in candidate['forms']
+                        ] + [(baseline, f) for f in baseline['forms']]:
+        assert any(
+            row.startswith(f'| {model["name"]} | {form["label"]} |')
+            for row in rows), form['label']
+    assert any(row.startswith(f'| {name} vs tiny_resnet |') for row in rows)
+
+    png = (out_dir / 'benchmark.png').read_bytes()
+    assert png.startswith(b'\x89PNG\r\n\x1a\n') and len(png) > 1000
+
+
+def test_bad_settings_exit_2_with_one_line(capsys):
+    tool = load_tool()
+    assert run_cli(tool.main, ['--baselines', '--warmup', '0', 'x.py']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and '--warmup' in err
+    assert run_cli(tool.main, ['--baselines']) == 2
+    assert 'nothing to measure' in capsys.readouterr().err
+
+
+def test_model_argument_syntax():
+    spec = split_model_arg('a/b.py=c.pth@fused,reduced')
+    assert (spec.config, spec.checkpoint, spec.forms,
+            spec.name) == ('a/b.py', 'c.pth', ['fused', 'reduced'], 'b')
+    plain = split_model_arg('mmseg::pspnet/x.py')
+    assert (plain.checkpoint, plain.forms) == (None, None)
+    for bad in ('=c.pth', 'a.py=', 'a.py@'):
+        with pytest.raises(ConfigError):
+            split_model_arg(bad)
+
+
+def _model(name, role, unfused, fused, backbone_unfused, backbone_fused):
+
+    def form(key, median, backbone):
+        return dict(
+            form=key,
+            status='ok',
+            latency_ms=dict(median=median),
+            backbone_ms=dict(median=backbone))
+
+    return dict(
+        name=name,
+        role=role,
+        forms=[
+            form('unfused', unfused, backbone_unfused),
+            form('fused', fused, backbone_fused)
+        ])
+
+
+def test_fusion_summary_applies_amdahl():
+    # Backbone 6 of 10 s, fused to 3 s: Amdahl allows 10 / 4 = 2.5x with a
+    # free backbone and predicts 10 / (4 + 3) with the measured one.
+    summary = fusion_summary(_model('m', 'candidate', 10.0, 7.5, 6.0, 3.0))
+    assert summary['backbone_share'] == pytest.approx(0.6)
+    assert summary['amdahl_ceiling'] == pytest.approx(2.5)
+    assert summary['backbone_speedup'] == pytest.approx(2.0)
+    assert summary['amdahl_predicted'] == pytest.approx(10.0 / 7.0)
+    assert summary['fused_speedup'] == pytest.approx(10.0 / 7.5)
+    assert summary['share_of_ceiling'] == pytest.approx(10.0 / 7.5 / 2.5)
+
+
+def test_default_pairs_follow_the_paper():
+    models = [
+        _model(name, role, 1, 1, 1, 1)
+        for name, role in (('pspnet_repvgg_b1g2_fast', 'candidate'),
+                           ('pspnet_repvgg_b2_fast',
+                            'candidate'), ('pspnet_r101-d8_4xb2', 'baseline'),
+                           ('pspnet_r50-d8_4xb2', 'baseline'))
+    ]
+    assert default_pairs(models) == [
+        ('pspnet_repvgg_b1g2_fast', 'pspnet_r50-d8_4xb2'),
+        ('pspnet_repvgg_b2_fast', 'pspnet_r101-d8_4xb2')
+    ]
+    models[0]['name'] = 'other'
+    models[1]['name'] = 'another'
+    assert len(default_pairs(models)) == 4  # no paper pair: all pairs
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory('cpu') as probe:
+        block = torch.ones(16 * 2**20 // 4)  # 16 MiB, touched
+        del block
+    if probe.bytes is None:
+        pytest.skip(f'no peak-RSS reset here ({probe.method})')
+    assert probe.bytes >= 12 * 2**20

@@ -1,0 +1,180 @@
+"""ReparamHook in mmengine's Runner: test, fused validation, deploy files.
+
+Fixtures (tiny PSPNet-RepVGG config, data and checkpoint) are in
+conftest.py; every run is a few iterations on 32x64 images.
+"""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmseg_repvgg.deploy import (build_segmentor, load_segmentor,
+                                 reparam_checkpoint, segmentor_logits)
+from mmseg_repvgg.engine import ReparamHook
+from mmseg_repvgg.errors import CheckpointError
+from mmseg_repvgg.models.reparam import is_batchnorm
+
+
+class Probe(Hook):
+    """Records what the test and val loops ran and produced."""
+
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.batches, self.logits, self.val_models = [], [], []
+
+    def after_test_iter(self, runner, batch_idx, data_batch, outputs):
+        self.batches.append(copy.deepcopy(data_batch))
+        self.logits.append(torch.stack([o.seg_logits.data for o in outputs]))
+
+    def after_val_iter(self, runner, batch_idx, data_batch, outputs):
+        self.val_models.append(runner.model.val_step.__self__)
+
+
+def make_runner(cfg, name, **overrides):
+    cfg = copy.deepcopy(cfg)
+    cfg.experiment_name = name  # one logger and visualizer per runner
+    cfg.work_dir = str(Path(cfg.work_dir) / name)
+    cfg.merge_from_dict(overrides)
+    runner = Runner.from_cfg(cfg)
+    probe = Probe()
+    runner.register_hook(probe)
+    return runner, probe
+
+
+def count_norms(model):
+    return sum(is_batchnorm(m) for m in model.modules())
+
+
+def log_text(runner):
+    return ''.join(p.read_text() for p in Path(runner.log_dir).glob('*.log'))
+
+
+def relative_error(expected, actual):
+    return ((expected - actual).abs().max() / expected.abs().max()).item()
+
+
+@torch.no_grad()
+def test_hook_fuses_before_test(tiny_seg_cfg, tiny_seg_checkpoint):
+    runner, probe = make_runner(
+        tiny_seg_cfg, 'test', load_from=str(tiny_seg_checkpoint))
+    metrics = runner.test()
+
+    assert 'mIoU' in metrics and len(probe.logits) == 4
+    assert count_norms(runner.model) == 0
+    assert not runner.model.with_auxiliary_head
+    assert all(m.deploy for m in runner.model.backbone.modules()
+               if hasattr(m, 'branch_reparam'))
+    assert 'ReparamHook: fused 6 RepVGG blocks' in log_text(runner)
+    # The test loop's logits are the unfused model's (eval mode).
+    unfused, _ = load_segmentor(tiny_seg_cfg, str(tiny_seg_checkpoint))
+    assert count_norms(unfused) > 0
+    for batch, logits in zip(probe.batches, probe.logits):
+        expected = torch.stack(
+            [o.seg_logits.data for o in unfused.test_step(batch)])
+        assert relative_error(expected, logits) < 1e-5
+
+
+def test_fused_validation_leaves_training_bit_identical(tiny_seg_cfg):
+    runs = {}
+    for fused_val in (True, False):
+        runner, probe = make_runner(
+            tiny_seg_cfg,
+            f'val_fused_{fused_val}',
+            custom_hooks=[dict(type='ReparamHook', validate_fused=fused_val)])
+        runner.train()
+        runs[fused_val] = runner, probe
+    (fused_run, fused_probe), (plain_run,
+                               plain_probe) = runs[True], runs[False]
+
+    # The fused run validated a BN-free copy, the plain run the model.
+    assert len(fused_probe.val_models) == len(plain_probe.val_models) == 8
+    assert all(count_norms(m) == 0 for m in fused_probe.val_models)
+    assert all(m is plain_run.model for m in plain_probe.val_models)
+    assert 'val_step' not in vars(fused_run.model)  # restored
+    # Weights, BN statistics and optimizer state: bit-identical.
+    fused_state = fused_run.model.state_dict()
+    plain_state = plain_run.model.state_dict()
+    assert count_norms(fused_run.model) > 0
+    assert fused_state.keys() == plain_state.keys()
+    for key in fused_state:
+        assert torch.equal(fused_state[key], plain_state[key]), key
+    fused_optim = fused_run.optim_wrapper.optimizer.state_dict()['state']
+    plain_optim = plain_run.optim_wrapper.optimizer.state_dict()['state']
+    assert fused_optim.keys() == plain_optim.keys() and fused_optim
+    for key in fused_optim:
+        assert torch.equal(fused_optim[key]['momentum_buffer'],
+                           plain_optim[key]['momentum_buffer'])
+
+    # When training ends, the final and best weights ship in deploy form.
+    work_dir = Path(fused_run.work_dir)
+    for name in ('deploy_final', 'deploy_best_mIoU_iter_4'):
+        assert (work_dir / f'{name}.pth').is_file()
+        assert (work_dir / f'{name}.py').is_file()
+    deployed, checkpoint = load_segmentor(
+        Config.fromfile(str(work_dir / 'deploy_final.py')),
+        str(work_dir / 'deploy_final.pth'))
+    assert count_norms(deployed) == 0
+    assert checkpoint['meta']['iter'] == 4
+    trained = fused_run.model.eval()
+    inputs = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        assert relative_error(
+            segmentor_logits(trained, inputs),
+            segmentor_logits(deployed, inputs)) < 1e-5
+
+
+@pytest.fixture
+def deploy_checkpoint(tiny_seg_cfg, tiny_seg_checkpoint, tmp_path):
+    out = tmp_path / 'deploy' / 'tiny_deploy.pth'
+    reparam_checkpoint(
+        tiny_seg_cfg, str(tiny_seg_checkpoint), str(out), shape=(1, 3, 32, 64))
+    return out
+
+
+def test_deploy_checkpoint_tests_with_either_config(tiny_seg_cfg,
+                                                    deploy_checkpoint):
+    deploy_cfg = Config.fromfile(str(deploy_checkpoint.with_suffix('.py')))
+    deploy_run, deploy_probe = make_runner(
+        deploy_cfg, 'deploy_cfg', load_from=str(deploy_checkpoint))
+    deploy_run.test()
+    assert 'ReparamHook: nothing to fuse' in log_text(deploy_run)
+
+    # The training config: the hook shapes the model to the checkpoint.
+    train_run, train_probe = make_runner(
+        tiny_seg_cfg, 'train_cfg', load_from=str(deploy_checkpoint))
+    train_run.test()
+    assert 'deploy checkpoint, model shaped to it' in log_text(train_run)
+    for expected, actual in zip(deploy_probe.logits, train_probe.logits):
+        assert torch.equal(expected, actual)
+
+
+def test_deploy_checkpoint_refused_where_it_cannot_work(
+        tiny_seg_cfg, deploy_checkpoint):
+    other = copy.deepcopy(tiny_seg_cfg)
+    other.model.decode_head.channels = 16
+    runner, _ = make_runner(
+        other, 'mismatch', load_from=str(deploy_checkpoint))
+    with pytest.raises(CheckpointError, match='does not match'):
+        runner.test()
+
+    runner, _ = make_runner(
+        tiny_seg_cfg, 'train_from_deploy', load_from=str(deploy_checkpoint))
+    with pytest.raises(CheckpointError, match='cannot train'):
+        runner.train()
+
+
+def test_hook_is_registered_and_off_switches_work(tiny_seg_cfg,
+                                                  tiny_seg_checkpoint):
+    hook = ReparamHook(fuse_before_test=False)
+    runner, _ = make_runner(
+        tiny_seg_cfg, 'off', load_from=str(tiny_seg_checkpoint))
+    assert any(isinstance(h, ReparamHook) for h in runner.hooks)
+    model = build_segmentor(tiny_seg_cfg)
+    runner.model = model
+    hook.before_test_epoch(runner)
+    assert count_norms(model) > 0 and model.with_auxiliary_head

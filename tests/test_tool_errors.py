@@ -1,0 +1,314 @@
+"""Bad configs, arguments and files: every tool fails in one clear line.
+
+Each case of :data:`CASES` runs a tool's ``main`` in-process (as
+``python tools/NAME.py ARGS`` would: ``run_cli`` turns a UserError into
+``error: ...`` on stderr and exit 2) and must give exit 2, a single
+``error:`` line naming the cause and the fix, no traceback, and leave every
+file that existed before untouched. The table of cases and their messages
+in docs/reliability.md is checked against what the tools print, so it
+cannot drift; after changing a message, rewrite it with::
+
+    RELIABILITY_DOC_REGEN=1 python -m pytest tests/test_tool_errors.py
+
+Paths in the table: ``$TOY`` is configs/pspnet_repvgg_toy_cityscapes.py,
+``$IN`` holds the inputs made once below (checkpoints of the toy model:
+``good``, ``other_arch`` (another width), ``deploy`` (fused by
+tools/reparam.py, with its ``deploy.py``), ``truncated``, ``corrupt`` and
+``evil``, one with a pickle payload), ``$TMP`` is each case's own scratch
+directory, where ``existing.pth``/``existing.onnx`` (old outputs),
+``a_file`` (a file, so ``$TMP/a_file/work`` cannot be created even by
+root) and ``work/epoch_1.pth`` (an earlier run) are waiting.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmseg_repvgg.atomic_io import atomic_write
+from mmseg_repvgg.config_checks import (backbone_out_channels,
+                                        check_checkpoint_fits,
+                                        check_head_channels)
+from mmseg_repvgg.errors import CheckpointError, ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / 'docs' / 'reliability.md'
+BEGIN, END = '<!-- tool-errors:begin -->', '<!-- tool-errors:end -->'
+TOY = 'configs/pspnet_repvgg_toy_cityscapes.py'
+PAPER = 'configs/pspnet_repvgg_b1g2_cityscapes.py'
+REGEN = os.environ.get('RELIABILITY_DOC_REGEN') == '1'
+
+# (tool, what goes wrong, arguments). Each case exits 2 with one line.
+CASES = [
+    ('train', 'config file missing', '$TMP/missing.py'),
+    ('train', 'unknown arch',
+     '$TOY --work-dir $TMP/work --cfg-options model.backbone.arch=B7'),
+    ('train', 'decode head channels do not match the backbone',
+     '$TOY --work-dir $TMP/work --cfg-options '
+     'model.decode_head.in_channels=512'),
+    ('train', 'auxiliary head reads a backbone output that does not exist',
+     '$TOY --work-dir $TMP/work --cfg-options '
+     'model.auxiliary_head.in_index=5'),
+    ('train', 'pretrained backbone file missing',
+     f'{PAPER} --work-dir $TMP/work --cfg-options '
+     'model.backbone.init_cfg.checkpoint=$TMP/RepVGG-B1g2-train.pth'),
+    ('train', 'data root missing', '$TOY --work-dir $TMP/work --cfg-options '
+     'train_dataloader.dataset.data_root=$TMP/no_data'),
+    ('train', 'work dir cannot be created',
+     '$TOY --work-dir $TMP/a_file/work'),
+    ('train', 'resume: checkpoint missing',
+     '$TOY --work-dir $TMP/work --resume $TMP/missing.pth'),
+    ('train', 'resume: checkpoint of another arch',
+     '$TOY --work-dir $TMP/work --resume $IN/other_arch.pth'),
+    ('train', 'resume: truncated checkpoint',
+     '$TOY --work-dir $TMP/work --resume $IN/truncated.pth'),
+    ('train', 'resume: pickle payload',
+     '$TOY --work-dir $TMP/work --resume $IN/evil.pth'),
+    ('train', 'load_from: deploy checkpoint into the train-time config',
+     '$TOY --work-dir $TMP/work --cfg-options load_from=$IN/deploy.pth'),
+    ('test', 'checkpoint of another arch',
+     '$TOY $IN/other_arch.pth --work-dir $TMP/work'),
+    ('test', 'corrupt checkpoint',
+     '$TOY $IN/corrupt.pth --work-dir $TMP/work'),
+    ('test', 'checkpoint missing',
+     '$TOY $TMP/missing.pth --work-dir $TMP/work'),
+    ('reparam', 'truncated checkpoint, OUT exists',
+     '$TOY $IN/truncated.pth $TMP/existing.pth'),
+    ('reparam', 'checkpoint is already a deploy checkpoint',
+     '$IN/deploy.py $IN/deploy.pth $TMP/out.pth'),
+    ('export_onnx', 'shape not a multiple of the output stride',
+     '$TOY $IN/good.pth --out $TMP/existing.onnx --shape 100 200'),
+    ('export_onnx', 'checkpoint of another arch',
+     '$TOY $IN/other_arch.pth --out $TMP/existing.onnx --shape 64 128'),
+    ('convert_checkpoint', 'unknown arch',
+     '$IN/good.pth $TMP/existing.pth --arch B7'),
+    ('convert_checkpoint', 'checkpoint of another arch',
+     '$IN/good.pth $TMP/existing.pth --arch A0'),
+    ('benchmark', 'nothing to measure', '--baselines'),
+    ('convert_cityscapes', 'data root missing', '$TMP/no_cityscapes'),
+]
+
+
+class CommandPayload:
+    """Unpickling runs ``touch FLAG``."""
+
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.flag}', )
+
+
+def _toy_model_checkpoint(path: Path, cfg: Config) -> None:
+    from mmseg_repvgg.deploy import build_segmentor
+    torch.manual_seed(0)
+    model = build_segmentor(cfg)
+    torch.save(
+        dict(meta=dict(epoch=1, iter=1), state_dict=model.state_dict()), path)
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """The checkpoints the cases read ($IN)."""
+    from mmseg_repvgg.deploy import reparam_checkpoint
+    root = tmp_path_factory.mktemp('inputs')
+    cfg = Config.fromfile(str(REPO / TOY))
+    _toy_model_checkpoint(root / 'good.pth', cfg)
+    other = Config.fromfile(str(REPO / TOY))
+    other.model.backbone.arch.width_factor = (0.25, ) * 4
+    other.model.decode_head.in_channels = 128
+    other.model.auxiliary_head.in_channels = 64
+    _toy_model_checkpoint(root / 'other_arch.pth', other)
+    reparam_checkpoint(
+        cfg,
+        str(root / 'good.pth'),
+        str(root / 'deploy.pth'),
+        shape=(1, 3, 64, 128))
+    good = (root / 'good.pth').read_bytes()
+    (root / 'truncated.pth').write_bytes(good[:len(good) // 2])
+    gen = torch.Generator().manual_seed(0)
+    (root / 'corrupt.pth').write_bytes(
+        bytes(torch.randint(0, 256, (4096, ), generator=gen).tolist()))
+    checkpoint = torch.load(root / 'good.pth', weights_only=True)
+    checkpoint['meta']['note'] = CommandPayload(root / 'pwned')
+    torch.save(checkpoint, root / 'evil.pth')
+    return root
+
+
+def _scratch(root: Path) -> Path:
+    """A case's $TMP, with the old outputs a failing tool must not touch."""
+    root.mkdir()
+    (root / 'existing.pth').write_bytes(b'an earlier output')
+    (root / 'existing.onnx').write_bytes(b'an earlier export')
+    (root / 'a_file').write_text('not a directory')
+    (root / 'work').mkdir()
+    (root / 'work' / 'epoch_1.pth').write_bytes(b'an earlier checkpoint')
+    return root
+
+
+def _snapshot(*roots: Path) -> dict:
+    return {
+        path: hashlib.sha256(path.read_bytes()).hexdigest()
+        for root in roots
+        for path in root.rglob('*') if path.is_file()
+    }
+
+
+def _expand(args: str, tmp: Path, inputs: Path) -> list:
+    text = args.replace('$TOY', TOY).replace('$IN', str(inputs))
+    return text.replace('$TMP', str(tmp)).split()
+
+
+def _normalize(text: str, tmp: Path, inputs: Path) -> str:
+    text = text.replace(str(inputs), '$IN').replace(str(tmp), '$TMP')
+    return text.replace(str(REPO), '$REPO')
+
+
+def _row(tool, what, args, code, message) -> str:
+    cells = [f'`{tool}`', what, f'`{args}`', str(code), f'`{message}`']
+    return '| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |'
+
+
+def render_table(rows) -> str:
+    """The Markdown table of :data:`CASES` and what each printed."""
+    header = [
+        '| Tool | Case | Arguments | Exit | Message (stderr) |',
+        '| --- | --- | --- | --- | --- |'
+    ]
+    return '\n'.join(header + list(rows))
+
+
+def _doc_table() -> str:
+    text = DOC.read_text()
+    assert BEGIN in text and END in text, f'{DOC} lacks the table markers'
+    return text.split(BEGIN)[1].split(END)[0].strip()
+
+
+def _write_doc_table(table: str) -> None:
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN)
+    atomic_write(DOC, f'{head}{BEGIN}\n{table}\n{END}{rest.split(END)[1]}')
+
+
+def run_case(case, tmp: Path, inputs: Path, run_tool) -> str:
+    """Run one case, check it fails cleanly; return its table row."""
+    tool, what, args = case
+    tmp = _scratch(tmp)
+    before = _snapshot(tmp, inputs)
+    code, err = run_tool(tool, *_expand(args, tmp, inputs))
+    lines = err.strip().splitlines()
+    assert code == 2, f'{tool} ({what}): exit {code}, stderr:\n{err}'
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    after = _snapshot(tmp, inputs)
+    assert [str(p) for p, h in before.items() if after.get(p) != h] == []
+    assert not (inputs / 'pwned').exists(), 'a pickle payload ran'
+    return _row(tool, what, args, code, _normalize(lines[0], tmp, inputs))
+
+
+OUT_OF_DATE = ('docs/reliability.md is out of date; rewrite its table with '
+               'RELIABILITY_DOC_REGEN=1 python -m pytest '
+               'tests/test_tool_errors.py')
+
+
+@pytest.mark.skipif(REGEN, reason='test_doc_table rewrites the table')
+@pytest.mark.parametrize(
+    'index', range(len(CASES)), ids=[f'{c[0]}: {c[1]}' for c in CASES])
+def test_case_fails_clearly_as_documented(index, inputs, tmp_path, run_tool,
+                                          monkeypatch):
+    monkeypatch.chdir(REPO)  # relative paths as a user in the repo has them
+    row = run_case(CASES[index], tmp_path / 'case', inputs, run_tool)
+    documented = _doc_table().splitlines()[2:]
+    assert index < len(documented), OUT_OF_DATE
+    assert documented[index] == row, OUT_OF_DATE
+
+
+def test_doc_table(inputs, tmp_path, run_tool, monkeypatch):
+    """One row per case (regenerated, with RELIABILITY_DOC_REGEN=1)."""
+    if REGEN:
+        monkeypatch.chdir(REPO)
+        rows = [
+            run_case(case, tmp_path / f'case{i}', inputs, run_tool)
+            for i, case in enumerate(CASES)
+        ]
+        _write_doc_table(render_table(rows))
+    table = _doc_table().splitlines()
+    assert table[:2] == render_table([]).splitlines(), OUT_OF_DATE
+    assert len(table) - 2 == len(CASES), OUT_OF_DATE
+
+
+def test_entry_point_prints_one_line_not_a_traceback(tmp_path):
+    """The real entry point, in a subprocess: nothing but the error line."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    result = subprocess.run([
+        sys.executable, 'tools/train.py', TOY, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options',
+        'model.decode_head.in_channels=512'
+    ],
+                            cwd=REPO,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        'error: model.decode_head.in_channels=512 but the backbone gives 256 '
+        'at in_index 3 (backbone out_channels [32, 64, 128, 256]); set '
+        'model.decode_head.in_channels=256, or in_index to the output that '
+        'has 512 channels'
+    ]
+
+
+def test_cases_are_unique_and_cover_every_checkpoint_tool():
+    keys = [(tool, what) for tool, what, _ in CASES]
+    assert len(set(keys)) == len(keys)
+    tools = {tool for tool, _, _ in CASES}
+    assert {'train', 'test', 'reparam', 'export_onnx',
+            'convert_checkpoint'} <= tools
+
+
+# One config per head shape (PSP is the toy's, run by test_resume.py): UPer
+# takes a list, DeepLabV3+ a second input, FCN one; ResNet is not ours.
+@pytest.mark.parametrize('config', [
+    'upernet_repvgg_b1g2_cityscapes.py',
+    'deeplabv3plus_repvgg_b1g2_cityscapes.py', 'fcn_repvgg_b1g2_cityscapes.py',
+    'pspnet_repvgg_b2_fast_cityscapes.py', 'pspnet_r50-d8_paper_cityscapes.py'
+])
+def test_shipped_configs_pass_the_head_check(config):
+    """No false alarm: every config's heads fit its backbone."""
+    cfg = Config.fromfile(str(REPO / 'configs' / config))
+    assert backbone_out_channels(cfg.model)  # built and probed on meta
+    check_head_channels(cfg.model)
+
+
+def test_multi_input_head_mismatch_names_every_channel():
+    cfg = Config.fromfile(
+        str(REPO / 'configs' / 'upernet_repvgg_b1g2_cityscapes.py'))
+    cfg.model.decode_head.in_channels = [128, 256, 512, 1024]
+    with pytest.raises(
+            ConfigError,
+            match=r'set model.decode_head.in_'
+            r'channels=\[128, 256, 512, 2048\]'):
+        check_head_channels(cfg.model)
+
+
+def test_checkpoints_that_fit_pass(inputs):
+    cfg = Config.fromfile(str(REPO / TOY))
+    good, deploy = str(inputs / 'good.pth'), str(inputs / 'deploy.pth')
+    for purpose in ('test', 'resume', 'load_from'):
+        check_checkpoint_fits(cfg, good, purpose)
+    check_checkpoint_fits(cfg, deploy, 'test')  # the ReparamHook fuses
+    check_checkpoint_fits(
+        Config.fromfile(str(inputs / 'deploy.py')), deploy, 'test')
+    tta = cfg.copy()  # tools/test.py --tta wraps the segmentor
+    tta.tta_model.module = tta.model
+    tta.model = tta.tta_model
+    check_checkpoint_fits(tta, good, 'test')
+    # Fine-tuning to another number of classes: only the backbone counts.
+    cfg.model.decode_head.num_classes = 5
+    check_checkpoint_fits(cfg, good, 'load_from')
+    with pytest.raises(CheckpointError, match='resized keys'):
+        check_checkpoint_fits(cfg, good, 'test')

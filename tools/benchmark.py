@@ -1,0 +1,163 @@
+"""Measure segmentors' speed and memory in every inference form, side by side.
+
+In one process and one run: the machine's matmul and conv rates, then per
+model the train-time, backbone-fused, fully fused, reduced-precision
+(bf16 on CPU, fp16 on CUDA), channels_last and onnxruntime forms, with
+mmseg's PSPNet ResNet-50/101-D8 as baselines. Writes benchmark.json,
+benchmark.md and benchmark.png to --out-dir and prints the Markdown::
+
+    python tools/benchmark.py configs/pspnet_repvgg_b1g2_fast_cityscapes.py \\
+        configs/pspnet_repvgg_b2_fast_cityscapes.py --runs 3
+
+A model is CONFIG (random weights) or CONFIG=CHECKPOINT, optionally with
+its own forms: CONFIG@unfused,fused,reduced. ``--miou-check
+CONFIG CHECKPOINT`` also scores reduced precision on the validation data.
+See docs/benchmark.md.
+"""
+import argparse
+import sys
+
+from mmseg_repvgg.benchmark import (FORMS, Settings, miou_check,
+                                    render_markdown, run_benchmark,
+                                    write_outputs)
+from mmseg_repvgg.benchmark.run import (BASELINE_FORMS, CANDIDATE_FORMS,
+                                        DEFAULT_BASELINES, resolve_device,
+                                        split_model_arg)
+from mmseg_repvgg.errors import ConfigError, run_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Benchmark segmentors in every inference form: latency, '
+        'images/s, peak memory, GFLOP/s against the measured ceiling.')
+    parser.add_argument(
+        'models',
+        nargs='*',
+        metavar='CONFIG[=CHECKPOINT][@FORM,...]',
+        help='models to measure; without a checkpoint, random weights; '
+        '@FORM,... overrides --forms/--baseline-forms for this model')
+    parser.add_argument(
+        '--baselines',
+        nargs='*',
+        default=list(DEFAULT_BASELINES),
+        metavar='CONFIG[=CHECKPOINT][@FORM,...]',
+        help="baseline models (default: mmseg's PSPNet R50-D8 and R101-D8); "
+        'give the option alone for none')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=(512, 1024),
+        metavar=('H', 'W'),
+        help='input size (default: 512 1024)')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=1,
+        help='untimed runs per form; the first measures memory (default 1)')
+    parser.add_argument(
+        '--runs', type=int, default=3, help='timed runs (default 3)')
+    parser.add_argument(
+        '--device',
+        default='auto',
+        help='auto (CUDA when present), cpu, '
+        'cuda or cuda:N')
+    parser.add_argument(
+        '--threads', type=int, help='torch and onnxruntime threads')
+    parser.add_argument(
+        '--forms',
+        nargs='+',
+        default=list(CANDIDATE_FORMS),
+        choices=list(FORMS),
+        help='forms of RepVGG models')
+    parser.add_argument(
+        '--baseline-forms',
+        nargs='+',
+        default=list(BASELINE_FORMS),
+        choices=list(FORMS),
+        help='forms of the other models')
+    parser.add_argument(
+        '--profile-forms',
+        nargs='*',
+        default=['fused', 'reduced'],
+        choices=list(FORMS),
+        help='forms whose backbone convolutions are profiled')
+    parser.add_argument(
+        '--pair',
+        nargs=2,
+        action='append',
+        metavar=('REPVGG', 'BASELINE'),
+        help='model names to compare (default: B1g2 with R50, B2 with R101)')
+    parser.add_argument(
+        '--matmul-size',
+        type=int,
+        default=4096,
+        help='N of the N x N matmul ceiling (default 4096)')
+    parser.add_argument(
+        '--conv-shape',
+        type=int,
+        nargs=3,
+        action='append',
+        metavar=('C', 'H', 'W'),
+        help='a 3x3 conv of the conv ceiling; repeat for more (default: '
+        '256 128 256 and 512 64 128)')
+    parser.add_argument(
+        '--miou-check',
+        nargs=2,
+        metavar=('CONFIG', 'CHECKPOINT'),
+        help='also score the reduced-precision forms on the validation '
+        "data of CONFIG against fp32 (a trained model's checkpoint)")
+    parser.add_argument(
+        '--miou-forms',
+        nargs='+',
+        default=['fused', 'reduced', 'reduced_lowres'],
+        help='forms scored by --miou-check (default: fused reduced '
+        'reduced_lowres)')
+    parser.add_argument(
+        '--miou-max-images',
+        type=int,
+        help='stop the mIoU check after this many images')
+    parser.add_argument(
+        '--out-dir',
+        default='work_dirs/benchmark',
+        help='where benchmark.json/.md/.png go')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    specs = [split_model_arg(m) for m in args.models + args.baselines]
+    if not specs and not args.miou_check:
+        raise ConfigError('nothing to measure: give configs or --miou-check')
+    settings = Settings(
+        shape=tuple(args.shape),
+        batch=args.batch,
+        warmup=args.warmup,
+        runs=args.runs,
+        device=resolve_device(args.device),
+        threads=args.threads,
+        forms=args.forms,
+        baseline_forms=args.baseline_forms,
+        profile_forms=args.profile_forms,
+        matmul_size=args.matmul_size,
+        conv_shapes=[tuple(s) for s in args.conv_shape]
+        if args.conv_shape else Settings.conv_shapes)
+    settings.check()
+    miou = None
+    if args.miou_check:
+        miou = miou_check(
+            *args.miou_check,
+            forms=args.miou_forms,
+            device=settings.device,
+            max_images=args.miou_max_images,
+            log=lambda line: print(f'[benchmark] {line}', file=sys.stderr))
+    pairs = [tuple(p) for p in args.pair] if args.pair else None
+    results = run_benchmark(specs, settings, pairs=pairs, miou=miou)
+    paths = write_outputs(results, args.out_dir)
+    print(render_markdown(results))
+    print(f'wrote {", ".join(paths.values())}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Distributed training with torchrun (as mmseg's tools/dist_train.sh).
+#   bash tools/dist_train.sh CONFIG GPUS [train.py options]
+# The paper's schedule: bash tools/dist_train.sh CONFIG 8
+# On CPUs (processes instead of GPUs) add
+#   --cfg-options env_cfg.dist_cfg.backend=gloo
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT; PYTHON picks the
+# interpreter.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG GPUS [train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

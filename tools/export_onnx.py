@@ -1,0 +1,87 @@
+"""Export a PSPNet-RepVGG segmentor to ONNX, fused, and check it.
+
+CHECKPOINT may be train-time (it is fused first) or a deploy checkpoint.
+The graph takes the normalized RGB image (N, 3, H, W) and returns logits at
+input size, or the label map with ``--argmax``. It is run in onnxruntime
+and compared with PyTorch; the tool fails above the tolerance::
+
+    python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
+        --shape 512 1024 --dynamic
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from mmseg_repvgg.deploy import load_config, load_segmentor
+from mmseg_repvgg.errors import run_cli
+from mmseg_repvgg.onnx_export import check_onnx, export_onnx, output_stride
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Export a fused RepVGG segmentor to ONNX and compare '
+        'onnxruntime with PyTorch.')
+    parser.add_argument('config', help='the training or deploy config')
+    parser.add_argument('checkpoint', help='train-time or deploy checkpoint')
+    parser.add_argument('--out', required=True, help='the .onnx to write')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        required=True,
+        metavar=('H', 'W'),
+        help="input size; a multiple of the model's output stride")
+    parser.add_argument(
+        '--argmax',
+        action='store_true',
+        help='output the label map (N, H, W) instead of the logits')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='dynamic batch size, height and width')
+    parser.add_argument(
+        '--tol',
+        type=float,
+        default=1e-4,
+        help='largest allowed difference, relative to the largest logit '
+        '(default: 1e-4)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    model, _ = load_segmentor(cfg, args.checkpoint)
+    height, width = args.shape
+    report = export_onnx(
+        model,
+        args.out, (height, width),
+        argmax=args.argmax,
+        dynamic=args.dynamic)
+    print(f'{args.checkpoint}: {report.summary()}')
+    shapes = [(1, 3, height, width)]
+    if args.dynamic:
+        stride = output_stride(model)
+        shapes.append((2, 3, height + stride, width + stride))
+    for check in check_onnx(
+            args.out, model, shapes, argmax=args.argmax, tol=args.tol):
+        if args.argmax:
+            ties = (f'differ at {check.mismatched} pixels, all near-ties'
+                    if check.mismatched else 'equal')
+            print(f'input {check.shape}: onnxruntime labels and PyTorch '
+                  f'labels {ties}')
+        else:
+            print(f'input {check.shape}: max abs difference of the logits '
+                  f'{check.max_abs:.3g} ({check.rel:.3g} relative; '
+                  f'tolerance {args.tol:g})')
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

@@ -1,0 +1,73 @@
+"""Write the built-in toy Cityscapes (real layout, labels converted).
+
+    python tools/make_toy_cityscapes.py data/toy_cityscapes
+    python tools/make_toy_cityscapes.py ROOT --num-train 8 --num-val 2 \
+        --size 64 128 --seed 1 --nproc 2 --overwrite
+
+Synthetic street scenes with 13 of the 19 Cityscapes classes, written as
+``ROOT/leftImg8bit/{train,val}/CITY/*_leftImg8bit.png`` and
+``ROOT/gtFine/{train,val}/CITY/*_gtFine_{polygons.json,labelTrainIds.png,
+labelIds.png,instanceIds.png}``, which configs/pspnet_repvgg_toy_cityscapes.py
+reads (its data_root is data/toy_cityscapes).
+"""
+import argparse
+import sys
+import time
+
+from mmseg_repvgg.datasets import toy_cityscapes as toy
+from mmseg_repvgg.errors import run_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Write the toy Cityscapes dataset.')
+    parser.add_argument(
+        'root', help='data root to write, e.g. '
+        'data/toy_cityscapes')
+    parser.add_argument(
+        '--num-train',
+        type=int,
+        default=toy.DEFAULT_NUM_TRAIN,
+        help=f'training images (default {toy.DEFAULT_NUM_TRAIN})')
+    parser.add_argument(
+        '--num-val',
+        type=int,
+        default=toy.DEFAULT_NUM_VAL,
+        help=f'validation images (default {toy.DEFAULT_NUM_VAL})')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=toy.DEFAULT_SIZE,
+        metavar=('H', 'W'),
+        help='image size (default %(default)s)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument(
+        '--nproc', type=int, default=1, help='worker processes (default 1)')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace the leftImg8bit/, gtFine/ and split lists in ROOT')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    counts = toy.make_toy_cityscapes(
+        args.root,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        size=tuple(args.size),
+        seed=args.seed,
+        nproc=args.nproc,
+        overwrite=args.overwrite)
+    summary = ', '.join(f'{n} {split}' for split, n in counts.items())
+    print(f'wrote toy Cityscapes to {args.root}: {summary} images of '
+          f'{args.size[0]}x{args.size[1]} (HxW) in '
+          f'{time.perf_counter() - start:.1f} s')
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

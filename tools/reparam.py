@@ -1,0 +1,66 @@
+"""Turn a trained PSPNet-RepVGG checkpoint into a deploy checkpoint.
+
+Fuses the RepVGG blocks, folds the heads' BatchNorms into their convs and
+drops the auxiliary head; checks on a random input that the fused logits
+equal the unfused ones; writes OUT (weights and meta, no optimizer state)
+and the deploy config beside it (OUT with ``.py``)::
+
+    python tools/reparam.py CONFIG work_dirs/x/iter_40000.pth deploy.pth
+    python tools/test.py deploy.py deploy.pth
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from mmseg_repvgg.deploy import load_config, reparam_checkpoint
+from mmseg_repvgg.errors import run_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Fuse a trained RepVGG segmentor into its deploy form.')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='the train-time checkpoint')
+    parser.add_argument(
+        'out',
+        help='the deploy checkpoint to write (.pth); its config is '
+        'written beside it with .py')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=(128, 256),
+        metavar=('H', 'W'),
+        help='size of the random input of the equality check')
+    parser.add_argument(
+        '--tol',
+        type=float,
+        default=1e-4,
+        help='largest allowed difference of the logits, relative to the '
+        'largest logit (default: 1e-4)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    result = reparam_checkpoint(
+        cfg,
+        args.checkpoint,
+        args.out,
+        shape=(1, 3, *args.shape),
+        tol=args.tol)
+    print(f'{args.checkpoint}: {result.report.summary()}')
+    print(f'max abs difference of the logits: {result.max_abs:.3g} '
+          f'({result.rel:.3g} of the largest logit; tolerance {args.tol:g})')
+    print(f'wrote {result.checkpoint} and {result.config}')
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
