@@ -91,6 +91,39 @@ def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
     _fsync_dir(directory)
 
 
+@contextlib.contextmanager
+def atomic_path(filename: PathLike) -> Iterator[str]:
+    """A temporary path that replaces ``filename`` when the block succeeds.
+
+    For writers that take a path rather than a file object (``torch.save``
+    with a verification step, the ONNX exporter). Same guarantees as
+    :func:`atomic_open`; the directory is created if missing.
+
+    Args:
+        filename (str | PathLike): The destination.
+
+    Yields:
+        str: Where to write the whole content.
+    """
+    filename = os.fspath(filename)
+    directory = osp.dirname(osp.abspath(filename))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f'.{osp.basename(filename)}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, _default_file_mode())
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
 def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
     """Write ``data`` (bytes or text) to ``filename`` atomically.
 

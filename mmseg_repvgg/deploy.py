@@ -18,10 +18,8 @@ the tools (``tools/reparam.py``, ``tools/export_onnx.py``) share lives here:
 ONNX export is in :mod:`mmseg_repvgg.onnx_export`.
 """
 import copy
-import os
 import os.path as osp
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,6 +33,7 @@ from mmengine.runner import weights_to_cpu
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from .atomic_io import atomic_path
 from .compat import safe_torch_load
 from .errors import CheckpointError, ConfigError, UserError
 from .models.backbones import RepVGG
@@ -244,22 +243,8 @@ def deploy_config(cfg: Config) -> Config:
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Write through ``write(tmp)`` to a temp file, then ``os.replace``."""
-    dirname = osp.dirname(osp.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=dirname, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        # mkstemp creates 0600; give the file the mode open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_text(text: str) -> Callable[[str], None]:

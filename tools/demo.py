@@ -31,10 +31,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/pspnet_repvgg_toy_cityscapes.py'
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
-# Lines of the tools' logs shown live (all of it goes to the log files):
-# progress, metrics, the ReparamHook's report, problems.
-SHOWN = ('Epoch(', 'ReparamHook', 'per class results', 'Saving checkpoint',
-         'best checkpoint', 'WARNING', 'ERROR', 'error:', 'Error', 'Traceback')
+# What the tools' logs show live (all of it goes to the log files):
+# progress and the ReparamHook's report; problems always show.
+SHOWN = ('Epoch(', 'ReparamHook:', 'Saving checkpoint', 'best checkpoint')
+PROBLEMS = ('Error', 'error:', 'Traceback')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,8 +89,11 @@ def config_options(data_root: str, epochs: Optional[int] = None) -> list:
 
 
 def worth_showing(line: str) -> bool:
-    """Whether a log line is progress, a result or a problem."""
-    return line.startswith(('|', '+')) or any(key in line for key in SHOWN)
+    """Whether a log line is progress or a problem."""
+    if any(key in line for key in PROBLEMS):
+        return True
+    return ' - mmengine - INFO - ' in line and any(key in line
+                                                   for key in SHOWN)
 
 
 def run_tool(argv: list, log_file: str) -> str:
@@ -147,6 +150,20 @@ def test_metrics(test_dir: str) -> dict:
         return json.load(f)
 
 
+def last_val_miou(work_dir: str) -> Optional[float]:
+    """mIoU of the last validation in training (the train-time model).
+
+    mmengine's LocalVisBackend writes one JSON line per logged step to
+    ``TIMESTAMP/vis_data/scalars.json``.
+    """
+    runs = sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not runs:
+        return None
+    with open(runs[-1]) as f:
+        scores = [json.loads(line) for line in f if '"mIoU"' in line]
+    return scores[-1]['mIoU'] if scores else None
+
+
 def per_class_table(output: str) -> str:
     """The per-class IoU/Acc table mmseg's IoUMetric logged, as text."""
     lines = output.splitlines()
@@ -195,6 +212,12 @@ def print_summary(output: str, work_dir: str, test_dir: str, show_dir: str,
     print(f'mIoU {metrics["mIoU"]:.2f} (aAcc {metrics["aAcc"]:.2f}, mAcc '
           f'{metrics["mAcc"]:.2f}); predicting the most frequent class '
           f'everywhere scores {constant_prediction_miou(data_root):.2f} mIoU')
+    before = last_val_miou(work_dir)
+    if before is not None:
+        same = abs(before - metrics['mIoU']) < 0.01
+        print(f'the train-time (unfused) model scored {before:.2f} mIoU at '
+              'its last validation' +
+              (': the fused model is the same function' if same else ''))
     print(
         f'fused (deploy) checkpoint: {osp.join(work_dir, "deploy_final.pth")}')
     if images:

@@ -12,14 +12,13 @@ Per block, the checkpoint and the model may differ in form:
 """
 import os
 import os.path as osp
-import tempfile
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from mmengine.utils import mkdir_or_exist
 from torch import Tensor
 
+from ..atomic_io import atomic_path
 from ..compat import safe_torch_load
 from ..errors import CheckpointError
 from ..models.backbones.repvgg import RepVGG, RepVGGBlock
@@ -332,19 +331,10 @@ def save_converted(state_dict: dict,
         meta (dict, optional): Plain metadata (str/int/float/list/dict).
         verify (callable, optional): Raises if the written file is bad.
     """
-    directory = osp.dirname(osp.abspath(filename))
-    mkdir_or_exist(directory)
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=osp.basename(filename) + '.', suffix='.tmp')
-    os.close(fd)
-    try:
+    with atomic_path(filename) as tmp:
         torch.save({'state_dict': state_dict, 'meta': dict(meta or {})}, tmp)
         if verify is not None:
             verify(tmp)
-        os.replace(tmp, filename)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def convert_file(src: str,
