@@ -14,4 +14,6 @@ model = dict(
     # first (stride 4), the auxiliary head on the third.
     decode_head=dict(in_channels=2048, c1_in_channels=128),
     auxiliary_head=dict(in_channels=512))
-custom_hooks = [dict(type='ReparamHook', save_deploy=True)]
+custom_hooks = _base_.custom_hooks + [
+    dict(type='ReparamHook', save_deploy=True)
+]

@@ -12,4 +12,6 @@ model = dict(
     backbone=dict(_base_.repvgg_d8, _delete_=True),
     decode_head=dict(in_channels=2048),
     auxiliary_head=dict(in_channels=512))
-custom_hooks = [dict(type='ReparamHook', save_deploy=True)]
+custom_hooks = _base_.custom_hooks + [
+    dict(type='ReparamHook', save_deploy=True)
+]

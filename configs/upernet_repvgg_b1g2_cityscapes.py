@@ -18,4 +18,6 @@ model = dict(
         _delete_=True),
     decode_head=dict(in_channels=[128, 256, 512, 2048]),
     auxiliary_head=dict(in_channels=512))
-custom_hooks = [dict(type='ReparamHook', save_deploy=True)]
+custom_hooks = _base_.custom_hooks + [
+    dict(type='ReparamHook', save_deploy=True)
+]

@@ -16,4 +16,6 @@ model = dict(
     auxiliary_head=dict(in_channels=512))
 # Test (and ship) the re-parameterized model: fused before each test epoch,
 # deploy checkpoints written beside the training ones at the end.
-custom_hooks = [dict(type='ReparamHook', save_deploy=True)]
+custom_hooks = _base_.custom_hooks + [
+    dict(type='ReparamHook', save_deploy=True)
+]
