@@ -57,8 +57,11 @@ def tool_run(tiny_seg_cfg, tiny_seg_checkpoint, tmp_path, capsys):
         str(tiny_seg_checkpoint), '--out-dir',
         str(out_dir)
     ]
-    torch.set_num_threads(1)
-    assert run_cli(load_tool().main, argv) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert run_cli(load_tool().main, argv + ['--threads', '1']) == 0
+    finally:
+        torch.set_num_threads(threads)
     stdout = capsys.readouterr().out
     return out_dir, stdout, Path(tiny_seg_cfg.filename).stem
 
@@ -92,6 +95,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert forms['lowres']['accuracy']['max_rel_diff'] < 1e-4
     assert forms['reduced']['accuracy']['max_rel_diff'] > 1e-4
     assert forms['fused']['gflop'] < forms['unfused']['gflop']
+    assert forms['lowres']['gflop'] < forms['fused']['gflop']
     assert forms['fused']['backbone_profile']['conv_ms'] > 0
     assert candidate['fusion']['backbone_share'] > 0
     assert candidate['fast_path']['form'] in forms

@@ -17,6 +17,8 @@ See docs/benchmark.md.
 import argparse
 import sys
 
+import torch
+
 from mmseg_repvgg.benchmark import (FORMS, Settings, miou_check,
                                     render_markdown, run_benchmark,
                                     write_outputs)
@@ -144,6 +146,8 @@ def main(argv=None):
         conv_shapes=[tuple(s) for s in args.conv_shape]
         if args.conv_shape else Settings.conv_shapes)
     settings.check()
+    if settings.threads:  # the mIoU check runs first
+        torch.set_num_threads(settings.threads)
     miou = None
     if args.miou_check:
         miou = miou_check(

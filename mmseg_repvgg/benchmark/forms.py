@@ -64,7 +64,7 @@ class Form:
             'backbone': 'backbone-fused',
             'full': 'fused'
         }[self.fuse]
-        low = _DTYPE_NAMES[reduced_dtype(device)]
+        low = DTYPE_NAMES[reduced_dtype(device)]
         precision = {
             'fp32': 'fp32',
             'reduced': low,
@@ -99,7 +99,7 @@ DEPLOY_FORMS = ('fused', 'fused_cl', 'reduced', 'reduced_cl', 'lowres',
                 'reduced_lowres', 'autocast', 'compiled_fp32', 'compiled',
                 'onnxruntime')
 
-_DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
 
 
 def reduced_dtype(device: str) -> torch.dtype:
@@ -150,10 +150,12 @@ class PreparedForm:
     cleanup: Callable[[], None] = lambda: None
 
 
-def torch_form(
-    form: Form, model: nn.Module, device: str
-) -> Tuple[nn.Module, Callable[[Tensor], Tensor], Callable[[],
-                                                           ContextManager]]:
+#: (module, cast an fp32 batch to its input, context factory to run in)
+TorchForm = Tuple[nn.Module, Callable[[Tensor], Tensor],
+                  Callable[[], ContextManager]]
+
+
+def torch_form(form: Form, model: nn.Module, device: str) -> TorchForm:
     """Make a PyTorch form of ``model`` (left unchanged) on ``device``.
 
     Returns:

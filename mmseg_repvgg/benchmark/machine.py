@@ -8,7 +8,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
-from .forms import _DTYPE_NAMES, reduced_dtype
+from .forms import DTYPE_NAMES, reduced_dtype
 from .measure import conv_rate, matmul_rate
 
 _PACKAGES = ('torch', 'mmsegmentation', 'mmcv', 'mmengine', 'onnx',
@@ -68,7 +68,7 @@ def machine_info(device: str) -> Dict:
         onednn=onednn[0] if onednn else None,
         load_average=list(os.getloadavg()),
         device=str(device),
-        reduced_dtype=_DTYPE_NAMES[reduced_dtype(device)],
+        reduced_dtype=DTYPE_NAMES[reduced_dtype(device)],
         versions={name: _version(name)
                   for name in _PACKAGES})
     if str(device).startswith('cuda'):
@@ -113,5 +113,5 @@ def measure_ceilings(device: str, matmul_size: int,
             conv3x3=max(convs.values()),
             conv3x3_shapes=convs)
         rates['ceiling'] = max(rates['matmul'], rates['conv3x3'])
-        ceilings[_DTYPE_NAMES.get(dtype, 'fp32')] = rates
+        ceilings[DTYPE_NAMES.get(dtype, 'fp32')] = rates
     return ceilings

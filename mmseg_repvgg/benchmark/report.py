@@ -5,6 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
+from .forms import FORMS
 
 
 def _fmt(value, digits: int = 1, pct: bool = False) -> str:
@@ -215,7 +216,10 @@ def plot_latency(results: Dict, path: str) -> None:
     for model in results['models']:
         for form in model['forms']:
             labels.setdefault(form['form'], form['label'])
-    order, models = list(labels), results['models']
+    # The forms' catalogue order, unknown names (older JSON) last.
+    rank = {name: i for i, name in enumerate(FORMS)}
+    order = sorted(labels, key=lambda name: rank.get(name, len(rank)))
+    models = results['models']
     slots = len(order) + 1  # one empty slot between models
     fig = Figure(figsize=(10, 1.5 + 0.25 * slots * max(len(models), 1)))
     FigureCanvasAgg(fig)
@@ -245,7 +249,7 @@ def plot_latency(results: Dict, path: str) -> None:
     ax.set_title(
         f'{s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, '
         f'{results["machine"].get("gpu") or results["machine"]["cpu"]}'
-        f', {results["machine"]["torch_threads"]} threads')
+        f', torch threads: {results["machine"]["torch_threads"]}')
     if order:
         ax.legend(
             fontsize='small',

@@ -1,4 +1,5 @@
 """Measure every form of every model in one process and one run."""
+import copy
 import os
 import os.path as osp
 import sys
@@ -17,8 +18,9 @@ from ..deploy import (build_segmentor, load_config, load_segmentor,
                       random_inputs, segmentor_logits)
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
+from ..models.psp_lowres import lowres_psp_heads
 from .analysis import analyze
-from .forms import (_DTYPE_NAMES, FORMS, Form, FormUnavailable, fuse_model,
+from .forms import (DTYPE_NAMES, FORMS, Form, FormUnavailable, fuse_model,
                     prepare_form, reduced_dtype)
 from .machine import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
@@ -168,27 +170,31 @@ def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
 
 
 class FlopTable:
-    """FLOPs of a model at each fusion level, counted on weightless copies.
-    """
+    """FLOPs of a model in each form's structure, counted on weightless
+    copies."""
 
     def __init__(self, model: nn.Module, shape: Sequence[int]):
         self.model = model
         self.shape = tuple(shape)
-        self._cache: Dict[str, Tuple[int, int]] = {}
+        self._cache: Dict[Tuple[str, bool], Tuple[int, int]] = {}
 
-    def __call__(self, level: str) -> Tuple[int, int]:
-        """(whole model, backbone) FLOPs at fusion ``level``."""
-        if level not in self._cache:
-            meta = fuse_model(meta_copy(self.model), level)
+    def __call__(self, form: Form) -> Tuple[int, int]:
+        """(whole model, backbone) FLOPs of ``form``'s structure: its
+        fusion level and, if it has one, the low-res PSP bottleneck."""
+        key = (form.fuse, form.lowres_psp)
+        if key not in self._cache:
+            meta = fuse_model(meta_copy(self.model), form.fuse)
+            if form.lowres_psp:
+                meta = copy.deepcopy(meta)  # 'none' returns the model itself
+                lowres_psp_heads(meta)
             x = torch.empty(self.shape, device='meta')
-            self._cache[level] = (
-                count_flops(lambda: segmentor_logits(meta, x)),
-                count_flops(lambda: meta.backbone(x)))
-        return self._cache[level]
+            self._cache[key] = (count_flops(lambda: segmentor_logits(meta, x)),
+                                count_flops(lambda: meta.backbone(x)))
+        return self._cache[key]
 
 
 def _precision_key(form: Form, device: str) -> str:
-    return 'fp32' if form.precision == 'fp32' else _DTYPE_NAMES[reduced_dtype(
+    return 'fp32' if form.precision == 'fp32' else DTYPE_NAMES[reduced_dtype(
         device)]
 
 
@@ -227,7 +233,7 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     finally:
         prepared.cleanup()
     latency = summarize(times)
-    total, backbone = flops(form.fuse)
+    total, backbone = flops(form)
     rate = total / (latency['median'] / 1000.0) / 1e9
     precision = _precision_key(form, device)
     result = dict(

@@ -77,7 +77,9 @@ class LowResPSPBottleneck(nn.Module):
             conv.kernel_size,
             padding=conv.padding,
             dilation=conv.dilation,
-            bias=conv.bias is not None)
+            bias=conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype)
         with torch.no_grad():
             self.conv.weight.copy_(conv.weight[:, :in_channels])
             if conv.bias is not None:
