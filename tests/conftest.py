@@ -209,6 +209,19 @@ def tiny_seg_checkpoint(tmp_path, tiny_seg_cfg):
     return path
 
 
+@pytest.fixture
+def tiny_model(tiny_seg_cfg):
+    """The tiny PSPNet-RepVGG in eval mode, its BN statistics those of a
+    random batch (activations at a trained network's scale)."""
+    from mmseg_repvgg.deploy import build_segmentor, segmentor_logits
+    torch.manual_seed(0)
+    model = build_segmentor(tiny_seg_cfg)
+    with torch.no_grad():
+        model.train()
+        segmentor_logits(model, torch.randn(2, 3, *TINY_HW))
+    return model.eval()
+
+
 # --- Tools: test_train_test_tools.py, test_dist.py -------------------------
 # configs/pspnet_repvgg_toy_cityscapes.py shrunk through --cfg-options, as a
 # user would, to a tiny model on 32x64 toy Cityscapes images.

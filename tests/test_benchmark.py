@@ -17,9 +17,13 @@ from mmseg_repvgg.benchmark.analysis import default_pairs, fusion_summary
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.run import split_model_arg
 from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.models.int8 import int8_supported
+
+#: The int8 forms need oneDNN's x86 int8 kernels; elsewhere they are skipped.
+INT8 = int8_supported()
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE_FORMS = ('unfused', 'fused', 'reduced')
+BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'int8')
 # torch.compile takes tens of seconds even for a tiny model: not here.
 CANDIDATE_FORMS = tuple(f for f in FORMS if FORMS[f].runtime != 'compile')
 # A PSPNet on a narrow ResNet-18: the baseline's code path at toy cost.
@@ -83,6 +87,9 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
     assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
     for form in candidate['forms'] + baseline['forms']:
+        if not INT8 and form['form'].startswith('int8'):
+            assert form['status'] == 'skipped', form
+            continue
         assert form['status'] == 'ok', form
         assert form['latency_ms']['min'] <= form['latency_ms']['median']
         assert form['images_per_s'] > 0 and form['gflop'] > 0
@@ -97,6 +104,17 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert forms['fused']['gflop'] < forms['unfused']['gflop']
     assert forms['lowres']['gflop'] < forms['fused']['gflop']
     assert forms['fused']['backbone_profile']['conv_ms'] > 0
+    if INT8:
+        # int8: convs replaced (the oneDNN kernel is profiled as a conv),
+        # FLOPs counted on the float structure, logits close, not exact.
+        assert forms['int8']['backbone_profile']['conv_ms'] > 0
+        assert forms['int8']['gflop'] == forms['fused']['gflop']
+        assert 1e-4 < forms['int8']['accuracy']['max_rel_diff'] < 0.5
+        assert results['ceilings']['int8']['conv3x3'] > 0
+        # onnxruntime's own int8 (QDQ): quantized, and smaller on disk.
+        ort_int8, ort = forms['onnxruntime_int8'], forms['onnxruntime']
+        assert ort_int8['accuracy']['max_rel_diff'] > 1e-4
+        assert (ort_int8['memory']['weights_mb'] < ort['memory']['weights_mb'])
     assert candidate['fusion']['backbone_share'] > 0
     assert candidate['fast_path']['form'] in forms
 
@@ -104,13 +122,18 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert (comparison['candidate'], comparison['baseline']) == (name,
                                                                  'tiny_resnet')
     assert comparison['fp32_like_for_like'] > 0
+    assert not INT8 or comparison['int8_like_for_like'] > 0
     assert any('fast path' in c['check'] for c in results['checks'])
 
     miou = {row['form']: row for row in results['miou_check']['forms']}
-    assert set(miou) == {'fused', 'reduced', 'reduced_lowres'}
+    assert set(miou) == {'fused', 'reduced', 'reduced_lowres'
+                         } | ({'int8', 'int8_lowres'} if INT8 else set())
     assert miou['fused']['miou_diff'] == 0
     assert 0 <= miou['reduced']['mIoU'] <= 100
     assert results['miou_check']['images'] == 4
+    if INT8:
+        assert 0 <= miou['int8']['mIoU'] <= 100
+        assert results['miou_check']['calibration_images'] > 0
 
     markdown = (out_dir / 'benchmark.md').read_text()
     assert stdout.strip().startswith(markdown.strip()[:200])

@@ -6,20 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from mmseg_repvgg.benchmark.forms import fuse_model
-from mmseg_repvgg.deploy import build_segmentor, segmentor_logits
+from mmseg_repvgg.deploy import segmentor_logits
 from mmseg_repvgg.models.psp_lowres import (LowResPSPHead,
                                             interpolation_matrix,
                                             lowres_psp_heads)
-
-
-@pytest.fixture
-def tiny_model(tiny_seg_cfg):
-    torch.manual_seed(0)
-    model = build_segmentor(tiny_seg_cfg)
-    with torch.no_grad():  # BN statistics of a batch, not the defaults
-        model.train()
-        segmentor_logits(model, torch.randn(2, 3, 32, 64))
-    return model.eval()
 
 
 @pytest.mark.parametrize('align_corners', [False, True])

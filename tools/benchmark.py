@@ -2,16 +2,18 @@
 
 In one process and one run: the machine's matmul and conv rates, then per
 model the train-time, backbone-fused, fully fused, reduced-precision
-(bf16 on CPU, fp16 on CUDA), channels_last and onnxruntime forms, with
-mmseg's PSPNet ResNet-50/101-D8 as baselines. Writes benchmark.json,
-benchmark.md and benchmark.png to --out-dir and prints the Markdown::
+(bf16 on CPU, fp16 on CUDA), channels_last, int8 (x86 CPUs) and
+onnxruntime forms, with mmseg's PSPNet ResNet-50/101-D8 as baselines.
+Writes benchmark.json, benchmark.md and benchmark.png to --out-dir and
+prints the Markdown::
 
     python tools/benchmark.py configs/pspnet_repvgg_b1g2_fast_cityscapes.py \\
         configs/pspnet_repvgg_b2_fast_cityscapes.py --runs 3
 
 A model is CONFIG (random weights) or CONFIG=CHECKPOINT, optionally with
 its own forms: CONFIG@unfused,fused,reduced. ``--miou-check
-CONFIG CHECKPOINT`` also scores reduced precision on the validation data.
+CONFIG CHECKPOINT`` also scores reduced precision and int8 on the validation
+data.
 See docs/benchmark.md.
 """
 import argparse
@@ -22,6 +24,7 @@ import torch
 from mmseg_repvgg.benchmark import (FORMS, Settings, miou_check,
                                     render_markdown, run_benchmark,
                                     write_outputs)
+from mmseg_repvgg.benchmark.miou import CALIBRATION_IMAGES
 from mmseg_repvgg.benchmark.run import (BASELINE_FORMS, CANDIDATE_FORMS,
                                         DEFAULT_BASELINES, resolve_device,
                                         split_model_arg)
@@ -82,7 +85,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--profile-forms',
         nargs='*',
-        default=['fused', 'reduced'],
+        default=['fused', 'reduced', 'int8'],
         choices=list(FORMS),
         help='forms whose backbone convolutions are profiled')
     parser.add_argument(
@@ -113,9 +116,15 @@ def parse_args(argv=None):
     parser.add_argument(
         '--miou-forms',
         nargs='+',
-        default=['fused', 'reduced', 'reduced_lowres'],
+        default=['fused', 'reduced', 'reduced_lowres', 'int8', 'int8_lowres'],
         help='forms scored by --miou-check (default: fused reduced '
-        'reduced_lowres)')
+        'reduced_lowres int8 int8_lowres)')
+    parser.add_argument(
+        '--calibration-images',
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help='training images of the --miou-check config that calibrate the '
+        f'int8 forms (default {CALIBRATION_IMAGES})')
     parser.add_argument(
         '--miou-max-images',
         type=int,
@@ -146,6 +155,8 @@ def main(argv=None):
         conv_shapes=[tuple(s) for s in args.conv_shape]
         if args.conv_shape else Settings.conv_shapes)
     settings.check()
+    if args.calibration_images < 1:
+        raise ConfigError('--calibration-images must be at least 1')
     if settings.threads:  # the mIoU check runs first
         torch.set_num_threads(settings.threads)
     miou = None
@@ -155,6 +166,7 @@ def main(argv=None):
             forms=args.miou_forms,
             device=settings.device,
             max_images=args.miou_max_images,
+            calibration_images=args.calibration_images,
             log=lambda line: print(f'[benchmark] {line}', file=sys.stderr))
     pairs = [tuple(p) for p in args.pair] if args.pair else None
     results = run_benchmark(specs, settings, pairs=pairs, miou=miou)

@@ -2,10 +2,10 @@
 
 ``tools/benchmark.py`` is the command line of :func:`run_benchmark`: each
 model of each config is measured in every form (train-time, backbone-fused,
-fully fused, reduced precision, channels_last, onnxruntime) in one process,
-with the machine's matmul and conv rates measured in the same run, and the
-results written as JSON, a Markdown table and a PNG chart.
-:func:`miou_check` measures what reduced precision costs in mIoU.
+fully fused, reduced precision, channels_last, int8, onnxruntime) in one
+process, with the machine's matmul and conv rates measured in the same run,
+and the results written as JSON, a Markdown table and a PNG chart.
+:func:`miou_check` measures what reduced precision and int8 cost in mIoU.
 """
 from .forms import FORMS, Form, reduced_dtype
 from .miou import miou_check

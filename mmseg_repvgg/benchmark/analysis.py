@@ -33,11 +33,14 @@ def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     return num / den if num and den else None
 
 
-def fast_path(model: Dict) -> Optional[Dict]:
-    """The fastest deploy form measured (chosen by measurement)."""
+def fast_path(model: Dict, rejected: Sequence[str] = ()) -> Optional[Dict]:
+    """The fastest deploy form measured (chosen by measurement), leaving
+    out the ``rejected`` forms (those that failed the mIoU check)."""
     forms = _ok_forms(model)
-    ranked = sorted((forms[name] for name in DEPLOY_FORMS if name in forms),
-                    key=lambda f: f['latency_ms']['median'])
+    ranked = sorted(
+        (forms[name]
+         for name in DEPLOY_FORMS if name in forms and name not in rejected),
+        key=lambda f: f['latency_ms']['median'])
     if not ranked:
         return None
     best = ranked[0]
@@ -110,7 +113,7 @@ def _conv_rate(model: Dict, form: str) -> Optional[float]:
 def compare(candidate: Dict, baseline: Dict) -> Dict:
     """RepVGG ``candidate`` against ResNet ``baseline`` (ratios > 1: the
     candidate is faster)."""
-    fast, base_fast = fast_path(candidate), fast_path(baseline)
+    fast, base_fast = candidate['fast_path'], baseline['fast_path']
     base_unfused = _median(baseline, 'unfused')
     return dict(
         candidate=candidate['name'],
@@ -126,6 +129,8 @@ def compare(candidate: Dict, baseline: Dict) -> Dict:
             _median(baseline, 'fused'), _median(candidate, 'fused')),
         reduced_like_for_like=_ratio(
             _median(baseline, 'reduced'), _median(candidate, 'reduced')),
+        int8_like_for_like=_ratio(
+            _median(baseline, 'int8'), _median(candidate, 'int8')),
         gflop_ratio=_ratio(
             _ok_forms(candidate).get('fused', {}).get('gflop'),
             _ok_forms(baseline).get('fused', {}).get('gflop')),
@@ -138,7 +143,7 @@ def compare(candidate: Dict, baseline: Dict) -> Dict:
             baseline_fused=_peak(baseline, 'fused')))
 
 
-_PRECISION = dict(fused='fp32', reduced='reduced-precision')
+_PRECISION = dict(fused='fp32', reduced='reduced-precision', int8='int8')
 
 
 def _check(name: str,
@@ -163,8 +168,10 @@ def checks(models: Sequence[Dict],
             _check(f'{model["name"]}: fusion speed-up fp32 (unfused/fused)',
                    fusion.get('fused_speedup'),
                    TARGETS['fusion_fp32_speedup']))
-        for form in ('fused', 'reduced'):
+        for form in ('fused', 'reduced', 'int8'):
             profile = _ok_forms(model).get(form, {}).get('backbone_profile')
+            if form == 'int8' and not profile:
+                continue  # int8 is optional (x86 CPUs); fp32/bf16 are not
             out.append(
                 _check(
                     f'{model["name"]}: fused backbone convs, share of the '
@@ -177,7 +184,9 @@ def checks(models: Sequence[Dict],
             _check(f'{pair}: fast path vs baseline unfused fp32',
                    comp['fast_path_speedup'], TARGETS['fast_path_speedup']))
         for key in ('fp32_like_for_like', 'reduced_like_for_like',
-                    'fast_path_like_for_like'):
+                    'int8_like_for_like', 'fast_path_like_for_like'):
+            if key == 'int8_like_for_like' and comp[key] is None:
+                continue
             out.append(
                 _check(f'{pair}: {key.replace("_", " ")}', comp[key],
                        TARGETS['like_for_like']))
@@ -196,14 +205,25 @@ def checks(models: Sequence[Dict],
     return out
 
 
+def miou_rejected(miou: Optional[Dict]) -> List[str]:
+    """Forms whose mIoU check lost more than the target allows: a fast
+    path must keep the model's accuracy, so these cannot be one."""
+    return [
+        row['form'] for row in (miou or {}).get('forms', [])
+        if row.get('miou_diff') is not None
+        and abs(row['miou_diff']) > TARGETS['miou_drop']
+    ]
+
+
 def analyze(results: Dict,
             pairs: Optional[Sequence[Tuple[str, str]]] = None) -> Dict:
     """Add ``fusion`` and ``fast_path`` to each model; return comparisons
     and checks."""
     models = {m['name']: m for m in results['models']}
+    rejected = miou_rejected(results.get('miou_check'))
     for model in results['models']:
         model['fusion'] = fusion_summary(model)
-        model['fast_path'] = fast_path(model)
+        model['fast_path'] = fast_path(model, rejected)
     pairs = default_pairs(results['models']) if pairs is None else pairs
     missing = [name for pair in pairs for name in pair if name not in models]
     if missing:

@@ -1,15 +1,16 @@
 """The inference forms a segmentor is measured in, and how each is made.
 
 A form is a fusion level (none, backbone, full), a precision (fp32, the
-device's reduced type with the weights cast, or fp32 weights under
-autocast), a memory format and a runtime (PyTorch eager or onnxruntime).
+device's reduced type with the weights cast, fp32 weights under autocast,
+or int8 convs on x86 CPUs), a memory format and a runtime (PyTorch eager,
+``torch.compile`` or onnxruntime).
 """
 import contextlib
 import copy
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Optional, Tuple
+from typing import Callable, ContextManager, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from torch import Tensor, nn
 
 from ..deploy import fuse_segmentor, segmentor_logits
 from ..errors import ConfigError
+from ..models.int8 import (calibrate_activation_ranges, int8_supported,
+                           quantize_int8)
 from ..models.psp_lowres import lowres_psp_heads
 from ..models.reparam import reparameterize_model
 from ..onnx_export import export_onnx
@@ -38,8 +41,9 @@ class Form:
             ``'full'`` (backbone fused, heads' conv+BN folded, auxiliary
             head dropped: :func:`~mmseg_repvgg.deploy.fuse_segmentor`).
         precision (str): ``'fp32'``, ``'reduced'`` (weights and input cast
-            to :func:`reduced_dtype`) or ``'autocast'`` (fp32 weights,
-            reduced-precision autocast).
+            to :func:`reduced_dtype`), ``'autocast'`` (fp32 weights,
+            reduced-precision autocast) or ``'int8'`` (convs in int8 by
+            oneDNN, calibrated: :mod:`mmseg_repvgg.models.int8`; x86 CPU).
         channels_last (bool): Weights and input in channels_last format.
         runtime (str): ``'torch'`` (eager), ``'compile'`` (``torch.compile``
             with inductor's freezing: weights folded into the graph,
@@ -68,7 +72,8 @@ class Form:
         precision = {
             'fp32': 'fp32',
             'reduced': low,
-            'autocast': f'fp32 + {low} autocast'
+            'autocast': f'fp32 + {low} autocast',
+            'int8': 'int8'
         }[self.precision]
         return ' '.join(
             [head, precision] +
@@ -92,12 +97,22 @@ FORMS = {
         Form('compiled_fp32', 'full', runtime='compile'),
         Form('compiled', 'full', 'reduced', runtime='compile'),
         Form('onnxruntime', 'full', runtime='onnxruntime'),
+        Form('int8', 'full', 'int8'),
+        Form('int8_lowres', 'full', 'int8', lowres_psp=True),
+        Form('onnxruntime_int8', 'full', 'int8', runtime='onnxruntime'),
+        Form(
+            'onnxruntime_int8_lowres',
+            'full',
+            'int8',
+            runtime='onnxruntime',
+            lowres_psp=True),
     )
 }
 #: Forms that a deployment can use; the fastest measured is the fast path.
 DEPLOY_FORMS = ('fused', 'fused_cl', 'reduced', 'reduced_cl', 'lowres',
                 'reduced_lowres', 'autocast', 'compiled_fp32', 'compiled',
-                'onnxruntime')
+                'onnxruntime', 'int8', 'int8_lowres', 'onnxruntime_int8',
+                'onnxruntime_int8_lowres')
 
 DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
 
@@ -155,8 +170,31 @@ TorchForm = Tuple[nn.Module, Callable[[Tensor], Tensor],
                   Callable[[], ContextManager]]
 
 
-def torch_form(form: Form, model: nn.Module, device: str) -> TorchForm:
+def _quantize(module: nn.Module, device: str,
+              calibration: Optional[Iterable[Tensor]]) -> nn.Module:
+    if str(device) != 'cpu' or not int8_supported():
+        raise FormUnavailable('int8 runs on x86 CPUs with oneDNN only')
+    if calibration is None:
+        raise ConfigError('the int8 form needs calibration batches')
+    with torch.inference_mode():
+        ranges = calibrate_activation_ranges(
+            module, calibration, lambda x: segmentor_logits(module, x))
+    return quantize_int8(module, ranges, inplace=True)[0]
+
+
+def torch_form(form: Form,
+               model: nn.Module,
+               device: str,
+               calibration: Optional[Iterable[Tensor]] = None) -> TorchForm:
     """Make a PyTorch form of ``model`` (left unchanged) on ``device``.
+
+    Args:
+        form (Form): What to make.
+        model (nn.Module): The segmentor, eval mode.
+        device (str): Where the form runs.
+        calibration (Iterable[Tensor], optional): Normalized fp32 batches
+            that set the int8 forms' activation ranges (required by them,
+            unused by the others).
 
     Returns:
         tuple: The module, a function that casts an fp32 batch to the
@@ -168,6 +206,8 @@ def torch_form(form: Form, model: nn.Module, device: str) -> TorchForm:
     if form.lowres_psp and not lowres_psp_heads(module):
         raise FormUnavailable('the model has no PSPHead')
     module = module.to(device).eval()
+    if form.precision == 'int8':
+        module = _quantize(module, device, calibration)
     low = reduced_dtype(device)
     if form.precision == 'reduced':
         module = module.to(low)
@@ -230,9 +270,9 @@ def _compiled_form(form: Form, model: nn.Module, inputs: Tensor,
         weights_bytes=tensor_bytes(module))
 
 
-def _torch_form(form: Form, model: nn.Module, inputs: Tensor,
-                device: str) -> PreparedForm:
-    module, cast, context = torch_form(form, model, device)
+def _torch_form(form: Form, model: nn.Module, inputs: Tensor, device: str,
+                calibration: Optional[Iterable[Tensor]]) -> PreparedForm:
+    module, cast, context = torch_form(form, model, device, calibration)
     x = cast(inputs)
 
     def run():
@@ -267,22 +307,76 @@ def _onnx_session(path: str, device: str, threads: int):
     return ort.InferenceSession(path, options, providers=[provider])
 
 
-def _onnx_form(model: nn.Module, inputs: Tensor, device: str, threads: int,
-               workdir: str) -> PreparedForm:
+def _quantize_onnx(path: str, calibration: Optional[Iterable[Tensor]],
+                   workdir: str) -> str:
+    """onnxruntime's own static int8 quantization of the exported model:
+    QDQ, weights int8 per channel, activations uint8 per tensor (the
+    scheme of :mod:`mmseg_repvgg.models.int8`), min/max calibration."""
+    if calibration is None:
+        raise ConfigError('the ONNX int8 form needs calibration batches')
+    try:
+        from onnxruntime.quantization import (CalibrationDataReader,
+                                              QuantFormat, QuantType,
+                                              quantize_static)
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise FormUnavailable('onnxruntime is not installed') from None
+
+    class Batches(CalibrationDataReader):
+
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {
+                'input': np.ascontiguousarray(batch.numpy())
+            }
+
+    prepared, quantized = path + '.pre.onnx', path + '.int8.onnx'
+    quant_pre_process(path, prepared)
+    quantize_static(
+        prepared,
+        quantized,
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8)
+    os.remove(prepared)
+    return quantized
+
+
+def _onnx_form(form: Form, model: nn.Module, inputs: Tensor, device: str,
+               threads: int, workdir: str,
+               calibration: Optional[Iterable[Tensor]]) -> PreparedForm:
     if inputs.shape[0] != 1:
         raise FormUnavailable('the ONNX form is exported for batch 1')
+    if form.precision == 'int8' and str(device) != 'cpu':
+        raise FormUnavailable('the int8 forms are CPU forms')
     os.makedirs(workdir, exist_ok=True)
     path = osp.join(workdir, f'benchmark_{os.getpid()}.onnx')
+    paths = [path]
+
+    def cleanup():
+        for file in paths:
+            if osp.exists(file):
+                os.remove(file)
+
+    if form.lowres_psp:  # the low-res bottleneck exports as plain matmuls
+        model = fuse_model(model, 'full')
+        if not lowres_psp_heads(model):
+            raise FormUnavailable('the model has no PSPHead')
     try:
         export_onnx(model, path, tuple(inputs.shape[2:]))
+        if form.precision == 'int8':
+            path = _quantize_onnx(path, calibration, workdir)
+            paths.append(path)
     except ConfigError as err:
+        cleanup()
         raise FormUnavailable(str(err)) from None
     session = _onnx_session(path, device, threads)
     feed = {'input': np.ascontiguousarray(inputs.numpy())}
-
-    def cleanup():
-        if osp.exists(path):
-            os.remove(path)
 
     return PreparedForm(
         run=lambda: session.run(None, feed)[0],
@@ -291,8 +385,14 @@ def _onnx_form(model: nn.Module, inputs: Tensor, device: str, threads: int,
         cleanup=cleanup)
 
 
-def prepare_form(form: Form, model: nn.Module, inputs: Tensor, device: str,
-                 threads: int, workdir: str) -> PreparedForm:
+def prepare_form(
+        form: Form,
+        model: nn.Module,
+        inputs: Tensor,
+        device: str,
+        threads: int,
+        workdir: str,
+        calibration: Optional[Iterable[Tensor]] = None) -> PreparedForm:
     """Make ``form`` of ``model`` (left unchanged) for ``inputs``.
 
     Args:
@@ -302,12 +402,15 @@ def prepare_form(form: Form, model: nn.Module, inputs: Tensor, device: str,
         device (str): Where the form runs.
         threads (int): onnxruntime's intra-op threads.
         workdir (str): Where the ONNX file is written (then removed).
+        calibration (Iterable[Tensor], optional): Batches for the int8
+            forms' activation ranges (see :func:`torch_form`).
 
     Raises:
         FormUnavailable: The form cannot run on this machine.
     """
     if form.runtime == 'onnxruntime':
-        return _onnx_form(model, inputs, device, threads, workdir)
+        return _onnx_form(form, model, inputs, device, threads, workdir,
+                          calibration)
     if form.runtime == 'compile':
         return _compiled_form(form, model, inputs, device)
-    return _torch_form(form, model, inputs, device)
+    return _torch_form(form, model, inputs, device, calibration)

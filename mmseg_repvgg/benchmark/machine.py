@@ -8,6 +8,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
+from ..models.int8 import int8_supported
 from .forms import DTYPE_NAMES, reduced_dtype
 from .measure import conv_rate, matmul_rate
 
@@ -84,7 +85,8 @@ def machine_info(device: str) -> Dict:
 
 def measure_ceilings(device: str, matmul_size: int,
                      conv_shapes: Sequence[Tuple[int, int, int]]) -> Dict:
-    """The machine's fp32 and reduced-precision matmul and 3x3 conv rates.
+    """The machine's fp32 and reduced-precision matmul and 3x3 conv rates,
+    and on x86 CPUs the int8 3x3 conv rate.
 
     Measured first in a run, which also warms up oneDNN (or cuBLAS/cuDNN)
     and the thread pool before any model is timed.
@@ -99,7 +101,8 @@ def measure_ceilings(device: str, matmul_size: int,
         dict: ``{'fp32': {...}, 'bf16' or 'fp16': {...}}``, each with
         ``matmul``, ``conv3x3`` (the best shape), ``conv3x3_shapes`` (by
         ``CxHxW``) and ``ceiling`` (the larger of matmul and conv) in
-        GFLOP/s, plus the sizes used.
+        GFLOP/s, plus the sizes used; on a CPU with oneDNN's int8 convs
+        also ``'int8'`` (conv only: its ``matmul`` is None).
     """
     ceilings = dict(
         matmul_size=matmul_size, conv_shapes=[list(s) for s in conv_shapes])
@@ -114,4 +117,12 @@ def measure_ceilings(device: str, matmul_size: int,
             conv3x3_shapes=convs)
         rates['ceiling'] = max(rates['matmul'], rates['conv3x3'])
         ceilings[DTYPE_NAMES.get(dtype, 'fp32')] = rates
+    if str(device) == 'cpu' and int8_supported():
+        convs = {
+            'x'.join(map(str, shape)): conv_rate(*shape, torch.int8, device)
+            for shape in conv_shapes
+        }
+        best = max(convs.values())
+        ceilings['int8'] = dict(
+            matmul=None, conv3x3=best, conv3x3_shapes=convs, ceiling=best)
     return ceilings

@@ -1,21 +1,25 @@
 """What reduced precision costs in accuracy: mIoU of each form on the
-config's validation data, against the fp32 fused model."""
+config's validation data, against the fp32 fused model. The int8 forms are
+calibrated on training images, never on the images they are scored on."""
 import contextlib
 import copy
 import logging
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+from torch import Tensor, nn
 
 from ..deploy import load_config, load_segmentor
 from ..errors import ConfigError
-from .forms import FORMS, torch_form
+from .forms import FORMS, FormUnavailable, torch_form
 
 #: The fp32 reference every other form is compared with.
 REFERENCE_FORM = 'fused'
+#: Training images that set the int8 forms' activation ranges.
+CALIBRATION_IMAGES = 8
 
 
 def _loader_and_evaluator(cfg):
@@ -26,6 +30,32 @@ def _loader_and_evaluator(cfg):
             return loader_cfg, evaluator_cfg
     raise ConfigError('the config has no val_dataloader/val_evaluator (nor '
                       'test_*) to measure mIoU on')
+
+
+def calibration_batches(cfg, model: nn.Module, count: int) -> List[Tensor]:
+    """The first ``count`` training images, loaded by the evaluation
+    pipeline (no random augmentation) and normalized by the model's data
+    preprocessor: what the int8 forms calibrate on."""
+    train_cfg = copy.deepcopy(cfg.get('train_dataloader'))
+    if not train_cfg:
+        raise ConfigError('int8 calibration reads training images, but the '
+                          'config has no train_dataloader')
+    eval_cfg, _ = _loader_and_evaluator(cfg)
+    dataset = train_cfg['dataset']
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset['dataset']  # RepeatDataset and other wrappers
+    dataset['pipeline'] = copy.deepcopy(eval_cfg['dataset']['pipeline'])
+    train_cfg.update(
+        batch_size=1,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False))
+    batches = []
+    for batch in Runner.build_dataloader(train_cfg, seed=0):
+        batches.append(model.data_preprocessor(batch, False)['inputs'])
+        if len(batches) >= count:
+            break
+    return batches
 
 
 @contextlib.contextmanager
@@ -51,7 +81,8 @@ def miou_check(config: str,
                forms: Sequence[str] = (REFERENCE_FORM, 'reduced'),
                device: str = 'cpu',
                max_images: Optional[int] = None,
-               log: Callable[[str], None] = lambda message: None) -> Dict:
+               log: Callable[[str], None] = lambda message: None,
+               calibration_images: int = CALIBRATION_IMAGES) -> Dict:
     """mIoU of each form of a trained model on its validation data.
 
     Each batch goes through mmseg's data preprocessor once; every form
@@ -67,6 +98,8 @@ def miou_check(config: str,
         device (str): Where to run.
         max_images (int, optional): Stop after this many images.
         log (callable): Progress lines.
+        calibration_images (int): Training images the int8 forms are
+            calibrated on (:func:`calibration_batches`).
 
     Returns:
         dict: ``forms``: one row per form with ``mIoU``, ``miou_diff``
@@ -84,9 +117,17 @@ def miou_check(config: str,
     model, _ = load_segmentor(cfg, checkpoint)
     loader_cfg, evaluator_cfg = _loader_and_evaluator(cfg)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
+    calibration = None
+    if any(FORMS[name].precision == 'int8' for name in forms):
+        calibration = calibration_batches(cfg, model, calibration_images)
     runs, evaluators = {}, {}
-    for name in forms:
-        runs[name] = torch_form(FORMS[name], model, device)
+    for name in list(forms):
+        try:
+            runs[name] = torch_form(FORMS[name], model, device, calibration)
+        except FormUnavailable as err:  # e.g. int8 off x86
+            log(f'mIoU check: {name} skipped: {err}')
+            forms.remove(name)
+            continue
         with _quiet_log():
             evaluators[name] = Evaluator(copy.deepcopy(evaluator_cfg))
         evaluators[name].dataset_meta = loader.dataset.metainfo
@@ -129,4 +170,8 @@ def miou_check(config: str,
         row['miou_diff'] = None if row['mIoU'] is None or base is None else (
             row['mIoU'] - base)
     return dict(
-        config=config, checkpoint=checkpoint, images=images, forms=rows)
+        config=config,
+        checkpoint=checkpoint,
+        images=images,
+        calibration_images=len(calibration) if calibration else 0,
+        forms=rows)

@@ -35,6 +35,8 @@ def _header(results: Dict) -> List[str]:
     versions = m['versions']
     device = m.get('gpu') or f'{m["cpu"]} ({m["cpus_usable"]} usable CPUs)'
     low = m['reduced_dtype']
+    int8 = f', int8 3x3 conv {c["int8"]["conv3x3"]:.1f}' if c.get(
+        'int8') else ''
     return [
         f'Input {s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, on '
         f'{s["device"]}: {device}; {m["torch_threads"]} torch threads; '
@@ -48,7 +50,7 @@ def _header(results: Dict) -> List[str]:
         f'Ceilings measured in this run (GFLOP/s): fp32 matmul '
         f'{c["fp32"]["matmul"]:.1f}, fp32 3x3 conv '
         f'{c["fp32"]["conv3x3"]:.1f}, {low} matmul {c[low]["matmul"]:.1f}, '
-        f'{low} 3x3 conv {c[low]["conv3x3"]:.1f}.',
+        f'{low} 3x3 conv {c[low]["conv3x3"]:.1f}{int8}.',
         f'Each form: {s["warmup"]} warm-up + {s["runs"]} timed runs; '
         'latency is the median (min-max).', ''
     ]
@@ -151,6 +153,7 @@ def _comparison_table(results: Dict) -> List[str]:
             _fmt(c['fused_vs_baseline_unfused'], 2),
             _fmt(c['fp32_like_for_like'], 2),
             _fmt(c['reduced_like_for_like'], 2),
+            _fmt(c.get('int8_like_for_like'), 2),
             _fmt(c['fast_path_like_for_like'], 2),
             _fmt(c['gflop_ratio'], 2), conv_rates, ' / '.join(
                 _fmt(peak[k], 0)
@@ -160,7 +163,8 @@ def _comparison_table(results: Dict) -> List[str]:
     header = [
         'RepVGG vs ResNet', 'fast path', 'fast path vs ResNet unfused',
         'fused fp32 vs ResNet unfused', 'like for like: fused fp32',
-        'like for like: reduced', 'like for like: fast paths', 'GFLOP ratio',
+        'like for like: reduced', 'like for like: int8',
+        'like for like: fast paths', 'GFLOP ratio',
         'backbone conv GFLOP/s (RepVGG / ResNet)',
         'peak MB (RepVGG fused / ResNet unfused / ResNet fused)'
     ]

@@ -29,8 +29,11 @@ from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
 
 #: Forms measured by default: RepVGG models (candidates) and baselines.
 CANDIDATE_FORMS = ('unfused', 'backbone_fused', 'fused', 'fused_cl', 'reduced',
-                   'reduced_cl', 'lowres', 'reduced_lowres', 'onnxruntime')
-BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'reduced_lowres')
+                   'reduced_cl', 'lowres', 'reduced_lowres', 'onnxruntime',
+                   'int8', 'int8_lowres', 'onnxruntime_int8',
+                   'onnxruntime_int8_lowres')
+BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'reduced_lowres', 'int8',
+                  'int8_lowres')
 #: mmseg's own PSPNet ResNet-50/101-D8 Cityscapes configs.
 DEFAULT_BASELINES = (
     'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
@@ -72,7 +75,7 @@ class Settings:
     threads: Optional[int] = None
     forms: Sequence[str] = CANDIDATE_FORMS
     baseline_forms: Sequence[str] = BASELINE_FORMS
-    profile_forms: Sequence[str] = ('fused', 'reduced')
+    profile_forms: Sequence[str] = ('fused', 'reduced', 'int8')
     matmul_size: int = 4096
     conv_shapes: Sequence[Tuple[int, int,
                                 int]] = ((256, 128, 256), (512, 64, 128))
@@ -194,8 +197,9 @@ class FlopTable:
 
 
 def _precision_key(form: Form, device: str) -> str:
-    return 'fp32' if form.precision == 'fp32' else DTYPE_NAMES[reduced_dtype(
-        device)]
+    if form.precision in ('fp32', 'int8'):
+        return form.precision
+    return DTYPE_NAMES[reduced_dtype(device)]
 
 
 def _memory(prepared, probe: PeakMemory) -> Dict:
@@ -215,8 +219,12 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     """Time one form; returns its result and its logits (fp32, CPU)."""
     device, sync = settings.device, synchronizer(settings.device)
     start = time.perf_counter()
+    # int8 activation ranges come from another random batch than the one
+    # timed and compared, as a deployment calibrates on other images.
+    calibration = [random_inputs(tuple(inputs.shape), settings.seed + 1)]
     prepared = prepare_form(form, model, inputs, device,
-                            torch.get_num_threads(), settings.workdir)
+                            torch.get_num_threads(), settings.workdir,
+                            calibration)
     prepare_s = time.perf_counter() - start
     try:
         with PeakMemory(device) as probe:

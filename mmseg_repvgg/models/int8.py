@@ -1,0 +1,271 @@
+"""Post-training int8 for the convolutions of a fused segmentor, on x86 CPUs.
+
+A fused RepVGG is a stack of plain 3x3 convs, the layer int8 kernels run
+best: on the project machine oneDNN's u8s8 convolution (AVX512-VNNI) runs
+PSPNet-RepVGG's 512-channel 3x3 conv 2.3x faster than its bf16 kernel
+(docs/benchmark.md). The scheme is the usual post-training one:
+
+* weights: symmetric int8, one scale per output channel (a fused RepVGG
+  kernel sums three branches, so its channels' ranges differ widely, and
+  one scale per tensor loses the small ones);
+* activations: uint8 with a zero point, one scale per tensor, from the
+  min/max seen on calibration batches (the inputs of most convs follow a
+  ReLU, so the full uint8 range covers [0, max]);
+* the kernel adds the fp32 bias, applies a following ReLU itself where it
+  can (RepVGG blocks and ConvModules) and returns fp32, so everything
+  between convs (pooling, upsampling, concatenation, the classifier) stays
+  fp32.
+
+Written by hand, as a thin layer over the oneDNN operators that inductor's
+own x86 int8 lowering emits (``onednn.qconv_prepack``,
+``onednn.qconv_pointwise``): torch's maintained quantization flow (PT2E
+with the X86 quantizer) now lives in torchao, which this project does not
+install, and it needs ``torch.compile``. onnxruntime's ``quantize_static``
+does the same for an exported model and runs as fast (the benchmark's
+``onnxruntime_int8`` form); this module is kept because it stays in
+PyTorch: it composes with the low-res PSP head (the fastest form), runs
+mmseg's own inference (slide mode, the mIoU check) and needs no export.
+"""
+import copy
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from mmcv.cnn import ConvModule
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+#: Convs with fewer multiply-adds per output than this stay fp32: the image
+#: conv (3 channels x 3 x 3 = 27), which is both cheap and the most
+#: sensitive to input rounding.
+MIN_REDUCTION = 32
+#: Module-name suffixes that stay fp32: the classifier, whose logits decide
+#: every label and which costs next to nothing.
+KEEP_FP32 = ('conv_seg', )
+
+Range = Tuple[float, float]
+
+
+def int8_supported() -> bool:
+    """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs)."""
+    return (torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.onednn, 'qconv_pointwise')
+            and hasattr(torch.ops.onednn, 'qconv_prepack'))
+
+
+def _check_supported() -> None:
+    if not int8_supported():
+        raise ConfigError(
+            'int8 needs PyTorch with oneDNN on an x86 CPU '
+            '(torch.ops.onednn.qconv_pointwise); use bf16 or fp32 here')
+
+
+def activation_qparams(low: float, high: float) -> Tuple[float, int]:
+    """uint8 scale and zero point covering ``[low, high]`` and 0."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255 or 1.0
+    zero_point = int(min(max(round(-low / scale), 0), 255))
+    return scale, zero_point
+
+
+def weight_qparams(weight: Tensor) -> Tuple[Tensor, Tensor]:
+    """Symmetric per-output-channel int8: ``(int8 weight, fp32 scales)``."""
+    weight = weight.detach().float()
+    scales = weight.abs().amax(dim=tuple(range(1, weight.dim()))) / 127
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+    shape = (-1, ) + (1, ) * (weight.dim() - 1)
+    qweight = torch.round(weight / scales.view(shape)).clamp(-127, 127)
+    return qweight.to(torch.int8), scales
+
+
+class Int8Conv2d(nn.Module):
+    """A 2D conv run by oneDNN in int8: fp32 in, fp32 out.
+
+    Args:
+        conv (nn.Conv2d): The float conv (zero padding); its weights are
+            quantized per output channel.
+        input_range (tuple[float, float]): Calibrated min and max of the
+            conv's input.
+        relu (bool): Apply ReLU in the kernel. Defaults to False.
+    """
+
+    def __init__(self,
+                 conv: nn.Conv2d,
+                 input_range: Range,
+                 relu: bool = False):
+        super().__init__()
+        _check_supported()
+        if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
+            raise ConfigError(f'int8 conv needs numeric zero padding, got '
+                              f'{conv.padding_mode}/{conv.padding!r}')
+        self.in_channels, self.out_channels = (conv.in_channels,
+                                               conv.out_channels)
+        # nn.Conv2d's geometry attributes, read by code that inspects convs
+        # (e.g. the low-res PSP bottleneck's padding offsets).
+        self.kernel_size, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+        self.groups = conv.groups
+        self.input_scale, self.input_zero_point = activation_qparams(
+            *input_range)
+        qweight, scales = weight_qparams(conv.weight)
+        self.register_buffer('weight_int8', qweight)
+        self.register_buffer('weight_scale', scales)
+        self.register_buffer('weight_zero_point',
+                             torch.zeros(len(scales), dtype=torch.long))
+        bias = conv.bias.detach().float() if conv.bias is not None else None
+        self.register_buffer('bias', bias)
+        self.attr = 'relu' if relu else 'none'
+        # oneDNN's blocked layout of the weight, made once (as inductor's
+        # freezing does); an opaque tensor, so not a buffer.
+        self.packed_weight = torch.ops.onednn.qconv_prepack(
+            qweight, scales, self.input_scale, self.input_zero_point,
+            *self._geometry(), None)
+
+    def _geometry(self) -> Tuple[List[int], List[int], List[int], int]:
+        return (list(self.stride), list(self.padding), list(self.dilation),
+                self.groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_quantized(self.quantize_input(x))
+
+    def quantize_input(self, x: Tensor) -> Tensor:
+        """``x`` as the kernel takes it: uint8, channels_last."""
+        # quantize_per_tensor is one vectorized pass; the quint8 result is
+        # viewed, not copied, as the plain uint8 the kernel takes. The kernel
+        # works in channels_last (its output is channels_last too); an NCHW
+        # quint8 view crashes it (segfault, torch 2.13), so convert first: a
+        # no-op from the second int8 conv on.
+        x = x.float().contiguous(memory_format=torch.channels_last)
+        return torch.quantize_per_tensor(x, self.input_scale,
+                                         self.input_zero_point,
+                                         torch.quint8).view(torch.uint8)
+
+    def conv_quantized(self, q: Tensor) -> Tensor:
+        """The kernel alone, on :meth:`quantize_input`'s output."""
+        return torch.ops.onednn.qconv_pointwise(
+            q, self.input_scale, self.input_zero_point, self.packed_weight,
+            self.weight_scale, self.weight_zero_point, self.bias,
+            *self._geometry(), 1.0, 0, torch.float32, self.attr, [], '')
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, '
+                f'groups={self.groups}, '
+                f'input_scale={self.input_scale:.3g}, '
+                f'input_zero_point={self.input_zero_point}, '
+                f'attr={self.attr!r}')
+
+
+def quantizable_convs(model: nn.Module) -> List[str]:
+    """Names of the convs :func:`quantize_int8` would run in int8."""
+    names = []
+    for name, module in model.named_modules():
+        if (type(module) is nn.Conv2d and module.padding_mode == 'zeros'
+                and not isinstance(module.padding, str)
+                and not name.endswith(KEEP_FP32) and module.in_channels //
+                module.groups * module.kernel_size[0] * module.kernel_size[1]
+                >= MIN_REDUCTION):
+            names.append(name)
+    return names
+
+
+@torch.no_grad()
+def calibrate_activation_ranges(
+        model: nn.Module,
+        batches: Iterable[Tensor],
+        forward: Callable[[Tensor], object],
+        names: Optional[List[str]] = None) -> Dict[str, Range]:
+    """Min and max of each quantizable conv's input over ``batches``.
+
+    Args:
+        model (nn.Module): The float model (fused, eval mode).
+        batches (Iterable[Tensor]): Inputs as ``forward`` takes them.
+        forward (callable): Runs ``model`` on one batch.
+        names (list[str], optional): Convs to observe. Defaults to
+            :func:`quantizable_convs`.
+
+    Returns:
+        dict: ``{conv name: (min, max)}`` for the convs that ran.
+    """
+    names = quantizable_convs(model) if names is None else names
+    modules = dict(model.named_modules())
+    ranges: Dict[str, Range] = {}
+
+    def observer(name):
+
+        def hook(module, args):
+            x = args[0].detach()
+            low, high = float(x.min()), float(x.max())
+            old = ranges.get(name, (low, high))
+            ranges[name] = (min(old[0], low), max(old[1], high))
+
+        return hook
+
+    handles = [
+        modules[name].register_forward_pre_hook(observer(name))
+        for name in names
+    ]
+    try:
+        count = 0
+        for batch in batches:
+            forward(batch)
+            count += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not count:
+        raise ConfigError('int8 calibration needs at least one batch')
+    return ranges
+
+
+def _relu_followers(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
+    """``{conv name: (parent, name of its ReLU)}`` where the parent runs
+    exactly ``relu(conv(x))``: a fused RepVGG block, or a ConvModule whose
+    norm has been folded (``conv -> act`` with nothing between)."""
+    pairs = {}
+    for name, module in model.named_modules():
+        prefix = f'{name}.' if name else ''
+        if (getattr(module, 'deploy', False)
+                and hasattr(module, 'branch_reparam')
+                and isinstance(getattr(module, 'act', None), nn.ReLU)):
+            pairs[f'{prefix}branch_reparam'] = (module, 'act')
+        elif (isinstance(module, ConvModule) and module.with_activation
+              and isinstance(module.activate, nn.ReLU) and
+              (not module.with_norm or isinstance(module.norm, nn.Identity))
+              and module.order.index('act') > module.order.index('conv')):
+            pairs[f'{prefix}conv'] = (module, 'activate')
+    return pairs
+
+
+def quantize_int8(model: nn.Module,
+                  ranges: Dict[str, Range],
+                  inplace: bool = False) -> Tuple[nn.Module, List[str]]:
+    """Replace the calibrated convs of ``model`` by :class:`Int8Conv2d`.
+
+    A ReLU that directly follows a replaced conv is applied by the kernel
+    and its module becomes ``nn.Identity``.
+
+    Args:
+        model (nn.Module): The fused float model (fp32, CPU).
+        ranges (dict): From :func:`calibrate_activation_ranges`.
+        inplace (bool): Change ``model`` itself. Defaults to False (a copy).
+
+    Returns:
+        tuple: The model and the names of the convs now in int8.
+    """
+    _check_supported()
+    if not ranges:
+        raise ConfigError('no conv was calibrated: nothing to run in int8')
+    model = model if inplace else copy.deepcopy(model)
+    followers = _relu_followers(model)
+    modules = dict(model.named_modules())
+    for name, input_range in ranges.items():
+        parent_name, _, child = name.rpartition('.')
+        parent = modules[parent_name] if parent_name else model
+        relu = name in followers
+        setattr(parent, child, Int8Conv2d(modules[name], input_range, relu))
+        if relu:
+            owner, act = followers[name]
+            setattr(owner, act, nn.Identity())
+    return model, sorted(ranges)

@@ -1,0 +1,136 @@
+"""int8 convs by oneDNN: one conv against fp32, and a whole fused PSPNet."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mmseg_repvgg.benchmark.forms import fuse_model
+from mmseg_repvgg.deploy import segmentor_logits
+from mmseg_repvgg.errors import ConfigError
+from mmseg_repvgg.models.int8 import (Int8Conv2d, activation_qparams,
+                                      calibrate_activation_ranges,
+                                      quantizable_convs, quantize_int8,
+                                      weight_qparams)
+from mmseg_repvgg.models.psp_lowres import lowres_psp_heads
+
+pytestmark = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available()
+    or not hasattr(torch.ops.onednn, 'qconv_pointwise'),
+    reason='int8 convs need oneDNN (x86 CPUs)')
+
+
+def relative_error(expected, actual):
+    return float((expected - actual).abs().max() / expected.abs().max())
+
+
+def test_activation_qparams_cover_the_range_and_zero():
+    scale, zero_point = activation_qparams(0.0, 5.1)
+    assert (scale, zero_point) == (pytest.approx(0.02), 0)  # after a ReLU
+    scale, zero_point = activation_qparams(-1.0, 3.0)
+    assert scale == pytest.approx(4 / 255) and zero_point == 64
+    scale, zero_point = activation_qparams(2.0, 4.0)  # 0 stays exact
+    assert scale == pytest.approx(4 / 255) and zero_point == 0
+    assert activation_qparams(0.0, 0.0) == (1.0, 0)
+
+
+def test_weight_qparams_are_per_output_channel():
+    weight = torch.randn(4, 3, 3, 3)
+    weight[1] *= 100  # one wide channel must not coarsen the others
+    weight[2] = 0
+    qweight, scales = weight_qparams(weight)
+    assert qweight.dtype == torch.int8 and qweight.abs().max() == 127
+    assert scales.shape == (4, ) and scales[2] == 1  # a zero channel
+    restored = qweight.float() * scales.view(-1, 1, 1, 1)
+    for channel in (0, 1, 3):
+        assert relative_error(weight[channel], restored[channel]) < 1 / 127
+
+
+@pytest.mark.parametrize('stride,groups,dilation,relu', [(1, 1, 1, False),
+                                                         (2, 1, 1, True),
+                                                         (1, 2, 1, False),
+                                                         (1, 1, 2, True),
+                                                         (2, 4, 1, True)])
+def test_int8_conv_matches_fp32(stride, groups, dilation, relu):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(
+        16, 24, 3, stride, padding=dilation, dilation=dilation,
+        groups=groups).eval()
+    x = torch.randn(2, 16, 12, 20)  # NCHW in: converted inside
+    int8 = Int8Conv2d(conv, (float(x.min()), float(x.max())), relu)
+    with torch.inference_mode():
+        expected = conv(x)
+        expected = expected.relu() if relu else expected
+        actual = int8(x)
+    assert actual.dtype == torch.float32 and actual.shape == expected.shape
+    error = relative_error(expected, actual)
+    assert 0 < error < 0.03  # quantized, so never exact
+    assert int8.weight_int8.dtype == torch.int8
+    assert (int8.kernel_size, int8.stride,
+            int8.dilation) == (conv.kernel_size, conv.stride, conv.dilation)
+
+
+def test_int8_conv_refuses_other_padding():
+    conv = nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect')
+    with pytest.raises(ConfigError, match='zero padding'):
+        Int8Conv2d(conv, (0.0, 1.0))
+
+
+@pytest.fixture
+def fused_model(tiny_model):
+    return fuse_model(tiny_model, 'full')
+
+
+def calibrate(model, batches):
+    with torch.inference_mode():
+        return calibrate_activation_ranges(
+            model, batches, lambda x: segmentor_logits(model, x))
+
+
+def test_calibration_records_min_and_max_over_batches(fused_model):
+    names = quantizable_convs(fused_model)
+    # The image conv (27 MACs per output) and the classifier stay fp32.
+    assert 'backbone.stem.branch_reparam' not in names
+    assert not [n for n in names if n.endswith('conv_seg')]
+    assert 'backbone.stage1.0.branch_reparam' in names
+    inputs = {}
+    conv = dict(fused_model.named_modules())[names[0]]
+    handle = conv.register_forward_pre_hook(
+        lambda module, args: inputs.setdefault(len(inputs), args[0].clone()))
+    batches = [torch.randn(1, 3, 32, 64), 3 * torch.randn(1, 3, 32, 64)]
+    ranges = calibrate(fused_model, batches)
+    handle.remove()
+    seen = torch.cat([x.flatten() for x in inputs.values()])
+    assert len(inputs) == 2 and set(ranges) == set(names)
+    assert ranges[names[0]] == (float(seen.min()), float(seen.max()))
+    with pytest.raises(ConfigError, match='at least one batch'):
+        calibrate(fused_model, [])
+
+
+@pytest.mark.parametrize('lowres', [False, True])
+def test_quantized_segmentor_is_close_to_fp32(fused_model, lowres):
+    model = copy.deepcopy(fused_model)
+    if lowres:
+        lowres_psp_heads(model)
+    ranges = calibrate(model, [torch.randn(2, 3, 32, 64)])
+    quantized, names = quantize_int8(model, ranges)
+    modules = dict(quantized.named_modules())
+    assert names and all(isinstance(modules[n], Int8Conv2d) for n in names)
+    # The copy is quantized, the source model is not.
+    assert not any(isinstance(m, Int8Conv2d) for m in model.modules())
+    # A fused RepVGG block's ReLU runs in the kernel.
+    block = modules['backbone.stage1.0']
+    assert isinstance(block.act, nn.Identity)
+    assert block.branch_reparam.attr == 'relu'
+    x = torch.randn(1, 3, 32, 64)
+    with torch.inference_mode():
+        expected = segmentor_logits(model, x)
+        actual = segmentor_logits(quantized, x)
+    assert 0 < relative_error(expected, actual) < 0.2
+    agree = (expected.argmax(1) == actual.argmax(1)).float().mean()
+    assert agree > 0.9
+
+
+def test_quantize_needs_calibrated_convs(fused_model):
+    with pytest.raises(ConfigError, match='nothing to run in int8'):
+        quantize_int8(fused_model, {})
