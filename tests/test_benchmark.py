@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mmseg_repvgg.benchmark import FORMS
-from mmseg_repvgg.benchmark.analysis import default_pairs, fusion_summary
+from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
+                                             fusion_summary, miou_rejected)
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.run import split_model_arg
 from mmseg_repvgg.errors import ConfigError, run_cli
@@ -197,6 +198,29 @@ def test_fusion_summary_applies_amdahl():
     assert summary['amdahl_predicted'] == pytest.approx(10.0 / 7.0)
     assert summary['fused_speedup'] == pytest.approx(10.0 / 7.5)
     assert summary['share_of_ceiling'] == pytest.approx(10.0 / 7.5 / 2.5)
+
+
+def test_fast_path_leaves_out_forms_that_fail_the_miou_check():
+    model = _model('m', 'candidate', 10.0, 7.5, 6.0, 3.0)
+    for name, median in (('reduced', 4.0), ('int8', 2.0)):
+        model['forms'].append(
+            dict(
+                form=name,
+                label=name,
+                status='ok',
+                latency_ms=dict(median=median)))
+    assert fast_path(model)['form'] == 'int8'
+    miou = dict(forms=[
+        dict(form='fused', miou_diff=0.0),
+        dict(form='reduced', miou_diff=-0.1),
+        dict(form='int8', miou_diff=-0.7),  # more than 0.5 lost
+    ])
+    # int8 forms not scored (onnxruntime's cannot be) go with the failed one.
+    assert miou_rejected(miou) == [
+        'int8', 'int8_lowres', 'onnxruntime_int8', 'onnxruntime_int8_lowres'
+    ]
+    assert fast_path(model, miou_rejected(miou))['form'] == 'reduced'
+    assert miou_rejected(None) == []
 
 
 def test_default_pairs_follow_the_paper():

@@ -5,7 +5,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
-from .forms import DEPLOY_FORMS
+from .forms import DEPLOY_FORMS, FORMS
 
 #: The targets of the benchmark issue (ratios, medians, one run).
 TARGETS = dict(
@@ -207,11 +207,19 @@ def checks(models: Sequence[Dict],
 
 def miou_rejected(miou: Optional[Dict]) -> List[str]:
     """Forms whose mIoU check lost more than the target allows: a fast
-    path must keep the model's accuracy, so these cannot be one."""
-    return [
-        row['form'] for row in (miou or {}).get('forms', [])
-        if row.get('miou_diff') is not None
+    path must keep the model's accuracy, so these cannot be one. A deploy
+    form the check did not score (onnxruntime's cannot be) goes with them
+    when a scored form of its precision failed: it is no safer."""
+    rows = (miou or {}).get('forms', [])
+    failed = [
+        row['form'] for row in rows if row.get('miou_diff') is not None
         and abs(row['miou_diff']) > TARGETS['miou_drop']
+    ]
+    precisions = {FORMS[name].precision for name in failed if name in FORMS}
+    scored = {row['form'] for row in rows}
+    return failed + [
+        name for name in DEPLOY_FORMS
+        if name not in scored and FORMS[name].precision in precisions
     ]
 
 

@@ -5,6 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
+from .analysis import TARGETS, miou_rejected
 from .forms import FORMS
 
 
@@ -138,7 +139,15 @@ def _fast_path_table(results: Dict) -> List[str]:
                 _fmt(unfused / fast['median_ms'] if unfused else None, 2)
             ])
     header = ['model', 'fast path (fastest deploy form)', 'ms', 'x unfused']
-    return _table(header, rows) if rows else []
+    if not rows:
+        return []
+    rejected = miou_rejected(results.get('miou_check'))
+    note = [
+        '', 'Left out of the fast path: lost more than '
+        f'{TARGETS["miou_drop"]} mIoU in the mIoU check: '
+        f'{", ".join(rejected)}.'
+    ] if rejected else []
+    return _table(header, rows) + note
 
 
 def _comparison_table(results: Dict) -> List[str]:
