@@ -55,6 +55,35 @@ def _fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
+def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
+    """The temporary file behind :func:`atomic_open` and :func:`atomic_path`.
+
+    Yields a path beside ``filename``; when the block succeeds the file
+    gets ``open()``'s default mode, is synced to disk and renamed over
+    ``filename`` (then the directory entry is synced); when it raises, the
+    file is removed and ``filename`` is left as it was.
+    """
+    filename = os.fspath(filename)
+    directory = osp.dirname(osp.abspath(filename))
+    if make_dirs:
+        os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f'.{osp.basename(filename)}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, _default_file_mode())
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+@contextlib.contextmanager
 def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
     """Open a temporary file that replaces ``filename`` when closed cleanly.
 
@@ -73,22 +102,8 @@ def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
     """
     if mode not in ('w', 'wb'):
         raise ValueError(f'atomic_open writes whole files; got mode {mode!r}')
-    filename = os.fspath(filename)
-    directory = osp.dirname(osp.abspath(filename))
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f'.{osp.basename(filename)}.', suffix='.tmp')
-    try:
-        os.fchmod(fd, _default_file_mode())
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
+    with _replacing(filename, make_dirs=False) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager
@@ -105,23 +120,8 @@ def atomic_path(filename: PathLike) -> Iterator[str]:
     Yields:
         str: Where to write the whole content.
     """
-    filename = os.fspath(filename)
-    directory = osp.dirname(osp.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f'.{osp.basename(filename)}.', suffix='.tmp')
-    os.close(fd)
-    try:
+    with _replacing(filename, make_dirs=True) as tmp:
         yield tmp
-        os.chmod(tmp, _default_file_mode())
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:

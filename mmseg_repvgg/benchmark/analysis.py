@@ -225,8 +225,8 @@ def miou_rejected(miou: Optional[Dict]) -> List[str]:
 
 def analyze(results: Dict,
             pairs: Optional[Sequence[Tuple[str, str]]] = None) -> Dict:
-    """Add ``fusion`` and ``fast_path`` to each model; return comparisons
-    and checks."""
+    """Add ``fusion`` and ``fast_path`` to each model; return comparisons,
+    checks and the forms the mIoU check kept out of the fast path."""
     models = {m['name']: m for m in results['models']}
     rejected = miou_rejected(results.get('miou_check'))
     for model in results['models']:
@@ -240,6 +240,7 @@ def analyze(results: Dict,
     comparisons = [compare(models[c], models[b]) for c, b in pairs]
     return dict(
         comparisons=comparisons,
+        fast_path_rejected=rejected,
         targets=TARGETS,
         checks=checks(results['models'], comparisons,
                       results.get('miou_check')))

@@ -144,6 +144,25 @@ def fuse_model(model: nn.Module, level: str) -> nn.Module:
     return fused.eval()
 
 
+def form_structure(form: Form,
+                   model: nn.Module,
+                   copy_model: bool = False) -> nn.Module:
+    """``model`` with ``form``'s structure: fused to its level (see
+    :func:`fuse_model`) and, for a low-res form, with the PSP bottleneck at
+    pool resolution. ``model`` is left unchanged; a form that changes no
+    structure returns ``model`` itself unless ``copy_model``.
+
+    Raises:
+        FormUnavailable: A low-res form of a model without a PSPHead.
+    """
+    module = fuse_model(model, form.fuse)
+    if module is model and (copy_model or form.lowres_psp):
+        module = copy.deepcopy(model)
+    if form.lowres_psp and not lowres_psp_heads(module):
+        raise FormUnavailable('the model has no PSPHead')
+    return module
+
+
 @dataclass
 class PreparedForm:
     """A form bound to its input, ready to time.
@@ -200,11 +219,10 @@ def torch_form(form: Form,
         tuple: The module, a function that casts an fp32 batch to the
         form's input, and a context factory to run it under.
     """
-    module = fuse_model(model, form.fuse)
-    if module is model and (str(device) != 'cpu' or form.lowres_psp):
-        module = copy.deepcopy(model)  # keep the source model as it is
-    if form.lowres_psp and not lowres_psp_heads(module):
-        raise FormUnavailable('the model has no PSPHead')
+    # Moving, casting or quantizing below must not touch the source model.
+    changes = (
+        str(device) != 'cpu' or form.precision != 'fp32' or form.channels_last)
+    module = form_structure(form, model, copy_model=changes)
     module = module.to(device).eval()
     if form.precision == 'int8':
         module = _quantize(module, device, calibration)
@@ -307,8 +325,7 @@ def _onnx_session(path: str, device: str, threads: int):
     return ort.InferenceSession(path, options, providers=[provider])
 
 
-def _quantize_onnx(path: str, calibration: Optional[Iterable[Tensor]],
-                   workdir: str) -> str:
+def _quantize_onnx(path: str, calibration: Optional[Iterable[Tensor]]) -> str:
     """onnxruntime's own static int8 quantization of the exported model:
     QDQ, weights int8 per channel, activations uint8 per tensor (the
     scheme of :mod:`mmseg_repvgg.models.int8`), min/max calibration."""
@@ -364,13 +381,11 @@ def _onnx_form(form: Form, model: nn.Module, inputs: Tensor, device: str,
                 os.remove(file)
 
     if form.lowres_psp:  # the low-res bottleneck exports as plain matmuls
-        model = fuse_model(model, 'full')
-        if not lowres_psp_heads(model):
-            raise FormUnavailable('the model has no PSPHead')
+        model = form_structure(form, model)  # (export_onnx fuses the rest)
     try:
         export_onnx(model, path, tuple(inputs.shape[2:]))
         if form.precision == 'int8':
-            path = _quantize_onnx(path, calibration, workdir)
+            path = _quantize_onnx(path, calibration)
             paths.append(path)
     except ConfigError as err:
         cleanup()

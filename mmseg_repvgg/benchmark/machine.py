@@ -106,23 +106,20 @@ def measure_ceilings(device: str, matmul_size: int,
     """
     ceilings = dict(
         matmul_size=matmul_size, conv_shapes=[list(s) for s in conv_shapes])
-    for dtype in (torch.float32, reduced_dtype(device)):
+    names = {torch.float32: 'fp32', torch.int8: 'int8', **DTYPE_NAMES}
+    dtypes = [torch.float32, reduced_dtype(device)]
+    if str(device) == 'cpu' and int8_supported():
+        dtypes.append(torch.int8)  # no int8 matmul is measured
+    for dtype in dtypes:
         convs = {
             'x'.join(map(str, shape)): conv_rate(*shape, dtype, device)
             for shape in conv_shapes
         }
         rates = dict(
-            matmul=matmul_rate(matmul_size, dtype, device),
+            matmul=None if dtype == torch.int8 else matmul_rate(
+                matmul_size, dtype, device),
             conv3x3=max(convs.values()),
             conv3x3_shapes=convs)
-        rates['ceiling'] = max(rates['matmul'], rates['conv3x3'])
-        ceilings[DTYPE_NAMES.get(dtype, 'fp32')] = rates
-    if str(device) == 'cpu' and int8_supported():
-        convs = {
-            'x'.join(map(str, shape)): conv_rate(*shape, torch.int8, device)
-            for shape in conv_shapes
-        }
-        best = max(convs.values())
-        ceilings['int8'] = dict(
-            matmul=None, conv3x3=best, conv3x3_shapes=convs, ceiling=best)
+        rates['ceiling'] = max(rates['matmul'] or 0.0, rates['conv3x3'])
+        ceilings[names[dtype]] = rates
     return ceilings

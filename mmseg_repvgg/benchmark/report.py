@@ -5,7 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
-from .analysis import TARGETS, miou_rejected
+from .analysis import TARGETS
 from .forms import FORMS
 
 
@@ -141,7 +141,7 @@ def _fast_path_table(results: Dict) -> List[str]:
     header = ['model', 'fast path (fastest deploy form)', 'ms', 'x unfused']
     if not rows:
         return []
-    rejected = miou_rejected(results.get('miou_check'))
+    rejected = results.get('fast_path_rejected')
     note = [
         '', 'Left out of the fast path: lost more than '
         f'{TARGETS["miou_drop"]} mIoU in the mIoU check: '

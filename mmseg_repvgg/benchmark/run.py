@@ -1,5 +1,4 @@
 """Measure every form of every model in one process and one run."""
-import copy
 import os
 import os.path as osp
 import sys
@@ -18,9 +17,8 @@ from ..deploy import (build_segmentor, load_config, load_segmentor,
                       random_inputs, segmentor_logits)
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
-from ..models.psp_lowres import lowres_psp_heads
 from .analysis import analyze
-from .forms import (DTYPE_NAMES, FORMS, Form, FormUnavailable, fuse_model,
+from .forms import (DTYPE_NAMES, FORMS, Form, FormUnavailable, form_structure,
                     prepare_form, reduced_dtype)
 from .machine import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
@@ -186,10 +184,7 @@ class FlopTable:
         fusion level and, if it has one, the low-res PSP bottleneck."""
         key = (form.fuse, form.lowres_psp)
         if key not in self._cache:
-            meta = fuse_model(meta_copy(self.model), form.fuse)
-            if form.lowres_psp:
-                meta = copy.deepcopy(meta)  # 'none' returns the model itself
-                lowres_psp_heads(meta)
+            meta = form_structure(form, meta_copy(self.model))
             x = torch.empty(self.shape, device='meta')
             self._cache[key] = (count_flops(lambda: segmentor_logits(meta, x)),
                                 count_flops(lambda: meta.backbone(x)))

@@ -195,8 +195,7 @@ def calibrate_activation_ranges(
     def observer(name):
 
         def hook(module, args):
-            x = args[0].detach()
-            low, high = float(x.min()), float(x.max())
+            low, high = map(float, torch.aminmax(args[0].detach()))
             old = ranges.get(name, (low, high))
             ranges[name] = (min(old[0], low), max(old[1], high))
 
