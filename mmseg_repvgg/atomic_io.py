@@ -1,4 +1,4 @@
-"""Crash-safe file writes, and the patch that makes mmengine's saves use them.
+"""Crash-safe file writes, and a file backend that makes mmengine use them.
 
 A file that is an output (a checkpoint, the ``last_checkpoint`` pointer, a
 converted or deploy checkpoint) is written under a temporary name in its
@@ -10,11 +10,11 @@ such a write, hence the few lines here.
 
 mmengine 0.10.7 writes in place: ``save_checkpoint`` ends in
 ``LocalBackend.put`` (``open(filename, 'wb')``, which truncates the old file
-first), ``CheckpointHook`` deletes the oldest kept checkpoint *before*
-saving the new one (``max_keep_ckpts``) and rewrites ``last_checkpoint``
-with ``open(..., 'w')``. :func:`patch_mmengine_checkpoint_saving` (applied on
-``import mmseg_repvgg``) makes all three safe. This module sits at the bottom
-of the package (``compat`` calls it), so it imports only mmengine and torch.
+first). :class:`AtomicLocalBackend`, registered in mmengine's file backends
+as ``'local_atomic'``, writes atomically instead; mmengine's own local
+backend is left as it is. ``AtomicCheckpointHook``
+(:mod:`mmseg_repvgg.engine.hooks.checkpoint_hook`) saves through it. This
+module sits at the bottom of the package, so it imports only mmengine.
 """
 import contextlib
 import os
@@ -22,9 +22,8 @@ import os.path as osp
 import tempfile
 from typing import IO, Iterator, Union
 
-from mmengine.dist import is_main_process
+from mmengine.fileio import register_backend
 from mmengine.fileio.backends import LocalBackend
-from mmengine.hooks import CheckpointHook
 
 PathLike = Union[str, os.PathLike]
 
@@ -136,76 +135,38 @@ def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
         f.write(data)
 
 
-def _atomic_put(self, obj: bytes, filepath: PathLike) -> None:
-    """``LocalBackend.put`` (creates the directory), written atomically."""
-    os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
-    atomic_write(filepath, obj)
+@register_backend('local_atomic')
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local backend whose writes are atomic.
 
-
-def _atomic_put_text(self,
-                     obj: str,
-                     filepath: PathLike,
-                     encoding: str = 'utf-8') -> None:
-    """``LocalBackend.put_text``, written atomically."""
-    _atomic_put(self, obj.encode(encoding), filepath)
-
-
-def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
-    """``CheckpointHook._save_checkpoint_with_step`` in a crash-safe order.
-
-    mmengine 0.10.7's version (mirrored here, same bookkeeping) removes the
-    checkpoint that ``max_keep_ckpts`` drops *before* saving the new one
-    and rewrites ``last_checkpoint`` in place; a kill in between leaves no
-    checkpoint, or a pointer to nothing, to resume from. Here the new
-    checkpoint is saved (atomically, via ``LocalBackend.put``) first, then
-    the pointer is replaced atomically, and only then is the old file
-    removed.
+    Select it with ``backend_args=dict(backend='local_atomic')`` wherever
+    mmengine takes ``backend_args`` (``save_checkpoint``, ``CheckpointHook``,
+    ``mmengine.dump``).
     """
-    stale = []
-    if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                        and self.keep_ckpt_ids[-1] == step):
-        # _save_checkpoint and _save_best_checkpoint may both save a step.
-        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-            stale.append(self.keep_ckpt_ids.popleft())
-        self.keep_ckpt_ids.append(step)
-        runner.message_hub.update_info('keep_ckpt_ids',
-                                       list(self.keep_ckpt_ids))
 
-    ckpt_filename = self.filename_tmpl.format(step)
-    self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-    runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-    runner.save_checkpoint(
-        self.out_dir,
-        ckpt_filename,
-        self.file_client_args,
-        save_optimizer=self.save_optimizer,
-        save_param_scheduler=self.save_param_scheduler,
-        meta=meta,
-        by_epoch=self.by_epoch,
-        backend_args=self.backend_args,
-        **self.args)
+    def put(self, obj: bytes, filepath: PathLike) -> None:
+        """Write bytes to ``filepath`` (creating its directory) atomically.
 
-    # Model-parallel strategies save from every rank; bookkeeping is rank 0.
-    if not is_main_process():
-        return
-    atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-    for old_step in stale:
-        path = self.file_backend.join_path(self.out_dir,
-                                           self.filename_tmpl.format(old_step))
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):  # deepspeed saves directories
-            self.file_backend.rmtree(path)
+        Args:
+            obj (bytes): The whole content.
+            filepath (str | PathLike): The destination.
+        """
+        os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
+        atomic_write(filepath, obj)
+
+    def put_text(self,
+                 obj: str,
+                 filepath: PathLike,
+                 encoding: str = 'utf-8') -> None:
+        """Write text to ``filepath`` atomically.
+
+        Args:
+            obj (str): The whole content.
+            filepath (str | PathLike): The destination.
+            encoding (str): Defaults to 'utf-8'.
+        """
+        self.put(obj.encode(encoding), filepath)
 
 
-def patch_mmengine_checkpoint_saving() -> None:
-    """Make mmengine's local saves atomic and CheckpointHook crash-safe.
-
-    Patching ``LocalBackend.put`` covers every local caller at once:
-    ``mmengine.runner.save_checkpoint`` (which the Runner, the strategies
-    and ``CheckpointHook._publish_model`` each import under their own name)
-    and ``mmengine.fileio.dump`` to a path. Safe to call again.
-    """
-    LocalBackend.put = _atomic_put
-    LocalBackend.put_text = _atomic_put_text
-    CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step
+#: ``backend_args`` that select :class:`AtomicLocalBackend`.
+ATOMIC_BACKEND_ARGS = dict(backend='local_atomic')

@@ -18,11 +18,10 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
+from .compat import route_checkpoint_loading
+from .config_io import CONFIGS_HINT, load_config  # noqa: F401
 from .cpu_dist import setup_cpu_distributed
 from .errors import CheckpointError, ConfigError
-
-CONFIGS_HINT = 'the configs are in configs/, e.g. ' \
-    'configs/pspnet_repvgg_toy_cityscapes.py'
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -55,35 +54,6 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def set_local_rank(local_rank: int) -> None:
     """Export LOCAL_RANK for mmengine unless a launcher already did."""
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file and apply ``--cfg-options``.
-
-    Args:
-        path (str): The config file.
-        cfg_options (dict, optional): ``key=value`` overrides.
-
-    Raises:
-        ConfigError: The file is missing or cannot be parsed, or an override
-            does not fit the config.
-    """
-    if not osp.isfile(path):
-        raise ConfigError(f'config file not found: {path}; {CONFIGS_HINT}')
-    try:
-        cfg = Config.fromfile(path)
-    except Exception as err:  # a config is user input: any failure is one
-        raise ConfigError(
-            f'{path}: cannot load the config ({type(err).__name__}: '
-            f'{err})') from err
-    if cfg_options:
-        try:
-            cfg.merge_from_dict(cfg_options)
-        except (KeyError, TypeError, IndexError, ValueError) as err:
-            raise ConfigError(
-                f'--cfg-options {cfg_options} does not fit {path}: '
-                f'{err}') from err
-    return cfg
 
 
 def ensure_writable_dir(path: str, what: str) -> None:
@@ -249,11 +219,16 @@ def set_output_dir(cfg: Config, out: str) -> None:
 def build_runner(cfg: Config, launcher: str) -> Runner:
     """Build mmengine's Runner (or the config's ``runner_type``).
 
+    The checkpoint to load or resume from is read through the ``safe://``
+    scheme (:func:`mmseg_repvgg.compat.route_checkpoint_loading`): on torch
+    >= 2.6 mmengine's own local loader refuses mmengine's checkpoints.
+
     Args:
-        cfg (Config): The complete config.
+        cfg (Config): The complete config (checked: call it last).
         launcher (str): The ``--launcher``; CPU-only distributed runs are
             prepared first (:mod:`mmseg_repvgg.cpu_dist`).
     """
+    route_checkpoint_loading(cfg)
     cfg.launcher = launcher
     setup_cpu_distributed(cfg, launcher)
     if 'runner_type' in cfg:

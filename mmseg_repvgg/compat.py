@@ -1,31 +1,31 @@
-"""The few patches the OpenMMLab stack needs on current torch and numpy.
+"""Loading mmengine's own checkpoints safely on current torch.
 
-Each patch is applied once, on ``import mmseg_repvgg``, and each has a test
-that fails without it (tests/test_compat.py):
+torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine
+0.10.7 pickles a ``HistoryBuffer`` and numpy arrays/scalars into every
+checkpoint it saves, so its local loader fails on resume, ``load_from`` and
+test. We do **not** turn the safety off, and we do not replace mmengine's
+loader: :func:`safe_torch_load` keeps ``weights_only=True`` and allows
+exactly the types mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`); anything
+else is refused with a message naming the file and the offending types.
 
-* Checkpoints. torch >= 2.6 loads with ``weights_only=True`` by default, and
-  mmengine 0.10.7 pickles a ``HistoryBuffer`` and numpy arrays/scalars into
-  every checkpoint it saves, so resume, ``load_from`` and test all fail. We
-  do **not** turn the safety off: mmengine's local loader is replaced by
-  :func:`safe_torch_load`, which keeps ``weights_only=True`` and allows
-  exactly the types mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`). Anything
-  else is refused with a message naming the file and the offending types.
-* Checkpoint saving. mmengine writes checkpoints and ``last_checkpoint``
-  in place; :mod:`mmseg_repvgg.atomic_io` makes them atomic (tests in
-  tests/test_atomic_save.py).
-* CityscapesMetric. cityscapesscripts' pixel-level evaluation calls
-  ``np.in1d``, which numpy 2 removed; that module alone gets a numpy whose
-  ``in1d`` is ``np.isin`` (numpy itself is left untouched).
+mmengine reaches it through a checkpoint loader scheme of our own,
+:data:`SAFE_SCHEME` (``safe://PATH``), registered beside mmengine's schemes
+on import; the local scheme (``''``) stays mmengine's.
+:func:`route_checkpoint_loading` points a config's ``load_from`` (and an
+automatic ``--resume``) at it; ``tools/train.py`` and ``tools/test.py``
+call it, and a config may name ``load_from='safe://PATH'`` itself.
 """
 import pickle
 import re
-import types
+from typing import Optional
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner import find_latest_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.utils import digit_version
 
-from .atomic_io import patch_mmengine_checkpoint_saving
 from .errors import CheckpointError
 
 
@@ -146,44 +146,50 @@ def safe_torch_load(filename, map_location='cpu'):
             'it') from None
 
 
-def _patch_mmengine_checkpoint_loading() -> None:
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def load_from_local(filename, map_location):
-        """Replaces mmengine's loader: weights_only with an allow-list."""
-        return safe_torch_load(filename, map_location=map_location)
+#: The prefix of our checkpoint loader scheme: ``safe://work_dirs/x.pth``.
+SAFE_SCHEME = 'safe://'
 
 
-class _NumpyWithIn1d(types.ModuleType):
-    """numpy as it was before 2.0 for one module: ``in1d`` is ``isin``."""
-
-    in1d = staticmethod(np.isin)
-
-    def __getattr__(self, name):
-        return getattr(np, name)
+@CheckpointLoader.register_scheme(prefixes=SAFE_SCHEME)
+def load_from_safe(filename: str, map_location=None):
+    """mmengine's loader for ``safe://PATH``: :func:`safe_torch_load`."""
+    return safe_torch_load(filename[len(SAFE_SCHEME):], map_location)
 
 
-def _patch_cityscapes_in1d() -> None:
-    if hasattr(np, 'in1d'):
-        return
-    try:
-        from cityscapesscripts.evaluation import \
-            evalPixelLevelSemanticLabeling as cs_eval
-    except ImportError:  # cityscapesscripts is optional for mmseg
-        return
-    cs_eval.np = _NumpyWithIn1d('numpy')
+def needs_safe_loading() -> bool:
+    """Whether mmengine's local loader fails on mmengine's own checkpoints.
+
+    mmengine 0.10.x calls ``torch.load`` without ``weights_only``, which
+    torch >= 2.6 defaults to True (before, it unpickled anything).
+    """
+    return digit_version(torch.__version__) >= digit_version('2.6.0')
 
 
-_applied = False
+def _local(path: Optional[str]) -> bool:
+    return bool(path) and '://' not in path
 
 
-def apply_patches() -> None:
-    """Apply every patch once; safe to call again."""
-    global _applied
-    if _applied:
-        return
-    _patch_mmengine_checkpoint_loading()
-    patch_mmengine_checkpoint_saving()
-    _patch_cityscapes_in1d()
-    _applied = True
+def route_checkpoint_loading(cfg) -> Optional[str]:
+    """Load the checkpoint of ``cfg`` through :data:`SAFE_SCHEME`.
+
+    Sets ``cfg.load_from`` to ``safe://PATH`` for a local ``load_from``, or
+    for the latest checkpoint of the work dir when ``cfg.resume`` is set
+    without one (what the Runner's automatic resume would pick). Remote
+    paths (``http://``, ``s3://``) are left to mmengine. A no-op where
+    mmengine's own loader works (:func:`needs_safe_loading`).
+
+    Args:
+        cfg (Config): The complete config (``work_dir`` set).
+
+    Returns:
+        str | None: The new ``load_from``, or None if unchanged.
+    """
+    if not needs_safe_loading():
+        return None
+    load_from = cfg.get('load_from')
+    if not load_from and cfg.get('resume'):
+        load_from = find_latest_checkpoint(cfg.work_dir)
+    if not _local(load_from):
+        return None
+    cfg.load_from = SAFE_SCHEME + load_from
+    return cfg.load_from

@@ -176,7 +176,9 @@ def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
     logs "size mismatch" warnings, and then tests random weights (exit 0)
     or dies in the optimizer's ``load_state_dict``. This reads the file
     once (weights-only, see :func:`mmseg_repvgg.compat.safe_torch_load`)
-    and compares it with the model built on the meta device.
+    and decides with :func:`mmseg_repvgg.deploy.artifacts.fit_to_checkpoint`
+    (the decision the ReparamHook and ``load_segmentor`` make) against the
+    model built on the meta device.
 
     Args:
         cfg (Config): The complete config.
@@ -191,21 +193,19 @@ def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
         CheckpointError: Naming the file and what does not fit.
     """
     from .compat import safe_torch_load
-    from .deploy import (check_state_dict_matches, checkpoint_state_dict,
-                         is_deploy_checkpoint)
+    from .deploy.artifacts import (checkpoint_state_dict, fit_to_checkpoint,
+                                   is_deploy_checkpoint)
     checkpoint = safe_torch_load(filename)
     if not isinstance(checkpoint, dict) or not isinstance(
             checkpoint.get('state_dict', checkpoint), dict):
         raise CheckpointError(
             f'{filename}: not a model checkpoint (no state_dict); pass a '
             'checkpoint saved by tools/train.py or tools/reparam.py')
-    deploy = is_deploy_checkpoint(checkpoint)
-    if deploy and purpose != 'test':
+    if is_deploy_checkpoint(checkpoint) and purpose != 'test':
         raise CheckpointError(
             f'{filename} is a deploy checkpoint (branches fused, BatchNorms '
             f'folded) and cannot be trained from; for {purpose} pass the '
             'train-time checkpoint it was made from (WORK_DIR/epoch_N.pth)')
-    state_dict = checkpoint_state_dict(checkpoint)
     model = _model_on_meta(cfg.model)
     if model is None:
         return
@@ -213,18 +213,18 @@ def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
         backbone = model.backbone
         model = torch.nn.Module()
         model.backbone = backbone
-        state_dict = {
+        checkpoint = {
             k: v
-            for k, v in state_dict.items() if k.startswith('backbone.')
+            for k, v in checkpoint_state_dict(checkpoint).items()
+            if k.startswith('backbone.')
         }
-    try:
-        check_state_dict_matches(model, state_dict, filename)
-    except CheckpointError:
-        # The ReparamHook fuses the model to a deploy checkpoint (or one
-        # with a fused backbone) and checks every key itself.
-        fused = deploy or any('.branch_reparam.' in k for k in state_dict)
-        if not (purpose == 'test' and fused and _has_reparam_hook(cfg)):
-            raise
+    # At test the ReparamHook shapes the model to a fused checkpoint (as
+    # here); without it, or for training, the model stays as configured.
+    fit_to_checkpoint(
+        model,
+        checkpoint,
+        filename,
+        reshape=purpose == 'test' and _has_reparam_hook(cfg))
 
 
 def check_pretrained_exists(model_cfg: dict) -> None:
@@ -240,18 +240,22 @@ def check_pretrained_exists(model_cfg: dict) -> None:
         CheckpointError: Naming the file, where to get it and how to train
             without it.
     """
-    from .checkpoint.loading import MISSING_WEIGHTS_HELP
+    from .checkpoint.loading import missing_weights_help
+    from .models.backbones.repvgg import PRETRAINED_TYPES
     backbone = model_cfg.get('backbone') or {}
     paths = [model_cfg.get('pretrained')]
     paths += [
         init.get('checkpoint') for init in _as_list(backbone.get('init_cfg'))
-        if isinstance(init, dict) and init.get('type') == 'Pretrained'
+        if isinstance(init, dict) and init.get('type') in PRETRAINED_TYPES
     ]
     for path in paths:
         if not path or '://' in path or osp.isfile(path):
             continue
-        get = MISSING_WEIGHTS_HELP if backbone.get('type') == 'RepVGG' else (
-            'Download it or fix the path')
+        get = 'Download it or fix the path'
+        if backbone.get('type') == 'RepVGG':
+            arch = backbone.get('arch')  # a dict for a custom arch
+            get = missing_weights_help(path,
+                                       arch if isinstance(arch, str) else None)
         raise CheckpointError(
             f'{path}: pretrained backbone checkpoint not found. {get}. Or '
             'train from scratch: --cfg-options model.backbone.init_cfg=None')

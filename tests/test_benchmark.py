@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmseg_repvgg.benchmark import FORMS
 from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
                                              fusion_summary, miou_rejected)
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.run import split_model_arg
+from mmseg_repvgg.deploy.forms import FORMS, why_unavailable
+from mmseg_repvgg.deploy.int8 import int8_supported
+from mmseg_repvgg.deploy.machine import machine
 from mmseg_repvgg.errors import ConfigError, run_cli
-from mmseg_repvgg.models.int8 import int8_supported
 
 #: The int8 forms need oneDNN's x86 int8 kernels; elsewhere they are skipped.
 INT8 = int8_supported()
+#: bf16 runs only where the CPU has it natively (AVX512-BF16, AMX); on other
+#: CPUs its forms and its ceiling are skipped, with the reason.
+BF16 = machine().native('bf16')
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'int8')
@@ -75,12 +79,20 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     out_dir, stdout, name = tool_run
     results = json.loads((out_dir / 'benchmark.json').read_text())
     assert {
-        'settings', 'machine', 'ceilings', 'models', 'comparisons', 'checks',
-        'miou_check'
+        'settings', 'machine', 'ceilings', 'models', 'comparisons',
+        'miou_check', 'fast_path_rejected'
     } <= set(results)
+    assert 'checks' not in results  # targets live in the docs
     assert results['machine']['versions']['torch'] == torch.__version__
+    features = results['machine']['features']
+    assert features['isa_level'] == machine().isa_level
+    assert (features['int8_activation_bits'] == machine().int8_activation_bits)
     assert results['ceilings']['fp32']['matmul'] > 0
-    assert results['ceilings']['bf16']['conv3x3'] > 0
+    if BF16:
+        assert results['ceilings']['bf16']['conv3x3'] > 0
+    else:  # never emulated: skipped with the reason
+        assert 'bf16' not in results['ceilings']
+        assert 'AVX512-BF16' in results['ceilings']['skipped']['bf16']
 
     candidate, baseline = results['models']
     assert (candidate['name'], candidate['role']) == (name, 'candidate')
@@ -88,8 +100,9 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
     assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
     for form in candidate['forms'] + baseline['forms']:
-        if not INT8 and form['form'].startswith('int8'):
-            assert form['status'] == 'skipped', form
+        reason = why_unavailable(FORMS[form['form']])
+        if reason:
+            assert form['status'] == 'skipped' and reason in form['note']
             continue
         assert form['status'] == 'ok', form
         assert form['latency_ms']['min'] <= form['latency_ms']['median']
@@ -101,7 +114,9 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     # Fusion is exact, reduced precision is not; fusion removes FLOPs.
     assert forms['fused']['accuracy']['max_rel_diff'] < 1e-4
     assert forms['lowres']['accuracy']['max_rel_diff'] < 1e-4
-    assert forms['reduced']['accuracy']['max_rel_diff'] > 1e-4
+    assert forms['winograd']['accuracy']['max_rel_diff'] < 1e-4
+    if BF16:
+        assert forms['reduced']['accuracy']['max_rel_diff'] > 1e-4
     assert forms['fused']['gflop'] < forms['unfused']['gflop']
     assert forms['lowres']['gflop'] < forms['fused']['gflop']
     assert forms['fused']['backbone_profile']['conv_ms'] > 0
@@ -124,13 +139,15 @@ def test_tool_writes_json_markdown_and_png(tool_run):
                                                                  'tiny_resnet')
     assert comparison['fp32_like_for_like'] > 0
     assert not INT8 or comparison['int8_like_for_like'] > 0
-    assert any('fast path' in c['check'] for c in results['checks'])
 
     miou = {row['form']: row for row in results['miou_check']['forms']}
-    assert set(miou) == {'fused', 'reduced', 'reduced_lowres'
-                         } | ({'int8', 'int8_lowres'} if INT8 else set())
+    scored = {'fused', 'winograd_lowres'
+              } | ({'reduced', 'reduced_lowres'} if BF16 else set())
+    assert set(miou) == scored | ({'int8', 'int8_lowres'} if INT8 else set())
     assert miou['fused']['miou_diff'] == 0
-    assert 0 <= miou['reduced']['mIoU'] <= 100
+    assert abs(miou['winograd_lowres']['miou_diff']) < 0.05
+    if not BF16:
+        assert 'AVX512-BF16' in results['miou_check']['skipped']['reduced']
     assert results['miou_check']['images'] == 4
     if INT8:
         assert 0 <= miou['int8']['mIoU'] <= 100
@@ -215,9 +232,10 @@ def test_fast_path_leaves_out_forms_that_fail_the_miou_check():
         dict(form='reduced', miou_diff=-0.1),
         dict(form='int8', miou_diff=-0.7),  # more than 0.5 lost
     ])
-    # int8 forms not scored (onnxruntime's cannot be) go with the failed one.
+    # int8 forms not scored go with the failed one.
     assert miou_rejected(miou) == [
-        'int8', 'int8_lowres', 'onnxruntime_int8', 'onnxruntime_int8_lowres'
+        'int8', 'int8_lowres', 'onnxruntime_int8', 'onnxruntime_int8_lowres',
+        'openvino_int8'
     ]
     assert fast_path(model, miou_rejected(miou))['form'] == 'reduced'
     assert miou_rejected(None) == []

@@ -1,9 +1,18 @@
-"""The compatibility patches: each test here fails without its patch."""
+"""Safe loading of mmengine's checkpoints, and an import that patches nothing.
+
+The ``safe://`` loader scheme is what lets mmengine's Runner resume, load
+and test its own checkpoints on torch >= 2.6; the first test shows that
+mmengine's local loader fails on them.
+"""
+import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.registry import METRICS
@@ -11,8 +20,9 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-import mmseg_repvgg  # noqa: F401  (applies the patches)
-from mmseg_repvgg.compat import MMENGINE_SAFE_GLOBALS, safe_torch_load
+from mmseg_repvgg.compat import (MMENGINE_SAFE_GLOBALS, SAFE_SCHEME,
+                                 needs_safe_loading, route_checkpoint_loading,
+                                 safe_torch_load)
 from mmseg_repvgg.errors import CheckpointError
 
 
@@ -88,11 +98,14 @@ def runner_checkpoint(tmp_path_factory):
     return work_dir / 'iter_2.pth'
 
 
-def test_runner_checkpoint_needs_the_allow_list(runner_checkpoint):
-    # What mmengine saves is not loadable by plain weights_only loading:
-    # this is the failure the patch exists for.
+def test_runner_checkpoint_needs_the_allow_list(runner_checkpoint, tmp_path):
+    # What mmengine saves is not loadable by plain weights_only loading, nor
+    # by mmengine's own local loader: the failure the scheme exists for.
+    assert needs_safe_loading()
     with pytest.raises(pickle.UnpicklingError):
         torch.load(runner_checkpoint, weights_only=True)
+    with pytest.raises(pickle.UnpicklingError):
+        _runner(tmp_path, load_from=str(runner_checkpoint)).test()
     checkpoint = safe_torch_load(runner_checkpoint)
     assert checkpoint['meta']['iter'] == 2
     assert 'message_hub' in checkpoint and 'optimizer' in checkpoint
@@ -102,7 +115,7 @@ def test_runner_resumes_from_its_checkpoint(runner_checkpoint, tmp_path):
     runner = _runner(
         tmp_path,
         resume=True,
-        load_from=str(runner_checkpoint),
+        load_from=SAFE_SCHEME + str(runner_checkpoint),
         train_cfg=dict(by_epoch=False, max_iters=3, val_interval=1))
     runner.train()
     assert runner.iter == 3
@@ -114,12 +127,27 @@ def test_runner_resumes_from_its_checkpoint(runner_checkpoint, tmp_path):
 
 
 def test_runner_loads_checkpoint_for_test(runner_checkpoint, tmp_path):
-    runner = _runner(tmp_path, load_from=str(runner_checkpoint))
+    runner = _runner(tmp_path, load_from=SAFE_SCHEME + str(runner_checkpoint))
     metrics = runner.test()
     assert metrics['mse'] >= 0
     expected = safe_torch_load(runner_checkpoint)['state_dict']
     for name, value in runner.model.state_dict().items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_route_checkpoint_loading(runner_checkpoint, tmp_path):
+    work_dir = runner_checkpoint.parent
+    cfg = Config(dict(work_dir=str(work_dir), resume=True, load_from=None))
+    # --resume without a path: the latest checkpoint, as the Runner picks.
+    assert route_checkpoint_loading(
+        cfg) == SAFE_SCHEME + str(runner_checkpoint)
+    cfg = Config(dict(work_dir=str(tmp_path), load_from='x/epoch_1.pth'))
+    route_checkpoint_loading(cfg)
+    assert cfg.load_from == 'safe://x/epoch_1.pth'
+    for untouched in ('https://host/x.pth', None):
+        cfg = Config(dict(work_dir=str(tmp_path), load_from=untouched))
+        assert route_checkpoint_loading(cfg) is None
+        assert cfg.load_from == untouched
 
 
 class _Payload:
@@ -140,7 +168,7 @@ def test_unlisted_types_are_refused_without_running_them(tmp_path):
         safe_torch_load(path)
     from mmengine.runner import load_checkpoint
     with pytest.raises(CheckpointError, match='evil.pth'):
-        load_checkpoint(nn.Linear(2, 1), str(path))
+        load_checkpoint(nn.Linear(2, 1), SAFE_SCHEME + str(path))
     assert not marker.exists()
 
 
@@ -159,13 +187,19 @@ def test_allow_list_is_explicit():
     assert 'eval' not in names and 'open' not in names
 
 
-def test_cityscapes_evaluation_runs_on_numpy2():
+def test_cityscapes_evaluation_gets_in1d_only_while_it_runs():
     from cityscapesscripts.evaluation import \
         evalPixelLevelSemanticLabeling as cs_eval
+
+    from mmseg_repvgg.evaluation.cityscapes_metric import \
+        numpy1_for_cityscapes_eval
     gt = np.array([[7, 8], [0, 26]])
-    # The helper that numpy 2 broke: category masks use np.in1d.
-    mask = cs_eval.np.in1d(gt, [7, 8], invert=True).reshape(gt.shape)
+    assert cs_eval.np is np
+    with numpy1_for_cityscapes_eval():
+        # The helper that numpy 2 broke: category masks use np.in1d.
+        mask = cs_eval.np.in1d(gt, [7, 8], invert=True).reshape(gt.shape)
     assert mask.tolist() == [[False, False], [True, True]]
+    assert cs_eval.np is np  # numpy itself was never touched
 
 
 class _GetattrPayload:
@@ -181,3 +215,48 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
     torch.save({'x': _GetattrPayload()}, path)
     with pytest.raises(CheckpointError, match='getattr.pth: refused'):
         safe_torch_load(path)
+
+
+_SNAPSHOT = """
+import json, sys
+import numpy, torch
+import mmengine.runner.checkpoint as ckpt
+from mmengine.fileio import backends
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import CheckpointHook, EMAHook
+from mmengine.runner import Runner
+
+def snapshot():
+    objs = dict(
+        torch_load=torch.load, put=LocalBackend.put,
+        put_text=LocalBackend.put_text,
+        save_with_step=CheckpointHook._save_checkpoint_with_step,
+        safe_globals=tuple(map(str, torch.serialization.get_safe_globals())))
+    objs.update({f'scheme {k}': v for k, v in ckpt.CheckpointLoader._schemes.items()})
+    objs.update({f'backend {k}': v for k, v in backends.registry_utils.backends.items()})
+    for cls in (Runner, CheckpointHook, EMAHook, LocalBackend):
+        objs.update({f'{cls.__name__}.{k}': v for k, v in vars(cls).items()})
+    objs.update({f'numpy.{k}': v for k, v in vars(numpy).items()})
+    return {k: repr(v) if k == 'safe_globals' else id(v) for k, v in objs.items()}
+
+before = snapshot()
+import mmseg_repvgg  # noqa
+after = snapshot()
+print(json.dumps(dict(
+    changed=sorted(k for k in before if before[k] != after.get(k)),
+    added=sorted(k for k in set(after) - set(before)
+                 if not k.startswith('numpy.')),
+    local=ckpt.CheckpointLoader._schemes[''] is ckpt.load_from_local)))
+"""
+
+
+def test_import_registers_and_patches_nothing():
+    """After ``import mmseg_repvgg`` mmengine's functions are mmengine's."""
+    out = subprocess.run([sys.executable, '-c', _SNAPSHOT],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result['changed'] == []
+    assert result['added'] == ['backend local_atomic', 'scheme safe://']
+    assert result['local']  # the local scheme is mmengine's load_from_local

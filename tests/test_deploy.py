@@ -14,11 +14,11 @@ from mmcv.cnn import ConvModule
 from mmengine.config import Config
 from torch import nn
 
-from mmseg_repvgg import deploy
 from mmseg_repvgg.compat import safe_torch_load
-from mmseg_repvgg.deploy import (FusionMismatchError, build_segmentor,
-                                 check_fused_equal, deploy_config,
-                                 fuse_segmentor, load_segmentor,
+from mmseg_repvgg.deploy import FusionMismatchError
+from mmseg_repvgg.deploy import artifacts as deploy
+from mmseg_repvgg.deploy import (build_segmentor, check_fused_equal,
+                                 deploy_config, fuse_segmentor, load_segmentor,
                                  reparam_checkpoint, save_deploy_checkpoint,
                                  segmentor_logits)
 from mmseg_repvgg.errors import CheckpointError, ConfigError

@@ -14,10 +14,10 @@ from mmengine.config import Config
 from torch import nn
 
 from mmseg_repvgg.deploy import load_segmentor, segmentor_logits
+from mmseg_repvgg.deploy.onnx_export import (ShapeGenericAdaptiveAvgPool2d,
+                                             check_export_shape, check_onnx,
+                                             export_onnx)
 from mmseg_repvgg.errors import ConfigError
-from mmseg_repvgg.onnx_export import (ShapeGenericAdaptiveAvgPool2d,
-                                      check_export_shape, check_onnx,
-                                      export_onnx)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,18 +1,28 @@
-"""int8 convs by oneDNN: one conv against fp32, and a whole fused PSPNet."""
+"""int8 convs by oneDNN: one conv against fp32, and a whole fused PSPNet.
+
+The tests run with the activation bits this machine needs (8 with VNNI, 7
+without); ``test_non_vnni_path_in_a_subprocess`` runs them again with
+oneDNN capped to AVX2, so a VNNI machine proves the 7-bit path too.
+"""
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from mmseg_repvgg.benchmark.forms import fuse_model
 from mmseg_repvgg.deploy import segmentor_logits
-from mmseg_repvgg.errors import ConfigError
-from mmseg_repvgg.models.int8 import (Int8Conv2d, activation_qparams,
+from mmseg_repvgg.deploy.forms import fuse_model
+from mmseg_repvgg.deploy.int8 import (Int8Conv2d, activation_qparams,
                                       calibrate_activation_ranges,
                                       quantizable_convs, quantize_int8,
                                       weight_qparams)
-from mmseg_repvgg.models.psp_lowres import lowres_psp_heads
+from mmseg_repvgg.deploy.machine import machine
+from mmseg_repvgg.deploy.psp_lowres import lowres_psp_heads
+from mmseg_repvgg.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available()
@@ -32,6 +42,11 @@ def test_activation_qparams_cover_the_range_and_zero():
     scale, zero_point = activation_qparams(2.0, 4.0)  # 0 stays exact
     assert scale == pytest.approx(4 / 255) and zero_point == 0
     assert activation_qparams(0.0, 0.0) == (1.0, 0)
+    # 7 bits (CPUs without VNNI): the same range over 0..127.
+    scale, zero_point = activation_qparams(-1.0, 3.0, bits=7)
+    assert scale == pytest.approx(4 / 127) and zero_point == 32
+    with pytest.raises(ValueError, match='bits'):
+        activation_qparams(0.0, 1.0, bits=9)
 
 
 def test_weight_qparams_are_per_output_channel():
@@ -65,6 +80,7 @@ def test_int8_conv_matches_fp32(stride, groups, dilation, relu):
     assert actual.dtype == torch.float32 and actual.shape == expected.shape
     error = relative_error(expected, actual)
     assert 0 < error < 0.03  # quantized, so never exact
+    assert int8.activation_bits == machine().int8_activation_bits
     assert int8.weight_int8.dtype == torch.int8
     assert (int8.kernel_size, int8.stride,
             int8.dilation) == (conv.kernel_size, conv.stride, conv.dilation)
@@ -134,3 +150,65 @@ def test_quantized_segmentor_is_close_to_fp32(fused_model, lowres):
 def test_quantize_needs_calibrated_convs(fused_model):
     with pytest.raises(ConfigError, match='nothing to run in int8'):
         quantize_int8(fused_model, {})
+
+
+def test_seven_bit_inputs_are_clamped_to_the_top_level():
+    # Beyond the calibrated range a 7-bit input must stay at level 127:
+    # level 255 would bring back the saturation 7 bits avoid.
+    conv = nn.Conv2d(8, 8, 3, padding=1).eval()
+    int8 = Int8Conv2d(conv, (0.0, 1.0), activation_bits=7)
+    assert int8._input_max == pytest.approx(1.0)
+    top, beyond = torch.full((1, 8, 4, 4), 1.0), torch.full((1, 8, 4, 4), 5.)
+    with torch.inference_mode():
+        assert torch.equal(int8(beyond), int8(top))
+
+
+def _capped_env():
+    return dict(
+        os.environ,
+        ONEDNN_MAX_CPU_ISA='AVX2',
+        OMP_NUM_THREADS='1',
+        PYTHONWARNINGS='ignore')
+
+
+def test_eight_bit_inputs_saturate_without_vnni():
+    """The reason for 7 bits, shown on oneDNN's AVX2 path: if this stops
+    failing with 8 bits, oneDNN no longer saturates and 7 bits can go."""
+    code = ('import torch; from torch import nn\n'
+            'from mmseg_repvgg.deploy.int8 import Int8Conv2d\n'
+            'from mmseg_repvgg.deploy.machine import machine\n'
+            'assert not machine().vnni\n'
+            'torch.manual_seed(0)\n'
+            'conv = nn.Conv2d(16, 24, 3, padding=1).eval()\n'
+            'x = torch.randn(2, 16, 12, 20)\n'
+            'r = (float(x.min()), float(x.max()))\n'
+            'e = conv(x).detach()\n'
+            'for bits in (8, 7):\n'
+            '    y = Int8Conv2d(conv, r, activation_bits=bits)(x)\n'
+            '    print(bits, float((e - y).abs().max() / e.abs().max()))\n')
+    out = subprocess.run([sys.executable, '-c', code],
+                         env=_capped_env(),
+                         capture_output=True,
+                         text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    errors = dict(line.split() for line in out.stdout.split('\n') if line)
+    assert float(errors['8']) > 0.1  # saturated
+    assert float(errors['7']) < 0.03
+
+
+def test_non_vnni_path_in_a_subprocess():
+    """This file's tests again, with oneDNN capped to AVX2 (no VNNI)."""
+    here = Path(__file__)
+    out = subprocess.run([
+        sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+        'not subprocess and not saturate',
+        str(here)
+    ],
+                         cwd=here.parents[1],
+                         env=_capped_env(),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert ' passed' in out.stdout and 'failed' not in out.stdout

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_repvgg.benchmark.forms import fuse_model
 from mmseg_repvgg.deploy import segmentor_logits
-from mmseg_repvgg.models.psp_lowres import (LowResPSPHead,
+from mmseg_repvgg.deploy.forms import fuse_model
+from mmseg_repvgg.deploy.psp_lowres import (LowResPSPHead,
                                             interpolation_matrix,
                                             lowres_psp_heads)
 

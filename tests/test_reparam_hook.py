@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.runner import Runner
 
-from mmseg_repvgg.deploy import (build_segmentor, load_segmentor,
+from mmseg_repvgg.compat import SAFE_SCHEME, safe_torch_load
+from mmseg_repvgg.deploy import (FusionMismatchError, artifacts,
+                                 build_segmentor, load_segmentor,
                                  reparam_checkpoint, segmentor_logits)
 from mmseg_repvgg.engine import ReparamHook
 from mmseg_repvgg.errors import CheckpointError
-from mmseg_repvgg.models.reparam import is_batchnorm
+from mmseg_repvgg.models.reparam import is_batchnorm, reparameterize_model
 
 
 class Probe(Hook):
@@ -178,3 +180,85 @@ def test_hook_is_registered_and_off_switches_work(tiny_seg_cfg,
     runner.model = model
     hook.before_test_epoch(runner)
     assert count_norms(model) > 0 and model.with_auxiliary_head
+
+
+def test_ema_weights_are_validated_tested_and_shipped_fused(tiny_seg_cfg):
+    """EMAHook beside ReparamHook: train, validate fused, ship, test."""
+    hooks = [
+        dict(type='EMAHook', momentum=0.5),
+        dict(type='ReparamHook', validate_fused=True)
+    ]
+    runner, probe = make_runner(tiny_seg_cfg, 'ema', custom_hooks=hooks)
+    runner.train()
+    work_dir = Path(runner.work_dir)
+    checkpoint = str(work_dir / 'iter_4.pth')
+    # mmengine saves the EMA weights as the checkpoint's state_dict.
+    saved = safe_torch_load(checkpoint)['state_dict']
+    trained = runner.model.state_dict()
+    assert any(not torch.equal(saved[k], trained[k]) for k in trained)
+    ema_model, _ = load_segmentor(tiny_seg_cfg, checkpoint)
+    inputs = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        expected = segmentor_logits(ema_model, inputs)
+        # The last validation ran a fused copy of the EMA weights.
+        val_model = probe.val_models[-1]
+        assert count_norms(val_model) == 0
+        assert relative_error(expected,
+                              segmentor_logits(val_model.eval(),
+                                               inputs)) < 1e-5
+        # deploy_final holds them too, fused.
+        deployed, _ = load_segmentor(
+            Config.fromfile(str(work_dir / 'deploy_final.py')),
+            str(work_dir / 'deploy_final.pth'))
+        assert relative_error(expected, segmentor_logits(deployed,
+                                                         inputs)) < 1e-5
+
+    # tools/test.py's flow: a fresh Runner with EMAHook loads the checkpoint,
+    # EMAHook swaps in, the model is fused and EMAHook swaps back.
+    tester, test_probe = make_runner(
+        tiny_seg_cfg,
+        'ema_test',
+        custom_hooks=hooks,
+        load_from=SAFE_SCHEME + checkpoint)
+    assert 'mIoU' in tester.test()
+    (ema_hook, ) = [h for h in tester.hooks if isinstance(h, EMAHook)]
+    assert count_norms(tester.model) == count_norms(
+        ema_hook.ema_model.module) == 0
+    with torch.no_grad():
+        for batch, logits in zip(test_probe.batches, test_probe.logits):
+            unfused = torch.stack(
+                [o.seg_logits.data for o in ema_model.test_step(batch)])
+            assert relative_error(unfused, logits) < 1e-5
+
+
+def test_deploy_checkpoints_are_verified_before_writing(
+        tiny_seg_cfg, monkeypatch):
+
+    def mismatch(*args, **kwargs):
+        raise FusionMismatchError('injected: fused logits differ')
+
+    monkeypatch.setattr(artifacts, 'check_fused_equal', mismatch)
+    runner, _ = make_runner(tiny_seg_cfg, 'unverified')
+    with pytest.raises(FusionMismatchError, match='injected'):
+        runner.train()
+    assert (Path(runner.work_dir) / 'iter_4.pth').is_file()
+    assert not list(Path(runner.work_dir).glob('deploy_*'))
+
+
+def test_fused_backbone_checkpoint_tests_with_the_training_config(
+        tiny_seg_cfg, tiny_seg_checkpoint, tmp_path):
+    """Not a deploy checkpoint, but its backbone is fused: shaped to it too.
+    """
+    model, _ = load_segmentor(tiny_seg_cfg, str(tiny_seg_checkpoint))
+    reparameterize_model(model.backbone, inplace=True)
+    path = tmp_path / 'fused_backbone.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    runner, probe = make_runner(
+        tiny_seg_cfg, 'fused_backbone', load_from=str(path))
+    runner.test()
+    assert 'fused-backbone checkpoint, model shaped to it' in log_text(runner)
+    with torch.no_grad():
+        for batch, logits in zip(probe.batches, probe.logits):
+            expected = torch.stack(
+                [o.seg_logits.data for o in model.test_step(batch)])
+            assert relative_error(expected, logits) < 1e-5

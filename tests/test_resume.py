@@ -32,7 +32,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmseg_repvgg.compat import safe_torch_load
+from mmseg_repvgg.compat import SAFE_SCHEME, safe_torch_load
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py'
@@ -178,7 +178,9 @@ def test_kill_9_then_resume_equals_uninterrupted_run(resume_config, tmp_path):
     assert (saved['meta']['epoch'], saved['meta']['iter']) == (2, 4)
 
     resumed_log = _finish(_train(resume_config, killed_dir, '--resume'))
-    assert f'Auto resumed from the latest checkpoint {last}' in resumed_log
+    # tools/train.py resolves --resume to the latest checkpoint itself and
+    # reads it through the safe:// scheme (mmengine's loader refuses it).
+    assert f'Load checkpoint from {SAFE_SCHEME}{last}' in resumed_log
     assert 'resumed epoch: 2, iter: 4' in resumed_log
     assert 'Epoch(train) [1]' not in resumed_log  # nothing trained twice
     # The learning rate picks up where the schedule was.

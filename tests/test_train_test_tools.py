@@ -167,17 +167,3 @@ def test_tta_wraps_the_model():
     assert cfg.model.type == 'SegTTAModel'
     assert cfg.model.module == segmentor
     assert cfg.test_dataloader.dataset.pipeline == cfg.tta_pipeline
-
-
-def test_demo_helpers(toy_cityscapes_tiny):
-    demo = load_tool('demo')
-    options = demo.config_options('data/x', epochs=3)
-    assert 'param_scheduler.0.end=3' in options
-    assert 'test_dataloader.dataset.data_root=data/x' in options
-    assert not any('epochs' in o for o in demo.config_options('data/x'))
-    output = ('x - per class results:\nx - \n+--+\n| road | 1.0 |\n+--+\n'
-              'x - Epoch(test) mIoU: 1.0\n')
-    assert demo.per_class_table(output) == '+--+\n| road | 1.0 |\n+--+'
-    # One class owns the largest share; the others score 0.
-    share = demo.constant_prediction_miou(str(toy_cityscapes_tiny))
-    assert 0 < share < 50

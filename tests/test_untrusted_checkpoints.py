@@ -133,10 +133,11 @@ def test_convert_checkpoint_tool_refuses(evil, tmp_path, run_tool):
     assert not out.exists()
 
 
-def test_backbone_pretrained_refuses(evil):
+@pytest.mark.parametrize('init', ['RepVGGPretrained', 'Pretrained'])
+def test_backbone_pretrained_refuses(evil, init):
     path, flag = evil
     backbone = RepVGG(
-        TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        TINY_ARCH, init_cfg=dict(type=init, checkpoint=str(path)))
     with pytest.raises(CheckpointError, match='refused to load'):
         backbone.init_weights()
     assert not flag.exists()

@@ -2,8 +2,11 @@
 
 In one process and one run: the machine's matmul and conv rates, then per
 model the train-time, backbone-fused, fully fused, reduced-precision
-(bf16 on CPU, fp16 on CUDA), channels_last, int8 (x86 CPUs) and
-onnxruntime forms, with mmseg's PSPNet ResNet-50/101-D8 as baselines.
+(bf16 on CPU, fp16 on CUDA: only where the hardware runs it natively),
+channels_last, Winograd, int8 (x86 CPUs), onnxruntime and OpenVINO forms,
+with mmseg's PSPNet ResNet-50/101-D8 as baselines. A form this machine
+cannot run natively is skipped with one line saying why
+(``--allow-emulated`` runs it anyway).
 Writes benchmark.json, benchmark.md and benchmark.png to --out-dir and
 prints the Markdown::
 
@@ -21,13 +24,13 @@ import sys
 
 import torch
 
-from mmseg_repvgg.benchmark import (FORMS, Settings, miou_check,
-                                    render_markdown, run_benchmark,
-                                    write_outputs)
-from mmseg_repvgg.benchmark.miou import CALIBRATION_IMAGES
+from mmseg_repvgg.benchmark import (Settings, miou_check, render_markdown,
+                                    run_benchmark, write_outputs)
 from mmseg_repvgg.benchmark.run import (BASELINE_FORMS, CANDIDATE_FORMS,
                                         DEFAULT_BASELINES, resolve_device,
                                         split_model_arg)
+from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
+from mmseg_repvgg.deploy.forms import FORMS
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 
@@ -116,9 +119,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--miou-forms',
         nargs='+',
-        default=['fused', 'reduced', 'reduced_lowres', 'int8', 'int8_lowres'],
+        default=[
+            'fused', 'reduced', 'reduced_lowres', 'winograd_lowres', 'int8',
+            'int8_lowres'
+        ],
         help='forms scored by --miou-check (default: fused reduced '
-        'reduced_lowres int8 int8_lowres)')
+        'reduced_lowres winograd_lowres int8 int8_lowres; forms this '
+        'machine cannot run natively are skipped)')
     parser.add_argument(
         '--calibration-images',
         type=int,
@@ -129,6 +136,11 @@ def parse_args(argv=None):
         '--miou-max-images',
         type=int,
         help='stop the mIoU check after this many images')
+    parser.add_argument(
+        '--allow-emulated',
+        action='store_true',
+        help='also run reduced precisions the hardware only emulates '
+        '(bf16 without AVX512-BF16: minutes per form)')
     parser.add_argument(
         '--out-dir',
         default='work_dirs/benchmark',
@@ -153,7 +165,8 @@ def main(argv=None):
         profile_forms=args.profile_forms,
         matmul_size=args.matmul_size,
         conv_shapes=[tuple(s) for s in args.conv_shape]
-        if args.conv_shape else Settings.conv_shapes)
+        if args.conv_shape else Settings.conv_shapes,
+        allow_emulated=args.allow_emulated)
     settings.check()
     if args.calibration_images < 1:
         raise ConfigError('--calibration-images must be at least 1')
@@ -167,6 +180,7 @@ def main(argv=None):
             device=settings.device,
             max_images=args.miou_max_images,
             calibration_images=args.calibration_images,
+            allow_emulated=args.allow_emulated,
             log=lambda line: print(f'[benchmark] {line}', file=sys.stderr))
     pairs = [tuple(p) for p in args.pair] if args.pair else None
     results = run_benchmark(specs, settings, pairs=pairs, miou=miou)

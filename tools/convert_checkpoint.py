@@ -7,7 +7,7 @@ train-time or (``--deploy``) fused. The result is verified by loading it
 strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
 
     python tools/convert_checkpoint.py RepVGG-B2-train.pth \\
-        checkpoints/repvgg_b2.pth --arch B2
+        checkpoints/RepVGG-B2-train.pth --arch B2
 """
 import argparse
 import json

@@ -7,25 +7,34 @@
 With the ReparamHook of the RepVGG configs the model is re-parameterized
 (fused) after the checkpoint loads, so the metrics are the deployed
 model's. A deploy checkpoint (``deploy_final.pth``) works too.
+
+``--deploy-form FORM`` scores one deploy form (int8, bf16 where native,
+low-res PSP, Winograd, onnxruntime, OpenVINO, or ``auto``: see
+``mmseg_repvgg.deploy.forms``) with the config's own evaluator, so the
+mIoU printed is the shipped model's; int8 forms are calibrated on
+``--calibration-images`` training images first. ``--list-forms`` prints
+which forms run on this machine, and why the others do not.
 """
 import argparse
 import sys
 
-# First: registers RepVGG, the datasets and the ReparamHook, and applies the
-# compatibility patches (safe checkpoint loading) before mmengine runs.
+# First: registers RepVGG, the datasets, the hooks and the safe checkpoint
+# loader into the registries (it patches nothing).
 import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               enable_tta, enable_visualization, load_config,
                               set_local_rank, set_output_dir, set_work_dir)
 from mmseg_repvgg.config_checks import check_before_run
-from mmseg_repvgg.errors import run_cli
+from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
+from mmseg_repvgg.deploy.forms import available_forms, get_form
+from mmseg_repvgg.errors import ConfigError, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='MMSeg test (and eval) a model')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('config', nargs='?', help='test config file path')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file')
     parser.add_argument(
         '--out',
         help='directory to save the predicted label maps (PNG) for offline '
@@ -40,12 +49,61 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--tta', action='store_true', help='test time augmentation')
+    parser.add_argument(
+        '--deploy-form',
+        metavar='FORM',
+        help='score this deploy form (e.g. fused, int8_lowres, winograd, '
+        'onnxruntime, openvino_int8, auto); see --list-forms')
+    parser.add_argument(
+        '--calibration-images',
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help='training images that calibrate the int8 forms (default '
+        f'{CALIBRATION_IMAGES})')
+    parser.add_argument(
+        '--allow-emulated',
+        action='store_true',
+        help='run a reduced precision the hardware only emulates (slow)')
+    parser.add_argument(
+        '--list-forms',
+        action='store_true',
+        help='print the deploy forms and which run on this machine, and '
+        'exit')
     add_common_args(parser)
     return parser.parse_args(argv)
 
 
+def print_forms() -> None:
+    for name, reason in available_forms().items():
+        print(f'{name:26s} {get_form(name).label():40s} '
+              f'{"runs here" if reason is None else "unavailable: " + reason}')
+
+
+def add_deploy_form(cfg, args) -> None:
+    """Append the DeployFormHook that makes the test loop score the form."""
+    if args.deploy_form != 'auto':
+        get_form(args.deploy_form)  # one line for an unknown name
+    if args.calibration_images < 1:
+        raise ConfigError('--calibration-images must be at least 1')
+    if args.tta:
+        raise ConfigError('--deploy-form and --tta cannot be combined (TTA '
+                          'runs the PyTorch model)')
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(
+            type='DeployFormHook',
+            form=args.deploy_form,
+            calibration_images=args.calibration_images,
+            allow_emulated=args.allow_emulated)
+    ]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.list_forms:
+        print_forms()
+        return 0
+    if not args.config or not args.checkpoint:
+        raise ConfigError('give CONFIG and CHECKPOINT (or --list-forms)')
     set_local_rank(args.local_rank)
     check_checkpoint(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
@@ -57,6 +115,8 @@ def main(argv=None) -> int:
         enable_tta(cfg)
     if args.out is not None:
         set_output_dir(cfg, args.out)
+    if args.deploy_form:
+        add_deploy_form(cfg, args)
     check_before_run(cfg, 'test')
     runner = build_runner(cfg, args.launcher)
     runner.test()

@@ -10,8 +10,8 @@ RepVGG configs, ``deploy_final.pth`` (fused) is written there at the end.
 import argparse
 import sys
 
-# First: registers RepVGG, the datasets and the ReparamHook, and applies the
-# compatibility patches (safe checkpoint loading) before mmengine runs.
+# First: registers RepVGG, the datasets, the hooks and the safe:// checkpoint
+# loader scheme (which build_runner points load_from and --resume at).
 import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, enable_amp,
                               enable_auto_scale_lr, load_config,

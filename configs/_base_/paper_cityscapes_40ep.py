@@ -47,8 +47,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # mmengine's CheckpointHook with atomic writes, saving the new
+    # checkpoint before max_keep_ckpts removes the oldest (mmseg_repvgg).
     checkpoint=dict(
-        type='CheckpointHook',
+        type='AtomicCheckpointHook',
         by_epoch=True,
         interval=4,
         max_keep_ckpts=2,

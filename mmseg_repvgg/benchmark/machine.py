@@ -8,39 +8,13 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
-from ..models.int8 import int8_supported
-from .forms import DTYPE_NAMES, reduced_dtype
+from ..deploy.forms import DTYPE_NAMES
+from ..deploy.machine import machine
 from .measure import conv_rate, matmul_rate
 
 _PACKAGES = ('torch', 'mmsegmentation', 'mmcv', 'mmengine', 'onnx',
-             'onnxruntime', 'onnxscript', 'numpy', 'matplotlib',
-             'mmseg-repvgg')
-
-
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> Dict[str, bool]:
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(
-                next((line for line in f if line.startswith('flags')),
-                     '').split())
-    except OSError:
-        flags = set()
-    return {
-        flag: flag in flags
-        for flag in ('avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni',
-                     'amx_bf16')
-    }
+             'onnxruntime', 'onnxscript', 'openvino', 'nncf', 'numpy',
+             'matplotlib', 'mmseg-repvgg')
 
 
 def _version(package: str) -> str:
@@ -53,13 +27,15 @@ def _version(package: str) -> str:
 def machine_info(device: str) -> Dict:
     """Host, processor, threads, device and library versions."""
     onednn = re.findall(r'(?:oneDNN|MKL-DNN) v[\d.]+', torch.__config__.show())
+    features = machine().summary()
     info = dict(
         time_utc=time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
         host=platform.node(),
         platform=platform.platform(),
         python=platform.python_version(),
-        cpu=_cpu_model(),
-        cpu_flags=_cpu_flags(),
+        cpu=features.pop('cpu'),
+        cpu_flags=features.pop('cpu_flags'),
+        features=features,
         cpu_count=os.cpu_count(),
         cpus_usable=len(os.sched_getaffinity(0)) if hasattr(
             os, 'sched_getaffinity') else os.cpu_count(),
@@ -69,7 +45,7 @@ def machine_info(device: str) -> Dict:
         onednn=onednn[0] if onednn else None,
         load_average=list(os.getloadavg()),
         device=str(device),
-        reduced_dtype=DTYPE_NAMES[reduced_dtype(device)],
+        reduced_dtype=DTYPE_NAMES[machine().reduced_dtype(device)],
         versions={name: _version(name)
                   for name in _PACKAGES})
     if str(device).startswith('cuda'):
@@ -85,8 +61,10 @@ def machine_info(device: str) -> Dict:
 
 def measure_ceilings(device: str, matmul_size: int,
                      conv_shapes: Sequence[Tuple[int, int, int]]) -> Dict:
-    """The machine's fp32 and reduced-precision matmul and 3x3 conv rates,
-    and on x86 CPUs the int8 3x3 conv rate.
+    """The machine's fp32 matmul and 3x3 conv rates, and those of the
+    reduced float type and int8 where the machine runs them natively
+    (:mod:`mmseg_repvgg.deploy.machine`); an emulated precision is not
+    measured (on an AVX2 CPU one bf16 conv would take minutes).
 
     Measured first in a run, which also warms up oneDNN (or cuBLAS/cuDNN)
     and the thread pool before any model is timed.
@@ -102,14 +80,22 @@ def measure_ceilings(device: str, matmul_size: int,
         ``matmul``, ``conv3x3`` (the best shape), ``conv3x3_shapes`` (by
         ``CxHxW``) and ``ceiling`` (the larger of matmul and conv) in
         GFLOP/s, plus the sizes used; on a CPU with oneDNN's int8 convs
-        also ``'int8'`` (conv only: its ``matmul`` is None).
+        also ``'int8'`` (conv only: its ``matmul`` is None); ``skipped``:
+        ``{precision: why}`` for those not measured.
     """
     ceilings = dict(
         matmul_size=matmul_size, conv_shapes=[list(s) for s in conv_shapes])
     names = {torch.float32: 'fp32', torch.int8: 'int8', **DTYPE_NAMES}
-    dtypes = [torch.float32, reduced_dtype(device)]
-    if str(device) == 'cpu' and int8_supported():
+    dtypes = [torch.float32, machine().reduced_dtype(device)]
+    if str(device) == 'cpu':
         dtypes.append(torch.int8)  # no int8 matmul is measured
+    skipped = {}
+    for dtype in list(dtypes[1:]):
+        reason = machine().why_not(names[dtype], device)
+        if reason:
+            dtypes.remove(dtype)
+            skipped[names[dtype]] = reason
+    ceilings['skipped'] = skipped
     for dtype in dtypes:
         convs = {
             'x'.join(map(str, shape)): conv_rate(*shape, dtype, device)

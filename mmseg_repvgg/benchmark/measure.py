@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..models.int8 import Int8Conv2d
+from ..deploy.int8 import Int8Conv2d
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -191,9 +191,11 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to('meta')
 
 
-#: Profiler keys of a convolution: float convs, and the int8 forms' oneDNN
-#: kernel (its input quantization is a separate op, not counted).
-CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise')
+#: Profiler keys of a convolution: float convs, the int8 forms' oneDNN
+#: kernel (its input quantization is a separate op, not counted) and the
+#: Winograd forms' NNPACK convs.
+CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
+            'aten::_nnpack_spatial_convolution')
 
 
 def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
@@ -276,7 +278,7 @@ def conv_rate(channels: int,
     """GFLOP/s of a plain 3x3 conv, ``channels`` in and out, batch 1.
 
     ``dtype`` ``torch.int8`` measures oneDNN's int8 kernel as the int8
-    forms run it (:class:`~mmseg_repvgg.models.int8.Int8Conv2d`, fp32 out)
+    forms run it (:class:`~mmseg_repvgg.deploy.int8.Int8Conv2d`, fp32 out)
     on a post-ReLU input quantized beforehand: the kernel alone, as the
     profile of a model's convs counts it.
     """

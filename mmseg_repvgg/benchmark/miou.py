@@ -1,61 +1,28 @@
-"""What reduced precision costs in accuracy: mIoU of each form on the
+"""What each deploy form costs in accuracy: mIoU of each form on the
 config's validation data, against the fp32 fused model. The int8 forms are
-calibrated on training images, never on the images they are scored on."""
+calibrated on training images, never on the images they are scored on.
+Each form is made by :func:`~mmseg_repvgg.deploy.deploy_model` and run
+through mmseg's own inference (:func:`~mmseg_repvgg.deploy.deployed.
+deployed_segmentor`), as ``tools/test.py --deploy-form`` runs it."""
 import contextlib
 import copy
 import logging
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
-from torch import Tensor, nn
 
-from ..deploy import load_config, load_segmentor
-from ..errors import ConfigError
-from .forms import FORMS, FormUnavailable, torch_form
+from ..config_io import load_config
+from ..deploy import load_segmentor
+from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
+                                  eval_loader_and_evaluator)
+from ..deploy.deployed import deploy_model, deployed_segmentor
+from ..deploy.forms import FORMS, FormUnavailable, get_form
 
 #: The fp32 reference every other form is compared with.
 REFERENCE_FORM = 'fused'
-#: Training images that set the int8 forms' activation ranges.
-CALIBRATION_IMAGES = 8
-
-
-def _loader_and_evaluator(cfg):
-    for split in ('val', 'test'):
-        loader_cfg = cfg.get(f'{split}_dataloader')
-        evaluator_cfg = cfg.get(f'{split}_evaluator')
-        if loader_cfg and evaluator_cfg:
-            return loader_cfg, evaluator_cfg
-    raise ConfigError('the config has no val_dataloader/val_evaluator (nor '
-                      'test_*) to measure mIoU on')
-
-
-def calibration_batches(cfg, model: nn.Module, count: int) -> List[Tensor]:
-    """The first ``count`` training images, loaded by the evaluation
-    pipeline (no random augmentation) and normalized by the model's data
-    preprocessor: what the int8 forms calibrate on."""
-    train_cfg = copy.deepcopy(cfg.get('train_dataloader'))
-    if not train_cfg:
-        raise ConfigError('int8 calibration reads training images, but the '
-                          'config has no train_dataloader')
-    eval_cfg, _ = _loader_and_evaluator(cfg)
-    dataset = train_cfg['dataset']
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset['dataset']  # RepeatDataset and other wrappers
-    dataset['pipeline'] = copy.deepcopy(eval_cfg['dataset']['pipeline'])
-    train_cfg.update(
-        batch_size=1,
-        num_workers=0,
-        persistent_workers=False,
-        sampler=dict(type='DefaultSampler', shuffle=False))
-    batches = []
-    for batch in Runner.build_dataloader(train_cfg, seed=0):
-        batches.append(model.data_preprocessor(batch, False)['inputs'])
-        if len(batches) >= count:
-            break
-    return batches
 
 
 @contextlib.contextmanager
@@ -82,7 +49,8 @@ def miou_check(config: str,
                device: str = 'cpu',
                max_images: Optional[int] = None,
                log: Callable[[str], None] = lambda message: None,
-               calibration_images: int = CALIBRATION_IMAGES) -> Dict:
+               calibration_images: int = CALIBRATION_IMAGES,
+               allow_emulated: bool = False) -> Dict:
     """mIoU of each form of a trained model on its validation data.
 
     Each batch goes through mmseg's data preprocessor once; every form
@@ -93,13 +61,15 @@ def miou_check(config: str,
     Args:
         config (str): The training (or deploy) config.
         checkpoint (str): Train-time or deploy checkpoint.
-        forms (Sequence[str]): PyTorch forms to score; ``'fused'`` (fp32)
+        forms (Sequence[str]): Deploy forms to score; ``'fused'`` (fp32)
             is always included as the reference.
         device (str): Where to run.
         max_images (int, optional): Stop after this many images.
         log (callable): Progress lines.
         calibration_images (int): Training images the int8 forms are
             calibrated on (:func:`calibration_batches`).
+        allow_emulated (bool): Also score precisions the hardware only
+            emulates (otherwise skipped, with the reason).
 
     Returns:
         dict: ``forms``: one row per form with ``mIoU``, ``miou_diff``
@@ -107,25 +77,29 @@ def miou_check(config: str,
         pixels whose label equals fp32 fused's); ``images``.
     """
     forms = [REFERENCE_FORM] + [f for f in forms if f != REFERENCE_FORM]
-    unknown = [
-        f for f in forms if FORMS.get(f) is None or FORMS[f].runtime != 'torch'
-    ]
-    if unknown:
-        raise ConfigError(f'--miou-forms: {", ".join(unknown)} cannot be '
-                          'scored (PyTorch forms only)')
+    for name in forms:
+        get_form(name)
     cfg = load_config(config)
     model, _ = load_segmentor(cfg, checkpoint)
-    loader_cfg, evaluator_cfg = _loader_and_evaluator(cfg)
+    loader_cfg, evaluator_cfg = eval_loader_and_evaluator(cfg)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     calibration = None
     if any(FORMS[name].precision == 'int8' for name in forms):
         calibration = calibration_batches(cfg, model, calibration_images)
-    runs, evaluators = {}, {}
+    runs, evaluators, skipped = {}, {}, {}
     for name in list(forms):
         try:
-            runs[name] = torch_form(FORMS[name], model, device, calibration)
-        except FormUnavailable as err:  # e.g. int8 off x86
+            runs[name] = deployed_segmentor(
+                model,
+                deploy_model(
+                    model,
+                    name,
+                    calibration,
+                    device,
+                    allow_emulated=allow_emulated))
+        except FormUnavailable as err:  # e.g. bf16 without AVX512-BF16
             log(f'mIoU check: {name} skipped: {err}')
+            skipped[name] = str(err)
             forms.remove(name)
             continue
         with _quiet_log():
@@ -139,9 +113,7 @@ def miou_check(config: str,
         metas = [sample.metainfo for sample in samples]
         reference = None
         for name in forms:
-            module, cast, context = runs[name]
-            with context():
-                logits = module.inference(cast(data['inputs']), metas)
+            logits = runs[name].inference(data['inputs'], metas)
             preds = model.postprocess_result(logits.float().cpu(),
                                              copy.deepcopy(samples))
             labels = torch.stack([p.pred_sem_seg.data for p in preds])
@@ -174,4 +146,5 @@ def miou_check(config: str,
         checkpoint=checkpoint,
         images=images,
         calibration_images=len(calibration) if calibration else 0,
-        forms=rows)
+        forms=rows,
+        skipped=skipped)

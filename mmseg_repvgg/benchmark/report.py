@@ -5,8 +5,8 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
-from .analysis import TARGETS
-from .forms import FORMS
+from ..deploy.forms import FORMS
+from .analysis import MIOU_BOUND
 
 
 def _fmt(value, digits: int = 1, pct: bool = False) -> str:
@@ -30,6 +30,16 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
     return lines
 
 
+def _isa_note(features: Optional[Dict]) -> str:
+    """What the kernels use, since every figure depends on it."""
+    if not features:
+        return ''
+    cap = features.get('onednn_max_cpu_isa')
+    capped = f' (ONEDNN_MAX_CPU_ISA={cap})' if cap else ''
+    return (f'; kernels use {features["isa_level"]}{capped}, int8 '
+            f'activations {features["int8_activation_bits"]} bits')
+
+
 def _header(results: Dict) -> List[str]:
     s, m, c = results['settings'], results['machine'], results['ceilings']
     flags = ', '.join(k for k, v in m['cpu_flags'].items() if v) or 'none'
@@ -38,10 +48,14 @@ def _header(results: Dict) -> List[str]:
     low = m['reduced_dtype']
     int8 = f', int8 3x3 conv {c["int8"]["conv3x3"]:.1f}' if c.get(
         'int8') else ''
+    reduced = (f', {low} matmul {c[low]["matmul"]:.1f}, {low} 3x3 conv '
+               f'{c[low]["conv3x3"]:.1f}'
+               if c.get(low) else f' ({low}: not native here, not measured)')
+    isa = _isa_note(m.get('features'))
     return [
         f'Input {s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, on '
         f'{s["device"]}: {device}; {m["torch_threads"]} torch threads; '
-        f'CPU flags: {flags}.',
+        f'CPU flags: {flags}{isa}.',
         f'torch {versions["torch"]} ({m["onednn"]}), mmseg '
         f'{versions["mmsegmentation"]}, mmcv {versions["mmcv"]}, mmengine '
         f'{versions["mmengine"]}, onnxruntime {versions["onnxruntime"]}, '
@@ -50,8 +64,7 @@ def _header(results: Dict) -> List[str]:
         f'the start, {m["load_average_end"][0]:.2f} at the end.',
         f'Ceilings measured in this run (GFLOP/s): fp32 matmul '
         f'{c["fp32"]["matmul"]:.1f}, fp32 3x3 conv '
-        f'{c["fp32"]["conv3x3"]:.1f}, {low} matmul {c[low]["matmul"]:.1f}, '
-        f'{low} 3x3 conv {c[low]["conv3x3"]:.1f}{int8}.',
+        f'{c["fp32"]["conv3x3"]:.1f}{reduced}{int8}.',
         f'Each form: {s["warmup"]} warm-up + {s["runs"]} timed runs; '
         'latency is the median (min-max).', ''
     ]
@@ -144,7 +157,7 @@ def _fast_path_table(results: Dict) -> List[str]:
     rejected = results.get('fast_path_rejected')
     note = [
         '', 'Left out of the fast path: lost more than '
-        f'{TARGETS["miou_drop"]} mIoU in the mIoU check: '
+        f'{MIOU_BOUND} mIoU in the mIoU check: '
         f'{", ".join(rejected)}.'
     ] if rejected else []
     return _table(header, rows) + note
@@ -180,16 +193,6 @@ def _comparison_table(results: Dict) -> List[str]:
     return _table(header, rows) if rows else []
 
 
-def _checks_table(results: Dict) -> List[str]:
-    verdict = {True: 'yes', False: '**no**', None: 'not measured'}
-    rows = [[
-        c['check'],
-        _fmt(c['value'], 2), f'{c["target"]:g}', verdict[c['met']]
-    ] for c in results['checks']]
-    return _table(['target', 'measured', 'target', 'met'],
-                  rows) if rows else []
-
-
 def _miou_table(results: Dict) -> List[str]:
     miou = results.get('miou_check')
     if not miou:
@@ -206,14 +209,28 @@ def _miou_table(results: Dict) -> List[str]:
     ] + _table(['form', 'mIoU', 'difference (points)', 'labels agree'], rows)
 
 
+def _skipped_table(results: Dict) -> List[str]:
+    """Forms and ceilings that did not run here, and why (once each)."""
+    reasons = dict(results.get('ceilings', {}).get('skipped') or {})
+    lines = [f'* ceiling {name}: {why}' for name, why in reasons.items()]
+    seen = set()
+    for model in results['models']:
+        for form in model['forms']:
+            if form['status'] != 'ok' and form['form'] not in seen:
+                seen.add(form['form'])
+                lines.append(f'* {form["form"]} ({form["status"]}): '
+                             f'{form["note"]}')
+    return ['Not run on this machine:', ''] + lines if lines else []
+
+
 def render_markdown(results: Dict) -> str:
-    """The whole report: settings, forms, fusion, comparisons, targets."""
+    """The whole report: settings, forms, fusion, comparisons, skips."""
     sections = [_header(results)]
     if results['models']:
         sections.append(_forms_table(results))
     for part in (_fusion_table(results), _fast_path_table(results),
                  _comparison_table(results), _miou_table(results),
-                 _checks_table(results)):
+                 _skipped_table(results)):
         if part:
             sections.append(part)
     return '\n'.join('\n'.join(lines) + '\n' for lines in sections)

@@ -8,30 +8,31 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import Config
-from mmengine.hub import get_config
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..deploy import (build_segmentor, load_config, load_segmentor,
-                      random_inputs, segmentor_logits)
+from ..config_io import load_config
+from ..deploy import (build_segmentor, load_segmentor, random_inputs,
+                      segmentor_logits)
+from ..deploy.deployed import deploy_model
+from ..deploy.forms import FORMS, Form, FormUnavailable, form_structure
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from .analysis import analyze
-from .forms import (DTYPE_NAMES, FORMS, Form, FormUnavailable, form_structure,
-                    prepare_form, reduced_dtype)
 from .machine import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
                       meta_copy, relative_difference, summarize, synchronizer,
-                      time_calls)
+                      tensor_bytes, time_calls)
 
 #: Forms measured by default: RepVGG models (candidates) and baselines.
 CANDIDATE_FORMS = ('unfused', 'backbone_fused', 'fused', 'fused_cl', 'reduced',
-                   'reduced_cl', 'lowres', 'reduced_lowres', 'onnxruntime',
-                   'int8', 'int8_lowres', 'onnxruntime_int8',
-                   'onnxruntime_int8_lowres')
-BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'reduced_lowres', 'int8',
-                  'int8_lowres')
+                   'reduced_cl', 'lowres', 'reduced_lowres', 'winograd',
+                   'winograd_lowres', 'onnxruntime', 'int8', 'int8_lowres',
+                   'onnxruntime_int8', 'onnxruntime_int8_lowres', 'openvino',
+                   'openvino_int8')
+BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'reduced_lowres', 'winograd',
+                  'winograd_lowres', 'int8', 'int8_lowres', 'openvino',
+                  'openvino_int8')
 #: mmseg's own PSPNet ResNet-50/101-D8 Cityscapes configs.
 DEFAULT_BASELINES = (
     'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
@@ -63,6 +64,9 @@ class Settings:
             from one train-mode forward of this (N, H, W).
         seed (int): Weights and inputs.
         workdir (str, optional): For the temporary ONNX files.
+        allow_emulated (bool): Also measure reduced float precisions that
+            the machine only emulates (slow: minutes per form on an AVX2
+            CPU); by default they are skipped, with the reason.
     """
 
     shape: Tuple[int, int] = (512, 1024)
@@ -80,6 +84,7 @@ class Settings:
     calibration_shape: Tuple[int, int, int] = (2, 64, 128)
     seed: int = 0
     workdir: Optional[str] = None
+    allow_emulated: bool = False
 
     def check(self) -> None:
         """Raise ConfigError for settings that cannot work."""
@@ -123,19 +128,6 @@ class ModelSpec:
             self.name = osp.splitext(osp.basename(self.config))[0]
 
 
-def load_any_config(path: str, cfg_options: Optional[Dict] = None) -> Config:
-    """A config file, or one from a package's configs (``mmseg::...``)."""
-    if '::' not in path:
-        return load_config(path, cfg_options)
-    try:
-        cfg = get_config(path)
-    except Exception as err:  # mmengine raises several types here
-        raise ConfigError(f'{path}: cannot load this config ({err})') from None
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
-
-
 @torch.no_grad()
 def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
     """Give a random-weight model's BatchNorms the statistics of a batch.
@@ -159,7 +151,7 @@ def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
 
 def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
     """Build ``spec``'s model on the CPU in eval mode."""
-    cfg = load_any_config(spec.config, spec.cfg_options)
+    cfg = load_config(spec.config, spec.cfg_options)
     if spec.checkpoint:
         model, _ = load_segmentor(cfg, spec.checkpoint)
         return model
@@ -191,16 +183,17 @@ class FlopTable:
         return self._cache[key]
 
 
-def _precision_key(form: Form, device: str) -> str:
-    if form.precision in ('fp32', 'int8'):
-        return form.precision
-    return DTYPE_NAMES[reduced_dtype(device)]
+def _weights_bytes(deployed) -> int:
+    if deployed.segmentor is not None:
+        return tensor_bytes(deployed.segmentor)
+    session = getattr(deployed, 'session', None)
+    return session.weights_bytes() if session is not None else 0
 
 
-def _memory(prepared, probe: PeakMemory) -> Dict:
+def _memory(deployed, probe: PeakMemory) -> Dict:
     mb = 1024.0**2
     run = None if probe.bytes is None else probe.bytes / mb
-    weights = prepared.weights_bytes / mb
+    weights = _weights_bytes(deployed) / mb
     return dict(
         weights_mb=weights,
         run_mb=run,
@@ -217,28 +210,39 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     # int8 activation ranges come from another random batch than the one
     # timed and compared, as a deployment calibrates on other images.
     calibration = [random_inputs(tuple(inputs.shape), settings.seed + 1)]
-    prepared = prepare_form(form, model, inputs, device,
-                            torch.get_num_threads(), settings.workdir,
-                            calibration)
+    deployed = deploy_model(
+        model,
+        form.name,
+        calibration,
+        device,
+        allow_emulated=settings.allow_emulated,
+        input_shape=tuple(inputs.shape),
+        workdir=settings.workdir)
+    x = inputs.to(device)
+
+    def run():
+        return deployed(x)
+
+    # Winograd forms choose each layer's algorithm on their first call at a
+    # shape: part of preparing the form, not of its timed calls.
+    if form.winograd:
+        run()
     prepare_s = time.perf_counter() - start
-    try:
-        with PeakMemory(device) as probe:
-            logits = prepared.to_logits(prepared.run())
-        time_calls(prepared.run, settings.warmup - 1, sync)
-        timer = ModuleTimer(prepared.module.backbone,
-                            sync) if prepared.module is not None else None
-        times = time_calls(prepared.run, settings.runs, sync)
-        if timer is not None:
-            timer.remove()
-        profile = None
-        if form.name in settings.profile_forms and prepared.run_backbone:
-            profile = conv_profile(prepared.run_backbone, device)
-    finally:
-        prepared.cleanup()
+    with PeakMemory(device) as probe:
+        logits = run().detach().float().cpu()
+    time_calls(run, settings.warmup - 1, sync)
+    timer = ModuleTimer(deployed.segmentor.backbone,
+                        sync) if deployed.segmentor is not None else None
+    times = time_calls(run, settings.runs, sync)
+    if timer is not None:
+        timer.remove()
+    profile = None
+    if form.name in settings.profile_forms and deployed.run_backbone:
+        profile = conv_profile(lambda: deployed.run_backbone(x), device)
     latency = summarize(times)
     total, backbone = flops(form)
     rate = total / (latency['median'] / 1000.0) / 1e9
-    precision = _precision_key(form, device)
+    precision = form.dtype_name(device)
     result = dict(
         form=form.name,
         label=form.label(device),
@@ -252,7 +256,8 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
         backbone_gflop=backbone / 1e9,
         gflops_per_s=rate,
         share_of_fp32_matmul=rate / ceilings['fp32']['matmul'],
-        memory=_memory(prepared, probe))
+        memory=_memory(deployed, probe),
+        notes=deployed.notes)
     if profile is not None:
         conv_rate = backbone / (profile['conv_ms'] / 1000.0) / 1e9
         profile.update(

@@ -3,12 +3,14 @@
 Per block, the checkpoint and the model may differ in form:
 
 * fused checkpoint, fused model: copied.
-* train-time checkpoint, fused model: fused through a temporary train-time
-  :class:`RepVGGBlock` (its own ``fused_kernel_bias``).
-* fused checkpoint, train-time model: the fused kernel becomes the 3x3
-  branch with an identity BN holding the fused bias, and the 1x1 and
-  identity branches are zeroed, so the model computes the same function in
-  eval mode and can be fine-tuned from there.
+* train-time checkpoint, fused model: fused through the block's
+  train-time twin (:meth:`RepVGGBlock.train_time_twin`, then its own
+  ``fused_kernel_bias``).
+* fused checkpoint, train-time model: the block's own
+  :meth:`RepVGGBlock.state_from_fused`.
+
+The block knows its forms; this module knows the checkpoints, and imports
+the models (never the reverse).
 """
 import os
 import os.path as osp
@@ -16,7 +18,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from torch import Tensor
 
 from ..atomic_io import atomic_path
 from ..compat import safe_torch_load
@@ -25,16 +26,34 @@ from ..models.backbones.repvgg import RepVGG, RepVGGBlock
 from .layouts import (FUSED_PREFIX, block_name, detect_layout, few_keys,
                       flatten_ours, normalize_state_dict, to_ours_keys)
 
-MISSING_WEIGHTS_HELP = (
-    'Get ImageNet weights first: an official train-time checkpoint such as '
-    'RepVGG-B2-train.pth (DingXiaoH/RepVGG release, Google Drive links in '
-    "its README) or timm's repvgg_b2.rvgg_in1k (model.safetensors or "
-    'pytorch_model.bin from the Hugging Face hub), then convert it: '
-    'python tools/convert_checkpoint.py SRC checkpoints/repvgg_b2.pth '
-    '--arch B2')
+#: Archs of timm's ``repvgg_*.rvgg_in1k`` weights (timm has no g2 archs).
+TIMM_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g4', 'B2', 'B2g4', 'B3', 'B3g4')
 
 
-def read_checkpoint(filename: str) -> dict:
+def missing_weights_help(path: str, arch: Optional[str] = None) -> str:
+    """How to get the ImageNet weights a config reads from ``path``.
+
+    Args:
+        path (str): The missing file; the conversion writes it, so the
+            config finds it there.
+        arch (str, optional): The backbone's arch name. Defaults to None
+            (B2 as the example, ``ARCH`` in the command).
+
+    Returns:
+        str: Where to download them and the command that converts them.
+    """
+    example = arch or 'B2'
+    timm = (f" or timm's repvgg_{example.lower()}.rvgg_in1k "
+            '(model.safetensors or pytorch_model.bin from the Hugging Face '
+            'hub)' if example in TIMM_ARCHS else '')
+    return ('Get ImageNet weights first: an official train-time checkpoint '
+            f'such as RepVGG-{example}-train.pth (DingXiaoH/RepVGG release, '
+            f'Google Drive links in its README){timm}, then convert it: '
+            f'python tools/convert_checkpoint.py SRC {path} '
+            f'--arch {arch or "ARCH"}')
+
+
+def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
     """Read a checkpoint file safely: weights only, never arbitrary pickles.
 
     ``.safetensors`` files are read with the ``safetensors`` package; any
@@ -42,6 +61,8 @@ def read_checkpoint(filename: str) -> dict:
 
     Args:
         filename (str): A local file.
+        arch (str, optional): The arch it is for, named in the help when
+            the file is missing. Defaults to None.
 
     Raises:
         CheckpointError: A URL, a missing or unreadable file, or a pickle
@@ -54,8 +75,8 @@ def read_checkpoint(filename: str) -> dict:
             'pickles are untrusted and downloads may be unavailable); '
             'download it and pass its path')
     if not osp.isfile(filename):
-        raise CheckpointError(
-            f'{filename}: checkpoint file not found. {MISSING_WEIGHTS_HELP}')
+        raise CheckpointError(f'{filename}: checkpoint file not found. '
+                              f'{missing_weights_help(filename, arch)}')
     if filename.endswith('.safetensors'):
         return _read_safetensors(filename)
     return safe_torch_load(filename, map_location='cpu')
@@ -88,6 +109,26 @@ def _shape(tensor) -> str:
     return str(list(tensor.shape))
 
 
+def key_differences(expected: dict, got: dict):
+    """The keys of ``got`` that do not fit ``expected`` (key -> tensor).
+
+    The one key-and-shape comparison of the package: the backbone's
+    pretrained loading and the segmentor-level checks
+    (:func:`mmseg_repvgg.deploy.check_state_dict_matches`) both use it.
+
+    Returns:
+        tuple[list, list, list]: Missing keys, unexpected keys, and keys
+        whose shapes differ (each in ``expected``'s order, then ``got``'s).
+    """
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    resized = [
+        k for k in expected
+        if k in got and tuple(got[k].shape) != tuple(expected[k].shape)
+    ]
+    return missing, unexpected, resized
+
+
 def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
     """Raise unless ``got`` has exactly ``expected``'s keys and shapes.
 
@@ -100,11 +141,10 @@ def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
         CheckpointError: Naming the first missing, unexpected and
             shape-mismatched keys, with both shapes.
     """
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
+    missing, unexpected, resized = key_differences(expected, got)
     mismatched = [
         f'{k} (checkpoint {_shape(got[k])}, {what} {_shape(expected[k])})'
-        for k in expected if k in got and got[k].shape != expected[k].shape
+        for k in resized
     ]
     problems = []
     if mismatched:
@@ -119,54 +159,13 @@ def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
         raise CheckpointError('; '.join(problems))
 
 
-def _bn_state(eps: float, weight: Tensor, bias: Tensor) -> dict:
-    """A BN (eval mode) that computes ``weight * x + bias`` per channel.
-
-    running_var = 1 - eps makes sqrt(var + eps) one, up to rounding.
-    """
-    return {
-        'weight': weight,
-        'bias': bias,
-        'running_mean': torch.zeros_like(bias),
-        'running_var': torch.full_like(bias, 1 - eps),
-        'num_batches_tracked': torch.tensor(0, dtype=torch.long),
-    }
-
-
 def _prefixed(prefix: str, tensors: dict) -> dict:
     return {prefix + k: v for k, v in tensors.items()}
 
 
-def _unfuse(src: dict, block) -> dict:
-    """Train-time tensors that compute the fused conv of ``src``."""
-    kernel, bias = src['branch_reparam.weight'], src['branch_reparam.bias']
-    ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
-    out = {'branch_3x3.conv.weight': kernel}
-    out.update(
-        _prefixed('branch_3x3.bn.',
-                  _bn_state(block.branch_3x3.bn.eps, ones, bias)))
-    out['branch_1x1.conv.weight'] = kernel.new_zeros(*kernel.shape[:2], 1, 1)
-    out.update(
-        _prefixed('branch_1x1.bn.',
-                  _bn_state(block.branch_1x1.bn.eps, zeros, zeros)))
-    if block.branch_identity is not None:
-        out.update(
-            _prefixed('branch_identity.',
-                      _bn_state(block.branch_identity.eps, zeros, zeros)))
-    return out
-
-
-def _fuse(src: dict, block, name: str) -> dict:
-    """The fused conv of a train-time ``src`` for a deploy ``block``.
-
-    The temporary block has default BNs (eps 1e-5), as every layout's.
-    """
-    train_block = RepVGGBlock(
-        block.in_channels,
-        block.out_channels,
-        stride=block.stride,
-        dilation=block.dilation,
-        groups=block.groups)
+def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
+    """The fused conv of a train-time ``src`` for a deploy ``block``."""
+    train_block = block.train_time_twin()
     expected = train_block.state_dict()
     src = dict(src)
     for key, value in expected.items():
@@ -190,7 +189,10 @@ def _convert_block(src: dict, block, name: str) -> dict:
     } <= set(src)
     if not src or incomplete or fused_src == block.deploy:
         return src
-    return _unfuse(src, block) if fused_src else _fuse(src, block, name)
+    if fused_src:
+        return block.state_from_fused(src['branch_reparam.weight'],
+                                      src['branch_reparam.bias'])
+    return _fuse(src, block, name)
 
 
 def _convert_blocks(blocks: dict, model) -> dict:
@@ -251,16 +253,21 @@ def _arch_names_matching(ours: dict, deploy: bool):
     return names
 
 
+def _arch_name(model) -> Optional[str]:
+    """The arch name of a backbone, None for a custom arch."""
+    names = [
+        name for name, arch in type(model).arch_settings.items()
+        if arch == model.arch
+    ]
+    return names[0] if names else None
+
+
 def _arch_hint(blocks: dict, model) -> str:
     ours = flatten_ours(blocks)
     deploy = all(
         k.startswith(FUSED_PREFIX) for b in blocks.values() for k in b)
     names = _arch_names_matching(ours, deploy)
-    model_names = [
-        name for name, arch in type(model).arch_settings.items()
-        if arch == model.arch
-    ]
-    model_arch = model_names[0] if model_names else 'a custom arch'
+    model_arch = _arch_name(model) or 'a custom arch'
     if names and model_arch not in names:
         return (f'. It is a checkpoint for another arch, RepVGG-{names[0]}, '
                 f'while the model is {model_arch}: set arch={names[0]!r} or '
@@ -289,7 +296,8 @@ def load_pretrained(backbone,
             any tensor missing, unexpected or of another shape (naming the
             file, the layout and the keys).
     """
-    return _load_into(backbone, read_checkpoint(filename), filename, prefix)
+    checkpoint = read_checkpoint(filename, _arch_name(backbone))
+    return _load_into(backbone, checkpoint, filename, prefix)
 
 
 def _load_into(backbone, checkpoint: dict, filename: str,

@@ -1,3 +1,6 @@
-from .hooks import ReparamHook
+from .hooks import (AtomicCheckpointHook, DeployFormHook, ReparamHook,
+                    ReseedHook)
 
-__all__ = ['ReparamHook']
+__all__ = [
+    'AtomicCheckpointHook', 'DeployFormHook', 'ReparamHook', 'ReseedHook'
+]

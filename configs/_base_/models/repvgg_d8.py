@@ -16,8 +16,10 @@ repvgg_d8 = dict(
     norm_cfg=dict(type='SyncBN', requires_grad=True),
     norm_eval=False,
     # The official ImageNet checkpoint, in any layout (official, timm,
-    # mmpretrain, ours); when it is missing, training stops with download
-    # and conversion instructions. Train from scratch with
+    # mmpretrain, ours; RepVGGPretrained converts it and loads it strictly);
+    # when it is missing, training stops with download and conversion
+    # instructions. Train from scratch with
     # --cfg-options model.backbone.init_cfg=None
     init_cfg=dict(
-        type='Pretrained', checkpoint='checkpoints/RepVGG-B1g2-train.pth'))
+        type='RepVGGPretrained',
+        checkpoint='checkpoints/RepVGG-B1g2-train.pth'))

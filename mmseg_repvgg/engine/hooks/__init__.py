@@ -1,4 +1,8 @@
+from .checkpoint_hook import AtomicCheckpointHook
+from .deploy_form_hook import DeployFormHook
 from .reparam_hook import ReparamHook
 from .reseed_hook import ReseedHook
 
-__all__ = ['ReparamHook', 'ReseedHook']
+__all__ = [
+    'AtomicCheckpointHook', 'DeployFormHook', 'ReparamHook', 'ReseedHook'
+]

@@ -1,19 +1,20 @@
 """ReparamHook: test, validate and ship RepVGG segmentors in fused form."""
 import copy
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.dist import master_only
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.runner import weights_to_cpu
 from mmseg.registry import HOOKS
 from torch import nn
 
 from ...compat import safe_torch_load
-from ...deploy import (check_state_dict_matches, checkpoint_state_dict,
-                       deploy_meta, fuse_segmentor, is_deploy_checkpoint,
-                       save_deploy_checkpoint)
+from ...deploy import (checkpoint_state_dict, fuse_segmentor,
+                       is_deploy_checkpoint)
+from ...deploy.artifacts import fit_to_checkpoint, save_verified_deploy
 from ...errors import CheckpointError
 
 
@@ -28,6 +29,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 class ReparamHook(Hook):
     """Fuse a RepVGG segmentor where its train-time form is not needed.
 
+    In the mould of mmyolo's ``SwitchToDeployHook``:
+
     * Test: in ``before_test_epoch`` (the checkpoint has loaded) the model
       is fused in place, so the test metrics are the deployed model's.
     * Validation during training (``validate_fused``): each val epoch runs
@@ -36,9 +39,20 @@ class ReparamHook(Hook):
     * End of training (``save_deploy``): deploy checkpoints of the final
       weights and of each best checkpoint go to the work dir, each with its
       deploy config beside it (``deploy_final.pth`` / ``deploy_final.py``,
-      ``deploy_best_<metric>_iter_<n>.pth``).
-    * Loading a deploy checkpoint into a train-time model (the training
-      config) shapes the model to it first and checks every key.
+      ``deploy_best_<metric>_iter_<n>.pth``), made by
+      :func:`~mmseg_repvgg.deploy.artifacts.save_verified_deploy` as
+      ``tools/reparam.py`` makes them: fused == unfused, or nothing written.
+    * Loading a fused checkpoint (deploy, or a fused backbone) into a
+      train-time model shapes the model to it first and checks every key
+      (:func:`~mmseg_repvgg.deploy.artifacts.fit_to_checkpoint`).
+
+    With mmengine's ``EMAHook`` (which swaps its averaged weights into the
+    model for validation and test, at priority NORMAL): this hook runs
+    after it (BELOW_NORMAL), so it fuses the EMA weights, and it fuses the
+    EMA's own copy alike, so the swap back after the test exchanges
+    tensors of the same shapes. The final deploy checkpoint holds the
+    weights a checkpoint saved then would hold (the EMA weights with
+    EMAHook).
 
     Args:
         fuse_before_test (bool): Fuse before testing. Defaults to True.
@@ -46,32 +60,59 @@ class ReparamHook(Hook):
             Defaults to False.
         save_deploy (bool): Write deploy checkpoints when training ends.
             Defaults to True.
+        verify_shape (Sequence[int]): H, W of the random input on which
+            each deploy checkpoint's fused logits must equal the unfused
+            ones. Defaults to (128, 256).
     """
 
-    priority = 'NORMAL'
+    # After EMAHook (NORMAL), before DeployFormHook (LOWEST).
+    priority = 'BELOW_NORMAL'
 
     def __init__(self,
                  fuse_before_test: bool = True,
                  validate_fused: bool = False,
-                 save_deploy: bool = True):
+                 save_deploy: bool = True,
+                 verify_shape: Sequence[int] = (128, 256)):
         self.fuse_before_test = fuse_before_test
         self.validate_fused = validate_fused
         self.save_deploy = save_deploy
+        self.verify_shape = tuple(verify_shape)
         self._fused_on_load = False
 
+    @staticmethod
+    def _ema_hooks(runner):
+        return [hook for hook in runner.hooks if isinstance(hook, EMAHook)]
+
+    def _fuse_ema_copies(self, runner, state_dict=None) -> None:
+        """Fuse the averaged model of each EMAHook as the model was fused.
+
+        EMAHook swaps parameters one by one with the model's; a fused model
+        and a train-time average would not line up. ``state_dict`` (a
+        fused checkpoint's weights) is loaded into the fused averages.
+        """
+        for hook in self._ema_hooks(runner):
+            average = getattr(hook, 'ema_model', None)
+            if average is None:  # built in before_run; nothing to swap yet
+                continue
+            fuse_segmentor(average.module, inplace=True)
+            if state_dict is not None:
+                average.module.load_state_dict(state_dict, strict=True)
+
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
-        """Fuse the model before a deploy checkpoint is loaded into it."""
-        if not is_deploy_checkpoint(checkpoint):
-            return
+        """Shape the model to a fused checkpoint before it is loaded."""
         model = _unwrap(runner.model)
-        _, report = fuse_segmentor(model, inplace=True)
-        self._fused_on_load = report.changed
+        deploy = is_deploy_checkpoint(checkpoint)
+        state_dict = checkpoint_state_dict(checkpoint)
+        if not deploy and not any('.branch_reparam.' in k for k in state_dict):
+            return  # train-time: tools/train.py and test.py checked it
+        kind = 'deploy checkpoint' if deploy else 'fused-backbone checkpoint'
         # The Runner loads non-strictly; a mismatch must not pass silently.
-        check_state_dict_matches(model, checkpoint_state_dict(checkpoint),
-                                 'the deploy checkpoint')
-        if report.changed:
-            runner.logger.info('ReparamHook: deploy checkpoint, model shaped '
-                               f'to it: {report.summary()}')
+        report = fit_to_checkpoint(model, checkpoint, f'the {kind}')
+        self._fused_on_load = report is not None
+        if report is not None:
+            self._fuse_ema_copies(runner, state_dict)
+            runner.logger.info(f'ReparamHook: {kind}, model shaped to it: '
+                               f'{report.summary()}')
 
     def before_train(self, runner) -> None:
         if self._fused_on_load:
@@ -81,10 +122,12 @@ class ReparamHook(Hook):
                 'train-time checkpoint instead')
 
     def before_test_epoch(self, runner) -> None:
-        """Fuse the loaded model in place."""
+        """Fuse the loaded model (EMA weights swapped in) in place."""
         if not self.fuse_before_test:
             return
         _, report = fuse_segmentor(_unwrap(runner.model), inplace=True)
+        if report.changed:
+            self._fuse_ema_copies(runner)
         runner.logger.info(f'ReparamHook: {report.summary()}')
 
     def before_val_epoch(self, runner) -> None:
@@ -117,9 +160,22 @@ class ReparamHook(Hook):
         # Drops the instance attribute; the class method shows through again.
         vars(runner.model).pop('val_step', None)
 
+    @staticmethod
+    def _final_weights(runner) -> Dict:
+        """The state dict a checkpoint saved now would hold.
+
+        ``before_save_checkpoint`` is where EMAHook puts its averaged weights
+        into a checkpoint's ``state_dict``; the model's own tensors are not
+        touched (the dict's values are swapped, not the parameters).
+        """
+        checkpoint = dict(
+            state_dict=weights_to_cpu(_unwrap(runner.model).state_dict()))
+        runner.call_hook('before_save_checkpoint', checkpoint=checkpoint)
+        return checkpoint_state_dict(checkpoint)
+
     @master_only
     def after_train(self, runner) -> None:
-        """Write deploy checkpoints of the final and best weights."""
+        """Write verified deploy checkpoints of the final and best weights."""
         if not self.save_deploy:
             return
         model = _unwrap(runner.model)
@@ -131,23 +187,21 @@ class ReparamHook(Hook):
             iter=runner.iter,
             seed=runner.seed,
             experiment_name=runner.experiment_name)
-        self._save(runner, model, cfg, 'deploy_final.pth',
-                   f'final weights of {runner.work_dir}', source_meta)
+        sources = [('deploy_final.pth', f'final weights of {runner.work_dir}',
+                    self._final_weights(runner), source_meta)]
         for key, path in runner.message_hub.runtime_info.items():
             if key.startswith('best_ckpt') and path and osp.isfile(path):
                 best = safe_torch_load(path)
-                weights = copy.deepcopy(model)
-                weights.load_state_dict(checkpoint_state_dict(best))
-                self._save(runner, weights, cfg,
-                           f'deploy_{osp.basename(path)}', path,
-                           best.get('meta'))
-
-    @staticmethod
-    def _save(runner, model, cfg, filename, source, source_meta) -> None:
-        fused, report = fuse_segmentor(model)
-        out = osp.join(runner.work_dir, filename)
-        _, cfg_path = save_deploy_checkpoint(
-            fused, cfg, out, deploy_meta(report, source, source_meta))
-        beside = f' (config {cfg_path})' if cfg_path else ''
-        runner.logger.info(f'ReparamHook: deploy checkpoint {out}{beside}: '
-                           f'{report.summary()}')
+                sources.append((f'deploy_{osp.basename(path)}', path,
+                                checkpoint_state_dict(best), best.get('meta')))
+        for filename, source, state_dict, meta in sources:
+            weights = copy.deepcopy(model)
+            weights.load_state_dict(state_dict)
+            out = osp.join(runner.work_dir, filename)
+            result = save_verified_deploy(weights, cfg, out, source, meta,
+                                          (1, 3, *self.verify_shape))
+            beside = f' (config {result.config})' if result.config else ''
+            runner.logger.info(
+                f'ReparamHook: deploy checkpoint {out}{beside}: '
+                f'{result.report.summary()}; fused logits equal the '
+                f'unfused ones to {result.rel:.2g} of the largest')

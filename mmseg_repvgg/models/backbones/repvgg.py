@@ -2,10 +2,11 @@
 from functools import partial
 from typing import Dict, Optional, Sequence
 
+import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
+from mmseg.registry import MODELS, WEIGHT_INITIALIZERS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import skip_init
@@ -20,8 +21,26 @@ GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 G2_MAP = {layer: 2 for layer in GROUPWISE_LAYERS}
 G4_MAP = {layer: 4 for layer in GROUPWISE_LAYERS}
 
+#: ``init_cfg`` types that load a RepVGG checkpoint of any layout (the
+#: initializer is registered by :mod:`mmseg_repvgg.checkpoint`).
+PRETRAINED_TYPES = ('RepVGGPretrained', 'Pretrained')
+
 A_BLOCKS = (2, 4, 14, 1)
 B_BLOCKS = (4, 6, 16, 1)
+
+
+def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
+    """A BN (eval mode) that computes ``weight * x + bias`` per channel.
+
+    running_var = 1 - eps makes sqrt(var + eps) one, up to rounding.
+    """
+    return {
+        prefix + 'weight': weight,
+        prefix + 'bias': bias,
+        prefix + 'running_mean': torch.zeros_like(bias),
+        prefix + 'running_var': torch.full_like(bias, 1 - eps),
+        prefix + 'num_batches_tracked': torch.tensor(0, dtype=torch.long),
+    }
 
 
 class RepVGGBlock(BaseModule):
@@ -138,6 +157,52 @@ class RepVGGBlock(BaseModule):
                 fuse_identity_norm(self.branch_identity, self.groups, 3))
         return sum_branches(branches, kernel_size=3)
 
+    def train_time_twin(self) -> 'RepVGGBlock':
+        """A train-time block of this geometry, with default BNs (eps 1e-5).
+
+        Every checkpoint layout's BNs have the defaults, so a train-time
+        checkpoint loads into the twin and fuses through
+        :meth:`fused_kernel_bias` for a deploy block.
+        """
+        return RepVGGBlock(
+            self.in_channels,
+            self.out_channels,
+            stride=self.stride,
+            dilation=self.dilation,
+            groups=self.groups)
+
+    def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
+        """Train-time tensors of this block that compute a fused conv.
+
+        The fused kernel becomes the 3x3 branch with an identity BN holding
+        the fused bias, and the 1x1 and identity branches are zeroed: in
+        eval mode the block computes ``conv(x, kernel) + bias`` and can be
+        fine-tuned from there.
+
+        Args:
+            kernel (Tensor): The fused 3x3 kernel.
+            bias (Tensor): The fused bias.
+
+        Returns:
+            dict: A state dict for this (train-time) block.
+        """
+        if self.deploy:
+            raise ValueError('state_from_fused needs a train-time block')
+        ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
+        out = {'branch_3x3.conv.weight': kernel}
+        out.update(
+            _bn_state('branch_3x3.bn.', self.branch_3x3.norm.eps, ones, bias))
+        out['branch_1x1.conv.weight'] = kernel.new_zeros(
+            *kernel.shape[:2], 1, 1)
+        out.update(
+            _bn_state('branch_1x1.bn.', self.branch_1x1.norm.eps, zeros,
+                      zeros))
+        if self.branch_identity is not None:
+            out.update(
+                _bn_state('branch_identity.', self.branch_identity.eps, zeros,
+                          zeros))
+        return out
+
     def switch_to_deploy(self) -> None:
         """Fuse the branches into ``branch_reparam`` in place (idempotent)."""
         if self.deploy:
@@ -190,8 +255,8 @@ class RepVGG(BaseModule):
         with_cp (bool): Activation checkpointing. Defaults to False.
         deploy (bool): Build fused blocks directly. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config;
-            ``dict(type='Pretrained', checkpoint=PATH)`` loads any RepVGG
-            checkpoint layout (see :mod:`mmseg_repvgg.checkpoint`).
+            ``dict(type='RepVGGPretrained', checkpoint=PATH)`` loads any
+            RepVGG checkpoint layout (see :mod:`mmseg_repvgg.checkpoint`).
     """
 
     # yapf: disable
@@ -360,16 +425,19 @@ class RepVGG(BaseModule):
         return self
 
     def init_weights(self) -> None:
-        """Load ``Pretrained`` checkpoints of any RepVGG layout.
+        """Load pretrained weights of any RepVGG layout, or initialize.
 
-        mmengine's ``PretrainedInit`` loads keys as they are; RepVGG weights
-        circulate in four layouts, so they are converted first.
+        ``init_cfg=dict(type='RepVGGPretrained', checkpoint=PATH)`` (or
+        mmengine's ``'Pretrained'``, whose stock loader would load an
+        official or timm checkpoint non-strictly and keep random weights)
+        is built from mmseg's ``WEIGHT_INITIALIZERS`` and loads every tensor
+        strictly; the random init it replaces is skipped.
         """
         cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            # Imported here: checkpoint conversion sits beside the models.
-            from mmseg_repvgg.checkpoint import load_pretrained
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+        if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
+            init = WEIGHT_INITIALIZERS.build(
+                dict(cfg, type='RepVGGPretrained'))
+            init(self)
             self._is_init = True
             return
         super().init_weights()

@@ -1,16 +1,16 @@
 """Post-training int8 for the convolutions of a fused segmentor, on x86 CPUs.
 
 A fused RepVGG is a stack of plain 3x3 convs, the layer int8 kernels run
-best: on the project machine oneDNN's u8s8 convolution (AVX512-VNNI) runs
-PSPNet-RepVGG's 512-channel 3x3 conv 2.3x faster than its bf16 kernel
-(docs/benchmark.md). The scheme is the usual post-training one:
+best. The scheme is the usual post-training one:
 
 * weights: symmetric int8, one scale per output channel (a fused RepVGG
   kernel sums three branches, so its channels' ranges differ widely, and
   one scale per tensor loses the small ones);
 * activations: uint8 with a zero point, one scale per tensor, from the
-  min/max seen on calibration batches (the inputs of most convs follow a
-  ReLU, so the full uint8 range covers [0, max]);
+  min/max seen on calibration batches. On CPUs without VNNI only 7 bits
+  (0..127) are used: there the kernel adds pairs of u8 x s8 products in
+  int16 and would saturate on 8-bit inputs
+  (:mod:`mmseg_repvgg.deploy.machine` says which CPU is which);
 * the kernel adds the fp32 bias, applies a following ReLU itself where it
   can (RepVGG blocks and ConvModules) and returns fp32, so everything
   between convs (pooling, upsampling, concatenation, the classifier) stays
@@ -19,12 +19,10 @@ PSPNet-RepVGG's 512-channel 3x3 conv 2.3x faster than its bf16 kernel
 Written by hand, as a thin layer over the oneDNN operators that inductor's
 own x86 int8 lowering emits (``onednn.qconv_prepack``,
 ``onednn.qconv_pointwise``): torch's maintained quantization flow (PT2E
-with the X86 quantizer) now lives in torchao, which this project does not
-install, and it needs ``torch.compile``. onnxruntime's ``quantize_static``
-does the same for an exported model and runs as fast (the benchmark's
-``onnxruntime_int8`` form); this module is kept because it stays in
-PyTorch: it composes with the low-res PSP head (the fastest form), runs
-mmseg's own inference (slide mode, the mIoU check) and needs no export.
+with the X86 quantizer) lives in torchao, which this project does not
+install, and it needs ``torch.compile``. It stays in PyTorch, so it
+composes with the low-res PSP head and runs mmseg's own inference (slide
+mode, the config's evaluator) with no export.
 """
 import copy
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -34,6 +32,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .machine import machine
 
 #: Convs with fewer multiply-adds per output than this stay fp32: the image
 #: conv (3 channels x 3 x 3 = 27), which is both cheap and the most
@@ -48,23 +47,31 @@ Range = Tuple[float, float]
 
 def int8_supported() -> bool:
     """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs)."""
-    return (torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.onednn, 'qconv_pointwise')
-            and hasattr(torch.ops.onednn, 'qconv_prepack'))
+    return machine().native('int8', 'cpu')
 
 
 def _check_supported() -> None:
-    if not int8_supported():
-        raise ConfigError(
-            'int8 needs PyTorch with oneDNN on an x86 CPU '
-            '(torch.ops.onednn.qconv_pointwise); use bf16 or fp32 here')
+    reason = machine().why_not('int8', 'cpu')
+    if reason:
+        raise ConfigError(f'{reason}; use fp32 here')
 
 
-def activation_qparams(low: float, high: float) -> Tuple[float, int]:
-    """uint8 scale and zero point covering ``[low, high]`` and 0."""
+def default_activation_bits() -> int:
+    """8 on CPUs with VNNI, 7 without (see the module's docstring)."""
+    return machine().int8_activation_bits
+
+
+def activation_qparams(low: float,
+                       high: float,
+                       bits: int = 8) -> Tuple[float, int]:
+    """uint8 scale and zero point covering ``[low, high]`` and 0 with
+    ``bits`` bits (``2**bits`` levels from 0)."""
+    if not 2 <= bits <= 8:
+        raise ValueError(f'activation bits must be 2..8, got {bits}')
+    top = 2**bits - 1
     low, high = min(low, 0.0), max(high, 0.0)
-    scale = (high - low) / 255 or 1.0
-    zero_point = int(min(max(round(-low / scale), 0), 255))
+    scale = (high - low) / top or 1.0
+    zero_point = int(min(max(round(-low / scale), 0), top))
     return scale, zero_point
 
 
@@ -87,12 +94,16 @@ class Int8Conv2d(nn.Module):
         input_range (tuple[float, float]): Calibrated min and max of the
             conv's input.
         relu (bool): Apply ReLU in the kernel. Defaults to False.
+        activation_bits (int, optional): Bits of the quantized input: 8,
+            or 7 on CPUs without VNNI. Defaults to what this machine needs
+            (:func:`default_activation_bits`).
     """
 
     def __init__(self,
                  conv: nn.Conv2d,
                  input_range: Range,
-                 relu: bool = False):
+                 relu: bool = False,
+                 activation_bits: Optional[int] = None):
         super().__init__()
         _check_supported()
         if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
@@ -105,8 +116,14 @@ class Int8Conv2d(nn.Module):
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self.groups = conv.groups
+        self.activation_bits = (
+            default_activation_bits()
+            if activation_bits is None else activation_bits)
         self.input_scale, self.input_zero_point = activation_qparams(
-            *input_range)
+            *input_range, self.activation_bits)
+        # The largest input the top level (2**bits - 1) stands for.
+        self._input_max = ((2**self.activation_bits - 1) -
+                           self.input_zero_point) * self.input_scale
         qweight, scales = weight_qparams(conv.weight)
         self.register_buffer('weight_int8', qweight)
         self.register_buffer('weight_scale', scales)
@@ -130,12 +147,17 @@ class Int8Conv2d(nn.Module):
 
     def quantize_input(self, x: Tensor) -> Tensor:
         """``x`` as the kernel takes it: uint8, channels_last."""
-        # quantize_per_tensor is one vectorized pass; the quint8 result is
-        # viewed, not copied, as the plain uint8 the kernel takes. The kernel
-        # works in channels_last (its output is channels_last too); an NCHW
-        # quint8 view crashes it (segfault, torch 2.13), so convert first: a
-        # no-op from the second int8 conv on.
+        # quantize_per_tensor is one vectorized pass (it saturates to
+        # 0..255); the quint8 result is viewed, not copied, as the plain uint8
+        # the kernel takes. With 7 bits the calibrated range maps to 0..127,
+        # and larger inputs are clamped first so that none exceeds 127 (the
+        # quantized tensor itself has no clamp kernel). The kernel works in
+        # channels_last (its output is channels_last too); an NCHW quint8
+        # view crashes it (segfault, torch 2.13), so convert first: a no-op
+        # from the second int8 conv on.
         x = x.float().contiguous(memory_format=torch.channels_last)
+        if self.activation_bits < 8:
+            x = x.clamp(max=self._input_max)
         return torch.quantize_per_tensor(x, self.input_scale,
                                          self.input_zero_point,
                                          torch.quint8).view(torch.uint8)
@@ -154,6 +176,7 @@ class Int8Conv2d(nn.Module):
                 f'groups={self.groups}, '
                 f'input_scale={self.input_scale:.3g}, '
                 f'input_zero_point={self.input_zero_point}, '
+                f'activation_bits={self.activation_bits}, '
                 f'attr={self.attr!r}')
 
 
@@ -237,9 +260,11 @@ def _relu_followers(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
     return pairs
 
 
-def quantize_int8(model: nn.Module,
-                  ranges: Dict[str, Range],
-                  inplace: bool = False) -> Tuple[nn.Module, List[str]]:
+def quantize_int8(
+        model: nn.Module,
+        ranges: Dict[str, Range],
+        inplace: bool = False,
+        activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
     """Replace the calibrated convs of ``model`` by :class:`Int8Conv2d`.
 
     A ReLU that directly follows a replaced conv is applied by the kernel
@@ -249,6 +274,8 @@ def quantize_int8(model: nn.Module,
         model (nn.Module): The fused float model (fp32, CPU).
         ranges (dict): From :func:`calibrate_activation_ranges`.
         inplace (bool): Change ``model`` itself. Defaults to False (a copy).
+        activation_bits (int, optional): See :class:`Int8Conv2d`; defaults
+            to what this machine needs.
 
     Returns:
         tuple: The model and the names of the convs now in int8.
@@ -263,7 +290,8 @@ def quantize_int8(model: nn.Module,
         parent_name, _, child = name.rpartition('.')
         parent = modules[parent_name] if parent_name else model
         relu = name in followers
-        setattr(parent, child, Int8Conv2d(modules[name], input_range, relu))
+        setattr(parent, child,
+                Int8Conv2d(modules[name], input_range, relu, activation_bits))
         if relu:
             owner, act = followers[name]
             setattr(owner, act, nn.Identity())

@@ -1,31 +1,24 @@
-"""Deploy a RepVGG segmentor: fuse it, save it, load it, prove it.
+"""Deploy artifacts: the fused model's checkpoint and config, and loading.
 
-RepVGG trains three-branch blocks and PSPNet trains conv+BN pairs; neither
-is needed at inference. What :class:`~mmseg_repvgg.engine.ReparamHook` and
-the tools (``tools/reparam.py``, ``tools/export_onnx.py``) share lives here:
-
-* :func:`fuse_segmentor` fuses the backbone's blocks
-  (:func:`~mmseg_repvgg.models.reparameterize_model`), folds every conv+BN
-  pair of the necks and heads into the conv (mmcv's ``fuse_conv_bn``) and
-  drops the train-only auxiliary head.
-* :func:`deploy_config` derives the config that builds that fused model;
+* :func:`deploy_config` derives the config that builds the fused model
+  (:func:`~mmseg_repvgg.deploy.fuse_segmentor`);
   :func:`save_deploy_checkpoint` writes checkpoint and config side by side;
-  :func:`reparam_checkpoint` does all of it for a checkpoint file.
-* :func:`load_segmentor` builds the model for any checkpoint, train-time or
-  deploy, and loads it strictly.
-* :func:`check_fused_equal` compares fused and unfused logits.
-
-ONNX export is in :mod:`mmseg_repvgg.onnx_export`.
+  :func:`reparam_checkpoint` does all of it for a checkpoint file, and
+  :func:`save_verified_deploy` for a model in memory, after checking
+  fused == unfused.
+* :func:`fit_to_checkpoint` decides whether a checkpoint fits a model
+  (shaping the model to a fused checkpoint first); :func:`load_segmentor`
+  builds the model for any checkpoint, train-time or deploy, and loads it
+  strictly.
 """
 import copy
 import os.path as osp
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
-from mmcv.cnn import ConvModule, fuse_conv_bn
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
@@ -33,132 +26,18 @@ from mmengine.runner import weights_to_cpu
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from .atomic_io import atomic_path
-from .compat import safe_torch_load
-from .errors import CheckpointError, ConfigError, UserError
-from .models.backbones import RepVGG
-from .models.reparam import fusable_modules, is_batchnorm, reparameterize_model
+from ..atomic_io import atomic_path
+from ..checkpoint import key_differences
+from ..compat import safe_torch_load
+from ..errors import CheckpointError, ConfigError
+from ..models.backbones import RepVGG
+from ..models.reparam import (fusable_modules, is_batchnorm,
+                              reparameterize_model)
+from .fuse import (TRAIN_ONLY_HEADS, FusionReport, check_fused_equal,
+                   fuse_segmentor)
 
 #: ``meta`` key that marks a checkpoint written by save_deploy_checkpoint.
 DEPLOY_META_KEY = 'reparam'
-#: Heads that only add a training loss; deploy artifacts leave them out.
-TRAIN_ONLY_HEADS = ('auxiliary_head', )
-
-
-class FusionMismatchError(UserError):
-    """A fused or exported model's outputs differ from the unfused one's."""
-
-
-@dataclass
-class FusionReport:
-    """What :func:`fuse_segmentor` changed.
-
-    Args:
-        blocks (list[str]): RepVGG blocks fused into one conv.
-        conv_bn (list[str]): ConvModules whose BatchNorm was folded.
-        dropped (list[str]): Train-only heads removed.
-        unfused_norms (list[str]): BatchNorms that could not be folded
-            (not right after a conv); a deployable model has none.
-    """
-
-    blocks: List[str] = field(default_factory=list)
-    conv_bn: List[str] = field(default_factory=list)
-    dropped: List[str] = field(default_factory=list)
-    unfused_norms: List[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.blocks or self.conv_bn or self.dropped)
-
-    def summary(self) -> str:
-        """One line for logs and tool output."""
-        parts = []
-        if self.blocks:
-            parts.append(f'fused {len(self.blocks)} RepVGG blocks')
-        if self.conv_bn:
-            parts.append(f'folded {len(self.conv_bn)} conv+BN pairs '
-                         f'({", ".join(self.conv_bn)})')
-        if self.dropped:
-            parts.append(f'dropped {", ".join(self.dropped)}')
-        if not parts:
-            parts.append('nothing to fuse: the model is already in deploy '
-                         'form')
-        if self.unfused_norms:
-            parts.append(f'{len(self.unfused_norms)} BatchNorm layers are '
-                         'not after a conv and stay unfused ('
-                         f'{", ".join(self.unfused_norms)})')
-        return '; '.join(parts)
-
-
-def _norm_follows_conv(module: ConvModule) -> bool:
-    """Whether the ConvModule computes ``norm(conv(x))`` with a foldable BN.
-
-    mmcv's ``fuse_conv_bn`` pairs a BN with the conv registered before it,
-    and a ConvModule registers its conv first whatever its ``order`` is, so
-    an ``('norm', 'conv', 'act')`` or ``('conv', 'act', 'norm')`` module
-    would be folded wrongly. Such modules are left alone here.
-    """
-    order = list(module.order)
-    norm = module.norm if module.with_norm else None
-    return (norm is not None and is_batchnorm(norm)
-            and getattr(norm, 'weight', None) is not None
-            and isinstance(module.conv, nn.Conv2d)
-            and order.index('norm') == order.index('conv') + 1)
-
-
-def _fold_conv_norms(model: nn.Module) -> List[str]:
-    names = [
-        name for name, module in model.named_modules()
-        if isinstance(module, ConvModule) and _norm_follows_conv(module)
-    ]
-    modules = dict(model.named_modules())
-    for name in names:
-        fuse_conv_bn(modules[name])
-    return names
-
-
-def _drop_train_only_heads(model: nn.Module) -> List[str]:
-    # mmseg's ``with_auxiliary_head`` is ``hasattr(...) and not None``, so
-    # deleting the attribute is what an EncoderDecoder built without one has.
-    dropped = [
-        name for name in TRAIN_ONLY_HEADS
-        if getattr(model, name, None) is not None
-    ]
-    for name in dropped:
-        delattr(model, name)
-    return dropped
-
-
-@torch.no_grad()
-def fuse_segmentor(model: nn.Module,
-                   inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
-    """Turn a trained segmentor into its deploy form.
-
-    Fuses the RepVGG blocks, folds each ``conv -> BN`` ConvModule of the
-    necks and heads into its conv (which gains a bias; the BN becomes an
-    ``nn.Identity``) and deletes the auxiliary head. Fusing a fused model
-    changes nothing and reports so. The result is exact for the model in
-    eval mode (BN running statistics).
-
-    Args:
-        model (nn.Module): An mmseg segmentor (unwrapped).
-        inplace (bool): Fuse ``model`` itself instead of a deep copy.
-            Defaults to False.
-
-    Returns:
-        tuple[nn.Module, FusionReport]: The fused model and what changed.
-    """
-    if not inplace:
-        model = copy.deepcopy(model)
-    report = FusionReport(blocks=fusable_modules(model))
-    reparameterize_model(model, inplace=True)
-    # Drop before folding: folding a head that is thrown away is wasted work.
-    report.dropped = _drop_train_only_heads(model)
-    report.conv_bn = _fold_conv_norms(model)
-    report.unfused_norms = [
-        name for name, module in model.named_modules() if is_batchnorm(module)
-    ]
-    return model, report
 
 
 def is_deploy_checkpoint(checkpoint: Dict) -> bool:
@@ -179,18 +58,16 @@ def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
 
     mmengine's Runner loads non-strictly and only warns; a deploy checkpoint
     loaded into a model of another shape would run with random weights.
+    The comparison is :func:`~mmseg_repvgg.checkpoint.key_differences`,
+    the one the backbone's pretrained loading uses.
 
     Raises:
         CheckpointError: Names a few missing, unexpected or resized keys.
     """
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    resized = sorted(
-        k for k in set(expected) & set(state_dict)
-        if tuple(state_dict[k].shape) != tuple(expected[k]))
+    missing, unexpected, resized = key_differences(model.state_dict(),
+                                                   state_dict)
     problems = [
-        f'{len(keys)} {what} keys (e.g. {", ".join(keys[:3])})'
+        f'{len(keys)} {what} keys (e.g. {", ".join(sorted(keys)[:3])})'
         for what, keys in (('missing', missing), ('unexpected', unexpected),
                            ('resized', resized)) if keys
     ]
@@ -199,6 +76,45 @@ def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
             f'{source} does not match the model of this config: '
             f'{"; ".join(problems)}. Use the config the checkpoint was made '
             'with (for a deploy checkpoint: the .py written beside it)')
+
+
+def fit_to_checkpoint(model: nn.Module,
+                      checkpoint: Dict,
+                      source: str,
+                      reshape: bool = True) -> Optional[FusionReport]:
+    """Decide whether ``checkpoint`` fits ``model``, shaping the model first.
+
+    The one place that answers "does this checkpoint fit?" for
+    :func:`load_segmentor`, :class:`~mmseg_repvgg.engine.ReparamHook` and
+    the tools' checks before the Runner runs. With ``reshape``, the model
+    is brought into the checkpoint's form first: a deploy checkpoint fuses
+    the whole segmentor (:func:`fuse_segmentor`), one whose backbone alone
+    is fused (``branch_reparam`` keys) fuses the backbone. Then every key
+    and shape must match.
+
+    Args:
+        model (nn.Module): The segmentor (unwrapped), possibly on the meta
+            device; changed in place when ``reshape``.
+        checkpoint (dict): The loaded checkpoint (or its state dict).
+        source (str): The checkpoint's name, for the message.
+        reshape (bool): Fuse the model to the checkpoint's form. False
+            where nothing will fuse it (no ReparamHook). Defaults to True.
+
+    Returns:
+        FusionReport | None: What fusing changed; None if nothing was fused.
+
+    Raises:
+        CheckpointError: Some key is missing, unexpected or resized.
+    """
+    state_dict = checkpoint_state_dict(checkpoint)
+    report = None
+    if reshape and is_deploy_checkpoint(checkpoint):
+        _, report = fuse_segmentor(model, inplace=True)
+    elif reshape and any('.branch_reparam.' in key for key in state_dict):
+        report = FusionReport(blocks=fusable_modules(model))
+        reparameterize_model(model, inplace=True)
+    check_state_dict_matches(model, state_dict, source)
+    return report if report is not None and report.changed else None
 
 
 def _output_path(out: str, suffix: str) -> str:
@@ -327,16 +243,6 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
     return out, cfg_path
 
 
-def load_config(path: str, cfg_options: Optional[Dict] = None) -> Config:
-    """``Config.fromfile`` with a UserError for a missing file."""
-    if not osp.isfile(path):
-        raise ConfigError(f'{path}: config file not found; check the path')
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
-
-
 def build_segmentor(cfg: Config) -> nn.Module:
     """Build ``cfg.model`` as mmseg's ``init_model`` does, without weights.
 
@@ -364,14 +270,9 @@ def load_segmentor(cfg: Config, checkpoint: str) -> Tuple[nn.Module, Dict]:
     ckpt = safe_torch_load(checkpoint)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{checkpoint}: not a checkpoint dict')
-    state_dict = checkpoint_state_dict(ckpt)
     model = build_segmentor(cfg)
-    if is_deploy_checkpoint(ckpt):
-        fuse_segmentor(model, inplace=True)
-    elif any('.branch_reparam.' in key for key in state_dict):
-        reparameterize_model(model, inplace=True)
-    check_state_dict_matches(model, state_dict, checkpoint)
-    model.load_state_dict(state_dict, strict=True)
+    fit_to_checkpoint(model, ckpt, checkpoint)
+    model.load_state_dict(checkpoint_state_dict(ckpt), strict=True)
     return model.eval(), ckpt
 
 
@@ -416,66 +317,45 @@ def reparam_checkpoint(cfg: Config,
             f'{source}); fusing it again would change nothing. Use it as it '
             f'is, with the config beside it '
             f'({_output_path(checkpoint, ".py")})')
+    return save_verified_deploy(model, cfg, out, checkpoint, ckpt.get('meta'),
+                                shape, tol)
+
+
+def save_verified_deploy(model: nn.Module,
+                         cfg: Optional[Config],
+                         out: str,
+                         source: str,
+                         source_meta: Optional[Dict] = None,
+                         shape: Sequence[int] = (1, 3, 128, 256),
+                         tol: float = 1e-4) -> ReparamResult:
+    """Fuse an in-memory train-time segmentor, check it and save it.
+
+    What :func:`reparam_checkpoint` does after loading, for a model already
+    in memory (the ReparamHook at the end of training): the fused copy's
+    logits must equal ``model``'s on a random input before anything is
+    written.
+
+    Args:
+        model (nn.Module): The unfused segmentor (unwrapped); it is set to
+            eval mode and otherwise left as it is.
+        cfg (Config, optional): Its training config; None writes no
+            deploy config.
+        out (str): The deploy checkpoint to write.
+        source (str): Where the weights come from, recorded in ``meta``.
+        source_meta (dict, optional): The source checkpoint's ``meta``.
+        shape (Sequence[int]): Random input of the equality check.
+        tol (float): See :func:`check_fused_equal`.
+
+    Raises:
+        CheckpointError: The model is already in deploy form.
+        FusionMismatchError: The fused logits differ; nothing is written.
+    """
     fused, report = fuse_segmentor(model)
     if not report.changed:
         raise CheckpointError(
-            f'{checkpoint}: nothing to fuse, the model of this config is '
+            f'{source}: nothing to fuse, the model of this config is '
             'already in deploy form; use the checkpoint as it is')
     max_abs, rel = check_fused_equal(model, fused, shape, tol)
-    meta = deploy_meta(report, checkpoint, ckpt.get('meta'))
+    meta = deploy_meta(report, source, source_meta)
     paths = save_deploy_checkpoint(fused, cfg, out, meta)
     return ReparamResult(report, max_abs, rel, *paths)
-
-
-def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
-    """Logits at input size: ``encode_decode`` on a batch of one size."""
-    # mmseg reads only the first meta; one per image would make the batch
-    # size a Python int, which torch.export then freezes.
-    return model.encode_decode(inputs, [dict(img_shape=inputs.shape[2:])])
-
-
-def random_inputs(shape: Sequence[int], seed: int = 0) -> Tensor:
-    """A reproducible N(0, 1) input, like a normalized image."""
-    return torch.randn(
-        tuple(shape), generator=torch.Generator().manual_seed(seed))
-
-
-def relative_error(expected: Tensor, actual: Tensor) -> Tuple[float, float]:
-    """Max abs difference, and the same over the largest expected value."""
-    diff = (expected.float() - actual.float()).abs().max().item()
-    scale = expected.abs().max().item()
-    return diff, diff / max(scale, 1e-12)
-
-
-@torch.no_grad()
-def check_fused_equal(reference: nn.Module,
-                      fused: nn.Module,
-                      shape: Sequence[int] = (1, 3, 64, 128),
-                      tol: float = 1e-4) -> Tuple[float, float]:
-    """Compare two segmentors' logits on a random input, both in eval mode.
-
-    Args:
-        reference (nn.Module): The unfused model (set to eval mode).
-        fused (nn.Module): Its fused form.
-        shape (Sequence[int]): N, C, H, W of the input. Defaults to
-            (1, 3, 64, 128).
-        tol (float): Largest allowed max-abs difference relative to the
-            largest reference logit. Defaults to 1e-4.
-
-    Returns:
-        tuple[float, float]: Max abs difference and its relative value.
-
-    Raises:
-        FusionMismatchError: The relative difference exceeds ``tol``.
-    """
-    inputs = random_inputs(shape)
-    expected = segmentor_logits(reference.eval(), inputs)
-    diff, rel = relative_error(expected,
-                               segmentor_logits(fused.eval(), inputs))
-    if not rel <= tol:
-        raise FusionMismatchError(
-            f'fused logits differ from the unfused model by {diff:.3g} '
-            f'({rel:.3g} of the largest logit, tolerance {tol:g}); check '
-            'the BN statistics of the checkpoint (near-zero running_var) '
-            'or raise the tolerance')
-    return diff, rel

@@ -11,11 +11,11 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .deploy import (FusionMismatchError, FusionReport, atomic_write,
-                     fuse_segmentor, random_inputs, relative_error,
-                     segmentor_logits)
-from .errors import ConfigError
-from .models.backbones import RepVGG
+from ..errors import ConfigError
+from ..models.backbones import RepVGG
+from .artifacts import atomic_write
+from .fuse import (FusionMismatchError, FusionReport, fuse_segmentor,
+                   random_inputs, relative_error, segmentor_logits)
 
 
 def output_stride(model: nn.Module) -> int:

@@ -1,0 +1,400 @@
+"""The demo's work: train on toy Cityscapes, test fused, report per class.
+
+``tools/demo.py`` parses its arguments and prints; this module does the
+rest in-process, through the same steps as ``tools/train.py`` and
+``tools/test.py`` (:mod:`mmseg_repvgg.cli`, :mod:`mmseg_repvgg.config_checks`)
+and two mmengine Runners. Scores come from what ``runner.test()`` returns
+(:class:`PerClassIoUMetric` adds each class's IoU and Acc to mmseg's mIoU,
+aAcc and mAcc) and class names from the test dataset's metainfo, so the
+report holds whatever classes the config's dataset defines.
+"""
+import contextlib
+import io
+import os.path as osp
+import sys
+import time
+from dataclasses import dataclass, field
+from glob import glob
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+
+import cv2
+import numpy as np
+from mmengine.runner import Runner
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
+
+from .cli import (build_runner, check_checkpoint, enable_visualization,
+                  load_config, set_work_dir)
+from .config_checks import check_before_run
+from .errors import ConfigError, DatasetError
+
+#: The demo's config, relative to the repository.
+CONFIG = 'configs/pspnet_repvgg_toy_cityscapes.py'
+# Log lines shown live (everything goes to the Runners' log files):
+# progress, the ReparamHook's report and the best checkpoint; errors
+# always (mmengine's deprecation warnings stay in the files).
+SHOWN = ('Epoch(', 'ReparamHook:', 'Saving checkpoint', 'best checkpoint')
+PROBLEMS = ('ERROR', 'Error', 'error:', 'Traceback')
+
+
+@METRICS.register_module()
+class PerClassIoUMetric(IoUMetric):
+    """mmseg's ``IoUMetric`` that also returns the per-class scores.
+
+    ``IoUMetric`` only logs its per-class table; this returns each class's
+    IoU and Acc as ``IoU.<class>`` and ``Acc.<class>`` (percent, rounded
+    as mmseg rounds them, NaN for a class absent from both ground truth and
+    prediction) beside ``aAcc``, ``mIoU`` and ``mAcc``, so callers of
+    ``runner.test()`` need not read the log. Takes ``IoUMetric``'s
+    arguments.
+    """
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        metrics = super().compute_metrics(results)
+        if self.format_only:
+            return metrics
+        columns = tuple(zip(*results))
+        per_class = self.total_area_to_metrics(
+            sum(columns[0]), sum(columns[1]), sum(columns[2]), sum(columns[3]),
+            ['mIoU'], self.nan_to_num, self.beta)
+        for i, name in enumerate(self.dataset_meta['classes']):
+            for score in ('IoU', 'Acc'):
+                value = float(np.round(per_class[score][i] * 100, 2))
+                metrics[f'{score}.{name}'] = value
+        return metrics
+
+
+def config_options(data_root: str, epochs: Optional[int] = None) -> dict:
+    """Overrides of the demo's config for the data root and epochs.
+
+    Args:
+        data_root (str): The toy Cityscapes.
+        epochs (int, optional): Training epochs; the poly decay, the
+            validation and the checkpoint follow them. Defaults to None
+            (the config's).
+
+    Returns:
+        dict: ``key: value`` for :func:`mmseg_repvgg.cli.load_config`.
+    """
+    options = {}
+    if epochs is not None:
+        options.update({
+            'train_cfg.max_epochs': epochs,
+            'train_cfg.val_interval': epochs,
+            # The poly decay ends with training, as in the config.
+            'param_scheduler.0.end': epochs,
+            'default_hooks.checkpoint.interval': epochs,
+        })
+    for split in ('train', 'val', 'test'):
+        options[f'{split}_dataloader.dataset.data_root'] = data_root
+    return options
+
+
+def ensure_toy_data(data_root: str) -> bool:
+    """Write the toy Cityscapes unless it exists.
+
+    Returns:
+        bool: True if it was written.
+    """
+    if osp.isdir(osp.join(data_root, 'gtFine', 'val')):
+        return False
+    from .datasets import make_toy_cityscapes
+    make_toy_cityscapes(data_root)
+    return True
+
+
+def worth_showing(line: str) -> bool:
+    """Whether a console line is progress or a problem."""
+    if any(key in line for key in PROBLEMS):
+        return True
+    return ' - mmengine - ' in line and any(key in line for key in SHOWN)
+
+
+class LiveGist(io.TextIOBase):
+    """A stdout that passes on only the lines :func:`worth_showing`.
+
+    The Runner's logger writes its console lines to the ``sys.stdout`` of
+    the moment it is built; its log file keeps everything.
+
+    Args:
+        stream (TextIO): Where the shown lines go.
+    """
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self._partial = ''
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split('\n')
+        for line in lines:
+            if worth_showing(line):
+                self.stream.write(line + '\n')
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:  # mmengine colours its levels on a terminal
+        return self.stream.isatty()
+
+
+def _console(live: bool):
+    return (contextlib.redirect_stdout(LiveGist(sys.stdout))
+            if live else contextlib.nullcontext())
+
+
+def _name_instances(cfg, name: str) -> None:
+    """Keep this Runner's logger, message hub and visualizer its own.
+
+    mmengine shares them between Runners of one process by name: the
+    Runner names its own after ``experiment_name`` and the start time,
+    but mmseg's runtime base names the visualizer 'visualizer', so a
+    second Runner would draw into the first one's ``save_dir``.
+    """
+    cfg.experiment_name = name
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.pop('name', None)
+
+
+def run_training(config: str,
+                 work_dir: str,
+                 options: dict,
+                 live: bool = True) -> Runner:
+    """Train as ``tools/train.py CONFIG --work-dir DIR --cfg-options ...``.
+
+    Args:
+        config (str): The config file.
+        work_dir (str): Checkpoints and logs go here.
+        options (dict): Config overrides.
+        live (bool): Show only the gist of the log on the console.
+            Defaults to True.
+
+    Returns:
+        Runner: The finished Runner; its message hub holds the last
+        checkpoint and validation scores.
+    """
+    cfg = load_config(config, options)
+    set_work_dir(cfg, work_dir, config)
+    _name_instances(cfg, 'demo_train')
+    check_before_run(cfg, 'train')
+    with _console(live):
+        runner = build_runner(cfg, 'none')
+        runner.train()
+    return runner
+
+
+def run_test(config: str,
+             checkpoint: str,
+             work_dir: str,
+             show_dir: str,
+             options: dict,
+             live: bool = True) -> Tuple[dict, Runner]:
+    """Test as ``tools/test.py CONFIG CKPT --work-dir DIR --show-dir DIR``.
+
+    The config's ReparamHook fuses the model before the test, so the
+    scores are the deployed model's; the test evaluator becomes a
+    :class:`PerClassIoUMetric` with the config's settings.
+
+    Args:
+        config (str): The config file.
+        checkpoint (str): The checkpoint to test.
+        work_dir (str): The test's logs go here.
+        show_dir (str): Ground truth | prediction images go to
+            ``show_dir/vis_data/vis_image/``.
+        options (dict): Config overrides.
+        live (bool): Show only the gist of the log. Defaults to True.
+
+    Returns:
+        tuple[dict, Runner]: What ``runner.test()`` returned, and the
+        Runner (its ``test_dataloader.dataset`` has the metainfo).
+    """
+    check_checkpoint(checkpoint)
+    cfg = load_config(config, options)
+    set_work_dir(cfg, work_dir, config)
+    cfg.load_from = checkpoint
+    enable_visualization(cfg, False, show_dir, 0)
+    evaluator = cfg.get('test_evaluator')
+    if not isinstance(evaluator, dict) or evaluator.get('type') != 'IoUMetric':
+        raise ConfigError(
+            f'the demo reports per-class IoU from an IoUMetric test '
+            f'evaluator; {config} has {evaluator}')
+    cfg.test_evaluator = dict(evaluator, type='PerClassIoUMetric')
+    # The config the Runner saves beside its logs then runs as it is.
+    custom_imports = dict(cfg.get('custom_imports') or {})
+    custom_imports['imports'] = [
+        *custom_imports.get('imports', []), 'mmseg_repvgg.demo'
+    ]
+    cfg.custom_imports = custom_imports
+    _name_instances(cfg, 'demo_test')
+    check_before_run(cfg, 'test')
+    with _console(live):
+        runner = build_runner(cfg, 'none')
+        metrics = runner.test()
+    return metrics, runner
+
+
+def constant_prediction_miou(label_files: Sequence[str],
+                             num_classes: int,
+                             ignore_index: int = 255) -> float:
+    """mIoU (%) of predicting the most frequent class everywhere.
+
+    The reference for "learned something": that class scores its pixel
+    share as IoU and every other class present scores 0 (IoUMetric skips
+    classes absent from both ground truth and prediction).
+
+    Args:
+        label_files (Sequence[str]): Label maps (train IDs).
+        num_classes (int): The dataset's classes.
+        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
+
+    Raises:
+        DatasetError: No label files, or none with a labelled pixel.
+    """
+    counts = np.zeros(num_classes, np.int64)
+    for name in label_files:
+        label = cv2.imread(name, cv2.IMREAD_UNCHANGED)
+        if label is None:
+            raise DatasetError(f'{name}: not a readable label map')
+        counts += np.bincount(
+            label[label != ignore_index].ravel(),
+            minlength=num_classes)[:num_classes]
+    if not counts.sum():
+        raise DatasetError('no labelled pixels in the test labels; delete '
+                           'the data folder so the demo rewrites it')
+    return 100.0 * counts.max() / counts.sum() / np.count_nonzero(counts)
+
+
+@dataclass
+class DemoResult:
+    """What a demo run produced.
+
+    Args:
+        metrics (dict): ``runner.test()``'s return: aAcc, mIoU, mAcc and
+            ``IoU.<class>`` / ``Acc.<class>``.
+        classes (tuple): The test dataset's class names (its metainfo).
+        baseline_miou (float): :func:`constant_prediction_miou` of the test
+            labels.
+        train_miou (float, optional): mIoU of the last validation during
+            training (the train-time model), if one ran.
+        checkpoint (str): The tested (last) training checkpoint.
+        work_dir (str): The training work dir (``deploy_final.pth``).
+        images (list): The saved ground truth | prediction images.
+        log_dirs (tuple): Log dirs of the training and the test Runner.
+        train_seconds (float): Time spent training.
+    """
+
+    metrics: dict
+    classes: tuple
+    baseline_miou: float
+    train_miou: Optional[float]
+    checkpoint: str
+    work_dir: str
+    images: List[str] = field(default_factory=list)
+    log_dirs: Tuple[str, ...] = ()
+    train_seconds: float = 0.0
+
+
+def run_demo(work_dir: str,
+             data_root: str,
+             epochs: Optional[int] = None,
+             config: str = CONFIG,
+             cfg_options: Optional[dict] = None,
+             live: bool = True,
+             say=print) -> DemoResult:
+    """Write the toy data if missing, train, test fused.
+
+    Args:
+        work_dir (str): Training output; the test's goes to
+            ``work_dir/test`` and its images to ``work_dir/test/show``.
+        data_root (str): The toy Cityscapes (written there if missing).
+        epochs (int, optional): Training epochs. Defaults to the config's.
+        config (str): The config. Defaults to :data:`CONFIG`.
+        cfg_options (dict, optional): Further overrides, applied after the
+            data root and epochs.
+        live (bool): Show only the gist of the Runners' logs.
+        say (callable): Prints the step headers.
+
+    Returns:
+        DemoResult: For :func:`format_report`.
+    """
+    say(f'[demo] 1/3 toy Cityscapes in {data_root}')
+    if ensure_toy_data(data_root):
+        say(f'[demo] wrote {data_root}')
+    options = dict(config_options(data_root, epochs), **(cfg_options or {}))
+
+    how_long = f'{epochs} epochs' if epochs else "the config's epochs"
+    say(f'[demo] 2/3 training {config} for {how_long} on the CPU')
+    started = time.time()
+    trainer = run_training(config, work_dir, options, live)
+    train_seconds = time.time() - started
+    checkpoint = trainer.message_hub.get_info('last_ckpt')
+    if not checkpoint:
+        raise ConfigError(
+            'training saved no checkpoint to test; set '
+            'default_hooks.checkpoint.interval to at most the epochs')
+    val_miou = trainer.message_hub.log_scalars.get('val/mIoU')
+
+    say(f'[demo] 3/3 testing {checkpoint}, re-parameterized')
+    test_dir = osp.join(work_dir, 'test')
+    show_dir = osp.join(test_dir, 'show')
+    metrics, tester = run_test(config, checkpoint, test_dir, show_dir, options,
+                               live)
+    dataset = tester.test_dataloader.dataset
+    classes = tuple(dataset.metainfo['classes'])
+    labels = [
+        dataset.get_data_info(i)['seg_map_path'] for i in range(len(dataset))
+    ]
+    return DemoResult(
+        metrics=dict(metrics),
+        classes=classes,
+        baseline_miou=constant_prediction_miou(labels, len(classes),
+                                               dataset.ignore_index),
+        train_miou=None if val_miou is None else float(val_miou.current()),
+        checkpoint=checkpoint,
+        work_dir=work_dir,
+        images=sorted(glob(osp.join(show_dir, 'vis_data', 'vis_image', '*'))),
+        log_dirs=(trainer.log_dir, tester.log_dir),
+        train_seconds=train_seconds)
+
+
+def per_class_table(metrics: dict, classes: Sequence[str]) -> str:
+    """Per-class IoU and Acc from :class:`PerClassIoUMetric`'s metrics.
+
+    Raises:
+        KeyError: A class without scores (the metrics are not of these
+            classes).
+    """
+    width = max(len('class'), *map(len, classes))
+    rows = [f'{"class":<{width}}    IoU    Acc']
+    for name in classes:
+        rows.append(f'{name:<{width}} {metrics[f"IoU.{name}"]:6.2f} '
+                    f'{metrics[f"Acc.{name}"]:6.2f}')
+    return '\n'.join(rows)
+
+
+def format_report(result: DemoResult) -> str:
+    """The demo's summary: per-class IoU, mIoU against the baseline, paths.
+    """
+    metrics = result.metrics
+    lines = [
+        '[demo] results on the toy val images (re-parameterized model)',
+        per_class_table(metrics, result.classes),
+        f'mIoU {metrics["mIoU"]:.2f} (aAcc {metrics["aAcc"]:.2f}, mAcc '
+        f'{metrics["mAcc"]:.2f}); predicting the most frequent class '
+        f'everywhere scores {result.baseline_miou:.2f} mIoU',
+    ]
+    if result.train_miou is not None:
+        same = abs(result.train_miou - metrics['mIoU']) < 0.01
+        lines.append(
+            f'the train-time (unfused) model scored {result.train_miou:.2f} '
+            'mIoU at its last validation' +
+            (': the fused model is the same function' if same else ''))
+    lines.append('fused (deploy) checkpoint: '
+                 f'{osp.join(result.work_dir, "deploy_final.pth")}')
+    if result.images:
+        lines.append(f'{len(result.images)} images, ground truth | '
+                     'prediction, in '
+                     f'{osp.abspath(osp.dirname(result.images[0]))}')
+    if result.log_dirs:
+        lines.append('logs: ' + ', '.join(result.log_dirs))
+    return '\n'.join(lines)

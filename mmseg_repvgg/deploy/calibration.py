@@ -1,0 +1,70 @@
+"""Calibration data for the int8 forms: training images, never the images
+a form is scored on."""
+import copy
+from typing import List, Tuple
+
+from mmengine.runner import Runner
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+#: Training images that set the int8 forms' activation ranges by default.
+CALIBRATION_IMAGES = 8
+
+
+def eval_loader_and_evaluator(cfg) -> Tuple[dict, dict]:
+    """The config's val (else test) dataloader and evaluator configs."""
+    for split in ('val', 'test'):
+        loader_cfg = cfg.get(f'{split}_dataloader')
+        evaluator_cfg = cfg.get(f'{split}_evaluator')
+        if loader_cfg and evaluator_cfg:
+            return loader_cfg, evaluator_cfg
+    raise ConfigError('the config has no val_dataloader/val_evaluator (nor '
+                      'test_*) to measure mIoU on')
+
+
+def _eval_pipeline(cfg) -> list:
+    for split in ('test', 'val'):
+        loader = cfg.get(f'{split}_dataloader')
+        if loader:
+            return copy.deepcopy(loader['dataset']['pipeline'])
+    raise ConfigError('the config has no test_dataloader/val_dataloader '
+                      'whose pipeline calibration images could use')
+
+
+def calibration_batches(cfg,
+                        model: nn.Module,
+                        count: int = CALIBRATION_IMAGES) -> List[Tensor]:
+    """The first ``count`` training images, loaded by the evaluation
+    pipeline (no random augmentation) and normalized by the model's data
+    preprocessor, one image per batch.
+
+    Args:
+        cfg (Config): The training (or deploy) config.
+        model (nn.Module): The segmentor (its ``data_preprocessor``).
+        count (int): How many images.
+
+    Raises:
+        ConfigError: No training data in the config, or ``count < 1``.
+    """
+    if count < 1:
+        raise ConfigError('--calibration-images must be at least 1')
+    train_cfg = copy.deepcopy(cfg.get('train_dataloader'))
+    if not train_cfg:
+        raise ConfigError('int8 calibration reads training images, but the '
+                          'config has no train_dataloader')
+    dataset = train_cfg['dataset']
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset['dataset']  # RepeatDataset and other wrappers
+    dataset['pipeline'] = _eval_pipeline(cfg)
+    train_cfg.update(
+        batch_size=1,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False))
+    batches = []
+    for batch in Runner.build_dataloader(train_cfg, seed=0):
+        batches.append(model.data_preprocessor(batch, False)['inputs'])
+        if len(batches) >= count:
+            break
+    return batches

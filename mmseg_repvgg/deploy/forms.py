@@ -1,0 +1,234 @@
+"""The deploy forms of a segmentor: what each is, and whether it runs here.
+
+A form is a fusion level (none, backbone, full), a precision (fp32, the
+device's reduced float type with the weights cast, fp32 weights under
+autocast, or int8 convs), a memory format, the PSP head's low-res
+bottleneck, Winograd 3x3 convs, and a runtime (PyTorch eager,
+``torch.compile``, onnxruntime or OpenVINO).
+:func:`~mmseg_repvgg.deploy.deployed.deploy_model` makes them.
+
+A form whose precision the machine cannot run natively (bf16 on a CPU
+without AVX512-BF16, say) is unavailable, with one sentence saying why and
+what hardware it needs (:mod:`.machine`), unless ``allow_emulated``.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from mmcv.cnn import fuse_conv_bn
+from torch import nn
+
+from ..errors import ConfigError, UserError
+from ..models.reparam import reparameterize_model
+from .fuse import fuse_segmentor
+from .machine import machine
+from .psp_lowres import lowres_psp_heads
+
+
+class FormUnavailable(UserError):
+    """The form cannot run here; the message says why and what it needs."""
+
+
+@dataclass(frozen=True)
+class Form:
+    """One way to run a segmentor.
+
+    Args:
+        name (str): Key in :data:`FORMS`, the tools' ``--deploy-form``.
+        fuse (str): ``'none'`` (train-time form), ``'backbone'`` or
+            ``'full'`` (:func:`~mmseg_repvgg.deploy.fuse_segmentor`).
+        precision (str): ``'fp32'``, ``'reduced'`` (weights and input cast
+            to the device's reduced type: bf16 on CPU, fp16 on CUDA),
+            ``'autocast'`` (fp32 weights, reduced-precision autocast) or
+            ``'int8'`` (convs in int8, calibrated).
+        channels_last (bool): Weights and input in channels_last format.
+        runtime (str): ``'torch'`` (eager), ``'compile'`` (``torch.compile``
+            with inductor's freezing), ``'onnxruntime'`` or ``'openvino'``.
+        lowres_psp (bool): PSP heads compute their bottleneck's pooled part
+            at pool resolution (:mod:`.psp_lowres`).
+        winograd (bool): 3x3 convs run by the faster of direct and
+            Winograd, chosen per layer (:mod:`.winograd`).
+    """
+
+    name: str
+    fuse: str
+    precision: str = 'fp32'
+    channels_last: bool = False
+    runtime: str = 'torch'
+    lowres_psp: bool = False
+    winograd: bool = False
+
+    def dtype_name(self, device: str = 'cpu') -> str:
+        """``'fp32'``, ``'int8'``, or the reduced type's name on
+        ``device`` (``'bf16'`` on CPU, ``'fp16'`` on CUDA)."""
+        if self.precision in ('fp32', 'int8'):
+            return self.precision
+        return DTYPE_NAMES[machine().reduced_dtype(device)]
+
+    def label(self, device: str = 'cpu') -> str:
+        """Human-readable name, e.g. ``'fused bf16 channels_last'``."""
+        head = {
+            'onnxruntime': 'onnxruntime',
+            'openvino': 'OpenVINO'
+        }.get(self.runtime) or {
+            'none': 'unfused',
+            'backbone': 'backbone-fused',
+            'full': 'fused'
+        }[self.fuse]
+        low = self.dtype_name(device)
+        precision = f'fp32 + {low} autocast' if (self.precision
+                                                 == 'autocast') else low
+        return ' '.join(
+            [head, precision] +
+            (['channels_last'] if self.channels_last else []) +
+            (['Winograd'] if self.winograd else []) +
+            (['+ low-res PSP'] if self.lowres_psp else []) +
+            (['torch.compile'] if self.runtime == 'compile' else []))
+
+
+FORMS: Dict[str, Form] = {
+    form.name: form
+    for form in (
+        Form('unfused', 'none'),
+        Form('backbone_fused', 'backbone'),
+        Form('fused', 'full'),
+        Form('fused_cl', 'full', channels_last=True),
+        Form('reduced', 'full', 'reduced'),
+        Form('reduced_cl', 'full', 'reduced', channels_last=True),
+        Form('lowres', 'full', lowres_psp=True),
+        Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
+        Form('autocast', 'full', 'autocast'),
+        Form('winograd', 'full', winograd=True),
+        Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),
+        Form('compiled_fp32', 'full', runtime='compile'),
+        Form('compiled', 'full', 'reduced', runtime='compile'),
+        Form('int8', 'full', 'int8'),
+        Form('int8_lowres', 'full', 'int8', lowres_psp=True),
+        Form('onnxruntime', 'full', runtime='onnxruntime'),
+        Form('onnxruntime_int8', 'full', 'int8', runtime='onnxruntime'),
+        Form(
+            'onnxruntime_int8_lowres',
+            'full',
+            'int8',
+            runtime='onnxruntime',
+            lowres_psp=True),
+        Form('openvino', 'full', runtime='openvino'),
+        Form('openvino_int8', 'full', 'int8', runtime='openvino'),
+    )
+}
+#: Forms a deployment can ship (fully fused).
+DEPLOY_FORMS = tuple(name for name, form in FORMS.items()
+                     if form.fuse == 'full')
+#: ``form='auto'`` tries these in order and takes the first that runs
+#: natively here (and, with calibration data, stays within the accuracy
+#: bound). The order is the measured speed order of docs/benchmark.md on
+#: CPUs (fastest first); on CUDA only the float forms are candidates.
+AUTO_ORDER = ('int8_lowres', 'reduced_lowres', 'winograd_lowres', 'int8',
+              'lowres', 'fused')
+#: The accuracy bound of ``auto`` on held-out calibration batches: share
+#: of pixels labelled as fp32 fused labels them. About what keeps a toy
+#: model's mIoU within 0.5 points (docs/deployment.md).
+AUTO_MIN_AGREEMENT = 0.99
+
+DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+
+
+def get_form(name: str) -> Form:
+    """The form called ``name``; a ConfigError listing them otherwise."""
+    if name not in FORMS:
+        raise ConfigError(f'unknown deploy form {name!r}; choose from '
+                          f'auto, {", ".join(FORMS)}')
+    return FORMS[name]
+
+
+def _runtime_missing(form: Form) -> Optional[str]:
+    """Why the form's runtime packages cannot be imported, if they cannot."""
+    modules = dict(
+        onnxruntime=['onnxruntime'],
+        openvino=['openvino'] +
+        (['nncf'] if form.precision == 'int8' else [])).get(form.runtime, [])
+    extra = 'deploy' if form.runtime == 'onnxruntime' else 'openvino'
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            return (f'{module} is not installed; pip install '
+                    f"'mmseg-repvgg[{extra}]'")
+    return None
+
+
+def why_unavailable(form: Form,
+                    device: str = 'cpu',
+                    allow_emulated: bool = False) -> Optional[str]:
+    """None if ``form`` can run on ``device`` here; else one sentence why.
+
+    Args:
+        form (Form): The form.
+        device (str): ``'cpu'`` or a CUDA device.
+        allow_emulated (bool): Accept a reduced float precision that the
+            hardware only emulates (slow, but it runs).
+    """
+    cuda = str(device).startswith('cuda')
+    if cuda and form.runtime in ('onnxruntime', 'openvino'):
+        if form.runtime == 'openvino':
+            return 'the OpenVINO forms run on the CPU'
+    if cuda and form.winograd:
+        return 'the Winograd forms are CPU forms (NNPACK)'
+    if cuda and form.precision == 'int8':
+        return machine().why_not('int8', device)
+    reason = machine().why_not(form.dtype_name(device), device)
+    if reason and not (allow_emulated
+                       and form.dtype_name(device) in ('bf16', 'fp16')):
+        return reason
+    return _runtime_missing(form)
+
+
+def available_forms(device: str = 'cpu',
+                    allow_emulated: bool = False) -> Dict[str, Optional[str]]:
+    """``{form name: None if it runs here, else why not}`` for every form."""
+    return {
+        name: why_unavailable(form, device, allow_emulated)
+        for name, form in FORMS.items()
+    }
+
+
+def fuse_model(model: nn.Module, level: str) -> nn.Module:
+    """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
+
+    ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
+    :func:`~mmseg_repvgg.deploy.fuse_segmentor`. Either then folds the
+    backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
+    none in a RepVGG backbone, every one in a ResNet, so that a baseline's
+    fused form is the like-for-like deploy form.
+    """
+    if level == 'none':
+        return model
+    if level == 'backbone':
+        fused = reparameterize_model(model)
+    elif level == 'full':
+        fused, _ = fuse_segmentor(model)
+    else:
+        raise ValueError(f'unknown fusion level {level!r}')
+    fuse_conv_bn(fused.backbone)
+    return fused.eval()
+
+
+def form_structure(form: Form,
+                   model: nn.Module,
+                   copy_model: bool = False) -> nn.Module:
+    """``model`` with ``form``'s structure: fused to its level (see
+    :func:`fuse_model`) and, for a low-res form, with the PSP bottleneck at
+    pool resolution. ``model`` is left unchanged; a form that changes no
+    structure returns ``model`` itself unless ``copy_model``.
+
+    Raises:
+        FormUnavailable: A low-res form of a model without a PSPHead.
+    """
+    module = fuse_model(model, form.fuse)
+    if module is model and (copy_model or form.lowres_psp):
+        module = copy.deepcopy(model)
+    if form.lowres_psp and not lowres_psp_heads(module):
+        raise FormUnavailable(f'{form.name}: the model has no PSPHead, so '
+                              'there is no low-res PSP bottleneck to use')
+    return module

@@ -1,0 +1,193 @@
+"""Fuse a whole segmentor into its deploy form, and prove it equal.
+
+RepVGG trains three-branch blocks and PSPNet trains conv+BN pairs; neither
+is needed at inference. :func:`fuse_segmentor` fuses the backbone's blocks
+(:func:`~mmseg_repvgg.models.reparameterize_model`), folds every conv+BN
+pair of the necks and heads into the conv (mmcv's ``fuse_conv_bn``) and
+drops the train-only auxiliary head; :func:`check_fused_equal` compares
+fused and unfused logits.
+"""
+import copy
+from dataclasses import dataclass, field
+from typing import List, Sequence, Tuple
+
+import torch
+from mmcv.cnn import ConvModule, fuse_conv_bn
+from torch import Tensor, nn
+
+from ..errors import UserError
+from ..models.reparam import (fusable_modules, is_batchnorm,
+                              reparameterize_model)
+
+#: Heads that only add a training loss; deploy artifacts leave them out.
+TRAIN_ONLY_HEADS = ('auxiliary_head', )
+
+
+class FusionMismatchError(UserError):
+    """A fused or exported model's outputs differ from the unfused one's."""
+
+
+@dataclass
+class FusionReport:
+    """What :func:`fuse_segmentor` changed.
+
+    Args:
+        blocks (list[str]): RepVGG blocks fused into one conv.
+        conv_bn (list[str]): ConvModules whose BatchNorm was folded.
+        dropped (list[str]): Train-only heads removed.
+        unfused_norms (list[str]): BatchNorms that could not be folded
+            (not right after a conv); a deployable model has none.
+    """
+
+    blocks: List[str] = field(default_factory=list)
+    conv_bn: List[str] = field(default_factory=list)
+    dropped: List[str] = field(default_factory=list)
+    unfused_norms: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.blocks or self.conv_bn or self.dropped)
+
+    def summary(self) -> str:
+        """One line for logs and tool output."""
+        parts = []
+        if self.blocks:
+            parts.append(f'fused {len(self.blocks)} RepVGG blocks')
+        if self.conv_bn:
+            parts.append(f'folded {len(self.conv_bn)} conv+BN pairs '
+                         f'({", ".join(self.conv_bn)})')
+        if self.dropped:
+            parts.append(f'dropped {", ".join(self.dropped)}')
+        if not parts:
+            parts.append('nothing to fuse: the model is already in deploy '
+                         'form')
+        if self.unfused_norms:
+            parts.append(f'{len(self.unfused_norms)} BatchNorm layers are '
+                         'not after a conv and stay unfused ('
+                         f'{", ".join(self.unfused_norms)})')
+        return '; '.join(parts)
+
+
+def _norm_follows_conv(module: ConvModule) -> bool:
+    """Whether the ConvModule computes ``norm(conv(x))`` with a foldable BN.
+
+    mmcv's ``fuse_conv_bn`` pairs a BN with the conv registered before it,
+    and a ConvModule registers its conv first whatever its ``order`` is, so
+    an ``('norm', 'conv', 'act')`` or ``('conv', 'act', 'norm')`` module
+    would be folded wrongly. Such modules are left alone here.
+    """
+    order = list(module.order)
+    norm = module.norm if module.with_norm else None
+    return (norm is not None and is_batchnorm(norm)
+            and getattr(norm, 'weight', None) is not None
+            and isinstance(module.conv, nn.Conv2d)
+            and order.index('norm') == order.index('conv') + 1)
+
+
+def _fold_conv_norms(model: nn.Module) -> List[str]:
+    names = [
+        name for name, module in model.named_modules()
+        if isinstance(module, ConvModule) and _norm_follows_conv(module)
+    ]
+    modules = dict(model.named_modules())
+    for name in names:
+        fuse_conv_bn(modules[name])
+    return names
+
+
+def _drop_train_only_heads(model: nn.Module) -> List[str]:
+    # mmseg's ``with_auxiliary_head`` is ``hasattr(...) and not None``, so
+    # deleting the attribute is what an EncoderDecoder built without one has.
+    dropped = [
+        name for name in TRAIN_ONLY_HEADS
+        if getattr(model, name, None) is not None
+    ]
+    for name in dropped:
+        delattr(model, name)
+    return dropped
+
+
+@torch.no_grad()
+def fuse_segmentor(model: nn.Module,
+                   inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
+    """Turn a trained segmentor into its deploy form.
+
+    Fuses the RepVGG blocks, folds each ``conv -> BN`` ConvModule of the
+    necks and heads into its conv (which gains a bias; the BN becomes an
+    ``nn.Identity``) and deletes the auxiliary head. Fusing a fused model
+    changes nothing and reports so. The result is exact for the model in
+    eval mode (BN running statistics).
+
+    Args:
+        model (nn.Module): An mmseg segmentor (unwrapped).
+        inplace (bool): Fuse ``model`` itself instead of a deep copy.
+            Defaults to False.
+
+    Returns:
+        tuple[nn.Module, FusionReport]: The fused model and what changed.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    report = FusionReport(blocks=fusable_modules(model))
+    reparameterize_model(model, inplace=True)
+    # Drop before folding: folding a head that is thrown away is wasted work.
+    report.dropped = _drop_train_only_heads(model)
+    report.conv_bn = _fold_conv_norms(model)
+    report.unfused_norms = [
+        name for name, module in model.named_modules() if is_batchnorm(module)
+    ]
+    return model, report
+
+
+def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
+    """Logits at input size: ``encode_decode`` on a batch of one size."""
+    # mmseg reads only the first meta; one per image would make the batch
+    # size a Python int, which torch.export then freezes.
+    return model.encode_decode(inputs, [dict(img_shape=inputs.shape[2:])])
+
+
+def random_inputs(shape: Sequence[int], seed: int = 0) -> Tensor:
+    """A reproducible N(0, 1) input, like a normalized image."""
+    return torch.randn(
+        tuple(shape), generator=torch.Generator().manual_seed(seed))
+
+
+def relative_error(expected: Tensor, actual: Tensor) -> Tuple[float, float]:
+    """Max abs difference, and the same over the largest expected value."""
+    diff = (expected.float() - actual.float()).abs().max().item()
+    scale = expected.abs().max().item()
+    return diff, diff / max(scale, 1e-12)
+
+
+@torch.no_grad()
+def check_fused_equal(reference: nn.Module,
+                      fused: nn.Module,
+                      shape: Sequence[int] = (1, 3, 64, 128),
+                      tol: float = 1e-4) -> Tuple[float, float]:
+    """Compare two segmentors' logits on a random input, both in eval mode.
+
+    Args:
+        reference (nn.Module): The unfused model (set to eval mode).
+        fused (nn.Module): Its fused form.
+        shape (Sequence[int]): N, C, H, W of the input. Defaults to
+            (1, 3, 64, 128).
+        tol (float): Largest allowed max-abs difference relative to the
+            largest reference logit. Defaults to 1e-4.
+
+    Returns:
+        tuple[float, float]: Max abs difference and its relative value.
+
+    Raises:
+        FusionMismatchError: The relative difference exceeds ``tol``.
+    """
+    inputs = random_inputs(shape)
+    expected = segmentor_logits(reference.eval(), inputs)
+    diff, rel = relative_error(expected,
+                               segmentor_logits(fused.eval(), inputs))
+    if not rel <= tol:
+        raise FusionMismatchError(
+            f'fused logits differ from the unfused model by {diff:.3g} '
+            f'({rel:.3g} of the largest logit, tolerance {tol:g}); check '
+            'the BN statistics of the checkpoint (near-zero running_var) '
+            'or raise the tolerance')
+    return diff, rel

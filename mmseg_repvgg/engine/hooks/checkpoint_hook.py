@@ -1,0 +1,118 @@
+"""AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save.
+
+mmengine 0.10.7's ``CheckpointHook`` writes each checkpoint in place
+(``LocalBackend.put`` truncates the old file first), deletes the oldest
+kept checkpoint (``max_keep_ckpts``) *before* saving the new one, and
+rewrites ``last_checkpoint`` with ``open(..., 'w')``. A kill or a full disk
+in between leaves no checkpoint, or a pointer to nothing, to resume from.
+This subclass saves through :class:`~mmseg_repvgg.atomic_io.AtomicLocalBackend`
+and in a crash-safe order. Configs name it in
+``default_hooks.checkpoint``; mmengine's class is left as it is.
+"""
+import os.path as osp
+from typing import Optional
+
+import mmengine
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
+from mmengine.utils import digit_version
+from mmseg.registry import HOOKS
+
+from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
+
+#: mmengine releases whose ``CheckpointHook._save_checkpoint_with_step``
+#: (a private method) the override below follows; checked against 0.10.7.
+_FOLLOWS = (digit_version('0.10.0'), digit_version('0.11.0'))
+
+
+def _follows_this_mmengine() -> bool:
+    return _FOLLOWS[0] <= digit_version(mmengine.__version__) < _FOLLOWS[1]
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` with atomic writes and a crash-safe save order.
+
+    Every argument is ``CheckpointHook``'s. Local checkpoints (``out_dir``
+    unset or a local path, ``backend_args`` unset) are written atomically;
+    the new checkpoint is saved first, then ``last_checkpoint`` is replaced
+    atomically, and only then is the checkpoint that ``max_keep_ckpts``
+    drops removed. Remote ``out_dir`` or explicit ``backend_args`` keep
+    mmengine's behaviour for the file writes.
+
+    On an mmengine outside 0.10.x the save order is mmengine's own (the
+    method it overrides is private) and a warning says so; the writes stay
+    atomic.
+    """
+
+    def __init__(self,
+                 *args,
+                 out_dir: Optional[str] = None,
+                 backend_args: Optional[dict] = None,
+                 file_client_args: Optional[dict] = None,
+                 **kwargs):
+        local = out_dir is None or '://' not in str(out_dir)
+        if backend_args is None and file_client_args is None and local:
+            backend_args = dict(ATOMIC_BACKEND_ARGS)
+        super().__init__(
+            *args,
+            out_dir=out_dir,
+            backend_args=backend_args,
+            file_client_args=file_client_args,
+            **kwargs)
+        if not _follows_this_mmengine():
+            print_log(
+                f'AtomicCheckpointHook: mmengine {mmengine.__version__} is '
+                'not 0.10.x; checkpoints are written atomically, in '
+                "mmengine's order (max_keep_ckpts removes before it saves)",
+                logger='current',
+                level='WARNING')
+
+    def _save_checkpoint_with_step(self, runner, step: int,
+                                   meta: dict) -> None:
+        """Save, then point ``last_checkpoint`` at it, then prune.
+
+        Same bookkeeping as mmengine 0.10.7's version (``keep_ckpt_ids``,
+        ``last_ckpt`` in the message hub), in the order that leaves a
+        complete checkpoint and a valid pointer at every moment.
+        """
+        if not _follows_this_mmengine():
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        stale = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
+            # _save_checkpoint and _save_best_checkpoint may both save a step.
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                stale.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir,
+                                                     ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+
+        # Model-parallel strategies save on every rank; bookkeeping: rank 0.
+        if not is_main_process():
+            return
+        atomic_write(
+            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        for old_step in stale:
+            path = self.file_backend.join_path(
+                self.out_dir, self.filename_tmpl.format(old_step))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # deepspeed saves directories
+                self.file_backend.rmtree(path)

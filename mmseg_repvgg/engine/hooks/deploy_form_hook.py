@@ -1,0 +1,66 @@
+"""DeployFormHook: the test loop scores one deploy form of the model."""
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmseg.registry import HOOKS
+
+from ...deploy.calibration import CALIBRATION_IMAGES, calibration_batches
+from ...deploy.deployed import deploy_model, deployed_segmentor
+from ...deploy.forms import FORMS, get_form
+
+
+@HOOKS.register_module()
+class DeployFormHook(Hook):
+    """Run the test loop on a deploy form (``tools/test.py --deploy-form``).
+
+    In ``before_test_epoch``, after the checkpoint has loaded (and after
+    :class:`ReparamHook` has fused it, at higher priority), the form is
+    made by :func:`~mmseg_repvgg.deploy.deploy_model` (int8 forms
+    calibrated on the config's training images through the test pipeline)
+    and the segmentor's ``encode_decode`` is pointed at it, so the
+    config's evaluator scores the model as shipped.
+
+    Args:
+        form (str): A form name, or ``'auto'``.
+        calibration_images (int): Training images for calibration.
+        allow_emulated (bool): Accept a precision the hardware emulates.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self,
+                 form: str = 'fused',
+                 calibration_images: int = CALIBRATION_IMAGES,
+                 allow_emulated: bool = False):
+        if form != 'auto':
+            get_form(form)  # an unknown name fails when the config builds
+        self.form = form
+        self.calibration_images = calibration_images
+        self.allow_emulated = allow_emulated
+        self.deployed: Optional[object] = None
+
+    def _needs_calibration(self) -> bool:
+        return self.form == 'auto' or FORMS[self.form].precision == 'int8'
+
+    def before_test_epoch(self, runner) -> None:
+        model = runner.model
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
+        model.eval()
+        calibration = None
+        if self._needs_calibration():
+            calibration = calibration_batches(runner.cfg, model,
+                                              self.calibration_images)
+        self.deployed = deploy_model(
+            model,
+            self.form,
+            calibration,
+            device=str(next(model.parameters()).device),
+            allow_emulated=self.allow_emulated)
+        deployed_segmentor(model, self.deployed, inplace=True)
+        notes = '; '.join(self.deployed.notes)
+        runner.logger.info(
+            f'DeployFormHook: testing the {self.deployed.form.name} form '
+            f'({self.deployed.form.label()})' +
+            (f': {notes}' if notes else ''))

@@ -1,0 +1,3 @@
+from .cityscapes_metric import Numpy2CityscapesMetric
+
+__all__ = ['Numpy2CityscapesMetric']

@@ -1,0 +1,185 @@
+"""deploy_model: every form against fused fp32, availability, auto, and the
+test loop scoring a form (``tools/test.py --deploy-form``)."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmseg_repvgg.deploy import deployed as deployed_module
+from mmseg_repvgg.deploy import forms as forms_module
+from mmseg_repvgg.deploy import segmentor_logits
+from mmseg_repvgg.deploy.deployed import (DeployedModel, deploy_model,
+                                          deployed_segmentor)
+from mmseg_repvgg.deploy.forms import (FORMS, FormUnavailable, available_forms,
+                                       why_unavailable)
+from mmseg_repvgg.deploy.machine import Machine, machine
+from mmseg_repvgg.errors import ConfigError
+
+#: Largest relative logit difference from fused fp32, by precision (and
+#: runtime where its kernels round differently).
+BOUNDS = dict(fp32=1e-4, bf16=0.05, fp16=0.01, int8=0.3)
+#: torch.compile takes tens of seconds even for a tiny model: not here.
+TESTED = [name for name, form in FORMS.items() if form.runtime != 'compile']
+
+
+def relative_error(expected, actual):
+    return float((expected - actual).abs().max() / expected.abs().max())
+
+
+def simulated(flags):
+    return Machine(
+        cpu='simulated',
+        arch='x86_64',
+        cpu_flags=frozenset(flags),
+        onednn_int8=machine().onednn_int8)
+
+
+@pytest.mark.parametrize('name', TESTED)
+def test_every_form_against_fused_fp32(tiny_model, name, tmp_path):
+    reason = why_unavailable(FORMS[name])
+    if reason:
+        pytest.skip(reason)
+    form = FORMS[name]
+    calibration = [torch.randn(2, 3, 32, 64)]
+    deployed = deploy_model(
+        tiny_model, name, calibration, workdir=str(tmp_path))
+    assert isinstance(deployed, DeployedModel) and deployed.form is form
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        expected = segmentor_logits(tiny_model, x)
+        actual = deployed(x)
+    assert actual.dtype == torch.float32 and actual.shape == expected.shape
+    error = relative_error(expected, actual)
+    assert error < BOUNDS[form.dtype_name()], (name, error)
+    if form.precision == 'int8':
+        assert error > 0  # really quantized
+        agree = (expected.argmax(1) == actual.argmax(1)).float().mean()
+        assert agree > 0.9
+    # The source model is never changed by making a form.
+    assert tiny_model.with_auxiliary_head
+    assert not tiny_model.backbone.stem.deploy
+
+
+def test_forms_the_machine_cannot_run_natively_are_refused(
+        tiny_model, monkeypatch):
+    monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
+    reasons = available_forms()
+    assert reasons['fused'] is None and reasons['int8'] is None
+    assert 'AVX512-BF16' in reasons['reduced']
+    assert reasons['reduced_lowres'] == reasons['reduced']
+    with pytest.raises(FormUnavailable, match='reduced: bf16 is not native'):
+        deploy_model(tiny_model, 'reduced')
+    # An explicit option still runs it (emulated), and the logits are close.
+    deployed = deploy_model(tiny_model, 'reduced', allow_emulated=True)
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        assert relative_error(segmentor_logits(tiny_model, x),
+                              deployed(x)) < BOUNDS['bf16']
+    assert available_forms(allow_emulated=True)['reduced'] is None
+    monkeypatch.setattr(forms_module, 'machine',
+                        lambda: simulated({'avx2', 'avx512f', 'avx512_bf16'}))
+    assert available_forms()['reduced'] is None
+
+
+def test_unknown_form_and_missing_calibration_are_one_line_errors(tiny_model):
+    with pytest.raises(ConfigError, match='unknown deploy form .*choose'):
+        deploy_model(tiny_model, 'int4')
+    if why_unavailable(FORMS['int8']) is None:
+        with pytest.raises(ConfigError, match='calibration'):
+            deploy_model(tiny_model, 'int8')
+
+
+def test_auto_with_and_without_native_bf16(tiny_model, monkeypatch):
+    # No calibration: int8 cannot be calibrated, so auto takes the first
+    # native float form. With AVX512-BF16 that is bf16 + low-res PSP.
+    monkeypatch.setattr(
+        forms_module, 'machine',
+        lambda: simulated({'avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16'}))
+    deployed = deploy_model(tiny_model, 'auto')
+    assert deployed.form.name == 'reduced_lowres'
+    assert any('refused int8_lowres: needs calibration' in note
+               for note in deployed.notes)
+    monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
+    deployed = deploy_model(tiny_model, 'auto')
+    assert deployed.form.name in ('winograd_lowres', 'lowres')
+    assert any('refused reduced_lowres: bf16 is not native' in note
+               for note in deployed.notes)
+
+
+def test_auto_refuses_a_form_that_changes_labels(tiny_model, monkeypatch):
+    if why_unavailable(FORMS['int8']) is not None:
+        pytest.skip('int8 needs oneDNN on x86')
+    monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
+    calibration = [torch.randn(1, 3, 32, 64) for _ in range(4)]
+    real = deployed_module.label_agreement
+    monkeypatch.setattr(
+        deployed_module, 'label_agreement', lambda ref, cand, batches: 0.5
+        if cand.form.precision == 'int8' else real(ref, cand, batches))
+    deployed = deploy_model(tiny_model, 'auto', calibration)
+    assert deployed.form.precision == 'fp32'
+    assert any('refused int8_lowres: labels 50.00%' in n
+               for n in deployed.notes)
+    monkeypatch.setattr(deployed_module, 'label_agreement',
+                        lambda ref, cand, batches: 1.0)
+    assert deploy_model(tiny_model, 'auto',
+                        calibration).form.name == 'int8_lowres'
+
+
+def test_deployed_segmentor_runs_mmseg_inference(tiny_model):
+    deployed = deploy_model(tiny_model, 'lowres')
+    segmentor = deployed_segmentor(tiny_model, deployed)
+    x = torch.randn(1, 3, 32, 64)
+    metas = [dict(img_shape=(32, 64), ori_shape=(32, 64))]
+    with torch.no_grad():
+        expected = tiny_model.inference(x, metas)
+        actual = segmentor.inference(x, metas)
+    assert relative_error(expected, actual) < 1e-4
+    assert segmentor.deploy_form == 'lowres'
+    # The source segmentor's own method is untouched.
+    assert 'encode_decode' not in vars(tiny_model)
+    assert 'encode_decode' in vars(segmentor)
+
+
+def _test_metrics(cfg, checkpoint, name, **hook):
+    cfg = copy.deepcopy(cfg)
+    cfg.experiment_name = name
+    cfg.work_dir = str(Path(cfg.work_dir) / name)
+    cfg.load_from = str(checkpoint)
+    if hook:
+        cfg.custom_hooks = [dict(type='DeployFormHook', **hook)]
+    runner = Runner.from_cfg(cfg)
+    return runner.test(), runner
+
+
+def test_test_loop_scores_the_deploy_form(tiny_seg_cfg, tiny_seg_checkpoint):
+    plain, _ = _test_metrics(tiny_seg_cfg, tiny_seg_checkpoint, 'plain')
+    fused, runner = _test_metrics(
+        tiny_seg_cfg, tiny_seg_checkpoint, 'fused', form='fused')
+    assert fused['mIoU'] == pytest.approx(plain['mIoU'], abs=1e-6)
+    hook = next(
+        h for h in runner.hooks if type(h).__name__ == 'DeployFormHook')
+    assert hook.deployed.form.name == 'fused'
+    assert runner.model.deploy_form == 'fused'
+    if why_unavailable(FORMS['int8_lowres']) is None:
+        int8, runner = _test_metrics(
+            tiny_seg_cfg,
+            tiny_seg_checkpoint,
+            'int8',
+            form='int8_lowres',
+            calibration_images=2)
+        assert runner.model.deploy_form == 'int8_lowres'
+        assert 0 <= int8['mIoU'] <= 100
+
+
+def test_test_tool_deploy_form_arguments(run_tool, tiny_seg_cfg,
+                                         tiny_seg_checkpoint, capsys):
+    code, err = run_tool('test', tiny_seg_cfg.filename, tiny_seg_checkpoint,
+                         '--deploy-form', 'int4')
+    assert code == 2 and 'unknown deploy form' in err
+    code, err = run_tool('test', tiny_seg_cfg.filename, tiny_seg_checkpoint,
+                         '--deploy-form', 'int8', '--calibration-images', '0')
+    assert code == 2 and '--calibration-images' in err
+    code, _ = run_tool('test', '--list-forms')
+    assert code == 0
