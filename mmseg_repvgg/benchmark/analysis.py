@@ -129,6 +129,9 @@ def compare(candidate: Dict, baseline: Dict) -> Dict:
             _median(baseline, 'reduced'), _median(candidate, 'reduced')),
         int8_like_for_like=_ratio(
             _median(baseline, 'int8'), _median(candidate, 'int8')),
+        winograd_like_for_like=_ratio(
+            _median(baseline, 'winograd_lowres'),
+            _median(candidate, 'winograd_lowres')),
         gflop_ratio=_ratio(
             _ok_forms(candidate).get('fused', {}).get('gflop'),
             _ok_forms(baseline).get('fused', {}).get('gflop')),

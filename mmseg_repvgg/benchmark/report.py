@@ -176,6 +176,7 @@ def _comparison_table(results: Dict) -> List[str]:
             _fmt(c['fp32_like_for_like'], 2),
             _fmt(c['reduced_like_for_like'], 2),
             _fmt(c.get('int8_like_for_like'), 2),
+            _fmt(c.get('winograd_like_for_like'), 2),
             _fmt(c['fast_path_like_for_like'], 2),
             _fmt(c['gflop_ratio'], 2), conv_rates, ' / '.join(
                 _fmt(peak[k], 0)
@@ -186,8 +187,8 @@ def _comparison_table(results: Dict) -> List[str]:
         'RepVGG vs ResNet', 'fast path', 'fast path vs ResNet unfused',
         'fused fp32 vs ResNet unfused', 'like for like: fused fp32',
         'like for like: reduced', 'like for like: int8',
-        'like for like: fast paths', 'GFLOP ratio',
-        'backbone conv GFLOP/s (RepVGG / ResNet)',
+        'like for like: Winograd + low-res PSP', 'like for like: fast paths',
+        'GFLOP ratio', 'backbone conv GFLOP/s (RepVGG / ResNet)',
         'peak MB (RepVGG fused / ResNet unfused / ResNet fused)'
     ]
     return _table(header, rows) if rows else []
@@ -207,6 +208,38 @@ def _miou_table(results: Dict) -> List[str]:
         f'mIoU on the validation data of {miou["config"]} '
         f'({miou["images"]} images, checkpoint {miou["checkpoint"]}):', ''
     ] + _table(['form', 'mIoU', 'difference (points)', 'labels agree'], rows)
+
+
+def _winograd_table(results: Dict) -> List[str]:
+    """Per Winograd form: how many 3x3 convs chose which algorithm, and
+    the measured time of those convs each way."""
+    rows = []
+    for model in results['models']:
+        for form in model['forms']:
+            choices = [
+                c for c in form.get('winograd_choices') or [] if c['choice']
+            ]
+            if not choices:
+                continue
+            counts = {}
+            for c in choices:
+                counts[c['choice']] = counts.get(c['choice'], 0) + 1
+            direct = sum(c['direct_ms'] or 0 for c in choices)
+            best = sum(
+                min(c['direct_ms'] or 0, c['winograd_ms'] or float('inf'))
+                for c in choices)
+            rows.append([
+                model['name'], form['label'],
+                ', '.join(f'{k} {v}' for k, v in sorted(counts.items())),
+                _fmt(direct, 0),
+                _fmt(best, 0),
+                _fmt(direct / best if best else None, 2)
+            ])
+    header = [
+        'model', 'form', '3x3 convs by choice', 'their direct ms', 'chosen ms',
+        'speed-up of those convs'
+    ]
+    return _table(header, rows) if rows else []
 
 
 def _skipped_table(results: Dict) -> List[str]:
@@ -229,8 +262,8 @@ def render_markdown(results: Dict) -> str:
     if results['models']:
         sections.append(_forms_table(results))
     for part in (_fusion_table(results), _fast_path_table(results),
-                 _comparison_table(results), _miou_table(results),
-                 _skipped_table(results)):
+                 _comparison_table(results), _winograd_table(results),
+                 _miou_table(results), _skipped_table(results)):
         if part:
             sections.append(part)
     return '\n'.join('\n'.join(lines) + '\n' for lines in sections)

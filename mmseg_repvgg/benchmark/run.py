@@ -16,6 +16,7 @@ from ..deploy import (build_segmentor, load_segmentor, random_inputs,
                       segmentor_logits)
 from ..deploy.deployed import deploy_model
 from ..deploy.forms import FORMS, Form, FormUnavailable, form_structure
+from ..deploy.winograd import choices_table
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from .analysis import analyze
@@ -258,6 +259,9 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
         share_of_fp32_matmul=rate / ceilings['fp32']['matmul'],
         memory=_memory(deployed, probe),
         notes=deployed.notes)
+    if form.winograd and deployed.segmentor is not None:
+        # Which algorithm each 3x3 conv chose at this shape, and why.
+        result['winograd_choices'] = choices_table(deployed.segmentor)
     if profile is not None:
         conv_rate = backbone / (profile['conv_ms'] / 1000.0) / 1e9
         profile.update(

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .forms import (AUTO_MIN_AGREEMENT, AUTO_ORDER, FORMS, Form,
-                    FormUnavailable, form_structure, get_form, why_unavailable)
+from .forms import (AUTO_MIN_AGREEMENT, FORMS, Form, FormUnavailable,
+                    auto_order, form_structure, get_form, why_unavailable)
 from .fuse import segmentor_logits
 from .int8 import calibrate_activation_ranges, quantize_int8
 from .machine import machine
@@ -207,7 +207,7 @@ def deploy_model(model: nn.Module,
         model (nn.Module): The segmentor (train-time or fused, eval mode,
             on the CPU); left unchanged.
         form (str): A name in :data:`FORMS`, or ``'auto'``: the first form
-            of :data:`AUTO_ORDER` that runs natively here and, given
+            of :func:`~.forms.auto_order` that runs natively here and, given
             calibration data, labels at least :data:`AUTO_MIN_AGREEMENT`
             of held-out calibration pixels as fp32 fused does.
         calibration (Sequence[Tensor], optional): Normalized fp32 batches
@@ -270,7 +270,7 @@ def auto_deploy(
     notes: List[str] = []
     calibrate, check = _split_calibration(calibration or [])
     reference = None
-    for name in AUTO_ORDER:
+    for name in auto_order():
         spec = FORMS[name]
         reason = why_unavailable(spec, device)
         if reason is None and spec.precision == 'int8' and not calibrate:

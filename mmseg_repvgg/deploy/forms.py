@@ -13,7 +13,7 @@ what hardware it needs (:mod:`.machine`), unless ``allow_emulated``.
 """
 import copy
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmcv.cnn import fuse_conv_bn
@@ -120,18 +120,24 @@ FORMS: Dict[str, Form] = {
 #: Forms a deployment can ship (fully fused).
 DEPLOY_FORMS = tuple(name for name, form in FORMS.items()
                      if form.fuse == 'full')
-#: ``form='auto'`` tries these in order and takes the first that runs
-#: natively here (and, with calibration data, stays within the accuracy
-#: bound). The order is the measured speed order of docs/benchmark.md on
-#: CPUs (fastest first); on CUDA only the float forms are candidates.
-AUTO_ORDER = ('int8_lowres', 'reduced_lowres', 'winograd_lowres', 'int8',
-              'lowres', 'fused')
-#: The accuracy bound of ``auto`` on held-out calibration batches: share
-#: of pixels labelled as fp32 fused labels them. About what keeps a toy
-#: model's mIoU within 0.5 points (docs/deployment.md).
+#: ``form='auto'`` tries the forms of :func:`auto_order` in order and takes
+#: the first that runs natively here (and, with calibration data, stays
+#: within the accuracy bound). The orders are the measured speed orders of
+#: docs/benchmark.md (fastest first): with VNNI, 8-bit int8 leads; without
+#: it (7-bit int8, slower) exact fp32 Winograd is faster than int8 for
+#: RepVGG. On CUDA only the float forms are candidates.
+AUTO_ORDER_VNNI = ('int8_lowres', 'reduced_lowres', 'winograd_lowres', 'int8',
+                   'lowres', 'fused')
+AUTO_ORDER_NO_VNNI = ('winograd_lowres', 'reduced_lowres', 'int8_lowres',
+                      'winograd', 'int8', 'lowres', 'fused')
 AUTO_MIN_AGREEMENT = 0.99
 
 DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+
+
+def auto_order() -> Tuple[str, ...]:
+    """The candidates of ``form='auto'`` on this machine, fastest first."""
+    return AUTO_ORDER_VNNI if machine().vnni else AUTO_ORDER_NO_VNNI
 
 
 def get_form(name: str) -> Form:
