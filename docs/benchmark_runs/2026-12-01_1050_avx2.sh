@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run B: full against fast dilation, B2 against R101-D8, the fast forms.
-cd /work/main
+cd "$(dirname "$0")/../.."  # the repository root
 .venv/bin/python tools/benchmark.py \
   configs/pspnet_repvgg_b1g2_fast_cityscapes.py@winograd \
   configs/pspnet_repvgg_b1g2_cityscapes.py@unfused,fused,winograd,winograd_lowres,int8_lowres \
