@@ -4,16 +4,12 @@ _base_ = [
     'mmseg::_base_/models/deeplabv3plus_r50-d8.py',
     './_base_/paper_cityscapes_40ep.py', './_base_/models/repvgg_d8.py'
 ]
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 model = dict(
-    pretrained=None,  # the backbone's init_cfg loads the ImageNet weights
+    _base_.repvgg_segmentor,
     data_preprocessor=dict(size=_base_.crop_size),
-    backbone=dict(_base_.repvgg_d8, _delete_=True),
     # ASPP on the last stage, the decoder's low-level features from the
     # first (stride 4), the auxiliary head on the third.
     decode_head=dict(in_channels=2048, c1_in_channels=128),
     auxiliary_head=dict(in_channels=512))
-custom_hooks = _base_.custom_hooks + [
-    dict(type='ReparamHook', save_deploy=True)
-]
+custom_hooks = _base_.custom_hooks + _base_.reparam_hooks

@@ -5,6 +5,5 @@ _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py',
     './_base_/paper_cityscapes_40ep.py'
 ]
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 model = dict(data_preprocessor=dict(size=_base_.crop_size))

@@ -2,6 +2,5 @@
 # only the last 5 3x3 layers dilated (the last 4 blocks of the third stage,
 # the paper's fourth, and the one block of the last). Paper: 78.88 mIoU.
 _base_ = ['./pspnet_repvgg_b1g2_cityscapes.py']
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 model = dict(backbone=dict(dilated_blocks=(0, 0, 4, 1)))

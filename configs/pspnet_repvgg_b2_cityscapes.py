@@ -1,7 +1,6 @@
 # PSPNet + RepVGG-B2, full dilation (output stride 8): the last two stages
 # at stride 1, every 3x3 conv dilated by 2 and 4. Paper: 80.57 mIoU (val).
 _base_ = ['./_base_/pspnet_repvgg_cityscapes.py']
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

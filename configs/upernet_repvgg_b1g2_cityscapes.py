@@ -6,10 +6,9 @@ _base_ = [
     'mmseg::_base_/models/upernet_r50.py', './_base_/paper_cityscapes_40ep.py',
     './_base_/models/repvgg_d8.py'
 ]
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 model = dict(
-    pretrained=None,  # the backbone's init_cfg loads the ImageNet weights
+    _base_.repvgg_segmentor,
     data_preprocessor=dict(size=_base_.crop_size),
     backbone=dict(
         _base_.repvgg_d8,
@@ -18,6 +17,4 @@ model = dict(
         _delete_=True),
     decode_head=dict(in_channels=[128, 256, 512, 2048]),
     auxiliary_head=dict(in_channels=512))
-custom_hooks = _base_.custom_hooks + [
-    dict(type='ReparamHook', save_deploy=True)
-]
+custom_hooks = _base_.custom_hooks + _base_.reparam_hooks

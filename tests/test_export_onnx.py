@@ -99,3 +99,45 @@ def test_shape_generic_pool_equals_adaptive_pool(output_size):
     for size in [(1, 1), (4, 8), (5, 9), (7, 3), (12, 12)]:
         x = torch.randn(2, 3, *size)
         torch.testing.assert_close(generic(x), native(x), rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_cli_exports_a_grouped_fast_dilated_arch(tiny_seg_cfg, tmp_path,
+                                                 capsys):
+    """The tool, --dynamic --argmax, on a groupwise arch with the "fast"
+    dilation pattern (the paper's B1g2-fast in miniature)."""
+    from conftest import randomize_bn_stats
+
+    from mmseg_repvgg.deploy import build_segmentor
+    cfg = tiny_seg_cfg.copy()
+    cfg.merge_from_dict({
+        'model.backbone.arch.group_layer_map': {
+            2: 2,
+            4: 2
+        },
+        'model.backbone.dilated_blocks': (0, 0, 1, 1)
+    })
+    config = tmp_path / 'grouped_fast.py'
+    cfg.dump(str(config))
+    torch.manual_seed(0)
+    model = randomize_bn_stats(build_segmentor(cfg)).eval()
+    backbone = model.backbone
+    assert backbone.stage2[0].branch_3x3.conv.groups == 2
+    assert backbone.stage3[0].branch_3x3.conv.dilation == (1, 1)
+    assert backbone.stage3[1].branch_3x3.conv.dilation == (2, 2)
+    checkpoint = tmp_path / 'grouped_fast.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    out = tmp_path / 'grouped_fast.onnx'
+    export_tool().main([
+        str(config),
+        str(checkpoint), '--out',
+        str(out), '--shape', '32', '64', '--dynamic', '--argmax'
+    ])
+    capsys.readouterr()
+    # Labels at other sizes and batches equal PyTorch's (near ties aside).
+    shapes = [(1, 3, 32, 64), (2, 3, 48, 80)]
+    checks = check_onnx(str(out), model, shapes, argmax=True)
+    assert [c.shape for c in checks] == shapes
+    assert all(c.mismatched <= 2 for c in checks)
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert 'ArgMax' in ops and 'BatchNormalization' not in ops

@@ -112,6 +112,20 @@ def test_fused_validation_leaves_training_bit_identical(tiny_seg_cfg):
         assert torch.equal(fused_optim[key]['momentum_buffer'],
                            plain_optim[key]['momentum_buffer'])
 
+    # Fused validation scores what unfused validation scores, so the same
+    # checkpoint is kept as the best.
+    def val_mious(run):
+        return list(run.message_hub.get_scalar('val/mIoU').data[0])
+
+    assert len(val_mious(fused_run)) == 2
+    assert val_mious(fused_run) == pytest.approx(
+        val_mious(plain_run), abs=1e-6)
+    best = [
+        Path(run.message_hub.get_info('best_ckpt')).name
+        for run in (fused_run, plain_run)
+    ]
+    assert best[0] == best[1] and best[0].startswith('best_mIoU_iter_')
+
     # When training ends, the final and best weights ship in deploy form.
     work_dir = Path(fused_run.work_dir)
     for name in ('deploy_final', 'deploy_best_mIoU_iter_4'):

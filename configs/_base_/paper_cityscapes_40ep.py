@@ -12,7 +12,6 @@
 _base_ = [
     './datasets/cityscapes_checked.py', 'mmseg::_base_/default_runtime.py'
 ]
-custom_imports = dict(imports=['mmseg_repvgg'], allow_failed_imports=False)
 
 num_gpus = 8  # the paper's setting; dist_train.sh CONFIG 8
 train_dataloader = dict(

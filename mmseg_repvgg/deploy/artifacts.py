@@ -16,7 +16,7 @@ import os.path as osp
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -26,7 +26,7 @@ from mmengine.runner import weights_to_cpu
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..atomic_io import atomic_path
+from ..atomic_io import atomic_path, atomic_write
 from ..checkpoint import key_differences
 from ..compat import safe_torch_load
 from ..errors import CheckpointError, ConfigError
@@ -157,21 +157,6 @@ def deploy_config(cfg: Config) -> Config:
     return cfg
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp)`` to a temp file, then ``os.replace``."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
-def _write_text(text: str) -> Callable[[str], None]:
-
-    def write(path):
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(text)
-
-    return write
-
-
 def deploy_meta(report: FusionReport,
                 source: str,
                 source_meta: Optional[Dict] = None) -> Dict:
@@ -237,9 +222,10 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
             'tools/test.py uses it as it is.\n')
         text = header + deploy_config(cfg).pretty_text
     checkpoint = dict(meta=meta, state_dict=weights_to_cpu(model.state_dict()))
-    atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
+    with atomic_path(out) as tmp:
+        torch.save(checkpoint, tmp)
     if cfg is not None:
-        atomic_write(cfg_path, _write_text(text))
+        atomic_write(cfg_path, text)
     return out, cfg_path
 
 

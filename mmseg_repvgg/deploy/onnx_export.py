@@ -6,14 +6,14 @@ is not a multiple of the pool sizes.
 """
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..atomic_io import atomic_path
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
-from .artifacts import atomic_write
 from .fuse import (FusionMismatchError, FusionReport, fuse_segmentor,
                    random_inputs, relative_error, segmentor_logits)
 
@@ -153,7 +153,8 @@ def export_onnx(model: nn.Module,
                 output_names=['labels' if argmax else 'logits'],
                 verbose=False)
 
-    atomic_write(out, write)
+    with atomic_path(out) as tmp:
+        write(tmp)
     return report
 
 
@@ -174,14 +175,31 @@ class OnnxCheck:
     mismatched: int = 0
 
 
-def _onnx_session(path: str):
+def onnxruntime_session(path: str,
+                        device: str = 'cpu',
+                        threads: Optional[int] = None):
+    """An onnxruntime session of ``path``: CPU provider (CUDA's on a CUDA
+    device), all graph optimizations, ``threads`` intra-op threads.
+
+    Raises:
+        ConfigError: onnxruntime or the device's provider is missing.
+    """
     try:
-        import onnxruntime
+        import onnxruntime as ort
     except ImportError:
         raise ConfigError("onnxruntime is not installed; pip install "
                           "'mmseg-repvgg[deploy]'") from None
-    return onnxruntime.InferenceSession(
-        path, providers=['CPUExecutionProvider'])
+    provider = ('CUDAExecutionProvider'
+                if str(device).startswith('cuda') else 'CPUExecutionProvider')
+    if provider not in ort.get_available_providers():
+        raise ConfigError(f'onnxruntime has no {provider} here; use '
+                          '--device cpu')
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = level
+    return ort.InferenceSession(path, options, providers=[provider])
 
 
 def _compare_labels(logits: Tensor, labels: Tensor, tol: float) -> int:
@@ -222,7 +240,7 @@ def check_onnx(path: str,
     Raises:
         FusionMismatchError: The outputs differ beyond ``tol``.
     """
-    session = _onnx_session(path)
+    session = onnxruntime_session(path)
     model.eval()
     results = []
     for seed, shape in enumerate(shapes):

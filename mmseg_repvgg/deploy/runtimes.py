@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .machine import machine
-from .onnx_export import export_onnx
+from .onnx_export import export_onnx, onnxruntime_session
 
 Shape = Tuple[int, ...]
 
@@ -129,19 +129,6 @@ class OnnxRuntimeSession(RuntimeSession):
 
     name = 'onnxruntime'
 
-    def _session(self, path: str):
-        import onnxruntime as ort
-        provider = ('CUDAExecutionProvider' if self.device.startswith('cuda')
-                    else 'CPUExecutionProvider')
-        if provider not in ort.get_available_providers():
-            raise ConfigError(f'onnxruntime has no {provider} here; use '
-                              '--device cpu')
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        return ort.InferenceSession(path, options, providers=[provider])
-
     def _quantize(self, path: str, shape: Shape) -> str:
         from onnxruntime.quantization import (CalibrationDataReader,
                                               QuantFormat, QuantType,
@@ -173,7 +160,7 @@ class OnnxRuntimeSession(RuntimeSession):
         if self.int8:
             path = self._quantize(path, shape)
         self.files[shape] = path
-        return self._session(path)
+        return onnxruntime_session(path, self.device, self.threads)
 
     def _run(self, session, array: np.ndarray) -> np.ndarray:
         return session.run(None, {'input': array})[0]

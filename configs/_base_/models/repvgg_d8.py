@@ -23,3 +23,12 @@ repvgg_d8 = dict(
     init_cfg=dict(
         type='RepVGGPretrained',
         checkpoint='checkpoints/RepVGG-B1g2-train.pth'))
+# What every RepVGG segmentor config here sets on top of mmseg's model base:
+#   model = dict(_base_.repvgg_segmentor, decode_head=..., ...)
+repvgg_segmentor = dict(
+    pretrained=None,  # mmseg's base names a ResNet; init_cfg loads RepVGG's
+    backbone=dict(repvgg_d8, _delete_=True))
+# Test (and ship) the re-parameterized model: fused before each test epoch,
+# deploy checkpoints written beside the training ones at the end.
+#   custom_hooks = _base_.custom_hooks + _base_.reparam_hooks
+reparam_hooks = [dict(type='ReparamHook', save_deploy=True)]
