@@ -21,6 +21,7 @@ from mmseg_repvgg.deploy import (build_segmentor, check_fused_equal,
                                  deploy_config, fuse_segmentor, load_segmentor,
                                  reparam_checkpoint, save_deploy_checkpoint,
                                  segmentor_logits)
+from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.errors import CheckpointError, ConfigError
 from mmseg_repvgg.models import RepVGGBlock
 from mmseg_repvgg.models.reparam import is_batchnorm
@@ -47,10 +48,6 @@ def assert_deploy_form(model):
         if isinstance(module, RepVGGBlock):
             assert module.deploy, name
     assert getattr(model, 'auxiliary_head', None) is None
-
-
-def relative_error(expected, actual):
-    return ((expected - actual).abs().max() / expected.abs().max()).item()
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ from mmseg_repvgg.deploy.deployed import (DeployedModel, deploy_model,
                                           deployed_segmentor)
 from mmseg_repvgg.deploy.forms import (FORMS, FormUnavailable, available_forms,
                                        why_unavailable)
+from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.deploy.machine import Machine, machine
 from mmseg_repvgg.errors import ConfigError
 
@@ -22,10 +23,6 @@ from mmseg_repvgg.errors import ConfigError
 BOUNDS = dict(fp32=1e-4, bf16=0.05, fp16=0.01, int8=0.3)
 #: torch.compile takes tens of seconds even for a tiny model: not here.
 TESTED = [name for name, form in FORMS.items() if form.runtime != 'compile']
-
-
-def relative_error(expected, actual):
-    return float((expected - actual).abs().max() / expected.abs().max())
 
 
 def simulated(flags):

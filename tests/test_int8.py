@@ -16,6 +16,7 @@ from torch import nn
 
 from mmseg_repvgg.deploy import segmentor_logits
 from mmseg_repvgg.deploy.forms import fuse_model
+from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.deploy.int8 import (Int8Conv2d, activation_qparams,
                                       calibrate_activation_ranges,
                                       quantizable_convs, quantize_int8,
@@ -28,10 +29,6 @@ pytestmark = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available()
     or not hasattr(torch.ops.onednn, 'qconv_pointwise'),
     reason='int8 convs need oneDNN (x86 CPUs)')
-
-
-def relative_error(expected, actual):
-    return float((expected - actual).abs().max() / expected.abs().max())
 
 
 def test_activation_qparams_cover_the_range_and_zero():

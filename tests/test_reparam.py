@@ -4,6 +4,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.errors import ConfigError
 from mmseg_repvgg.models import (RepVGG, RepVGGBlock, fusable_modules,
                                  reparameterize_model)
@@ -27,10 +28,6 @@ def randomize_bn(model, seed=0):
             m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(n, generator=gen) * 0.5)
     return model
-
-
-def relative_error(a, b):
-    return ((a - b).abs().max() / a.abs().max()).item()
 
 
 def assert_fused_equal(model, x):

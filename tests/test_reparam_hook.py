@@ -16,6 +16,7 @@ from mmseg_repvgg.compat import SAFE_SCHEME, safe_torch_load
 from mmseg_repvgg.deploy import (FusionMismatchError, artifacts,
                                  build_segmentor, load_segmentor,
                                  reparam_checkpoint, segmentor_logits)
+from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.engine import ReparamHook
 from mmseg_repvgg.errors import CheckpointError
 from mmseg_repvgg.models.reparam import is_batchnorm, reparameterize_model
@@ -54,10 +55,6 @@ def count_norms(model):
 
 def log_text(runner):
     return ''.join(p.read_text() for p in Path(runner.log_dir).glob('*.log'))
-
-
-def relative_error(expected, actual):
-    return ((expected - actual).abs().max() / expected.abs().max()).item()
 
 
 @torch.no_grad()

@@ -159,6 +159,11 @@ def relative_error(expected: Tensor, actual: Tensor) -> Tuple[float, float]:
     return diff, diff / max(scale, 1e-12)
 
 
+def max_relative_error(expected: Tensor, actual: Tensor) -> float:
+    """The largest abs difference over the largest expected value."""
+    return relative_error(expected, actual)[1]
+
+
 @torch.no_grad()
 def check_fused_equal(reference: nn.Module,
                       fused: nn.Module,
