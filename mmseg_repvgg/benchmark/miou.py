@@ -19,7 +19,7 @@ from ..deploy import load_segmentor
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_loader_and_evaluator)
 from ..deploy.deployed import deploy_model, deployed_segmentor
-from ..deploy.forms import FORMS, FormUnavailable, get_form
+from ..deploy.forms import FORMS, FormUnavailable, get_form, needs_calibration
 
 #: The fp32 reference every other form is compared with.
 REFERENCE_FORM = 'fused'
@@ -84,7 +84,7 @@ def miou_check(config: str,
     loader_cfg, evaluator_cfg = eval_loader_and_evaluator(cfg)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     calibration = None
-    if any(FORMS[name].precision == 'int8' for name in forms):
+    if any(needs_calibration(name) for name in forms):
         calibration = calibration_batches(cfg, model, calibration_images)
     runs, evaluators, skipped = {}, {}, {}
     for name in list(forms):

@@ -187,7 +187,7 @@ class FlopTable:
 def _weights_bytes(deployed) -> int:
     if deployed.segmentor is not None:
         return tensor_bytes(deployed.segmentor)
-    session = getattr(deployed, 'session', None)
+    session = deployed.session
     return session.weights_bytes() if session is not None else 0
 
 

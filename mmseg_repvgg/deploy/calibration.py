@@ -23,13 +23,29 @@ def eval_loader_and_evaluator(cfg) -> Tuple[dict, dict]:
                       'test_*) to measure mIoU on')
 
 
-def _eval_pipeline(cfg) -> list:
+def innermost_dataset(dataset: dict) -> dict:
+    """The dataset config inside RepeatDataset and other wrappers."""
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def eval_dataset_cfg(cfg) -> dict:
+    """The test (else val) dataset config of ``cfg``, inside any wrapper;
+    ``{}`` when the config has neither."""
     for split in ('test', 'val'):
         loader = cfg.get(f'{split}_dataloader')
-        if loader:
-            return copy.deepcopy(loader['dataset']['pipeline'])
-    raise ConfigError('the config has no test_dataloader/val_dataloader '
-                      'whose pipeline calibration images could use')
+        if loader and loader.get('dataset'):
+            return innermost_dataset(loader['dataset'])
+    return {}
+
+
+def _eval_pipeline(cfg) -> list:
+    pipeline = eval_dataset_cfg(cfg).get('pipeline')
+    if not pipeline:
+        raise ConfigError('the config has no test_dataloader/val_dataloader '
+                          'whose pipeline calibration images could use')
+    return copy.deepcopy(pipeline)
 
 
 def calibration_batches(cfg,
@@ -53,10 +69,7 @@ def calibration_batches(cfg,
     if not train_cfg:
         raise ConfigError('int8 calibration reads training images, but the '
                           'config has no train_dataloader')
-    dataset = train_cfg['dataset']
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset['dataset']  # RepeatDataset and other wrappers
-    dataset['pipeline'] = _eval_pipeline(cfg)
+    innermost_dataset(train_cfg['dataset'])['pipeline'] = _eval_pipeline(cfg)
     train_cfg.update(
         batch_size=1,
         num_workers=0,

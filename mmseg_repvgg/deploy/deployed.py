@@ -37,6 +37,8 @@ class DeployedModel(nn.Module):
             activation bits, Winograd fallbacks).
         run_backbone (callable, optional): Runs only the backbone of an
             eager PyTorch form (for profiling).
+        session (RuntimeSession, optional): The onnxruntime or OpenVINO
+            session of a runtime form; it is also what ``run`` calls.
     """
 
     def __init__(self,
@@ -45,11 +47,15 @@ class DeployedModel(nn.Module):
                  device: str = 'cpu',
                  segmentor: Optional[nn.Module] = None,
                  notes: Sequence[str] = (),
-                 run_backbone: Optional[Callable[[Tensor], object]] = None):
+                 run_backbone: Optional[Callable[[Tensor], object]] = None,
+                 session: Optional[nn.Module] = None):
         super().__init__()
         self.form = form
         self.device = str(device)
-        self._run = run
+        self.session = session
+        # A plain attribute: a session passed as ``run`` is registered once,
+        # as ``session``, not a second time under this name.
+        object.__setattr__(self, '_run', run)
         self.segmentor = segmentor
         self.notes = list(notes)
         self.run_backbone = run_backbone
@@ -189,9 +195,8 @@ def _runtime_deployed(form: Form, model: nn.Module, device: str,
         workdir=workdir)
     if input_shape is not None:
         session.prepare(tuple(input_shape))
-    deployed = DeployedModel(form, session, device, notes=session.notes)
-    deployed.session = session
-    return deployed
+    return DeployedModel(
+        form, session, device, notes=session.notes, session=session)
 
 
 def deploy_model(model: nn.Module,

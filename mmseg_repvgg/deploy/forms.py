@@ -140,6 +140,12 @@ def auto_order() -> Tuple[str, ...]:
     return AUTO_ORDER_VNNI if machine().vnni else AUTO_ORDER_NO_VNNI
 
 
+def needs_calibration(name: str) -> bool:
+    """Whether form ``name`` (or ``'auto'``, which may pick an int8 form)
+    uses calibration batches."""
+    return name == 'auto' or get_form(name).precision == 'int8'
+
+
 def get_form(name: str) -> Form:
     """The form called ``name``; a ConfigError listing them otherwise."""
     if name not in FORMS:
@@ -176,9 +182,8 @@ def why_unavailable(form: Form,
             hardware only emulates (slow, but it runs).
     """
     cuda = str(device).startswith('cuda')
-    if cuda and form.runtime in ('onnxruntime', 'openvino'):
-        if form.runtime == 'openvino':
-            return 'the OpenVINO forms run on the CPU'
+    if cuda and form.runtime == 'openvino':
+        return 'the OpenVINO forms run on the CPU'
     if cuda and form.winograd:
         return 'the Winograd forms are CPU forms (NNPACK)'
     if cuda and form.precision == 'int8':

@@ -53,9 +53,10 @@ from torch import nn
 from ..atomic_io import atomic_path
 from ..errors import ConfigError
 from .artifacts import load_segmentor
-from .calibration import CALIBRATION_IMAGES, calibration_batches
+from .calibration import (CALIBRATION_IMAGES, calibration_batches,
+                          eval_dataset_cfg)
 from .deployed import DeployedModel, deploy_model, deployed_segmentor
-from .forms import get_form
+from .forms import needs_calibration
 
 #: Extensions read as images (in a folder, the only files taken).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
@@ -219,18 +220,6 @@ def collect_sources(inputs: Sequence[str],
     return sources, failed
 
 
-def _dataset_cfg(cfg: Config) -> dict:
-    """The test (else val) dataset of ``cfg``, inside any wrapper."""
-    for split in ('test', 'val'):
-        loader = cfg.get(f'{split}_dataloader')
-        if loader and loader.get('dataset'):
-            dataset = loader['dataset']
-            while 'pipeline' not in dataset and 'dataset' in dataset:
-                dataset = dataset['dataset']  # ConcatDataset and the like
-            return dataset
-    return {}
-
-
 def inference_config(cfg: Config) -> Config:
     """A copy of ``cfg`` whose ``test_pipeline`` is what the test loop runs.
 
@@ -242,7 +231,8 @@ def inference_config(cfg: Config) -> Config:
         ConfigError: No test pipeline, or one that does not start by
             loading the image from a file.
     """
-    pipeline = _dataset_cfg(cfg).get('pipeline') or cfg.get('test_pipeline')
+    pipeline = eval_dataset_cfg(cfg).get('pipeline') or cfg.get(
+        'test_pipeline')
     if not pipeline:
         raise ConfigError('the config has no test pipeline '
                           '(test_dataloader.dataset.pipeline or '
@@ -286,7 +276,7 @@ def dataset_meta(cfg: Config,
     Returns:
         dict: ``classes`` (tuple of str) and ``palette`` (list of RGB).
     """
-    dataset = _dataset_cfg(cfg)
+    dataset = eval_dataset_cfg(cfg)
     dataset_type = dataset.get('type')
     if isinstance(dataset_type, str):
         dataset_type = DATASETS.get(dataset_type)
@@ -589,7 +579,7 @@ def build_inferencer(cfg: Config,
         ConfigError: Unknown form, bad config or options.
         FormUnavailable: The form cannot run here.
     """
-    calibrated = form == 'auto' or get_form(form).precision == 'int8'
+    calibrated = needs_calibration(form)
     infer_cfg = inference_config(cfg)
     model, ckpt = load_segmentor(cfg, checkpoint)
     calibration = None

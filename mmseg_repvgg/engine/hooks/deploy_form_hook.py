@@ -7,7 +7,7 @@ from mmseg.registry import HOOKS
 
 from ...deploy.calibration import CALIBRATION_IMAGES, calibration_batches
 from ...deploy.deployed import deploy_model, deployed_segmentor
-from ...deploy.forms import FORMS, get_form
+from ...deploy.forms import get_form, needs_calibration
 
 
 @HOOKS.register_module()
@@ -40,16 +40,13 @@ class DeployFormHook(Hook):
         self.allow_emulated = allow_emulated
         self.deployed: Optional[object] = None
 
-    def _needs_calibration(self) -> bool:
-        return self.form == 'auto' or FORMS[self.form].precision == 'int8'
-
     def before_test_epoch(self, runner) -> None:
         model = runner.model
         if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
             model = model.module
         model.eval()
         calibration = None
-        if self._needs_calibration():
+        if needs_calibration(self.form):
             calibration = calibration_batches(runner.cfg, model,
                                               self.calibration_images)
         self.deployed = deploy_model(
