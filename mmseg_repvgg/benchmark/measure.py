@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..deploy import nnpack
 from ..deploy.fuse import relative_error
 from ..deploy.int8 import Int8Conv2d
 
@@ -196,7 +197,7 @@ def meta_copy(model: nn.Module) -> nn.Module:
 #: kernel (its input quantization is a separate op, not counted) and the
 #: Winograd forms' NNPACK convs.
 CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
-            'aten::_nnpack_spatial_convolution')
+            'aten::_nnpack_spatial_convolution', nnpack.PROFILER_NAME)
 
 
 def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:

@@ -16,7 +16,7 @@ from ..deploy import (build_segmentor, load_segmentor, random_inputs,
                       segmentor_logits)
 from ..deploy.deployed import deploy_model
 from ..deploy.forms import FORMS, Form, FormUnavailable, form_structure
-from ..deploy.winograd import choices_table
+from ..deploy.winograd import choices_table, transform_bytes
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from .analysis import analyze
@@ -186,7 +186,9 @@ class FlopTable:
 
 def _weights_bytes(deployed) -> int:
     if deployed.segmentor is not None:
-        return tensor_bytes(deployed.segmentor)
+        # Winograd forms also keep each kernel's transform.
+        return (tensor_bytes(deployed.segmentor) +
+                transform_bytes(deployed.segmentor))
     session = deployed.session
     return session.weights_bytes() if session is not None else 0
 

@@ -3,8 +3,10 @@
 A fused RepVGG is nothing but 3x3 convs, and a Winograd algorithm computes a
 3x3 conv with far fewer multiplications than the direct (im2col/oneDNN)
 one. torch's CPU build already ships NNPACK, whose Winograd kernels are
-reached through ``torch._nnpack_spatial_convolution``; this module reuses
-that op as it is and writes by hand only what it lacks:
+reached through ``torch._nnpack_spatial_convolution`` and, with each
+kernel transformed once and ReLU fused, through NNPACK's own C entry point
+(:mod:`.nnpack`); this module reuses them and writes by hand only what
+they lack:
 
 * groups: NNPACK has none, so a grouped conv becomes one NNPACK call per
   group on channel slices (and one per image: NNPACK's batched entry point
@@ -16,7 +18,9 @@ that op as it is and writes by hand only what it lacks:
 * the choice: which of oneDNN and NNPACK is faster depends on the channels,
   the spatial size and the CPU, so no fixed rule can pick it.
   :class:`WinogradConv2d` times every candidate the first time it sees an
-  input shape and keeps the fastest for that shape.
+  input shape and keeps the fastest for that shape;
+* ReLU: a ReLU module right after a replaced conv moves into it
+  (:func:`fuse_relus`), applied in NNPACK's output transform.
 
 The op is a private torch API, so :func:`nnpack_problem` checks once per
 process that it exists and gives the right answer; where it does not, every
@@ -31,8 +35,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from mmengine.logging import print_log
 from torch import Tensor, nn
+
+from ..models.backbones.repvgg import RepVGGBlock
+from . import nnpack
+from .space_to_batch import space_to_batch_conv
+
+__all__ = [
+    'ALGORITHMS', 'TOLERANCE', 'WinogradConv2d', 'choices_table',
+    'ineligible_reason', 'nnpack_conv', 'nnpack_problem',
+    'space_to_batch_conv', 'transform_bytes', 'winograd_convs'
+]
 
 #: The algorithms a :class:`WinogradConv2d` can run.
 ALGORITHMS = ('direct', 'winograd', 'winograd_s2b')
@@ -48,7 +63,7 @@ MAX_GROUPS = 8
 
 #: NNPACK refuses a padding as large as the kernel; more is padded
 #: explicitly first.
-_NNPACK_MAX_PADDING = 2
+_NNPACK_MAX_PADDING = nnpack.MAX_PADDING
 
 #: Time spent timing one candidate at one shape: calls are repeated until
 #: ``_REPEATS`` timed calls (after one warm-up) or this budget is reached.
@@ -56,6 +71,7 @@ _BUDGET_S = 0.06
 _REPEATS = 3
 
 _fallback_logged = False
+_c_api_logged = False
 
 
 def _rel_err(out: Tensor, ref: Tensor) -> float:
@@ -127,16 +143,39 @@ def _nnpack_usable() -> bool:
     return False
 
 
+def _c_api_usable() -> bool:
+    """:func:`.nnpack.c_api_problem` is None; logs one line, once, when
+    not (Winograd then runs through torch's op: slower, still exact)."""
+    global _c_api_logged
+    problem = nnpack.c_api_problem()
+    if problem is None:
+        return True
+    if not _c_api_logged:
+        _c_api_logged = True
+        print_log(
+            f'NNPACK\'s C entry point is not usable ({problem}): Winograd '
+            'convs call torch._nnpack_spatial_convolution, which transforms '
+            'every kernel on every call',
+            logger='current',
+            level=logging.WARNING)
+    return False
+
+
 def nnpack_conv(x: Tensor,
                 weight: Tensor,
                 bias: Optional[Tensor],
                 padding: Sequence[int],
-                groups: int = 1) -> Tensor:
+                groups: int = 1,
+                relu: bool = False,
+                transform: Optional[nnpack.KernelTransform] = None) -> Tensor:
     """A stride-1 undilated conv through NNPACK, one image and group a call.
 
-    Images are split as well as groups: for N > 1 torch's wrapper calls
-    NNPACK's batched entry point, which uses another algorithm and is
-    slower than N batch-1 calls (NNPACK's Winograd inference path).
+    With a precomputed ``transform`` NNPACK's C entry point runs on it
+    (:func:`.nnpack.winograd_conv`, ReLU fused). Without one, torch's op
+    runs, which transforms the kernel on every call; there images are split
+    as well as groups: for N > 1 torch's wrapper calls NNPACK's batched
+    entry point, which uses another algorithm and is slower than N batch-1
+    calls (NNPACK's Winograd inference path).
 
     Args:
         x (Tensor): ``(N, C, H, W)`` float32 CPU input; may be a strided
@@ -146,11 +185,22 @@ def nnpack_conv(x: Tensor,
         padding (Sequence[int]): Zero padding ``(pH, pW)``.
         groups (int): As ``F.conv2d``'s. NNPACK has no groups, so each group
             is its own call on a channel slice.
+        relu (bool): Apply ReLU to the result.
+        transform (KernelTransform, optional): ``weight``'s, with
+            ``groups``; None uses torch's op.
 
     Returns:
         Tensor: ``F.conv2d(x, weight, bias, padding=padding, groups=groups)``
-        up to rounding.
+        (then ReLU if asked) up to rounding.
     """
+    if transform is not None:
+        return nnpack.winograd_conv(x, transform, bias, padding, relu)
+    out = _torch_nnpack_conv(x, weight, bias, padding, groups)
+    return out.relu_() if relu else out
+
+
+def _torch_nnpack_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                       padding: Sequence[int], groups: int) -> Tensor:
     pad_h, pad_w = padding
     extra_h = max(pad_h - _NNPACK_MAX_PADDING, 0)
     extra_w = max(pad_w - _NNPACK_MAX_PADDING, 0)
@@ -175,91 +225,6 @@ def nnpack_conv(x: Tensor,
                 out = y.new_empty((n, weight.shape[0]) + y.shape[2:])
             out[i:i + 1, co] = y
     return out
-
-
-def space_to_batch_conv(
-        x: Tensor,
-        weight: Tensor,
-        bias: Optional[Tensor],
-        padding: Sequence[int],
-        dilation: Sequence[int],
-        groups: int = 1,
-        conv: Optional[Callable[..., Tensor]] = None) -> Tensor:
-    """A dilated stride-1 3x3 conv as an undilated one on sub-grids.
-
-    With dilation ``d`` along an axis, output row ``d * q + r`` reads only
-    padded input rows ``d * (q + a) + r`` (``a = 0, 1, 2``): rows of the
-    residue class ``r``, one apart within it. So each of the ``d x d``
-    interleaved sub-images of the padded input gets an undilated 3x3 conv
-    whose output is the matching sub-grid of the dilated conv's output
-    (space-to-batch, conv, batch-to-space). NNPACK has no dilation, and this
-    is how it serves RepVGG's dilated stages (output stride 8).
-
-    The sub-images are not made a batch but tiled on one canvas, each
-    followed by a zero row and column (the padding of its neighbours), and
-    the canvas gets one conv of padding 1: NNPACK's batch-1 path transforms
-    the kernel once per call, and its batched path (what a batch of
-    sub-images would get) is slower; one call per sub-image would transform
-    the kernel ``d * d`` times. The gutters cost ``1 / m`` more pixels per
-    axis for sub-images of ``m`` rows.
-
-    When the padding ``p`` is at least ``d`` (RepVGG's ``p == d``), padding
-    by ``p`` equals padding by ``p - d`` and then by ``d``, and padding the
-    image by ``d`` pads every sub-image by 1, which the gutters provide, so
-    only ``p - d`` is padded explicitly (none for RepVGG). For ``p < d``
-    the sub-convs are unpadded: the outputs next to the gutters are
-    dropped. Each axis is also padded at its end to a multiple of ``d``
-    (zeros, where padding is anyway) so that the sub-images tile it; the
-    outputs this adds are cropped, so any ``H`` and ``W`` work.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` input.
-        weight (Tensor): ``(O, C / groups, 3, 3)``.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): Zero padding ``(pH, pW)`` of the dilated
-            conv.
-        dilation (Sequence[int]): ``(dH, dW)``.
-        groups (int): As ``F.conv2d``'s.
-        conv (callable, optional): The undilated conv,
-            ``conv(x, weight, bias, padding, groups)``; defaults to
-            :func:`nnpack_conv`.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding,
-        dilation=dilation, groups=groups)`` up to rounding.
-    """
-    if conv is None:
-        conv = nnpack_conv
-    n, c, h, w = x.shape
-    (pad_h, pad_w), (d_h, d_w) = padding, dilation
-    out_h, out_w = h + 2 * pad_h - 2 * d_h, w + 2 * pad_w - 2 * d_w
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f'input {tuple(x.shape)} is too small for a 3x3 '
-                         f'conv of dilation {tuple(dilation)} and padding '
-                         f'{tuple(padding)}')
-    # Per axis: s = 1 if the sub-convs are padded (p >= d), else 0; the
-    # explicit padding; the sub-image size m.
-    s_h, s_w = int(pad_h >= d_h), int(pad_w >= d_w)
-    top, left = pad_h - s_h * d_h, pad_w - s_w * d_w
-    len_h, len_w = h + 2 * top, w + 2 * left
-    m_h, m_w = -(-len_h // d_h), -(-len_w // d_w)
-    pads = (left, left + m_w * d_w - len_w, top, top + m_h * d_h - len_h)
-    if any(pads):
-        x = F.pad(x, pads)
-    canvas = x.new_zeros((n, c, d_h * (m_h + 1), d_w * (m_w + 1)))
-    # Canvas block (r_h, r_w) holds the sub-image x[..., r_h::d_h, r_w::d_w].
-    canvas.view(n, c, d_h, m_h + 1, d_w, m_w + 1)[:, :, :, :m_h, :, :m_w] = (
-        x.reshape(n, c, m_h, d_h, m_w, d_w).permute(0, 1, 3, 2, 5, 4))
-    y = conv(canvas, weight, bias, (1, 1), groups)
-    o = y.shape[1]
-    # Unpadded sub-convs (s = 0) lose a row and column at each border.
-    u_h, u_w = 1 - s_h, 1 - s_w
-    y = y.reshape(n, o, d_h, m_h + 1, d_w, m_w + 1)
-    y = y[:, :, :, u_h:m_h - u_h, :, u_w:m_w - u_w].permute(0, 1, 3, 2, 5, 4)
-    y = y.reshape(n, o, (m_h - 2 * u_h) * d_h, (m_w - 2 * u_w) * d_w)
-    if y.shape[2:] != (out_h, out_w):
-        y = y[:, :, :out_h, :out_w]
-    return y
 
 
 def _conv_problem(conv: nn.Module) -> Optional[str]:
@@ -316,6 +281,15 @@ class WinogradConv2d(nn.Conv2d):
     Candidates: ``'direct'`` (``F.conv2d``, oneDNN) always; ``'winograd'``
     (:func:`nnpack_conv`, groups split by hand) for undilated convs;
     ``'winograd_s2b'`` (:func:`space_to_batch_conv`) for dilated ones.
+    Winograd runs on the kernel's transform, made at its first use and kept
+    (:class:`.nnpack.KernelTransform`, 64/9 of the weight's memory; made
+    again if the weight changes) where NNPACK's C entry point works, else
+    through torch's op.
+
+    With ``relu=True`` the module computes ``relu(conv(x))``: NNPACK
+    applies it in its output transform, the direct path in place after the
+    conv. :func:`winograd_convs` sets it where a ReLU module followed the
+    conv (and removes that module).
 
     Inputs NNPACK cannot or should not take run direct, without timing:
     anything but a 4-D float32 CPU tensor, channels-last inputs (kept in
@@ -332,9 +306,13 @@ class WinogradConv2d(nn.Conv2d):
             being a subclass: a subclass is taken as a plain conv.
         algorithm (str): ``'auto'`` (measure per shape) or one of this
             conv's candidates to force it, for tests and ablations.
+        relu (bool): Apply ReLU to the output.
     """
 
-    def __init__(self, conv: nn.Conv2d, algorithm: str = 'auto') -> None:
+    def __init__(self,
+                 conv: nn.Conv2d,
+                 algorithm: str = 'auto',
+                 relu: bool = False) -> None:
         reason = _conv_problem(conv)
         if reason is not None:
             raise ValueError(f'WinogradConv2d cannot run this conv: {reason}')
@@ -353,6 +331,26 @@ class WinogradConv2d(nn.Conv2d):
         #: plus ``rejected={candidate: reason}`` where one failed.
         self.choices: Dict[Tuple[int, ...], dict] = {}
         self.algorithm = algorithm
+        self.relu = relu
+        self._transform: Optional[nnpack.KernelTransform] = None
+
+    def __getstate__(self):
+        # Deep copies and pickles leave the kernel transform behind (it is
+        # made again on first use; its buffer addresses would be stale).
+        state = super().__getstate__()
+        state['_transform'] = None
+        return state
+
+    def kernel_transform(self) -> Optional[nnpack.KernelTransform]:
+        """The weight's Winograd transform (made now if missing or stale),
+        or None where NNPACK's C entry point is not usable."""
+        if not _c_api_usable():
+            return None
+        if (self._transform is None
+                or not self._transform.matches(self.weight, self.groups)):
+            self._transform = None  # free the old one before the new
+            self._transform = nnpack.KernelTransform(self.weight, self.groups)
+        return self._transform
 
     @property
     def candidates(self) -> Tuple[str, ...]:
@@ -377,16 +375,27 @@ class WinogradConv2d(nn.Conv2d):
         self.choices = {}
 
     def extra_repr(self) -> str:
-        return f'{super().extra_repr()}, algorithm={self.algorithm}'
+        relu = ', relu=True' if self.relu else ''
+        return f'{super().extra_repr()}, algorithm={self.algorithm}{relu}'
 
     def _run(self, algorithm: str, x: Tensor) -> Tensor:
-        if algorithm == 'winograd':
-            return nnpack_conv(x, self.weight, self.bias, self.padding,
-                               self.groups)
-        if algorithm == 'winograd_s2b':
-            return space_to_batch_conv(x, self.weight, self.bias, self.padding,
-                                       self.dilation, self.groups)
-        return self._conv_forward(x, self.weight, self.bias)
+        if algorithm in ('winograd', 'winograd_s2b'):
+            conv = functools.partial(
+                nnpack_conv, relu=self.relu, transform=self.kernel_transform())
+            if algorithm == 'winograd':
+                return conv(x, self.weight, self.bias, self.padding,
+                            self.groups)
+            # ReLU commutes with the sub-grid rearrangement.
+            return space_to_batch_conv(
+                x,
+                self.weight,
+                self.bias,
+                self.padding,
+                self.dilation,
+                self.groups,
+                conv=conv)
+        out = self._conv_forward(x, self.weight, self.bias)
+        return F.relu(out, inplace=True) if self.relu else out
 
     def _direct_only(self, x: Tensor) -> bool:
         """Whether this input must run direct (see the class docstring)."""
@@ -432,6 +441,9 @@ class WinogradConv2d(nn.Conv2d):
         outs: Dict[str, Tensor] = {}
         for name in self.candidates:
             try:
+                if name != 'direct':
+                    # Made once for all shapes: not part of a call's time.
+                    self.kernel_transform()
                 ms[name], outs[name] = _time_calls(
                     functools.partial(self._run, name), x)
             except Exception as error:  # noqa: BLE001
@@ -485,16 +497,61 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def _conv_then_relu(module: nn.Module) -> Optional[Tuple[str, str]]:
+    """``(conv attribute, ReLU attribute)`` of a module that computes
+    exactly ``relu(conv(x))`` with a :class:`WinogradConv2d`, or None.
+
+    Two such modules are known: a fused :class:`RepVGGBlock` and an mmcv
+    ``ConvModule`` ordered conv -> norm -> act whose norm is gone or folded
+    (``nn.Identity`` after ``fuse_conv_bn``). A ReLU called inside some
+    other ``forward`` (ResNet's blocks) cannot be seen and stays separate.
+    """
+    if type(module) is RepVGGBlock and module.deploy:
+        names = ('branch_reparam', 'act')
+    elif (isinstance(module, ConvModule) and module.with_activation
+          and tuple(module.order) == ('conv', 'norm', 'act')
+          and (not module.with_norm or type(module.norm) is nn.Identity)):
+        names = ('conv', 'activate')
+    else:
+        return None
+    conv, act = (getattr(module, name, None) for name in names)
+    if type(act) is not nn.ReLU or not isinstance(conv, WinogradConv2d):
+        return None
+    return names
+
+
+def fuse_relus(model: nn.Module) -> List[str]:
+    """Move every ReLU that directly follows a :class:`WinogradConv2d` into
+    it (NNPACK applies it in its output transform instead of another pass
+    over the output), in place.
+
+    Returns:
+        list[str]: Names of the modules whose ReLU moved.
+    """
+    fused = []
+    for name, module in model.named_modules():
+        names = _conv_then_relu(module)
+        if names is None:
+            continue
+        conv_name, act_name = names
+        getattr(module, conv_name).relu = True
+        setattr(module, act_name, nn.Identity())
+        fused.append(name)
+    return fused
+
+
 def winograd_convs(model: nn.Module,
                    inplace: bool = False,
-                   algorithm: str = 'auto') -> Tuple[nn.Module, List[str]]:
+                   algorithm: str = 'auto',
+                   relu: bool = True) -> Tuple[nn.Module, List[str]]:
     """Replace every eligible 3x3 conv by a :class:`WinogradConv2d`.
 
     Meant for a fused (deploy-form) model in eval mode, in float32 on the
     CPU; other inputs still work but run direct. Eligibility is
     :func:`ineligible_reason`'s; strided and non-3x3 convs are left as they
     are. A conv registered under several names is replaced by one module
-    everywhere.
+    everywhere. ReLUs that follow a replaced conv move into it
+    (:func:`fuse_relus`) unless ``relu=False``.
 
     Args:
         model (nn.Module): The model (or a single conv).
@@ -503,6 +560,7 @@ def winograd_convs(model: nn.Module,
         algorithm (str): Passed to every :class:`WinogradConv2d`:
             ``'auto'``, or ``'direct'`` / ``'winograd'`` to force one.
             ``'winograd'`` forces ``'winograd_s2b'`` on dilated convs.
+        relu (bool): Fuse the ReLUs that follow the replaced convs.
 
     Returns:
         tuple[nn.Module, list[str]]: The model with Winograd convs and the
@@ -531,7 +589,18 @@ def winograd_convs(model: nn.Module,
         if id(module) not in replaced:
             replaced[id(module)] = make(module)
         _set_submodule(model, name, replaced[id(module)])
+    if relu:
+        fuse_relus(model)
     return model, [name for name, _ in found]
+
+
+def transform_bytes(model: nn.Module) -> int:
+    """Bytes held by the kernel transforms of ``model``'s
+    :class:`WinogradConv2d` modules (made at their first Winograd call;
+    weights the deployed model keeps besides its parameters)."""
+    return sum(module._transform.nbytes for module in model.modules()
+               if isinstance(module, WinogradConv2d)
+               and module._transform is not None)
 
 
 def choices_table(model: nn.Module) -> List[dict]:
