@@ -3,6 +3,8 @@
 Each section belongs to the tests named in its header; add sections, don't
 rewrite others'.
 """
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -316,3 +318,24 @@ def run_tool(capsys):
         return code, capsys.readouterr().err
 
     return run
+
+
+# --- Winograd: test_winograd.py, test_nnpack.py ----------------------------
+
+
+@pytest.fixture
+def log_lines():
+    """Messages logged through mmengine's current logger during the test.
+    """
+    messages = []
+
+    class Collect(logging.Handler):
+
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Collect(level=logging.DEBUG)
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

@@ -2,13 +2,11 @@
 life cycle (stale weights, copies), ReLU moved into Winograd convs,
 and the fallback to torch's op when the entry point is unusable."""
 import copy
-import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmengine.logging import MMLogger
 from torch import nn
 
 from mmseg_repvgg.deploy import nnpack, winograd
@@ -205,22 +203,6 @@ def no_c_api(monkeypatch):
     monkeypatch.setattr(winograd, '_c_api_logged', False)
     yield
     nnpack.c_api_problem.cache_clear()
-
-
-@pytest.fixture
-def log_lines():
-    messages = []
-
-    class Collect(logging.Handler):
-
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Collect(level=logging.DEBUG)
-    logger.addHandler(handler)
-    yield messages
-    logger.removeHandler(handler)
 
 
 @pytest.mark.skipif(

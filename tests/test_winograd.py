@@ -1,11 +1,9 @@
 """Winograd (NNPACK) convs: every candidate exact, the per-shape chooser and
 its cache, forced choices, model conversion and the fallback to direct."""
-import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 from torch import nn
 
 from mmseg_repvgg.deploy import nnpack, winograd
@@ -69,24 +67,6 @@ def fake_nnpack(monkeypatch, fresh_check):
     assert nnpack_problem() is None
     state['calls'] = 0  # count the calls after the check's
     return state
-
-
-@pytest.fixture
-def log_lines():
-    """Messages logged through mmengine's current logger during the test.
-    """
-    messages = []
-
-    class Collect(logging.Handler):
-
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Collect(level=logging.DEBUG)
-    logger.addHandler(handler)
-    yield messages
-    logger.removeHandler(handler)
 
 
 def _rel(out, ref):

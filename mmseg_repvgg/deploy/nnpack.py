@@ -2,14 +2,15 @@
 
 torch's ``torch._nnpack_spatial_convolution`` calls NNPACK's
 ``nnp_convolution_inference`` with the ``compute`` strategy: every call
-transforms the whole kernel again (about 20 ms of a 512-channel 3x3 conv's
-80 ms at 64x128 on a 2-core AVX2 EPYC), and it has no fused activation.
-NNPACK itself can transform a kernel once (``precompute``) and run every
-later call on that transform (``reuse``), with ReLU applied in its output
-transform. torch ships NNPACK inside ``libtorch_cpu`` with that function
-exported, so this module calls it through ``ctypes`` -- NNPACK's kernels,
-torch's copy of them; what is written here is only the binding (argument
-structs, a 64-byte aligned buffer per transform, a reused workspace).
+transforms the whole kernel again (NNPACK's profile: 19 ms of a 512-channel
+3x3 conv's ~100 ms at 64x128 on a 2-core AVX2 EPYC), and it has no fused
+activation. NNPACK itself can transform a kernel once (``precompute``)
+and run every later call on that transform (``reuse``), with ReLU applied
+in its output transform. torch ships NNPACK inside ``libtorch_cpu`` with
+that function exported, so this module calls it through ``ctypes`` --
+NNPACK's kernels, torch's copy of them; what is written here is only the
+binding (argument structs, a 64-byte aligned buffer per transform, a
+reused workspace).
 
 The binding is checked once per process (:func:`c_api_problem`) on small
 convs against ``F.conv2d``; where the library, the symbol or the answer is
