@@ -200,7 +200,7 @@ def no_c_api(monkeypatch):
 
     nnpack.c_api_problem.cache_clear()
     monkeypatch.setattr(nnpack, '_api', missing)
-    monkeypatch.setattr(winograd, '_c_api_logged', False)
+    monkeypatch.setattr(winograd, '_logged', set())
     yield
     nnpack.c_api_problem.cache_clear()
 

@@ -35,7 +35,7 @@ def fresh_check(monkeypatch):
     """Forget the cached NNPACK check and its logged line, before and after
     (the patched op this test installs must not leak into other tests)."""
     winograd.nnpack_problem.cache_clear()
-    monkeypatch.setattr(winograd, '_fallback_logged', False)
+    monkeypatch.setattr(winograd, '_logged', set())
     yield
     winograd.nnpack_problem.cache_clear()
 
@@ -50,7 +50,7 @@ def fake_nnpack(monkeypatch, fresh_check):
     # The fake stands in for torch's op, which Winograd uses only where
     # NNPACK's C entry point is unusable: make it so, without its log line.
     monkeypatch.setattr(nnpack, 'c_api_problem', lambda: 'off in this test')
-    monkeypatch.setattr(winograd, '_c_api_logged', True)
+    winograd._logged.add('c_api')
 
     def op(x, weight, bias, padding, stride=(1, 1)):
         state['calls'] += 1

@@ -31,7 +31,7 @@ import functools
 import logging
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,30 +52,20 @@ __all__ = [
 #: The algorithms a :class:`WinogradConv2d` can run.
 ALGORITHMS = ('direct', 'winograd', 'winograd_s2b')
 
-#: Relative error (Frobenius norm) a Winograd result may have against
-#: ``F.conv2d``. Winograd's transforms round differently from a direct sum,
-#: so results are not bit-equal, but they are far inside this bound.
-TOLERANCE = 1e-4
+#: Relative error bound of every Winograd candidate against direct.
+TOLERANCE = nnpack.TOLERANCE
 
 #: Grouped convs with more groups than this stay direct: one NNPACK call
 #: per group cannot pay once the groups are narrow (depthwise convs).
 MAX_GROUPS = 8
-
-#: NNPACK refuses a padding as large as the kernel; more is padded
-#: explicitly first.
-_NNPACK_MAX_PADDING = nnpack.MAX_PADDING
 
 #: Time spent timing one candidate at one shape: calls are repeated until
 #: ``_REPEATS`` timed calls (after one warm-up) or this budget is reached.
 _BUDGET_S = 0.06
 _REPEATS = 3
 
-_fallback_logged = False
-_c_api_logged = False
-
-
-def _rel_err(out: Tensor, ref: Tensor) -> float:
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-12)).item()
+#: The fallbacks that have logged their one line ('nnpack', 'c_api').
+_logged: Set[str] = set()
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +109,7 @@ def nnpack_problem() -> Optional[str]:
         if not isinstance(out, Tensor) or out.shape != ref.shape:
             return ('torch._nnpack_spatial_convolution returned the wrong '
                     'shape')
-        err = _rel_err(out, ref)
+        err = nnpack.norm_error(out, ref)
         if not err < TOLERANCE:
             return (f'torch._nnpack_spatial_convolution differs from '
                     f'F.conv2d by a relative error of {err:.2g} (bound '
@@ -127,38 +117,34 @@ def nnpack_problem() -> Optional[str]:
     return None
 
 
-def _nnpack_usable() -> bool:
-    """:func:`nnpack_problem` is None; logs one line, once, when not."""
-    global _fallback_logged
-    problem = nnpack_problem()
+def _usable(key: str, what: str, problem: Optional[str],
+            consequence: str) -> bool:
+    """``problem`` is None; otherwise logs ``what`` is not usable, why and
+    the consequence: one line per ``key`` and process."""
     if problem is None:
         return True
-    if not _fallback_logged:
-        _fallback_logged = True
+    if key not in _logged:
+        _logged.add(key)
         print_log(
-            f'NNPACK is not usable ({problem}): Winograd convs run direct '
-            '(F.conv2d)',
+            f'{what} is not usable ({problem}): {consequence}',
             logger='current',
             level=logging.WARNING)
     return False
+
+
+def _nnpack_usable() -> bool:
+    """:func:`nnpack_problem` is None; logs one line, once, when not."""
+    return _usable('nnpack', 'NNPACK', nnpack_problem(),
+                   'Winograd convs run direct (F.conv2d)')
 
 
 def _c_api_usable() -> bool:
     """:func:`.nnpack.c_api_problem` is None; logs one line, once, when
     not (Winograd then runs through torch's op: slower, still exact)."""
-    global _c_api_logged
-    problem = nnpack.c_api_problem()
-    if problem is None:
-        return True
-    if not _c_api_logged:
-        _c_api_logged = True
-        print_log(
-            f'NNPACK\'s C entry point is not usable ({problem}): Winograd '
-            'convs call torch._nnpack_spatial_convolution, which transforms '
-            'every kernel on every call',
-            logger='current',
-            level=logging.WARNING)
-    return False
+    return _usable(
+        'c_api', "NNPACK's C entry point", nnpack.c_api_problem(),
+        'Winograd convs call torch._nnpack_spatial_convolution, which '
+        'transforms every kernel on every call')
 
 
 def nnpack_conv(x: Tensor,
@@ -201,12 +187,7 @@ def nnpack_conv(x: Tensor,
 
 def _torch_nnpack_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                        padding: Sequence[int], groups: int) -> Tensor:
-    pad_h, pad_w = padding
-    extra_h = max(pad_h - _NNPACK_MAX_PADDING, 0)
-    extra_w = max(pad_w - _NNPACK_MAX_PADDING, 0)
-    if extra_h or extra_w:
-        x = F.pad(x, (extra_w, extra_w, extra_h, extra_h))
-    pad = [pad_h - extra_h, pad_w - extra_w]
+    x, pad = nnpack.pad_beyond_limit(x, padding)
     # Looked up at call time: a missing or replaced op is then seen.
     op = torch._nnpack_spatial_convolution
     n = x.shape[0]
@@ -452,7 +433,7 @@ class WinogradConv2d(nn.Conv2d):
                 rejected[name] = f'{type(error).__name__}: {error}'
                 continue
             if name != 'direct':
-                err = _rel_err(outs[name], outs['direct'])
+                err = nnpack.norm_error(outs[name], outs['direct'])
                 if not err < TOLERANCE:
                     rejected[name] = f'relative error {err:.2g}'
                     del ms[name], outs[name]
