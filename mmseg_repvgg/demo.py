@@ -2,7 +2,7 @@
 
 ``tools/demo.py`` parses its arguments and prints; this module does the
 rest in-process, through the same steps as ``tools/train.py`` and
-``tools/test.py`` (:mod:`mmseg_repvgg.cli`, :mod:`mmseg_repvgg.config_checks`)
+``tools/test.py`` (:mod:`mmseg_repvgg.cli`, :mod:`mmseg_repvgg.cli.checks`)
 and two mmengine Runners. Scores come from what ``runner.test()`` returns
 (:class:`PerClassIoUMetric` adds each class's IoU and Acc to mmseg's mIoU,
 aAcc and mAcc) and class names from the test dataset's metainfo, so the
@@ -25,7 +25,7 @@ from mmseg.registry import METRICS
 
 from .cli import (build_runner, check_checkpoint, enable_visualization,
                   load_config, set_work_dir)
-from .config_checks import check_before_run
+from .cli.checks import check_before_run
 from .errors import ConfigError, DatasetError
 
 #: The demo's config, relative to the repository.

@@ -201,7 +201,7 @@ def tiny_seg_cfg(tmp_path, tiny_seg_data):
 def tiny_seg_checkpoint(tmp_path, tiny_seg_cfg):
     """A train-time checkpoint of the tiny model with random BN statistics.
     """
-    from mmseg_repvgg.deploy import build_segmentor
+    from mmseg_repvgg.checkpoint import build_segmentor
     torch.manual_seed(0)
     model = randomize_bn_stats(build_segmentor(tiny_seg_cfg))
     path = tmp_path / 'tiny_train.pth'
@@ -215,7 +215,8 @@ def tiny_seg_checkpoint(tmp_path, tiny_seg_cfg):
 def tiny_model(tiny_seg_cfg):
     """The tiny PSPNet-RepVGG in eval mode, its BN statistics those of a
     random batch (activations at a trained network's scale)."""
-    from mmseg_repvgg.deploy import build_segmentor, segmentor_logits
+    from mmseg_repvgg.checkpoint import build_segmentor
+    from mmseg_repvgg.models import segmentor_logits
     torch.manual_seed(0)
     model = build_segmentor(tiny_seg_cfg)
     with torch.no_grad():
@@ -339,3 +340,18 @@ def log_lines():
     logger.addHandler(handler)
     yield messages
     logger.removeHandler(handler)
+
+
+# --- Kernels: every test, the on-disk caches -------------------------------
+
+
+@pytest.fixture(autouse=True)
+def measurement_cache(tmp_path_factory, monkeypatch, request):
+    """The on-disk caches (Winograd's choices, auto's ranking) of each test
+    in a folder of its own, never the home dir: a choice cached by one test
+    must not spare another its measurement. The folder is made on first
+    write."""
+    folder = tmp_path_factory.getbasetemp() / 'cache' / str(
+        abs(hash(request.node.nodeid)))
+    monkeypatch.setenv('MMSEG_REPVGG_CACHE', str(folder))
+    return folder

@@ -23,7 +23,7 @@ import torch
 from mmengine.runner import Runner, save_checkpoint
 
 from mmseg_repvgg.atomic_io import ATOMIC_BACKEND_ARGS
-from mmseg_repvgg.compat import safe_torch_load
+from mmseg_repvgg.checkpoint.safe_load import safe_torch_load
 
 
 def _save(checkpoint: dict, path, atomic: bool = True) -> None:

@@ -15,9 +15,9 @@ import torch
 from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
                                              fusion_summary, miou_rejected)
 from mmseg_repvgg.benchmark.measure import PeakMemory
-from mmseg_repvgg.benchmark.run import split_model_arg
-from mmseg_repvgg.deploy.forms import FORMS, why_unavailable
-from mmseg_repvgg.deploy.int8 import int8_supported
+from mmseg_repvgg.benchmark.settings import split_model_arg
+from mmseg_repvgg.deploy.forms import ALL_FORMS, why_unavailable
+from mmseg_repvgg.deploy.kernels.int8 import int8_supported
 from mmseg_repvgg.deploy.machine import machine
 from mmseg_repvgg.errors import ConfigError, run_cli
 
@@ -30,7 +30,8 @@ BF16 = machine().native('bf16')
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'int8')
 # torch.compile takes tens of seconds even for a tiny model: not here.
-CANDIDATE_FORMS = tuple(f for f in FORMS if FORMS[f].runtime != 'compile')
+CANDIDATE_FORMS = tuple(f for f in ALL_FORMS
+                        if ALL_FORMS[f].runtime != 'compile')
 # A PSPNet on a narrow ResNet-18: the baseline's code path at toy cost.
 TINY_RESNET = """
 _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
@@ -100,7 +101,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
     assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
     for form in candidate['forms'] + baseline['forms']:
-        reason = why_unavailable(FORMS[form['form']])
+        reason = why_unavailable(ALL_FORMS[form['form']])
         if reason:
             assert form['status'] == 'skipped' and reason in form['note']
             continue

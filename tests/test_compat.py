@@ -20,9 +20,10 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-from mmseg_repvgg.compat import (MMENGINE_SAFE_GLOBALS, SAFE_SCHEME,
-                                 needs_safe_loading, route_checkpoint_loading,
-                                 safe_torch_load)
+from mmseg_repvgg.checkpoint.safe_load import (MMENGINE_SAFE_GLOBALS,
+                                               SAFE_SCHEME, needs_safe_loading,
+                                               route_checkpoint_loading,
+                                               safe_torch_load)
 from mmseg_repvgg.errors import CheckpointError
 
 

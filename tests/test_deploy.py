@@ -14,16 +14,16 @@ from mmcv.cnn import ConvModule
 from mmengine.config import Config
 from torch import nn
 
-from mmseg_repvgg.compat import safe_torch_load
-from mmseg_repvgg.deploy import FusionMismatchError
+from mmseg_repvgg.checkpoint import build_segmentor, load_segmentor
+from mmseg_repvgg.checkpoint.safe_load import safe_torch_load
 from mmseg_repvgg.deploy import artifacts as deploy
-from mmseg_repvgg.deploy import (build_segmentor, check_fused_equal,
-                                 deploy_config, fuse_segmentor, load_segmentor,
-                                 reparam_checkpoint, save_deploy_checkpoint,
-                                 segmentor_logits)
-from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
+from mmseg_repvgg.deploy import (deploy_config, reparam_checkpoint,
+                                 save_deploy_checkpoint)
 from mmseg_repvgg.errors import CheckpointError, ConfigError
-from mmseg_repvgg.models import RepVGGBlock
+from mmseg_repvgg.models import (FusionMismatchError, RepVGGBlock,
+                                 check_fused_equal, fuse_segmentor,
+                                 segmentor_logits)
+from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import is_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]

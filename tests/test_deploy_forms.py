@@ -7,22 +7,25 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmseg_repvgg.deploy import deployed as deployed_module
+from mmseg_repvgg.deploy import auto as auto_module
 from mmseg_repvgg.deploy import forms as forms_module
-from mmseg_repvgg.deploy import segmentor_logits
 from mmseg_repvgg.deploy.deployed import (DeployedModel, deploy_model,
                                           deployed_segmentor)
-from mmseg_repvgg.deploy.forms import (FORMS, FormUnavailable, available_forms,
+from mmseg_repvgg.deploy.forms import (ABLATIONS, ALL_FORMS, FORMS,
+                                       FormUnavailable, available_forms,
                                        why_unavailable)
-from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.deploy.machine import Machine, machine
 from mmseg_repvgg.errors import ConfigError
+from mmseg_repvgg.models import segmentor_logits
+from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 
 #: Largest relative logit difference from fused fp32, by precision (and
 #: runtime where its kernels round differently).
 BOUNDS = dict(fp32=1e-4, bf16=0.05, fp16=0.01, int8=0.3)
 #: torch.compile takes tens of seconds even for a tiny model: not here.
-TESTED = [name for name, form in FORMS.items() if form.runtime != 'compile']
+TESTED = [
+    name for name, form in ALL_FORMS.items() if form.runtime != 'compile'
+]
 
 
 def simulated(flags):
@@ -35,13 +38,13 @@ def simulated(flags):
 
 @pytest.mark.parametrize('name', TESTED)
 def test_every_form_against_fused_fp32(tiny_model, name, tmp_path):
-    reason = why_unavailable(FORMS[name])
+    form = ALL_FORMS[name]
+    reason = why_unavailable(form)
     if reason:
         pytest.skip(reason)
-    form = FORMS[name]
     calibration = [torch.randn(2, 3, 32, 64)]
     deployed = deploy_model(
-        tiny_model, name, calibration, workdir=str(tmp_path))
+        tiny_model, form, calibration, workdir=str(tmp_path))
     assert isinstance(deployed, DeployedModel) and deployed.form is form
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
@@ -88,40 +91,94 @@ def test_unknown_form_and_missing_calibration_are_one_line_errors(tiny_model):
             deploy_model(tiny_model, 'int8')
 
 
-def test_auto_with_and_without_native_bf16(tiny_model, monkeypatch):
-    # No calibration: int8 cannot be calibrated, so auto takes the first
-    # native float form. With AVX512-BF16 that is bf16 + low-res PSP.
-    monkeypatch.setattr(
-        forms_module, 'machine',
-        lambda: simulated({'avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16'}))
-    deployed = deploy_model(tiny_model, 'auto')
-    assert deployed.form.name == 'reduced_lowres'
-    assert any('refused int8_lowres: needs calibration' in note
-               for note in deployed.notes)
-    # Without VNNI exact Winograd leads (7-bit int8 is slower there).
+def test_ablations_are_not_deploy_forms(tiny_model):
+    assert set(ABLATIONS).isdisjoint(FORMS)
+    assert all(form.fuse == 'full' for form in FORMS.values())
+    with pytest.raises(ConfigError, match='benchmark ablation'):
+        deploy_model(tiny_model, 'unfused')
+    assert 'unfused' not in available_forms()
+
+
+@pytest.fixture
+def auto_cache(tmp_path, monkeypatch):
+    """auto's ranking cache in a temporary folder, never the home dir."""
+    monkeypatch.setenv('MMSEG_REPVGG_CACHE', str(tmp_path / 'cache'))
+    return tmp_path / 'cache' / auto_module.CACHE_NAME
+
+
+def fake_timing(monkeypatch, table):
+    """auto's clock replaced by ``table`` (form name -> seconds)."""
+    calls = []
+
+    def seconds(deployed, inputs):
+        calls.append(deployed.form.name)
+        return table.get(deployed.form.name, 1.0)
+
+    monkeypatch.setattr(auto_module, 'seconds_per_call', seconds)
+    return calls
+
+
+def test_auto_takes_the_fastest_form_measured_here(tiny_model, monkeypatch,
+                                                   auto_cache):
+    calls = fake_timing(monkeypatch, {'lowres': 0.1, 'winograd': 0.05})
     monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
-    assert forms_module.auto_order()[0] == 'winograd_lowres'
-    deployed = deploy_model(tiny_model, 'auto')
-    assert deployed.form.name in ('winograd_lowres', 'lowres')
+    deployed = deploy_model(tiny_model, 'auto', input_shape=(1, 3, 32, 64))
+    assert deployed.form.name == 'winograd'
+    # Every candidate that runs here was measured; bf16 is not native.
+    assert {'fused', 'lowres', 'winograd', 'winograd_lowres'} <= set(calls)
+    assert 'reduced' not in calls
+    assert any('refused reduced: bf16 is not native' in n
+               for n in deployed.notes)
+    assert any(
+        n.startswith('auto measured winograd 50.0 ms') for n in deployed.notes)
+    # Another table, another choice: the order is not fixed in code.
+    fake_timing(monkeypatch, {'lowres': 0.01})
+    assert deploy_model(
+        tiny_model,
+        'auto',
+        input_shape=(1, 3, 32, 64),
+    ).form.name == 'winograd'  # the cached ranking of this machine
+    auto_cache.unlink()
+    assert deploy_model(
+        tiny_model, 'auto', input_shape=(1, 3, 32, 64)).form.name == 'lowres'
 
 
-def test_auto_refuses_a_form_that_changes_labels(tiny_model, monkeypatch):
+def test_auto_reuses_the_ranking_without_measuring(tiny_model, monkeypatch,
+                                                   auto_cache):
+    fake_timing(monkeypatch, {'lowres': 0.01})
+    first = deploy_model(tiny_model, 'auto', input_shape=(1, 3, 32, 64))
+    assert auto_cache.is_file() and first.form.name == 'lowres'
+    calls = fake_timing(monkeypatch, {})
+    second = deploy_model(tiny_model, 'auto', input_shape=(1, 3, 32, 64))
+    assert second.form.name == 'lowres' and calls == []
+    # Another input shape is another measurement.
+    deploy_model(tiny_model, 'auto', input_shape=(1, 3, 64, 64))
+    assert calls
+    # An unreadable cache is ignored (measured again), never an error.
+    auto_cache.write_text('{not json')
+    calls.clear()
+    assert deploy_model(
+        tiny_model, 'auto', input_shape=(1, 3, 32, 64)).form.name
+    assert calls
+
+
+def test_auto_refuses_a_form_that_changes_labels(tiny_model, monkeypatch,
+                                                 auto_cache):
     if why_unavailable(FORMS['int8']) is not None:
         pytest.skip('int8 needs oneDNN on x86')
-    # With VNNI (and no bf16) int8 + low-res PSP is auto's first candidate.
-    monkeypatch.setattr(forms_module, 'machine',
-                        lambda: simulated({'avx2', 'avx512f', 'avx512_vnni'}))
+    fake_timing(monkeypatch, {'int8_lowres': 0.01, 'int8': 0.02})
     calibration = [torch.randn(1, 3, 32, 64) for _ in range(4)]
-    real = deployed_module.label_agreement
+    real = auto_module.label_agreement
     monkeypatch.setattr(
-        deployed_module, 'label_agreement', lambda ref, cand, batches: 0.5
+        auto_module, 'label_agreement', lambda ref, cand, batches: 0.5
         if cand.form.precision == 'int8' else real(ref, cand, batches))
     deployed = deploy_model(tiny_model, 'auto', calibration)
     assert deployed.form.precision == 'fp32'
     assert any('refused int8_lowres: labels 50.00%' in n
                for n in deployed.notes)
-    monkeypatch.setattr(deployed_module, 'label_agreement',
+    monkeypatch.setattr(auto_module, 'label_agreement',
                         lambda ref, cand, batches: 1.0)
+    # The cached ranking is reused, and the label check runs again.
     assert deploy_model(tiny_model, 'auto',
                         calibration).form.name == 'int8_lowres'
 

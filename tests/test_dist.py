@@ -2,7 +2,7 @@
 
 gloo instead of nccl (``env_cfg.dist_cfg.backend=gloo``), and the toy
 config's BN: torch's SyncBatchNorm trains only on GPUs (on CPUs
-:class:`~mmseg_repvgg.cpu_dist.CPUDistributedDataParallel` would turn it
+:class:`~mmseg_repvgg.cli.cpu_dist.CPUDistributedDataParallel` would turn it
 into BN anyway).
 """
 import os
@@ -15,7 +15,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmseg_repvgg.cpu_dist import setup_cpu_distributed
+from mmseg_repvgg.cli.cpu_dist import setup_cpu_distributed
 from mmseg_repvgg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ train_dataloader = dict(dataset=dict(pipeline=[
 
 
 def _weights(work_dir, epoch):
-    from mmseg_repvgg.compat import safe_torch_load
+    from mmseg_repvgg.checkpoint.safe_load import safe_torch_load
     path = work_dir / f'epoch_{epoch}.pth'
     return safe_torch_load(str(path))['state_dict']
 

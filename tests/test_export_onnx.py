@@ -13,11 +13,12 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from mmseg_repvgg.deploy import load_segmentor, segmentor_logits
+from mmseg_repvgg.checkpoint import load_segmentor
 from mmseg_repvgg.deploy.onnx_export import (ShapeGenericAdaptiveAvgPool2d,
                                              check_export_shape, check_onnx,
                                              export_onnx)
 from mmseg_repvgg.errors import ConfigError
+from mmseg_repvgg.models import segmentor_logits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,7 @@ def test_cli_exports_a_grouped_fast_dilated_arch(tiny_seg_cfg, tmp_path,
     dilation pattern (the paper's B1g2-fast in miniature)."""
     from conftest import randomize_bn_stats
 
-    from mmseg_repvgg.deploy import build_segmentor
+    from mmseg_repvgg.checkpoint import build_segmentor
     cfg = tiny_seg_cfg.copy()
     cfg.merge_from_dict({
         'model.backbone.arch.group_layer_map': {

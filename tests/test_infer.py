@@ -6,6 +6,7 @@ classes) runs through ``tools/test.py --out`` and ``tools/infer.py``
 in-process (``run_tool``); both must label the same pixels the same way.
 """
 import argparse
+import copy
 import shutil
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import torch
 from conftest import randomize_bn_stats
 from mmengine.config import Config, DictAction
 
-from mmseg_repvgg.config_io import load_config
-from mmseg_repvgg.deploy import build_segmentor
-from mmseg_repvgg.deploy.infer import dataset_meta, train_id_to_label_id
+from mmseg_repvgg.apis import (DeployInferencer, dataset_meta,
+                               train_id_to_label_id)
+from mmseg_repvgg.checkpoint import build_segmentor
+from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,3 +267,30 @@ def test_int8_form_without_calibration_is_a_usage_error(
                       '--calibration-images', '0')
     assert code == 2
     assert err.strip().startswith('error:') and 'calibration' in err
+
+
+def test_inferencer_is_mmsegs_with_the_deploy_form_inside(
+        toy_cfg, toy_checkpoint, val_images):
+    from mmseg.apis import MMSegInferencer
+    cfg = copy.deepcopy(toy_cfg)
+    cfg.pop('visualizer', None)  # mmseg's default SegLocalVisualizer
+    inferencer = DeployInferencer(cfg, str(toy_checkpoint))
+    assert isinstance(inferencer, MMSegInferencer)
+    assert inferencer.model.deploy_form == 'fused'
+    assert inferencer.deployed.form.name == 'fused'
+    image = inferencer.load_image(str(val_images[0]))
+    result = inferencer.predict(image)
+    labels = inferencer.label_map(result)
+    assert labels.dtype == np.uint8 and labels.shape == TINY_HW
+    assert (labels == result.pred_sem_seg.data[0].numpy()).all()
+    overlay = inferencer.overlay(image, result)
+    assert overlay.shape == image.shape and not (overlay == image).all()
+    assert inferencer.visualizer.dataset_meta['classes'][0] == 'road'
+
+
+def test_pipeline_without_a_loader_fails_before_the_checkpoint(toy_cfg):
+    cfg = copy.deepcopy(toy_cfg)
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    cfg.test_dataloader.dataset.pipeline = pipeline[1:]
+    with pytest.raises(ConfigError, match='start with LoadImageFromFile'):
+        DeployInferencer(cfg, 'no_such_checkpoint.pth')

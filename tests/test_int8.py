@@ -14,16 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_repvgg.deploy import segmentor_logits
 from mmseg_repvgg.deploy.forms import fuse_model
-from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
-from mmseg_repvgg.deploy.int8 import (Int8Conv2d, activation_qparams,
-                                      calibrate_activation_ranges,
-                                      quantizable_convs, quantize_int8,
-                                      weight_qparams)
+from mmseg_repvgg.deploy.kernels import guard, onednn_int8
+from mmseg_repvgg.deploy.kernels.int8 import (Int8Conv2d, activation_qparams,
+                                              calibrate_activation_ranges,
+                                              int8_supported,
+                                              quantizable_convs, quantize_int8,
+                                              weight_qparams)
+from mmseg_repvgg.deploy.kernels.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.deploy.machine import machine
-from mmseg_repvgg.deploy.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.errors import ConfigError
+from mmseg_repvgg.models import segmentor_logits
+from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 
 pytestmark = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available()
@@ -160,6 +162,29 @@ def test_seven_bit_inputs_are_clamped_to_the_top_level():
         assert torch.equal(int8(beyond), int8(top))
 
 
+def test_int8_ops_refused_when_their_check_crashes(monkeypatch, log_lines):
+    # A child whose check crashes: the ops are never called here.
+    monkeypatch.setattr(
+        guard, '_child_command',
+        lambda module, fn: [sys.executable, '-c', 'import os; os.abort()'])
+    monkeypatch.setattr(guard, 'child_problem',
+                        guard.child_problem.__wrapped__)
+    monkeypatch.setattr(guard, '_logged', set())
+    calls = []
+    monkeypatch.setattr(onednn_int8, 'prepack', lambda *a: calls.append(a))
+    monkeypatch.setattr(onednn_int8, 'check_qconv', lambda: calls.append(1))
+    guard.int8_problem.cache_clear()
+    try:
+        assert not int8_supported()
+        with pytest.raises(ConfigError, match='crashed a child process'):
+            Int8Conv2d(nn.Conv2d(8, 8, 3, padding=1), (0.0, 1.0))
+    finally:
+        guard.int8_problem.cache_clear()
+    assert calls == []
+    lines = [m for m in log_lines if 'not usable' in m]
+    assert len(lines) == 1 and 'int8 conv ops' in lines[0]
+
+
 def _capped_env():
     return dict(
         os.environ,
@@ -172,7 +197,7 @@ def test_eight_bit_inputs_saturate_without_vnni():
     """The reason for 7 bits, shown on oneDNN's AVX2 path: if this stops
     failing with 8 bits, oneDNN no longer saturates and 7 bits can go."""
     code = ('import torch; from torch import nn\n'
-            'from mmseg_repvgg.deploy.int8 import Int8Conv2d\n'
+            'from mmseg_repvgg.deploy.kernels.int8 import Int8Conv2d\n'
             'from mmseg_repvgg.deploy.machine import machine\n'
             'assert not machine().vnni\n'
             'torch.manual_seed(0)\n'

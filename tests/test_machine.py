@@ -101,3 +101,20 @@ def test_detect_reads_this_cpu_and_the_cap(monkeypatch):
     assert machine.summary()['int8_activation_bits'] == 7
     # The cached machine() is this process's, detected once.
     assert machine_module.machine() is machine_module.machine()
+
+
+def test_fingerprint_names_what_decides_kernel_speed(monkeypatch):
+    import torch
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, '__version__', '9.9.0+test')
+    avx2 = cpu(AVX2).fingerprint()
+    assert avx2.startswith('simulated|x86_64|avx2|')
+    assert 'torch=9.9.0+test' in avx2 and f'threads={threads}' in avx2
+    assert cpu(ZEN4).fingerprint() != avx2
+    # oneDNN capped to AVX2 runs the AVX2 kernels: the same fingerprint.
+    assert cpu(ZEN4, cap='AVX2').fingerprint() == avx2
+    torch.set_num_threads(threads + 1)
+    try:
+        assert cpu(AVX2).fingerprint() != avx2  # read at each call
+    finally:
+        torch.set_num_threads(threads)

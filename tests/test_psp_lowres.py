@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_repvgg.deploy import segmentor_logits
 from mmseg_repvgg.deploy.forms import fuse_model
-from mmseg_repvgg.deploy.psp_lowres import (LowResPSPHead,
-                                            interpolation_matrix,
-                                            lowres_psp_heads)
+from mmseg_repvgg.deploy.kernels.psp_lowres import (LowResPSPHead,
+                                                    interpolation_matrix,
+                                                    lowres_psp_heads)
+from mmseg_repvgg.models import segmentor_logits
 
 
 @pytest.mark.parametrize('align_corners', [False, True])

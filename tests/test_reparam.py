@@ -4,10 +4,10 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
 from mmseg_repvgg.errors import ConfigError
 from mmseg_repvgg.models import (RepVGG, RepVGGBlock, fusable_modules,
                                  reparameterize_model)
+from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import identity_kernel
 
 ALL_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g2', 'B1g4', 'B2', 'B2g2',

@@ -12,13 +12,12 @@ from mmengine.config import Config
 from mmengine.hooks import EMAHook, Hook
 from mmengine.runner import Runner
 
-from mmseg_repvgg.compat import SAFE_SCHEME, safe_torch_load
-from mmseg_repvgg.deploy import (FusionMismatchError, artifacts,
-                                 build_segmentor, load_segmentor,
-                                 reparam_checkpoint, segmentor_logits)
-from mmseg_repvgg.deploy.fuse import max_relative_error as relative_error
+from mmseg_repvgg.checkpoint import build_segmentor, load_segmentor
+from mmseg_repvgg.checkpoint.safe_load import SAFE_SCHEME, safe_torch_load
+from mmseg_repvgg.deploy import artifacts, reparam_checkpoint
 from mmseg_repvgg.engine import ReparamHook
-from mmseg_repvgg.errors import CheckpointError
+from mmseg_repvgg.models import FusionMismatchError, segmentor_logits
+from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import is_batchnorm, reparameterize_model
 
 
@@ -168,17 +167,38 @@ def test_deploy_checkpoint_tests_with_either_config(tiny_seg_cfg,
 
 def test_deploy_checkpoint_refused_where_it_cannot_work(
         tiny_seg_cfg, deploy_checkpoint):
+    # The hook stops any Runner (mmseg's own tools too) with one line.
     other = copy.deepcopy(tiny_seg_cfg)
     other.model.decode_head.channels = 16
     runner, _ = make_runner(
         other, 'mismatch', load_from=str(deploy_checkpoint))
-    with pytest.raises(CheckpointError, match='does not match'):
+    with pytest.raises(SystemExit, match='^error: .*does not match'):
         runner.test()
 
     runner, _ = make_runner(
         tiny_seg_cfg, 'train_from_deploy', load_from=str(deploy_checkpoint))
-    with pytest.raises(CheckpointError, match='cannot train'):
+    with pytest.raises(SystemExit, match='cannot be trained from'):
         runner.train()
+
+
+def test_train_time_checkpoint_refused_by_the_deploy_config(
+        tiny_seg_cfg, tiny_seg_checkpoint, deploy_checkpoint):
+    """mmengine would load it non-strictly and score random weights."""
+    deploy_cfg = Config.fromfile(str(deploy_checkpoint.with_suffix('.py')))
+    runner, probe = make_runner(
+        deploy_cfg,
+        'deploy_cfg_train_ckpt',
+        load_from=str(tiny_seg_checkpoint))
+    with pytest.raises(SystemExit, match='train-time checkpoint.*reparam.py'):
+        runner.test()
+    assert probe.logits == []  # stopped before scoring anything
+    # A train-time checkpoint of another model is refused at test alike.
+    other = copy.deepcopy(tiny_seg_cfg)
+    other.model.decode_head.channels = 16
+    runner, _ = make_runner(
+        other, 'other_arch', load_from=str(tiny_seg_checkpoint))
+    with pytest.raises(SystemExit, match='resized keys'):
+        runner.test()
 
 
 def test_hook_is_registered_and_off_switches_work(tiny_seg_cfg,

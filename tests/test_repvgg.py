@@ -175,3 +175,23 @@ def test_bad_arguments_are_rejected_at_construction(kwargs, match):
 def test_bad_arch_through_registry_names_the_choices():
     with pytest.raises(ConfigError, match='unknown RepVGG arch .B5.'):
         MODELS.build(dict(type='RepVGG', arch='B5'))
+
+
+def test_fused_backbone_refuses_train_time_weights_in_any_loader():
+    """mmengine's non-strict loader (mmseg's and mmdeploy's tools) would
+    only warn and leave the fused convs random."""
+    from mmengine.runner.checkpoint import load_state_dict
+
+    from mmseg_repvgg.errors import CheckpointError
+    train = RepVGG(arch=TINY).eval()
+    fused = RepVGG(arch=TINY, deploy=True).eval()
+    with pytest.raises(CheckpointError, match='stem: train-time RepVGG'):
+        load_state_dict(fused, train.state_dict(), strict=False)
+    with pytest.raises(CheckpointError, match='tools/reparam.py'):
+        fused.load_state_dict(train.state_dict(), strict=False)
+    # The fused form's own weights still load, in both loaders.
+    twin = RepVGG(arch=TINY, deploy=True)
+    load_state_dict(twin, fused.state_dict(), strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(twin.eval()(x)[-1], fused(x)[-1])

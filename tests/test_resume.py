@@ -32,7 +32,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmseg_repvgg.compat import SAFE_SCHEME, safe_torch_load
+from mmseg_repvgg.checkpoint.safe_load import SAFE_SCHEME, safe_torch_load
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py'

@@ -30,9 +30,9 @@ import torch
 from mmengine.config import Config
 
 from mmseg_repvgg.atomic_io import atomic_write
-from mmseg_repvgg.config_checks import (backbone_out_channels,
-                                        check_checkpoint_fits,
-                                        check_head_channels)
+from mmseg_repvgg.cli.checks import (backbone_out_channels,
+                                     check_checkpoint_fits,
+                                     check_head_channels)
 from mmseg_repvgg.errors import CheckpointError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ class CommandPayload:
 
 
 def _toy_model_checkpoint(path: Path, cfg: Config) -> None:
-    from mmseg_repvgg.deploy import build_segmentor
+    from mmseg_repvgg.checkpoint import build_segmentor
     torch.manual_seed(0)
     model = build_segmentor(cfg)
     torch.save(

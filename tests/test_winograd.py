@@ -6,11 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_repvgg.deploy import nnpack, winograd
-from mmseg_repvgg.deploy.winograd import (WinogradConv2d, choices_table,
-                                          ineligible_reason, nnpack_conv,
-                                          nnpack_problem, space_to_batch_conv,
-                                          winograd_convs)
+from mmseg_repvgg.deploy.kernels import guard, tuning
+from mmseg_repvgg.deploy.kernels.guard import nnpack_problem
+from mmseg_repvgg.deploy.kernels.space_to_batch import space_to_batch_conv
+from mmseg_repvgg.deploy.kernels.winograd import (WinogradConv2d,
+                                                  ineligible_reason,
+                                                  nnpack_conv)
+from mmseg_repvgg.deploy.kernels.winograd_convs import (choices_table,
+                                                        winograd_convs)
 from mmseg_repvgg.models import RepVGG
 
 NNPACK_PROBLEM = nnpack_problem()
@@ -23,7 +26,7 @@ def cheap_timing(monkeypatch):
     """Time candidates briefly, on one thread: these tests check choices,
     not speed, and tiny convs on two threads of a loaded machine wait for
     each other's time slices."""
-    monkeypatch.setattr(winograd, '_BUDGET_S', 0.002)
+    monkeypatch.setattr(tuning, '_BUDGET_S', 0.002)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -33,11 +36,14 @@ def cheap_timing(monkeypatch):
 @pytest.fixture
 def fresh_check(monkeypatch):
     """Forget the cached NNPACK check and its logged line, before and after
-    (the patched op this test installs must not leak into other tests)."""
-    winograd.nnpack_problem.cache_clear()
-    monkeypatch.setattr(winograd, '_logged', set())
+    (the patched op this test installs must not leak into other tests).
+    The child-process probe passes: these tests are about what this
+    process sees (tests/test_kernel_guard.py covers the child)."""
+    guard.nnpack_problem.cache_clear()
+    monkeypatch.setattr(guard, '_logged', set())
+    monkeypatch.setattr(guard, 'child_problem', lambda module, fn: None)
     yield
-    winograd.nnpack_problem.cache_clear()
+    guard.nnpack_problem.cache_clear()
 
 
 @pytest.fixture
@@ -49,8 +55,8 @@ def fake_nnpack(monkeypatch, fresh_check):
     state = dict(calls=0, wrong=False, exc=False)
     # The fake stands in for torch's op, which Winograd uses only where
     # NNPACK's C entry point is unusable: make it so, without its log line.
-    monkeypatch.setattr(nnpack, 'c_api_problem', lambda: 'off in this test')
-    winograd._logged.add('c_api')
+    monkeypatch.setattr(guard, 'c_api_problem', lambda: 'off in this test')
+    guard._logged.add('c_api')
 
     def op(x, weight, bias, padding, stride=(1, 1)):
         state['calls'] += 1

@@ -26,11 +26,11 @@ import torch
 
 from mmseg_repvgg.benchmark import (Settings, miou_check, render_markdown,
                                     run_benchmark, write_outputs)
-from mmseg_repvgg.benchmark.run import (BASELINE_FORMS, CANDIDATE_FORMS,
-                                        DEFAULT_BASELINES, resolve_device,
-                                        split_model_arg)
+from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
+                                             DEFAULT_BASELINES, resolve_device,
+                                             split_model_arg)
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.deploy.forms import FORMS
+from mmseg_repvgg.deploy.forms import ALL_FORMS
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 
@@ -77,19 +77,19 @@ def parse_args(argv=None):
         '--forms',
         nargs='+',
         default=list(CANDIDATE_FORMS),
-        choices=list(FORMS),
+        choices=list(ALL_FORMS),
         help='forms of RepVGG models')
     parser.add_argument(
         '--baseline-forms',
         nargs='+',
         default=list(BASELINE_FORMS),
-        choices=list(FORMS),
+        choices=list(ALL_FORMS),
         help='forms of the other models')
     parser.add_argument(
         '--profile-forms',
         nargs='*',
         default=['fused', 'reduced', 'int8'],
-        choices=list(FORMS),
+        choices=list(ALL_FORMS),
         help='forms whose backbone convolutions are profiled')
     parser.add_argument(
         '--pair',

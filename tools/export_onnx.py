@@ -13,8 +13,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg_repvgg.config_io import load_config
-from mmseg_repvgg.deploy import load_segmentor
+from mmseg_repvgg.checkpoint import load_segmentor
+from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.deploy.onnx_export import (check_onnx, export_onnx,
                                              output_stride)
 from mmseg_repvgg.errors import run_cli

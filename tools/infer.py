@@ -11,7 +11,7 @@ INPUT is an image file, a folder (its images, recursively) or a video
 (default ``fused``: the re-parameterized fp32 model; ``auto`` picks the
 fastest form that runs here, the int8 forms calibrate on
 ``--calibration-images`` training images). Each image goes through the
-config's test pipeline by mmseg's ``inference_model``, exactly as
+config's test pipeline by mmseg's ``MMSegInferencer``, exactly as
 ``tools/test.py`` runs it, so the label maps equal the test loop's
 predictions (``tools/test.py --out``).
 
@@ -49,10 +49,10 @@ import sys
 import mmseg_repvgg  # noqa: F401  isort: skip
 from mmengine.config import DictAction
 
+from mmseg_repvgg.apis import DeployInferencer, collect_sources
 from mmseg_repvgg.cli import check_checkpoint, ensure_writable_dir, load_config
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
 from mmseg_repvgg.deploy.forms import FORMS
-from mmseg_repvgg.deploy.infer import build_inferencer, collect_sources
 from mmseg_repvgg.errors import run_cli
 
 
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     sources, failed = collect_sources(args.inputs, report, args.out_dir)
     if not sources:
         return 1
-    inferencer = build_inferencer(
+    inferencer = DeployInferencer(
         cfg,
         args.checkpoint,
         form=args.deploy_form,

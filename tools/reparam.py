@@ -13,7 +13,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg_repvgg.config_io import load_config
+from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.deploy import reparam_checkpoint
 from mmseg_repvgg.errors import run_cli
 

@@ -16,7 +16,7 @@ import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, enable_amp,
                               enable_auto_scale_lr, load_config,
                               set_local_rank, set_resume, set_work_dir)
-from mmseg_repvgg.config_checks import check_before_run
+from mmseg_repvgg.cli.checks import check_before_run
 from mmseg_repvgg.errors import run_cli
 
 

@@ -6,7 +6,7 @@ library.
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..deploy.forms import DEPLOY_FORMS, FORMS
+from ..deploy.forms import ALL_FORMS, FORMS
 from ..errors import ConfigError
 
 #: A deploy form that loses more mIoU than this (points, against fp32
@@ -37,7 +37,7 @@ def fast_path(model: Dict, rejected: Sequence[str] = ()) -> Optional[Dict]:
     forms = _ok_forms(model)
     ranked = sorted(
         (forms[name]
-         for name in DEPLOY_FORMS if name in forms and name not in rejected),
+         for name in FORMS if name in forms and name not in rejected),
         key=lambda f: f['latency_ms']['median'])
     if not ranked:
         return None
@@ -154,10 +154,13 @@ def miou_rejected(miou: Optional[Dict]) -> List[str]:
         row['form'] for row in rows if row.get('miou_diff') is not None
         and abs(row['miou_diff']) > MIOU_BOUND
     ]
-    precisions = {FORMS[name].precision for name in failed if name in FORMS}
+    precisions = {
+        ALL_FORMS[name].precision
+        for name in failed if name in ALL_FORMS
+    }
     scored = {row['form'] for row in rows}
     return failed + [
-        name for name in DEPLOY_FORMS
+        name for name in FORMS
         if name not in scored and FORMS[name].precision in precisions
     ]
 

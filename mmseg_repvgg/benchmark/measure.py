@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..deploy import nnpack
-from ..deploy.fuse import relative_error
-from ..deploy.int8 import Int8Conv2d
+from ..deploy.kernels import nnpack
+from ..deploy.kernels.int8 import Int8Conv2d
+from ..models.fuse import relative_error
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -59,14 +59,25 @@ class ModuleTimer:
     but the backbone is called as a module, so its share of each timed run
     comes for free: the head's is the rest.
 
+    On CUDA the hooks record CUDA events instead of synchronizing: a
+    synchronize in the middle of each timed forward would stall the launch
+    queue and add to the very latency being measured.
+
     Args:
         module (nn.Module): The module to time (e.g. ``model.backbone``).
         sync (callable): Device synchronization (see :func:`synchronizer`).
+        cuda (bool): Time the module's work on the current CUDA stream
+            with events. Defaults to False.
     """
 
-    def __init__(self, module: nn.Module, sync: Callable[[], None]):
+    def __init__(self,
+                 module: nn.Module,
+                 sync: Callable[[], None],
+                 cuda: bool = False):
         self.sync = sync
-        self.times: List[float] = []
+        self.cuda = cuda
+        self._times: List[float] = []
+        self._events: List[list] = []
         self._start = None
         self._handles = [
             module.register_forward_pre_hook(self._pre),
@@ -74,12 +85,31 @@ class ModuleTimer:
         ]
 
     def _pre(self, *_):
+        if self.cuda:
+            self._events.append([torch.cuda.Event(enable_timing=True), None])
+            self._events[-1][0].record()
+            return
         self.sync()
         self._start = time.perf_counter()
 
     def _post(self, *_):
+        if self.cuda:
+            self._events[-1][1] = torch.cuda.Event(enable_timing=True)
+            self._events[-1][1].record()
+            return
         self.sync()
-        self.times.append(time.perf_counter() - self._start)
+        self._times.append(time.perf_counter() - self._start)
+
+    @property
+    def times(self) -> List[float]:
+        """Seconds of each call so far (CUDA: waits for the events)."""
+        if self._events:
+            torch.cuda.synchronize()
+            self._times += [
+                start.elapsed_time(end) / 1000.0 for start, end in self._events
+            ]
+            self._events.clear()
+        return self._times
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -280,9 +310,9 @@ def conv_rate(channels: int,
     """GFLOP/s of a plain 3x3 conv, ``channels`` in and out, batch 1.
 
     ``dtype`` ``torch.int8`` measures oneDNN's int8 kernel as the int8
-    forms run it (:class:`~mmseg_repvgg.deploy.int8.Int8Conv2d`, fp32 out)
-    on a post-ReLU input quantized beforehand: the kernel alone, as the
-    profile of a model's convs counts it.
+    forms run it (:class:`~mmseg_repvgg.deploy.kernels.int8.Int8Conv2d`,
+    fp32 out) on a post-ReLU input quantized beforehand: the kernel alone,
+    as the profile of a model's convs counts it.
     """
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).eval()
     x = torch.randn(1, channels, height, width)

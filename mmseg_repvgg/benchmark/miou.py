@@ -14,12 +14,13 @@ from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from ..config_io import load_config
-from ..deploy import load_segmentor
+from ..checkpoint import load_segmentor
+from ..cli.config import load_config
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_loader_and_evaluator)
 from ..deploy.deployed import deploy_model, deployed_segmentor
-from ..deploy.forms import FORMS, FormUnavailable, get_form, needs_calibration
+from ..deploy.forms import (ALL_FORMS, FormUnavailable, get_form,
+                            needs_calibration)
 
 #: The fp32 reference every other form is compared with.
 REFERENCE_FORM = 'fused'
@@ -78,7 +79,7 @@ def miou_check(config: str,
     """
     forms = [REFERENCE_FORM] + [f for f in forms if f != REFERENCE_FORM]
     for name in forms:
-        get_form(name)
+        get_form(name, ablations=True)
     cfg = load_config(config)
     model, _ = load_segmentor(cfg, checkpoint)
     loader_cfg, evaluator_cfg = eval_loader_and_evaluator(cfg)
@@ -93,7 +94,7 @@ def miou_check(config: str,
                 model,
                 deploy_model(
                     model,
-                    name,
+                    ALL_FORMS[name],
                     calibration,
                     device,
                     allow_emulated=allow_emulated))
@@ -132,7 +133,7 @@ def miou_check(config: str,
         rows.append(
             dict(
                 form=name,
-                label=FORMS[name].label(device),
+                label=ALL_FORMS[name].label(device),
                 mIoU=_miou(metrics),
                 label_agreement=agree[name][0] / max(agree[name][1], 1),
                 metrics=metrics))

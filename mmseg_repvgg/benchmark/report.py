@@ -5,7 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
-from ..deploy.forms import FORMS
+from ..deploy.forms import ALL_FORMS
 from .analysis import MIOU_BOUND
 
 
@@ -280,7 +280,7 @@ def plot_latency(results: Dict, path: str) -> None:
         for form in model['forms']:
             labels.setdefault(form['form'], form['label'])
     # The forms' catalogue order, unknown names (older JSON) last.
-    rank = {name: i for i, name in enumerate(FORMS)}
+    rank = {name: i for i, name in enumerate(ALL_FORMS)}
     order = sorted(labels, key=lambda name: rank.get(name, len(rank)))
     models = results['models']
     slots = len(order) + 1  # one empty slot between models

@@ -1,132 +1,29 @@
 """Measure every form of every model in one process and one run."""
 import os
-import os.path as osp
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..config_io import load_config
-from ..deploy import (build_segmentor, load_segmentor, random_inputs,
-                      segmentor_logits)
+from ..checkpoint import build_segmentor, load_segmentor
+from ..cli.config import load_config
 from ..deploy.deployed import deploy_model
-from ..deploy.forms import FORMS, Form, FormUnavailable, form_structure
-from ..deploy.winograd import choices_table, transform_bytes
+from ..deploy.forms import ALL_FORMS, Form, FormUnavailable, form_structure
+from ..deploy.kernels.winograd_convs import choices_table, transform_bytes
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
+from ..models.fuse import random_inputs, segmentor_logits
 from .analysis import analyze
 from .machine import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
                       meta_copy, relative_difference, summarize, synchronizer,
                       tensor_bytes, time_calls)
-
-#: Forms measured by default: RepVGG models (candidates) and baselines.
-CANDIDATE_FORMS = ('unfused', 'backbone_fused', 'fused', 'fused_cl', 'reduced',
-                   'reduced_cl', 'lowres', 'reduced_lowres', 'winograd',
-                   'winograd_lowres', 'onnxruntime', 'int8', 'int8_lowres',
-                   'onnxruntime_int8', 'onnxruntime_int8_lowres', 'openvino',
-                   'openvino_int8')
-BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'reduced_lowres', 'winograd',
-                  'winograd_lowres', 'int8', 'int8_lowres', 'openvino',
-                  'openvino_int8')
-#: mmseg's own PSPNet ResNet-50/101-D8 Cityscapes configs.
-DEFAULT_BASELINES = (
-    'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'mmseg::pspnet/pspnet_r101-d8_4xb2-40k_cityscapes-512x1024.py')
-
-
-@dataclass
-class Settings:
-    """How to measure.
-
-    Args:
-        shape (tuple): Input H, W. Defaults to (512, 1024).
-        batch (int): Batch size. Defaults to 1.
-        warmup (int): Untimed runs first (>= 1; the first one measures
-            memory). Defaults to 1.
-        runs (int): Timed runs; the median is reported. Defaults to 3.
-        device (str): ``'cpu'``, ``'cuda'`` or ``'auto'``.
-        threads (int, optional): torch and onnxruntime threads; None keeps
-            torch's default.
-        forms (Sequence[str]): Forms of RepVGG models.
-        baseline_forms (Sequence[str]): Forms of the other models.
-        profile_forms (Sequence[str]): Forms whose backbone is profiled
-            once for its time inside convolutions.
-        matmul_size (int): N of the matmul ceiling.
-        conv_shapes (Sequence[tuple]): (C, H, W) of the 3x3 convs of the
-            conv ceiling: the first stage PSPNet-RepVGG-B runs at OS8 on
-            512x1024, and its 512-channel stage.
-        calibration_shape (tuple): Random-weight models get BN statistics
-            from one train-mode forward of this (N, H, W).
-        seed (int): Weights and inputs.
-        workdir (str, optional): For the temporary ONNX files.
-        allow_emulated (bool): Also measure reduced float precisions that
-            the machine only emulates (slow: minutes per form on an AVX2
-            CPU); by default they are skipped, with the reason.
-    """
-
-    shape: Tuple[int, int] = (512, 1024)
-    batch: int = 1
-    warmup: int = 1
-    runs: int = 3
-    device: str = 'cpu'
-    threads: Optional[int] = None
-    forms: Sequence[str] = CANDIDATE_FORMS
-    baseline_forms: Sequence[str] = BASELINE_FORMS
-    profile_forms: Sequence[str] = ('fused', 'reduced', 'int8')
-    matmul_size: int = 4096
-    conv_shapes: Sequence[Tuple[int, int,
-                                int]] = ((256, 128, 256), (512, 64, 128))
-    calibration_shape: Tuple[int, int, int] = (2, 64, 128)
-    seed: int = 0
-    workdir: Optional[str] = None
-    allow_emulated: bool = False
-
-    def check(self) -> None:
-        """Raise ConfigError for settings that cannot work."""
-        asked = set(self.forms) | set(self.baseline_forms)
-        unknown = sorted(asked - set(FORMS))
-        if unknown:
-            raise ConfigError(f'unknown forms {", ".join(unknown)}; choose '
-                              f'from {", ".join(FORMS)}')
-        if self.warmup < 1 or self.runs < 1:
-            raise ConfigError('--warmup and --runs must be at least 1 (the '
-                              'first warm-up run measures memory)')
-        if min(self.shape) < 1 or self.batch < 1:
-            raise ConfigError('--shape and --batch must be positive')
-        if self.device.startswith('cuda') and not torch.cuda.is_available():
-            raise ConfigError('--device cuda: torch sees no CUDA device; use '
-                              '--device cpu')
-
-
-@dataclass
-class ModelSpec:
-    """A model to measure: a config and, optionally, its checkpoint.
-
-    Args:
-        config (str): Config file, or ``mmseg::path`` in mmseg's configs.
-        checkpoint (str, optional): None measures random weights (BN
-            statistics calibrated, see :func:`calibrate_norms`).
-        name (str, optional): Defaults to the config's file name.
-        cfg_options (dict): Overrides merged into the config.
-        forms (Sequence[str], optional): This model's forms instead of
-            the settings' (e.g. fewer for a slow model).
-    """
-
-    config: str
-    checkpoint: Optional[str] = None
-    name: Optional[str] = None
-    cfg_options: Dict = field(default_factory=dict)
-    forms: Optional[Sequence[str]] = None
-
-    def __post_init__(self):
-        if not self.name:
-            self.name = osp.splitext(osp.basename(self.config))[0]
+from .settings import ModelSpec, Settings, resolve_device
 
 
 @torch.no_grad()
@@ -215,7 +112,7 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     calibration = [random_inputs(tuple(inputs.shape), settings.seed + 1)]
     deployed = deploy_model(
         model,
-        form.name,
+        form,
         calibration,
         device,
         allow_emulated=settings.allow_emulated,
@@ -227,15 +124,19 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
         return deployed(x)
 
     # Winograd forms choose each layer's algorithm on their first call at a
-    # shape: part of preparing the form, not of its timed calls.
-    if form.winograd:
+    # shape, and on CUDA the first call autotunes cuDNN (cudnn.benchmark)
+    # and compiles a torch.compile form: part of preparing the form, not of
+    # its timed calls nor of its peak memory (autotuning tries workspaces).
+    cuda = str(device).startswith('cuda')
+    if form.winograd or cuda:
         run()
+        sync()
     prepare_s = time.perf_counter() - start
     with PeakMemory(device) as probe:
         logits = run().detach().float().cpu()
     time_calls(run, settings.warmup - 1, sync)
-    timer = ModuleTimer(deployed.segmentor.backbone,
-                        sync) if deployed.segmentor is not None else None
+    timer = ModuleTimer(deployed.segmentor.backbone, sync,
+                        cuda) if deployed.segmentor is not None else None
     times = time_calls(run, settings.runs, sync)
     if timer is not None:
         timer.remove()
@@ -304,7 +205,7 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
     reference = None
     default = settings.forms if candidate else settings.baseline_forms
     for name in spec.forms or default:
-        form = FORMS[name]
+        form = ALL_FORMS[name]
         try:
             result, logits = measure_form(form, model, inputs, settings, flops,
                                           ceilings)
@@ -329,12 +230,6 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
         _log_form(log, spec.name, result)
         entry['forms'].append(result)
     return entry
-
-
-def resolve_device(device: str) -> str:
-    if device == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    return device
 
 
 def _stderr(message: str) -> None:
@@ -366,10 +261,10 @@ def run_benchmark(specs: Sequence[ModelSpec],
     names = [spec.name for spec in specs]
     unknown = sorted({f
                       for spec in specs
-                      for f in spec.forms or ()} - set(FORMS))
+                      for f in spec.forms or ()} - set(ALL_FORMS))
     if unknown:
         raise ConfigError(f'unknown forms {", ".join(unknown)}; choose '
-                          f'from {", ".join(FORMS)}')
+                          f'from {", ".join(ALL_FORMS)}')
     if len(set(names)) != len(names):
         raise ConfigError(f'model names must differ: {", ".join(names)}')
     unknown = [
@@ -407,16 +302,3 @@ def run_benchmark(specs: Sequence[ModelSpec],
         miou_check=miou)
     results.update(analyze(results, pairs))
     return results
-
-
-def split_model_arg(text: str) -> ModelSpec:
-    """``CONFIG[=CHECKPOINT][@FORM,FORM...]`` from the command line."""
-    rest, at, forms = text.partition('@')
-    config, equals, checkpoint = rest.partition('=')
-    if not config or (equals and not checkpoint) or (at and not forms):
-        raise ConfigError(f'{text!r}: expected CONFIG, CONFIG=CHECKPOINT, '
-                          'optionally followed by @FORM,FORM...')
-    return ModelSpec(
-        config,
-        checkpoint or None,
-        forms=[f for f in forms.split(',') if f] or None)

@@ -1,22 +1,32 @@
-"""Pretrained RepVGG weights of every layout in circulation.
+"""Checkpoints: reading them safely, their layouts, and whether they fit.
 
-:func:`load_pretrained` is what the ``RepVGGPretrained`` initializer
-(registered in mmseg's ``WEIGHT_INITIALIZERS``) calls for the backbone's
-``init_cfg=dict(type='RepVGGPretrained', checkpoint=PATH)``; it reads official,
-mmpretrain, timm and our own checkpoints, train-time or fused, into a
-train-time or fused backbone. ``tools/convert_checkpoint.py`` saves any of
-them in our layout.
+* :mod:`.safe_load`: ``weights_only`` loading with an explicit allow-list,
+  and the ``safe://`` loader scheme registered in mmengine.
+* :mod:`.layouts`, :mod:`.loading`: pretrained RepVGG weights of every
+  layout in circulation (official, mmpretrain, timm, ours; train-time or
+  fused), read into a train-time or fused backbone; ``RepVGGPretrained``
+  (:mod:`.pretrained_init`) in mmseg's ``WEIGHT_INITIALIZERS``;
+  ``tools/convert_checkpoint.py`` saves any of them in our layout.
+* :mod:`.fit`: the one rule for "does this checkpoint fit this segmentor",
+  used by the tools, the ReparamHook and :func:`load_segmentor`.
 """
+from .fit import (DEPLOY_META_KEY, build_segmentor, check_checkpoint_fits,
+                  check_state_dict_matches, checkpoint_state_dict,
+                  fit_to_checkpoint, is_deploy_checkpoint, load_segmentor)
 from .layouts import (LAYOUTS, detect_layout, export_layout,
                       normalize_state_dict)
 from .loading import (check_fits, convert_file, convert_to_ours,
                       key_differences, load_pretrained, read_checkpoint,
                       save_converted)
 from .pretrained_init import RepVGGPretrained
+from .safe_load import SAFE_SCHEME, safe_torch_load
 
 __all__ = [
-    'LAYOUTS', 'RepVGGPretrained', 'check_fits', 'convert_file',
-    'convert_to_ours', 'detect_layout', 'export_layout', 'key_differences',
-    'load_pretrained', 'normalize_state_dict', 'read_checkpoint',
-    'save_converted'
+    'DEPLOY_META_KEY', 'LAYOUTS', 'RepVGGPretrained', 'SAFE_SCHEME',
+    'build_segmentor', 'check_checkpoint_fits', 'check_fits',
+    'check_state_dict_matches', 'checkpoint_state_dict', 'convert_file',
+    'convert_to_ours', 'detect_layout', 'export_layout', 'fit_to_checkpoint',
+    'is_deploy_checkpoint', 'key_differences', 'load_pretrained',
+    'load_segmentor', 'normalize_state_dict', 'read_checkpoint',
+    'save_converted', 'safe_torch_load'
 ]

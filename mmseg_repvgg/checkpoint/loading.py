@@ -20,11 +20,11 @@ import torch
 from mmengine.logging import print_log
 
 from ..atomic_io import atomic_path
-from ..compat import safe_torch_load
 from ..errors import CheckpointError
 from ..models.backbones.repvgg import RepVGG, RepVGGBlock
 from .layouts import (FUSED_PREFIX, block_name, detect_layout, few_keys,
                       flatten_ours, normalize_state_dict, to_ours_keys)
+from .safe_load import safe_torch_load
 
 #: Archs of timm's ``repvgg_*.rvgg_in1k`` weights (timm has no g2 archs).
 TIMM_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g4', 'B2', 'B2g4', 'B3', 'B3g4')
@@ -57,7 +57,7 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
     """Read a checkpoint file safely: weights only, never arbitrary pickles.
 
     ``.safetensors`` files are read with the ``safetensors`` package; any
-    other file with :func:`mmseg_repvgg.compat.safe_torch_load`.
+    other file with :func:`mmseg_repvgg.checkpoint.safe_load.safe_torch_load`.
 
     Args:
         filename (str): A local file.
@@ -114,7 +114,7 @@ def key_differences(expected: dict, got: dict):
 
     The one key-and-shape comparison of the package: the backbone's
     pretrained loading and the segmentor-level checks
-    (:func:`mmseg_repvgg.deploy.check_state_dict_matches`) both use it.
+    (:func:`mmseg_repvgg.checkpoint.fit.check_state_dict_matches`) both use it.
 
     Returns:
         tuple[list, list, list]: Missing keys, unexpected keys, and keys
@@ -240,7 +240,7 @@ def _arch_names_matching(ours: dict, deploy: bool):
         for k, v in ours.items() if not k.endswith('num_batches_tracked')
     }
     names = []
-    # On the meta device no memory is allocated: all archs build in ~1 s.
+    # On the meta device no memory is allocated, so every arch builds cheaply.
     with torch.device('meta'):
         for name in RepVGG.arch_settings:
             expected = RepVGG(name, deploy=deploy).state_dict()

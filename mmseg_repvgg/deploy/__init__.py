@@ -1,35 +1,49 @@
-"""Everything a user ships: fuse, save, export and run a segmentor's
-deploy forms.
+"""Everything a user ships: deploy artifacts and the deploy forms.
 
-* :mod:`.fuse`: the whole segmentor fused (backbone blocks, heads'
-  conv+BN, auxiliary head dropped) and checked equal to the unfused one.
-* :mod:`.artifacts`: deploy checkpoints and configs, strict loading.
-* :mod:`.onnx_export`: ONNX export and its onnxruntime check.
-* :mod:`.forms`: :func:`deploy_model`, the one entry to every precision
-  and runtime form (fp32, low-res PSP, int8, bf16/fp16 where native,
-  onnxruntime, OpenVINO), and which of them run on this machine.
+Nothing here is loaded by ``import mmseg_repvgg`` (what a config's
+``custom_imports`` runs): training needs none of it. The names below load
+their module on first use.
+
+* :mod:`.artifacts`: deploy checkpoint + config (the fused model, see
+  :func:`mmseg_repvgg.models.fuse_segmentor`), checked fused == unfused.
+* :mod:`.onnx_export`: ONNX export of the fused segmentor, checked in
+  onnxruntime.
+* :mod:`.forms`, :mod:`.deployed`, :mod:`.auto`: the shippable forms, which
+  of them run here, :func:`deploy_model` (the one entry to all of them) and
+  ``form='auto'`` (chosen by measuring them on this machine).
 * :mod:`.machine`: the one place that knows the CPU's and GPU's features.
-* :mod:`.int8`, :mod:`.psp_lowres`, :mod:`.runtimes`: the forms' pieces.
+* :mod:`.kernels`: optional hand-written CPU kernels (Winograd/NNPACK,
+  oneDNN int8, low-res PSP head).
+* :mod:`.backends`: one module per runtime (onnxruntime, OpenVINO).
 """
-from .artifacts import (DEPLOY_META_KEY, ReparamResult, build_segmentor,
-                        check_state_dict_matches, checkpoint_state_dict,
-                        deploy_config, deploy_meta, fit_to_checkpoint,
-                        is_deploy_checkpoint, load_segmentor,
-                        reparam_checkpoint, save_deploy_checkpoint,
-                        save_verified_deploy)
-from .deployed import DeployedModel, deploy_model, deployed_segmentor
-from .forms import FORMS, Form, FormUnavailable, available_forms
-from .fuse import (TRAIN_ONLY_HEADS, FusionMismatchError, FusionReport,
-                   check_fused_equal, fuse_segmentor, random_inputs,
-                   relative_error, segmentor_logits)
+import importlib
 
-__all__ = [
-    'DEPLOY_META_KEY', 'FORMS', 'TRAIN_ONLY_HEADS', 'DeployedModel', 'Form',
-    'FormUnavailable', 'FusionMismatchError', 'FusionReport', 'ReparamResult',
-    'available_forms', 'build_segmentor', 'check_fused_equal',
-    'check_state_dict_matches', 'checkpoint_state_dict', 'deploy_config',
-    'deploy_meta', 'deploy_model', 'deployed_segmentor', 'fit_to_checkpoint',
-    'fuse_segmentor', 'is_deploy_checkpoint', 'load_segmentor',
-    'random_inputs', 'relative_error', 'reparam_checkpoint',
-    'save_deploy_checkpoint', 'save_verified_deploy', 'segmentor_logits'
-]
+#: Public name -> the submodule that defines it (loaded on first access).
+_EXPORTS = {
+    'DeployedModel': 'deployed',
+    'deploy_model': 'deployed',
+    'deployed_segmentor': 'deployed',
+    'FORMS': 'forms',
+    'Form': 'forms',
+    'FormUnavailable': 'forms',
+    'available_forms': 'forms',
+    'ReparamResult': 'artifacts',
+    'deploy_config': 'artifacts',
+    'deploy_meta': 'artifacts',
+    'reparam_checkpoint': 'artifacts',
+    'save_deploy_checkpoint': 'artifacts',
+    'save_verified_deploy': 'artifacts',
+    'export_onnx': 'onnx_export',
+    'check_onnx': 'onnx_export',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(
+        importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -1,120 +1,31 @@
-"""Deploy artifacts: the fused model's checkpoint and config, and loading.
+"""Deploy artifacts: the fused model's checkpoint and config.
 
-* :func:`deploy_config` derives the config that builds the fused model
-  (:func:`~mmseg_repvgg.deploy.fuse_segmentor`);
-  :func:`save_deploy_checkpoint` writes checkpoint and config side by side;
-  :func:`reparam_checkpoint` does all of it for a checkpoint file, and
-  :func:`save_verified_deploy` for a model in memory, after checking
-  fused == unfused.
-* :func:`fit_to_checkpoint` decides whether a checkpoint fits a model
-  (shaping the model to a fused checkpoint first); :func:`load_segmentor`
-  builds the model for any checkpoint, train-time or deploy, and loads it
-  strictly.
+:func:`deploy_config` derives the config that builds the fused model
+(:func:`~mmseg_repvgg.models.fuse_segmentor`); :func:`save_deploy_checkpoint`
+writes checkpoint and config side by side; :func:`reparam_checkpoint` does
+all of it for a checkpoint file, and :func:`save_verified_deploy` for a
+model in memory, after checking fused == unfused. Whether a checkpoint
+fits a model is :mod:`mmseg_repvgg.checkpoint.fit`'s rule.
 """
 import copy
 import os.path as osp
-import re
 import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
 from mmengine.runner import weights_to_cpu
-from mmseg.registry import MODELS
-from torch import Tensor, nn
+from torch import nn
 
 from ..atomic_io import atomic_path, atomic_write
-from ..checkpoint import key_differences
-from ..compat import safe_torch_load
+from ..checkpoint.fit import (DEPLOY_META_KEY, is_deploy_checkpoint,
+                              load_segmentor)
 from ..errors import CheckpointError, ConfigError
 from ..models.backbones import RepVGG
-from ..models.reparam import (fusable_modules, is_batchnorm,
-                              reparameterize_model)
-from .fuse import (TRAIN_ONLY_HEADS, FusionReport, check_fused_equal,
-                   fuse_segmentor)
-
-#: ``meta`` key that marks a checkpoint written by save_deploy_checkpoint.
-DEPLOY_META_KEY = 'reparam'
-
-
-def is_deploy_checkpoint(checkpoint: Dict) -> bool:
-    """Whether ``checkpoint`` was written by :func:`save_deploy_checkpoint`."""
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    return isinstance(meta, dict) and DEPLOY_META_KEY in meta
-
-
-def checkpoint_state_dict(checkpoint: Dict) -> Dict[str, Tensor]:
-    """The model weights of a checkpoint, without DDP's ``module.`` prefix."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
-
-
-def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
-                             source: str) -> None:
-    """Raise unless ``state_dict`` has exactly the model's keys and shapes.
-
-    mmengine's Runner loads non-strictly and only warns; a deploy checkpoint
-    loaded into a model of another shape would run with random weights.
-    The comparison is :func:`~mmseg_repvgg.checkpoint.key_differences`,
-    the one the backbone's pretrained loading uses.
-
-    Raises:
-        CheckpointError: Names a few missing, unexpected or resized keys.
-    """
-    missing, unexpected, resized = key_differences(model.state_dict(),
-                                                   state_dict)
-    problems = [
-        f'{len(keys)} {what} keys (e.g. {", ".join(sorted(keys)[:3])})'
-        for what, keys in (('missing', missing), ('unexpected', unexpected),
-                           ('resized', resized)) if keys
-    ]
-    if problems:
-        raise CheckpointError(
-            f'{source} does not match the model of this config: '
-            f'{"; ".join(problems)}. Use the config the checkpoint was made '
-            'with (for a deploy checkpoint: the .py written beside it)')
-
-
-def fit_to_checkpoint(model: nn.Module,
-                      checkpoint: Dict,
-                      source: str,
-                      reshape: bool = True) -> Optional[FusionReport]:
-    """Decide whether ``checkpoint`` fits ``model``, shaping the model first.
-
-    The one place that answers "does this checkpoint fit?" for
-    :func:`load_segmentor`, :class:`~mmseg_repvgg.engine.ReparamHook` and
-    the tools' checks before the Runner runs. With ``reshape``, the model
-    is brought into the checkpoint's form first: a deploy checkpoint fuses
-    the whole segmentor (:func:`fuse_segmentor`), one whose backbone alone
-    is fused (``branch_reparam`` keys) fuses the backbone. Then every key
-    and shape must match.
-
-    Args:
-        model (nn.Module): The segmentor (unwrapped), possibly on the meta
-            device; changed in place when ``reshape``.
-        checkpoint (dict): The loaded checkpoint (or its state dict).
-        source (str): The checkpoint's name, for the message.
-        reshape (bool): Fuse the model to the checkpoint's form. False
-            where nothing will fuse it (no ReparamHook). Defaults to True.
-
-    Returns:
-        FusionReport | None: What fusing changed; None if nothing was fused.
-
-    Raises:
-        CheckpointError: Some key is missing, unexpected or resized.
-    """
-    state_dict = checkpoint_state_dict(checkpoint)
-    report = None
-    if reshape and is_deploy_checkpoint(checkpoint):
-        _, report = fuse_segmentor(model, inplace=True)
-    elif reshape and any('.branch_reparam.' in key for key in state_dict):
-        report = FusionReport(blocks=fusable_modules(model))
-        reparameterize_model(model, inplace=True)
-    check_state_dict_matches(model, state_dict, source)
-    return report if report is not None and report.changed else None
+from ..models.fuse import (TRAIN_ONLY_HEADS, FusionReport, check_fused_equal,
+                           fuse_segmentor)
+from ..models.reparam import fusable_modules, is_batchnorm
 
 
 def _output_path(out: str, suffix: str) -> str:
@@ -227,39 +138,6 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
     if cfg is not None:
         atomic_write(cfg_path, text)
     return out, cfg_path
-
-
-def build_segmentor(cfg: Config) -> nn.Module:
-    """Build ``cfg.model`` as mmseg's ``init_model`` does, without weights.
-
-    SyncBN becomes BN, as mmengine's Runner does when not distributed.
-    """
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    return revert_sync_batchnorm(MODELS.build(cfg.model))
-
-
-def load_segmentor(cfg: Config, checkpoint: str) -> Tuple[nn.Module, Dict]:
-    """Build the model of ``cfg`` shaped like ``checkpoint`` and load it.
-
-    A deploy checkpoint is loaded into the fused form of the model, so the
-    training config works as well as the deploy config; a checkpoint whose
-    backbone alone is fused (``branch_reparam`` keys) into a model whose
-    backbone is fused. Loading is strict.
-
-    Args:
-        cfg (Config): The config (training or deploy).
-        checkpoint (str): Path of the checkpoint.
-
-    Returns:
-        tuple[nn.Module, dict]: The model in eval mode and the checkpoint.
-    """
-    ckpt = safe_torch_load(checkpoint)
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f'{checkpoint}: not a checkpoint dict')
-    model = build_segmentor(cfg)
-    fit_to_checkpoint(model, ckpt, checkpoint)
-    model.load_state_dict(checkpoint_state_dict(ckpt), strict=True)
-    return model.eval(), ckpt
 
 
 @dataclass

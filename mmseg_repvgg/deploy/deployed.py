@@ -9,18 +9,20 @@ it unchanged.
 """
 import contextlib
 import copy
-from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
+from typing import (Callable, ContextManager, List, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .forms import (AUTO_MIN_AGREEMENT, FORMS, Form, FormUnavailable,
-                    auto_order, form_structure, get_form, why_unavailable)
-from .fuse import segmentor_logits
-from .int8 import calibrate_activation_ranges, quantize_int8
+from ..models.fuse import segmentor_logits
+from .forms import (Form, FormUnavailable, form_structure, get_form,
+                    why_unavailable)
+from .kernels.guard import nnpack_problem
+from .kernels.int8 import calibrate_activation_ranges, quantize_int8
+from .kernels.winograd_convs import winograd_convs
 from .machine import machine
-from .winograd import nnpack_problem, winograd_convs
 
 
 class DeployedModel(nn.Module):
@@ -158,13 +160,14 @@ def _torch_deployed(form: Form, model: nn.Module, device: str,
     notes: List[str] = []
     module, cast, context = torch_form(form, model, device, calibration, notes)
     if form.runtime == 'compile':
-        from torch._inductor import config as inductor_config
-        compiled = torch.compile(_Logits(module).eval(), dynamic=False)
+        # Inductor's freezing (through torch.compile's public ``options``)
+        # folds the weights into the graph on the first call, which must
+        # be grad-free: ``context`` gives inference mode.
+        compiled = torch.compile(
+            _Logits(module).eval(), dynamic=False, options=dict(freezing=True))
 
         def run(inputs):
-            # Freezing folds the weights into the graph on the first call,
-            # which must be grad-free.
-            with context(), inductor_config.patch(freezing=True):
+            with context():
                 return compiled(cast(inputs))
 
         # Hooks do not fire in a compiled graph: no backbone timing.
@@ -185,7 +188,7 @@ def _runtime_deployed(form: Form, model: nn.Module, device: str,
                       calibration: Optional[Sequence[Tensor]],
                       input_shape: Optional[Sequence[int]],
                       workdir: Optional[str]) -> DeployedModel:
-    from .runtimes import RUNTIMES
+    from .backends import RUNTIMES
     structure = form_structure(form, model)  # export fuses a copy itself
     session = RUNTIMES[form.runtime](
         structure,
@@ -200,7 +203,7 @@ def _runtime_deployed(form: Form, model: nn.Module, device: str,
 
 
 def deploy_model(model: nn.Module,
-                 form: str = 'auto',
+                 form: Union[str, Form] = 'auto',
                  calibration: Optional[Sequence[Tensor]] = None,
                  device: str = 'cpu',
                  allow_emulated: bool = False,
@@ -211,10 +214,12 @@ def deploy_model(model: nn.Module,
     Args:
         model (nn.Module): The segmentor (train-time or fused, eval mode,
             on the CPU); left unchanged.
-        form (str): A name in :data:`FORMS`, or ``'auto'``: the first form
-            of :func:`~.forms.auto_order` that runs natively here and, given
-            calibration data, labels at least :data:`AUTO_MIN_AGREEMENT`
-            of held-out calibration pixels as fp32 fused does.
+        form (str | Form): A name in :data:`~.forms.FORMS`, a
+            :class:`~.forms.Form` (the benchmark's ablations), or ``'auto'``:
+            the fastest form measured on this machine among those that run
+            natively here and, given calibration data, label at least
+            :data:`~.auto.AUTO_MIN_AGREEMENT` of held-out calibration pixels
+            as fp32 fused does (:mod:`.auto`).
         calibration (Sequence[Tensor], optional): Normalized fp32 batches
             (:func:`~mmseg_repvgg.deploy.calibration.calibration_batches`);
             required by the int8 forms.
@@ -234,8 +239,9 @@ def deploy_model(model: nn.Module,
         FormUnavailable: The form cannot run here (the message says why).
     """
     if form == 'auto':
-        return auto_deploy(model, calibration, device)
-    spec = get_form(form)
+        from .auto import auto_deploy
+        return auto_deploy(model, calibration, device, input_shape)
+    spec = form if isinstance(form, Form) else get_form(form)
     reason = why_unavailable(spec, device, allow_emulated)
     if reason:
         raise FormUnavailable(f'{spec.name}: {reason}')
@@ -243,66 +249,6 @@ def deploy_model(model: nn.Module,
         return _runtime_deployed(spec, model, device, calibration, input_shape,
                                  workdir)
     return _torch_deployed(spec, model, device, calibration)
-
-
-def _split_calibration(batches: Sequence[Tensor]):
-    """Calibrate on the first batches, check on the held-out rest."""
-    if len(batches) < 2:
-        return list(batches), list(batches)
-    held = max(1, len(batches) // 4)
-    return list(batches[:-held]), list(batches[-held:])
-
-
-@torch.no_grad()
-def label_agreement(reference: nn.Module, candidate: nn.Module,
-                    batches: Sequence[Tensor]) -> float:
-    """Share of pixels ``candidate`` labels as ``reference`` does."""
-    same = total = 0
-    for batch in batches:
-        expected = reference(batch).argmax(1)
-        same += int((candidate(batch).argmax(1) == expected).sum())
-        total += expected.numel()
-    return same / max(total, 1)
-
-
-def auto_deploy(
-        model: nn.Module,
-        calibration: Optional[Sequence[Tensor]] = None,
-        device: str = 'cpu',
-        log: Callable[[str], None] = lambda line: None) -> DeployedModel:
-    """``deploy_model(form='auto')``: see there. Each refused candidate is
-    named in ``.notes`` with the reason."""
-    notes: List[str] = []
-    calibrate, check = _split_calibration(calibration or [])
-    reference = None
-    for name in auto_order():
-        spec = FORMS[name]
-        reason = why_unavailable(spec, device)
-        if reason is None and spec.precision == 'int8' and not calibrate:
-            reason = 'needs calibration data'
-        if reason is None:
-            try:
-                deployed = deploy_model(model, name, calibrate, device)
-            except FormUnavailable as err:
-                reason = str(err)
-        if reason is None and check and name != 'fused':
-            if reference is None:
-                reference = deploy_model(model, 'fused', device=device)
-            agreement = label_agreement(reference, deployed, check)
-            if agreement < AUTO_MIN_AGREEMENT:
-                reason = (f'labels {agreement:.2%} of held-out calibration '
-                          f'pixels as fp32 does (bound '
-                          f'{AUTO_MIN_AGREEMENT:.0%})')
-            else:
-                notes.append(f'{name}: {agreement:.2%} label agreement with '
-                             'fp32 on held-out calibration batches')
-        if reason is None:
-            deployed.notes[:0] = notes + [f'auto chose {name}']
-            log(f'auto chose {name}')
-            return deployed
-        notes.append(f'auto refused {name}: {reason}')
-        log(notes[-1])
-    raise FormUnavailable('no deploy form runs here: ' + '; '.join(notes))
 
 
 def deployed_segmentor(segmentor: nn.Module,

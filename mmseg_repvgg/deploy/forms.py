@@ -13,17 +13,17 @@ what hardware it needs (:mod:`.machine`), unless ``allow_emulated``.
 """
 import copy
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 from mmcv.cnn import fuse_conv_bn
 from torch import nn
 
 from ..errors import ConfigError, UserError
+from ..models.fuse import fuse_segmentor
 from ..models.reparam import reparameterize_model
-from .fuse import fuse_segmentor
+from .kernels.psp_lowres import lowres_psp_heads
 from .machine import machine
-from .psp_lowres import lowres_psp_heads
 
 
 class FormUnavailable(UserError):
@@ -35,9 +35,10 @@ class Form:
     """One way to run a segmentor.
 
     Args:
-        name (str): Key in :data:`FORMS`, the tools' ``--deploy-form``.
+        name (str): Key in :data:`FORMS` (the tools' ``--deploy-form``)
+            or :data:`ABLATIONS`.
         fuse (str): ``'none'`` (train-time form), ``'backbone'`` or
-            ``'full'`` (:func:`~mmseg_repvgg.deploy.fuse_segmentor`).
+            ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`).
         precision (str): ``'fp32'``, ``'reduced'`` (weights and input cast
             to the device's reduced type: bf16 on CPU, fp16 on CUDA),
             ``'autocast'`` (fp32 weights, reduced-precision autocast) or
@@ -46,9 +47,9 @@ class Form:
         runtime (str): ``'torch'`` (eager), ``'compile'`` (``torch.compile``
             with inductor's freezing), ``'onnxruntime'`` or ``'openvino'``.
         lowres_psp (bool): PSP heads compute their bottleneck's pooled part
-            at pool resolution (:mod:`.psp_lowres`).
+            at pool resolution (:mod:`.kernels.psp_lowres`).
         winograd (bool): 3x3 convs run by the faster of direct and
-            Winograd, chosen per layer (:mod:`.winograd`).
+            Winograd, chosen per layer (:mod:`.kernels.winograd`).
     """
 
     name: str
@@ -87,71 +88,69 @@ class Form:
             (['torch.compile'] if self.runtime == 'compile' else []))
 
 
-FORMS: Dict[str, Form] = {
-    form.name: form
-    for form in (
-        Form('unfused', 'none'),
-        Form('backbone_fused', 'backbone'),
-        Form('fused', 'full'),
-        Form('fused_cl', 'full', channels_last=True),
-        Form('reduced', 'full', 'reduced'),
-        Form('reduced_cl', 'full', 'reduced', channels_last=True),
-        Form('lowres', 'full', lowres_psp=True),
-        Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
-        Form('autocast', 'full', 'autocast'),
-        Form('winograd', 'full', winograd=True),
-        Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),
-        Form('compiled_fp32', 'full', runtime='compile'),
-        Form('compiled', 'full', 'reduced', runtime='compile'),
-        Form('int8', 'full', 'int8'),
-        Form('int8_lowres', 'full', 'int8', lowres_psp=True),
-        Form('onnxruntime', 'full', runtime='onnxruntime'),
-        Form('onnxruntime_int8', 'full', 'int8', runtime='onnxruntime'),
-        Form(
-            'onnxruntime_int8_lowres',
-            'full',
-            'int8',
-            runtime='onnxruntime',
-            lowres_psp=True),
-        Form('openvino', 'full', runtime='openvino'),
-        Form('openvino_int8', 'full', 'int8', runtime='openvino'),
-    )
-}
-#: Forms a deployment can ship (fully fused).
-DEPLOY_FORMS = tuple(name for name, form in FORMS.items()
-                     if form.fuse == 'full')
-#: ``form='auto'`` tries the forms of :func:`auto_order` in order and takes
-#: the first that runs natively here (and, with calibration data, stays
-#: within the accuracy bound). The orders are the measured speed orders of
-#: docs/benchmark.md (fastest first): with VNNI, 8-bit int8 leads; without
-#: it (7-bit int8, slower) exact fp32 Winograd is faster than int8 for
-#: RepVGG. On CUDA only the float forms are candidates.
-AUTO_ORDER_VNNI = ('int8_lowres', 'reduced_lowres', 'winograd_lowres', 'int8',
-                   'lowres', 'fused')
-AUTO_ORDER_NO_VNNI = ('winograd_lowres', 'reduced_lowres', 'int8_lowres',
-                      'winograd', 'int8', 'lowres', 'fused')
-AUTO_MIN_AGREEMENT = 0.99
+def _table(*forms: Form) -> Dict[str, Form]:
+    return {form.name: form for form in forms}
 
+
+#: The forms a deployment ships, and ``--deploy-form`` offers: all fully
+#: fused.
+FORMS: Dict[str, Form] = _table(
+    Form('fused', 'full'),
+    Form('reduced', 'full', 'reduced'),
+    Form('reduced_cl', 'full', 'reduced', channels_last=True),
+    Form('lowres', 'full', lowres_psp=True),
+    Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
+    Form('autocast', 'full', 'autocast'),
+    Form('winograd', 'full', winograd=True),
+    Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),
+    Form('compiled', 'full', 'reduced', runtime='compile'),
+    Form('int8', 'full', 'int8'),
+    Form('int8_lowres', 'full', 'int8', lowres_psp=True),
+    Form('onnxruntime', 'full', runtime='onnxruntime'),
+    Form('onnxruntime_int8', 'full', 'int8', runtime='onnxruntime'),
+    Form(
+        'onnxruntime_int8_lowres',
+        'full',
+        'int8',
+        runtime='onnxruntime',
+        lowres_psp=True),
+    Form('openvino', 'full', runtime='openvino'),
+    Form('openvino_int8', 'full', 'int8', runtime='openvino'),
+)
+#: Steps on the way to a deploy form, which the benchmark measures to show
+#: what each step buys; never shipped, so not offered by ``--deploy-form``.
+ABLATIONS: Dict[str, Form] = _table(
+    Form('unfused', 'none'),
+    Form('backbone_fused', 'backbone'),
+    Form('fused_cl', 'full', channels_last=True),
+    Form('compiled_fp32', 'full', runtime='compile'),
+)
+#: Every form :func:`~mmseg_repvgg.deploy.deploy_model` can make.
+ALL_FORMS: Dict[str, Form] = {**FORMS, **ABLATIONS}
 DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
-
-
-def auto_order() -> Tuple[str, ...]:
-    """The candidates of ``form='auto'`` on this machine, fastest first."""
-    return AUTO_ORDER_VNNI if machine().vnni else AUTO_ORDER_NO_VNNI
 
 
 def needs_calibration(name: str) -> bool:
     """Whether form ``name`` (or ``'auto'``, which may pick an int8 form)
     uses calibration batches."""
-    return name == 'auto' or get_form(name).precision == 'int8'
+    return name == 'auto' or get_form(name, ablations=True).precision == 'int8'
 
 
-def get_form(name: str) -> Form:
-    """The form called ``name``; a ConfigError listing them otherwise."""
-    if name not in FORMS:
-        raise ConfigError(f'unknown deploy form {name!r}; choose from '
-                          f'auto, {", ".join(FORMS)}')
-    return FORMS[name]
+def get_form(name: str, ablations: bool = False) -> Form:
+    """The form called ``name``; a ConfigError listing them otherwise.
+
+    Args:
+        name (str): A key of :data:`FORMS` (or of :data:`ABLATIONS` with
+            ``ablations``).
+        ablations (bool): Accept the benchmark's ablation forms too.
+    """
+    table = ALL_FORMS if ablations else FORMS
+    if name not in table:
+        hint = (f' ({name} is a benchmark ablation, not a deploy form)'
+                if name in ABLATIONS else '')
+        raise ConfigError(f'unknown deploy form {name!r}{hint}; choose from '
+                          f'auto, {", ".join(table)}')
+    return table[name]
 
 
 def _runtime_missing(form: Form) -> Optional[str]:
@@ -197,7 +196,8 @@ def why_unavailable(form: Form,
 
 def available_forms(device: str = 'cpu',
                     allow_emulated: bool = False) -> Dict[str, Optional[str]]:
-    """``{form name: None if it runs here, else why not}`` for every form."""
+    """``{form name: None if it runs here, else why not}`` for every
+    shippable form."""
     return {
         name: why_unavailable(form, device, allow_emulated)
         for name, form in FORMS.items()
@@ -208,7 +208,7 @@ def fuse_model(model: nn.Module, level: str) -> nn.Module:
     """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
 
     ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
-    :func:`~mmseg_repvgg.deploy.fuse_segmentor`. Either then folds the
+    :func:`~mmseg_repvgg.models.fuse_segmentor`. Either then folds the
     backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
     none in a RepVGG backbone, every one in a ResNet, so that a baseline's
     fused form is the like-for-like deploy form.

@@ -198,6 +198,21 @@ class Machine:
         return (torch.float16
                 if str(device).startswith('cuda') else torch.bfloat16)
 
+    def fingerprint(self) -> str:
+        """What decides which kernel is fastest here, as one string: the
+        key under which measurements are cached on disk
+        (:mod:`mmseg_repvgg.deploy.cache`).
+
+        The CPU model and architecture, the features the kernels use
+        (after ``ONEDNN_MAX_CPU_ISA``), ATen's capability, torch's version
+        and the thread count now (read at each call: it may change after
+        :func:`machine` was detected).
+        """
+        return '|'.join(
+            (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
+             f'aten={self.aten_capability}', f'torch={torch.__version__}',
+             f'threads={torch.get_num_threads()}'))
+
     def summary(self) -> Dict:
         """JSON-ready: the CPU, its flags and what the kernels use."""
         return dict(

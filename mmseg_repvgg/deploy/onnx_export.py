@@ -6,7 +6,7 @@ is not a multiple of the pool sizes.
 """
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from ..atomic_io import atomic_path
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
-from .fuse import (FusionMismatchError, FusionReport, fuse_segmentor,
-                   random_inputs, relative_error, segmentor_logits)
+from ..models.fuse import (FusionMismatchError, FusionReport, fuse_segmentor,
+                           random_inputs, relative_error, segmentor_logits)
 
 
 def output_stride(model: nn.Module) -> int:
@@ -175,33 +175,6 @@ class OnnxCheck:
     mismatched: int = 0
 
 
-def onnxruntime_session(path: str,
-                        device: str = 'cpu',
-                        threads: Optional[int] = None):
-    """An onnxruntime session of ``path``: CPU provider (CUDA's on a CUDA
-    device), all graph optimizations, ``threads`` intra-op threads.
-
-    Raises:
-        ConfigError: onnxruntime or the device's provider is missing.
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("onnxruntime is not installed; pip install "
-                          "'mmseg-repvgg[deploy]'") from None
-    provider = ('CUDAExecutionProvider'
-                if str(device).startswith('cuda') else 'CPUExecutionProvider')
-    if provider not in ort.get_available_providers():
-        raise ConfigError(f'onnxruntime has no {provider} here; use '
-                          '--device cpu')
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.graph_optimization_level = level
-    return ort.InferenceSession(path, options, providers=[provider])
-
-
 def _compare_labels(logits: Tensor, labels: Tensor, tol: float) -> int:
     """Count label mismatches; fail on any that is not a near-tie.
 
@@ -240,6 +213,8 @@ def check_onnx(path: str,
     Raises:
         FusionMismatchError: The outputs differ beyond ``tol``.
     """
+    # Imported here: the backends export through this module.
+    from .backends.onnxruntime import onnxruntime_session
     session = onnxruntime_session(path)
     model.eval()
     results = []

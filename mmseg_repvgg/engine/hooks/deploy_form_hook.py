@@ -2,12 +2,9 @@
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ...deploy.calibration import CALIBRATION_IMAGES, calibration_batches
-from ...deploy.deployed import deploy_model, deployed_segmentor
-from ...deploy.forms import get_form, needs_calibration
+from .reparam_hook import unwrap_segmentor
 
 
 @HOOKS.register_module()
@@ -23,7 +20,8 @@ class DeployFormHook(Hook):
 
     Args:
         form (str): A form name, or ``'auto'``.
-        calibration_images (int): Training images for calibration.
+        calibration_images (int, optional): Training images for
+            calibration; None takes the deploy API's default.
         allow_emulated (bool): Accept a precision the hardware emulates.
     """
 
@@ -31,8 +29,9 @@ class DeployFormHook(Hook):
 
     def __init__(self,
                  form: str = 'fused',
-                 calibration_images: int = CALIBRATION_IMAGES,
+                 calibration_images: Optional[int] = None,
                  allow_emulated: bool = False):
+        from ...deploy.forms import get_form
         if form != 'auto':
             get_form(form)  # an unknown name fails when the config builds
         self.form = form
@@ -41,14 +40,15 @@ class DeployFormHook(Hook):
         self.deployed: Optional[object] = None
 
     def before_test_epoch(self, runner) -> None:
-        model = runner.model
-        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-            model = model.module
-        model.eval()
+        from ...deploy.calibration import calibration_batches
+        from ...deploy.deployed import deploy_model, deployed_segmentor
+        from ...deploy.forms import needs_calibration
+        model = unwrap_segmentor(runner.model).eval()
         calibration = None
         if needs_calibration(self.form):
-            calibration = calibration_batches(runner.cfg, model,
-                                              self.calibration_images)
+            count = {} if self.calibration_images is None else dict(
+                count=self.calibration_images)
+            calibration = calibration_batches(runner.cfg, model, **count)
         self.deployed = deploy_model(
             model,
             self.form,

@@ -7,18 +7,17 @@ import torch
 from mmengine.dist import master_only
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
-from mmengine.runner import weights_to_cpu
+from mmengine.runner import BaseLoop, weights_to_cpu
 from mmseg.registry import HOOKS
 from torch import nn
 
-from ...compat import safe_torch_load
-from ...deploy import (checkpoint_state_dict, fuse_segmentor,
-                       is_deploy_checkpoint)
-from ...deploy.artifacts import fit_to_checkpoint, save_verified_deploy
+from ...checkpoint import (check_checkpoint_fits, checkpoint_state_dict,
+                           is_deploy_checkpoint, safe_torch_load)
 from ...errors import CheckpointError
+from ...models.fuse import fuse_segmentor
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_segmentor(model: nn.Module) -> nn.Module:
     """The segmentor inside a DDP-style wrapper or a TTA model."""
     if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         return model.module
@@ -42,9 +41,15 @@ class ReparamHook(Hook):
       ``deploy_best_<metric>_iter_<n>.pth``), made by
       :func:`~mmseg_repvgg.deploy.artifacts.save_verified_deploy` as
       ``tools/reparam.py`` makes them: fused == unfused, or nothing written.
-    * Loading a fused checkpoint (deploy, or a fused backbone) into a
-      train-time model shapes the model to it first and checks every key
-      (:func:`~mmseg_repvgg.deploy.artifacts.fit_to_checkpoint`).
+    * Loading: whatever Runner loads a checkpoint (ours, mmseg's own
+      ``tools/test.py`` and ``train.py``), the checkpoint must fit the
+      model by :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits`, the
+      rule our tools apply before the Runner: a fused checkpoint (deploy,
+      or a fused backbone) shapes a train-time model to it for testing; a
+      train-time checkpoint given to a deploy config, a deploy checkpoint
+      given to training, or one of another arch stops the run with one
+      line naming the fix (``SystemExit``), where mmengine's non-strict
+      loading would only warn and score random weights.
 
     With mmengine's ``EMAHook`` (which swaps its averaged weights into the
     model for validation and test, at priority NORMAL): this hook runs
@@ -77,7 +82,6 @@ class ReparamHook(Hook):
         self.validate_fused = validate_fused
         self.save_deploy = save_deploy
         self.verify_shape = tuple(verify_shape)
-        self._fused_on_load = False
 
     @staticmethod
     def _ema_hooks(runner):
@@ -98,34 +102,55 @@ class ReparamHook(Hook):
             if state_dict is not None:
                 average.module.load_state_dict(state_dict, strict=True)
 
+    @staticmethod
+    def _load_purpose(runner) -> str:
+        """What the Runner loads the checkpoint for: test, resume, load_from.
+
+        mmengine tells hooks neither; ``Runner.train`` builds its train loop
+        before loading and ``test``/``val`` never do, and ``_resume`` is
+        the flag ``load_or_resume`` itself reads (mmengine 0.10.x).
+        """
+        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+            return 'test'
+        return 'resume' if getattr(runner, '_resume', False) else 'load_from'
+
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
-        """Shape the model to a fused checkpoint before it is loaded."""
-        model = _unwrap(runner.model)
-        deploy = is_deploy_checkpoint(checkpoint)
-        state_dict = checkpoint_state_dict(checkpoint)
-        if not deploy and not any('.branch_reparam.' in k for k in state_dict):
-            return  # train-time: tools/train.py and test.py checked it
-        kind = 'deploy checkpoint' if deploy else 'fused-backbone checkpoint'
-        # The Runner loads non-strictly; a mismatch must not pass silently.
-        report = fit_to_checkpoint(model, checkpoint, f'the {kind}')
-        self._fused_on_load = report is not None
+        """Check the checkpoint against the model, shaping it if fused."""
+        model = unwrap_segmentor(runner.model)
+        purpose = self._load_purpose(runner)
+        source = runner.cfg.get('load_from') or 'the checkpoint'
+        try:
+            report = check_checkpoint_fits(
+                model, checkpoint, source, purpose, reshape=purpose == 'test')
+        except CheckpointError as err:
+            # The Runner (ours or mmseg's tools) cannot go on with weights
+            # that do not fit, and a stock tool would bury the reason under
+            # a traceback: one line and a non-zero exit.
+            raise SystemExit(f'error: {err}') from None
+        if purpose == 'load_from' and 'optimizer' in checkpoint:
+            # mmseg's train.py overwrites cfg.resume with its --resume flag,
+            # so `--cfg-options resume=True load_from=...` lands here and
+            # silently restarts at iteration 0.
+            meta = checkpoint.get('meta') or {}
+            runner.logger.warning(
+                f'ReparamHook: {source} is a training checkpoint (iter '
+                f'{meta.get("iter", "?")}, optimizer state) loaded as '
+                'load_from, so training starts again at iteration 0. To '
+                'continue that run instead, pass --resume (with mmseg\'s '
+                'train.py: --resume --cfg-options load_from=safe://PATH)')
         if report is not None:
-            self._fuse_ema_copies(runner, state_dict)
+            kind = ('deploy checkpoint' if is_deploy_checkpoint(checkpoint)
+                    else 'fused-backbone checkpoint')
+            self._fuse_ema_copies(runner, checkpoint_state_dict(checkpoint))
             runner.logger.info(f'ReparamHook: {kind}, model shaped to it: '
                                f'{report.summary()}')
-
-    def before_train(self, runner) -> None:
-        if self._fused_on_load:
-            raise CheckpointError(
-                'cannot train from a deploy checkpoint: its BatchNorms are '
-                'folded and its branches fused; load or resume the '
-                'train-time checkpoint instead')
 
     def before_test_epoch(self, runner) -> None:
         """Fuse the loaded model (EMA weights swapped in) in place."""
         if not self.fuse_before_test:
             return
-        _, report = fuse_segmentor(_unwrap(runner.model), inplace=True)
+        _, report = fuse_segmentor(
+            unwrap_segmentor(runner.model), inplace=True)
         if report.changed:
             self._fuse_ema_copies(runner)
         runner.logger.info(f'ReparamHook: {report.summary()}')
@@ -140,7 +165,7 @@ class ReparamHook(Hook):
         devices = [torch.cuda.current_device()
                    ] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
-            fused, report = fuse_segmentor(_unwrap(runner.model))
+            fused, report = fuse_segmentor(unwrap_segmentor(runner.model))
         fused.eval()
         # ValLoop calls ``runner.model.val_step`` for every batch. Shadowing
         # that one method (not swapping runner.model) keeps every other hook
@@ -169,7 +194,8 @@ class ReparamHook(Hook):
         touched (the dict's values are swapped, not the parameters).
         """
         checkpoint = dict(
-            state_dict=weights_to_cpu(_unwrap(runner.model).state_dict()))
+            state_dict=weights_to_cpu(
+                unwrap_segmentor(runner.model).state_dict()))
         runner.call_hook('before_save_checkpoint', checkpoint=checkpoint)
         return checkpoint_state_dict(checkpoint)
 
@@ -178,7 +204,7 @@ class ReparamHook(Hook):
         """Write verified deploy checkpoints of the final and best weights."""
         if not self.save_deploy:
             return
-        model = _unwrap(runner.model)
+        model = unwrap_segmentor(runner.model)
         cfg = runner.cfg if runner.cfg.get('model') else None
         dataset = getattr(runner.train_dataloader, 'dataset', None)
         source_meta = dict(
@@ -194,6 +220,8 @@ class ReparamHook(Hook):
                 best = safe_torch_load(path)
                 sources.append((f'deploy_{osp.basename(path)}', path,
                                 checkpoint_state_dict(best), best.get('meta')))
+        # Deploy code loads only here, when there is something to ship.
+        from ...deploy.artifacts import save_verified_deploy
         for filename, source, state_dict, meta in sources:
             weights = copy.deepcopy(model)
             weights.load_state_dict(state_dict)

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.registry import init_default_scope
 
-from .errors import CheckpointError, ConfigError, UserError
+from ..errors import CheckpointError, ConfigError, UserError
 
 _PROBE_SIZE = 64  # any size that survives the backbone's total stride
 
@@ -172,58 +172,33 @@ def _has_reparam_hook(cfg) -> bool:
 def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
     """Raise unless ``filename`` can be loaded into the model of ``cfg``.
 
-    mmengine's Runner loads non-strictly: a checkpoint of another arch only
-    logs "size mismatch" warnings, and then tests random weights (exit 0)
-    or dies in the optimizer's ``load_state_dict``. This reads the file
-    once (weights-only, see :func:`mmseg_repvgg.compat.safe_torch_load`)
-    and decides with :func:`mmseg_repvgg.deploy.artifacts.fit_to_checkpoint`
-    (the decision the ReparamHook and ``load_segmentor`` make) against the
-    model built on the meta device.
+    Reads the file once (weights-only,
+    :func:`~mmseg_repvgg.checkpoint.safe_torch_load`) and applies
+    :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits`, the rule the
+    ReparamHook applies when the Runner loads it, to the model built on the
+    meta device: the same answer, before the dataloaders are built.
 
     Args:
         cfg (Config): The complete config.
         filename (str): The checkpoint.
-        purpose (str): 'test' (every key must match; a deploy checkpoint is
-            fine where the ReparamHook fuses the model to it), 'resume'
-            (every key must match, train-time only) or 'load_from'
-            (fine-tuning: the backbone's keys must match, the heads may
-            differ, e.g. in their number of classes).
+        purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
 
     Raises:
-        CheckpointError: Naming the file and what does not fit.
+        CheckpointError: Naming the file, what does not fit and the fix.
     """
-    from .compat import safe_torch_load
-    from .deploy.artifacts import (checkpoint_state_dict, fit_to_checkpoint,
-                                   is_deploy_checkpoint)
+    from ..checkpoint import check_checkpoint_fits as rule
+    from ..checkpoint import safe_torch_load
     checkpoint = safe_torch_load(filename)
-    if not isinstance(checkpoint, dict) or not isinstance(
-            checkpoint.get('state_dict', checkpoint), dict):
-        raise CheckpointError(
-            f'{filename}: not a model checkpoint (no state_dict); pass a '
-            'checkpoint saved by tools/train.py or tools/reparam.py')
-    if is_deploy_checkpoint(checkpoint) and purpose != 'test':
-        raise CheckpointError(
-            f'{filename} is a deploy checkpoint (branches fused, BatchNorms '
-            f'folded) and cannot be trained from; for {purpose} pass the '
-            'train-time checkpoint it was made from (WORK_DIR/epoch_N.pth)')
+    # None when it cannot be built on the meta device: then only the
+    # checkpoint itself is checked (the Runner's build will say the rest).
     model = _model_on_meta(cfg.model)
-    if model is None:
-        return
-    if purpose == 'load_from':  # compare the backbone alone
-        backbone = model.backbone
-        model = torch.nn.Module()
-        model.backbone = backbone
-        checkpoint = {
-            k: v
-            for k, v in checkpoint_state_dict(checkpoint).items()
-            if k.startswith('backbone.')
-        }
     # At test the ReparamHook shapes the model to a fused checkpoint (as
     # here); without it, or for training, the model stays as configured.
-    fit_to_checkpoint(
+    rule(
         model,
         checkpoint,
         filename,
+        purpose,
         reshape=purpose == 'test' and _has_reparam_hook(cfg))
 
 
@@ -240,8 +215,8 @@ def check_pretrained_exists(model_cfg: dict) -> None:
         CheckpointError: Naming the file, where to get it and how to train
             without it.
     """
-    from .checkpoint.loading import missing_weights_help
-    from .models.backbones.repvgg import PRETRAINED_TYPES
+    from ..checkpoint.loading import missing_weights_help
+    from ..models.backbones.repvgg import PRETRAINED_TYPES
     backbone = model_cfg.get('backbone') or {}
     paths = [model_cfg.get('pretrained')]
     paths += [

@@ -154,6 +154,11 @@ def lowres_psp_heads(model: nn.Module) -> List[str]:
                                              for stage in module.psp_modules)
         module.bottleneck = LowResPSPBottleneck(
             module.bottleneck, in_channels, module.psp_modules.align_corners)
-        module.__class__ = LowResPSPHead  # same state, one method differs
+        # The one class switch of this layer, kept on purpose: the heads
+        # differ in one method and share every attribute, and a built
+        # PSPHead cannot be built again (mmseg keeps no config of its
+        # losses, sampler and init), so a new head would copy all its
+        # state by hand. LowResPSPHead adds no attribute of its own.
+        module.__class__ = LowResPSPHead
         switched.append(name)
     return switched

@@ -26,7 +26,7 @@ from mmengine.runner import find_latest_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import digit_version
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 def _numpy_globals():

@@ -18,7 +18,7 @@ from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Set by torchrun (tools/dist_train.sh, tools/dist_test.sh).
 TORCHRUN_ENV = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',

@@ -18,10 +18,10 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from .compat import route_checkpoint_loading
-from .config_io import CONFIGS_HINT, load_config  # noqa: F401
+from ..checkpoint.safe_load import route_checkpoint_loading
+from ..errors import CheckpointError, ConfigError
+from .config import CONFIGS_HINT, load_config  # noqa: F401
 from .cpu_dist import setup_cpu_distributed
-from .errors import CheckpointError, ConfigError
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -220,13 +220,14 @@ def build_runner(cfg: Config, launcher: str) -> Runner:
     """Build mmengine's Runner (or the config's ``runner_type``).
 
     The checkpoint to load or resume from is read through the ``safe://``
-    scheme (:func:`mmseg_repvgg.compat.route_checkpoint_loading`): on torch
-    >= 2.6 mmengine's own local loader refuses mmengine's checkpoints.
+    scheme (``route_checkpoint_loading`` of
+    :mod:`mmseg_repvgg.checkpoint.safe_load`): on torch >= 2.6 mmengine's
+    own local loader refuses mmengine's checkpoints.
 
     Args:
         cfg (Config): The complete config (checked: call it last).
         launcher (str): The ``--launcher``; CPU-only distributed runs are
-            prepared first (:mod:`mmseg_repvgg.cpu_dist`).
+            prepared first (:mod:`mmseg_repvgg.cli.cpu_dist`).
     """
     route_checkpoint_loading(cfg)
     cfg.launcher = launcher

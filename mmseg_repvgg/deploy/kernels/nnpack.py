@@ -2,19 +2,20 @@
 
 torch's ``torch._nnpack_spatial_convolution`` calls NNPACK's
 ``nnp_convolution_inference`` with the ``compute`` strategy: every call
-transforms the whole kernel again (NNPACK's profile: 19 ms of a 512-channel
-3x3 conv's ~100 ms at 64x128 on a 2-core AVX2 EPYC), and it has no fused
-activation. NNPACK itself can transform a kernel once (``precompute``)
-and run every later call on that transform (``reuse``), with ReLU applied
-in its output transform. torch ships NNPACK inside ``libtorch_cpu`` with
-that function exported, so this module calls it through ``ctypes`` --
-NNPACK's kernels, torch's copy of them; what is written here is only the
-binding (argument structs, a 64-byte aligned buffer per transform, a
-reused workspace).
+transforms the whole kernel again, a large share of a wide conv's work, and
+it has no fused activation. NNPACK itself can transform a kernel once
+(``precompute``) and run every later call on that transform (``reuse``),
+with ReLU applied in its output transform. torch ships NNPACK inside
+``libtorch_cpu`` with that function exported, so this module calls it
+through ``ctypes`` -- NNPACK's kernels, torch's copy of them; what is
+written here is only the binding (argument structs, a 64-byte aligned
+buffer per transform, a reused workspace).
 
-The binding is checked once per process (:func:`c_api_problem`) on small
-convs against ``F.conv2d``; where the library, the symbol or the answer is
-missing or wrong, callers fall back to torch's op (see :mod:`.winograd`).
+The binding is private to torch's build: a changed struct or signature
+would crash the process rather than raise. :func:`check_c_api` compares
+small convs with ``F.conv2d``; :func:`.guard.c_api_problem` runs it in a
+child process first, and callers fall back to torch's op where it fails.
+This module imports only torch, so that the child can load it alone.
 """
 import ctypes
 import functools
@@ -280,14 +281,14 @@ def _run_images(x: Tensor, out: Tensor, transform: KernelTransform,
                   out[i, g * cout].data_ptr(), workspace.ptr, size, relu)
 
 
-@functools.lru_cache(maxsize=None)
-def c_api_problem() -> Optional[str]:
+def check_c_api() -> Optional[str]:
     """Why NNPACK's C entry point cannot be used here, or None if it can.
 
-    Checked once per process (``c_api_problem.cache_clear()`` forgets):
-    the library and its symbols load, NNPACK initializes, and small convs
+    The library and its symbols load, NNPACK initializes, and small convs
     (odd sizes, two paddings, two groups, with and without ReLU, a missing
-    bias) match ``F.conv2d`` within :data:`TOLERANCE`.
+    bias) match ``F.conv2d`` within :data:`TOLERANCE`. Call it through
+    :func:`.guard.c_api_problem` (child process first, cached per process):
+    a wrong binding may crash instead of returning.
     """
     try:
         _api()

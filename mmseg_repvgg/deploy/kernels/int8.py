@@ -18,21 +18,23 @@ best. The scheme is the usual post-training one:
 
 Written by hand, as a thin layer over the oneDNN operators that inductor's
 own x86 int8 lowering emits (``onednn.qconv_prepack``,
-``onednn.qconv_pointwise``): torch's maintained quantization flow (PT2E
-with the X86 quantizer) lives in torchao, which this project does not
-install, and it needs ``torch.compile``. It stays in PyTorch, so it
-composes with the low-res PSP head and runs mmseg's own inference (slide
-mode, the config's evaluator) with no export.
+``onednn.qconv_pointwise``, called only in :mod:`.onednn_int8` and checked
+by :func:`.guard.int8_problem` before first use): torch's maintained
+quantization flow (PT2E with the X86 quantizer) lives in torchao, which
+this project does not install, and it needs ``torch.compile``. It stays
+in PyTorch, so it composes with the low-res PSP head and runs mmseg's own
+inference (slide mode, the config's evaluator) with no export.
 """
 import copy
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
-from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .machine import machine
+from ...errors import ConfigError
+from ..machine import machine
+from . import guard, onednn_int8
+from .relu import relu_followers
 
 #: Convs with fewer multiply-adds per output than this stay fp32: the image
 #: conv (3 channels x 3 x 3 = 27), which is both cheap and the most
@@ -45,13 +47,27 @@ KEEP_FP32 = ('conv_seg', )
 Range = Tuple[float, float]
 
 
+def _why_not() -> Optional[str]:
+    """Why int8 convs cannot run here (the machine, then the ops' check,
+    whose failure is logged once), or None."""
+    reason = machine().why_not('int8', 'cpu')
+    if reason:
+        return reason
+    problem = guard.int8_problem()
+    if guard.usable('int8', "oneDNN's int8 conv ops", problem,
+                    'the int8 forms are unavailable'):
+        return None
+    return f"oneDNN's int8 conv ops are not usable here ({problem})"
+
+
 def int8_supported() -> bool:
-    """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs)."""
-    return machine().native('int8', 'cpu')
+    """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs) and
+    its ops pass their check (:func:`.guard.int8_problem`)."""
+    return _why_not() is None
 
 
 def _check_supported() -> None:
-    reason = machine().why_not('int8', 'cpu')
+    reason = _why_not()
     if reason:
         raise ConfigError(f'{reason}; use fp32 here')
 
@@ -134,9 +150,10 @@ class Int8Conv2d(nn.Module):
         self.attr = 'relu' if relu else 'none'
         # oneDNN's blocked layout of the weight, made once (as inductor's
         # freezing does); an opaque tensor, so not a buffer.
-        self.packed_weight = torch.ops.onednn.qconv_prepack(
-            qweight, scales, self.input_scale, self.input_zero_point,
-            *self._geometry(), None)
+        self.packed_weight = onednn_int8.prepack(qweight, scales,
+                                                 self.input_scale,
+                                                 self.input_zero_point,
+                                                 self._geometry())
 
     def _geometry(self) -> Tuple[List[int], List[int], List[int], int]:
         return (list(self.stride), list(self.padding), list(self.dilation),
@@ -164,10 +181,10 @@ class Int8Conv2d(nn.Module):
 
     def conv_quantized(self, q: Tensor) -> Tensor:
         """The kernel alone, on :meth:`quantize_input`'s output."""
-        return torch.ops.onednn.qconv_pointwise(
-            q, self.input_scale, self.input_zero_point, self.packed_weight,
-            self.weight_scale, self.weight_zero_point, self.bias,
-            *self._geometry(), 1.0, 0, torch.float32, self.attr, [], '')
+        return onednn_int8.qconv(q, self.input_scale, self.input_zero_point,
+                                 self.packed_weight, self.weight_scale,
+                                 self.weight_zero_point, self.bias,
+                                 self._geometry(), self.attr)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, '
@@ -241,25 +258,6 @@ def calibrate_activation_ranges(
     return ranges
 
 
-def _relu_followers(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
-    """``{conv name: (parent, name of its ReLU)}`` where the parent runs
-    exactly ``relu(conv(x))``: a fused RepVGG block, or a ConvModule whose
-    norm has been folded (``conv -> act`` with nothing between)."""
-    pairs = {}
-    for name, module in model.named_modules():
-        prefix = f'{name}.' if name else ''
-        if (getattr(module, 'deploy', False)
-                and hasattr(module, 'branch_reparam')
-                and isinstance(getattr(module, 'act', None), nn.ReLU)):
-            pairs[f'{prefix}branch_reparam'] = (module, 'act')
-        elif (isinstance(module, ConvModule) and module.with_activation
-              and isinstance(module.activate, nn.ReLU) and
-              (not module.with_norm or isinstance(module.norm, nn.Identity))
-              and module.order.index('act') > module.order.index('conv')):
-            pairs[f'{prefix}conv'] = (module, 'activate')
-    return pairs
-
-
 def quantize_int8(
         model: nn.Module,
         ranges: Dict[str, Range],
@@ -284,14 +282,13 @@ def quantize_int8(
     if not ranges:
         raise ConfigError('no conv was calibrated: nothing to run in int8')
     model = model if inplace else copy.deepcopy(model)
-    followers = _relu_followers(model)
-    modules = dict(model.named_modules())
+    followers = relu_followers(model)
     for name, input_range in ranges.items():
-        parent_name, _, child = name.rpartition('.')
-        parent = modules[parent_name] if parent_name else model
         relu = name in followers
-        setattr(parent, child,
-                Int8Conv2d(modules[name], input_range, relu, activation_bits))
+        model.set_submodule(
+            name,
+            Int8Conv2d(
+                model.get_submodule(name), input_range, relu, activation_bits))
         if relu:
             owner, act = followers[name]
             setattr(owner, act, nn.Identity())

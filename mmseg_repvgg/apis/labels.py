@@ -1,0 +1,104 @@
+"""What a prediction's labels mean: the classes and palette to draw with,
+and Cityscapes label IDs for the test server.
+
+Both are written by hand. mmseg's ``MMSegInferencer`` takes the classes
+from the checkpoint's meta only and otherwise falls back to Cityscapes'
+(whatever the model's class count); :func:`dataset_meta` also looks at the
+config's test dataset and checks the count. mmseg has no train ID -> label
+ID table; cityscapesscripts has it, and :func:`train_id_to_label_id` turns
+it into a lookup array.
+"""
+from typing import List, Optional, Sequence
+
+import numpy as np
+from mmengine.config import Config
+from mmseg.registry import DATASETS
+
+from ..deploy.calibration import eval_dataset_cfg
+from ..errors import ConfigError
+
+
+def _default_palette(num_classes: int) -> List[List[int]]:
+    """The colours mmseg's BaseSegDataset draws for classes without any."""
+    rng = np.random.RandomState(42)
+    return rng.randint(0, 255, size=(num_classes, 3)).tolist()
+
+
+def dataset_meta(cfg: Config,
+                 checkpoint: dict,
+                 num_classes: Optional[int] = None) -> dict:
+    """The classes and palette to draw with, as mmseg's ``init_model``
+    finds them.
+
+    In order: the checkpoint's ``meta['dataset_meta']`` (what the Runner
+    saves), the config's test dataset ``metainfo``, the ``METAINFO`` of its
+    dataset class in mmseg's DATASETS (Cityscapes' for
+    CityscapesDataset and its subclasses), else numbered classes. A
+    missing or mis-sized palette is drawn as mmseg's datasets do.
+
+    Args:
+        cfg (Config): The config.
+        checkpoint (dict): The loaded checkpoint.
+        num_classes (int, optional): The model's output channels; classes
+            of another count are not this model's and are skipped.
+
+    Returns:
+        dict: ``classes`` (tuple of str) and ``palette`` (list of RGB).
+    """
+    dataset = eval_dataset_cfg(cfg)
+    dataset_type = dataset.get('type')
+    if isinstance(dataset_type, str):
+        dataset_type = DATASETS.get(dataset_type)
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    found = [
+        (meta or {}).get('dataset_meta') or {},
+        dataset.get('metainfo') or {},
+        getattr(dataset_type, 'METAINFO', None) or {},
+    ]
+    for candidate in found:
+        classes = candidate.get('classes')
+        if classes and num_classes in (None, len(classes)):
+            palette = candidate.get('palette')
+            break
+    else:
+        classes = [str(i) for i in range(num_classes or 0)]
+        palette = None
+    if not classes:
+        raise ConfigError('cannot tell the classes: the checkpoint has no '
+                          "meta['dataset_meta'] and the config's test "
+                          'dataset no metainfo')
+    if not palette or len(palette) != len(classes):
+        palette = _default_palette(len(classes))
+    return dict(
+        classes=tuple(classes), palette=[list(map(int, c)) for c in palette])
+
+
+def train_id_to_label_id(classes: Sequence[str]) -> np.ndarray:
+    """A lookup table from train IDs to Cityscapes label IDs.
+
+    The Cityscapes test server wants label IDs (road 7, car 26); the
+    models predict train IDs (road 0, car 13). The table is
+    cityscapesscripts' ``trainId2label``.
+
+    Args:
+        classes (Sequence[str]): The model's classes; they must be the 19
+            Cityscapes train classes in train ID order.
+
+    Returns:
+        np.ndarray: uint8 array of 256; entry ``t`` is train ID t's label
+        ID.
+
+    Raises:
+        ConfigError: The classes are not Cityscapes'.
+    """
+    from cityscapesscripts.helpers.labels import trainId2label
+    names = [trainId2label[i].name for i in range(19)]
+    if [c.lower() for c in classes] != names:
+        raise ConfigError(
+            '--label-ids maps Cityscapes train IDs to label IDs, but the '
+            f'model\'s classes are not the 19 Cityscapes classes '
+            f'({", ".join(list(classes)[:4])}, ...); drop --label-ids')
+    table = np.zeros(256, np.uint8)  # anything else: 0, 'unlabeled'
+    for train_id in range(19):
+        table[train_id] = trainId2label[train_id].id
+    return table

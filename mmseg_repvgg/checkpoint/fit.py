@@ -1,0 +1,215 @@
+"""Does this checkpoint fit this model? The one rule, and strict loading.
+
+mmengine's Runner loads checkpoints non-strictly and only warns, so a
+checkpoint of the wrong form (a train-time checkpoint given to a deploy
+config, or the reverse) or of another arch would be scored with random
+weights and exit 0. Every place that loads a segmentor checkpoint decides
+with :func:`check_checkpoint_fits`: the tools before the Runner starts
+(:mod:`mmseg_repvgg.cli.checks`), :class:`~mmseg_repvgg.engine.ReparamHook`
+when any Runner loads one (mmseg's own ``tools/test.py`` included), and
+:func:`load_segmentor`.
+
+* A fused checkpoint (a deploy checkpoint, or one whose backbone alone is
+  fused) given to a train-time model converts exactly: the model is fused
+  to the checkpoint's form first (:func:`fit_to_checkpoint`).
+* A train-time checkpoint given to a model built in deploy form cannot be
+  converted here (the train-time heads' BatchNorms and the auxiliary head
+  have no place in it): one error naming the fix.
+* Anything else must match key for key and shape for shape.
+"""
+import re
+from typing import Dict, Optional, Tuple
+
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..errors import CheckpointError
+from ..models.fuse import FusionReport, fuse_segmentor
+from ..models.reparam import fusable_modules, reparameterize_model
+from .loading import key_differences
+from .safe_load import safe_torch_load
+
+#: ``meta`` key that marks a deploy checkpoint
+#: (:func:`mmseg_repvgg.deploy.artifacts.save_deploy_checkpoint`).
+DEPLOY_META_KEY = 'reparam'
+#: What a checkpoint is loaded for (see :func:`check_checkpoint_fits`).
+PURPOSES = ('test', 'resume', 'load_from')
+
+_FUSED_BLOCK = '.branch_reparam.'
+_TRAIN_TIME_BLOCK = '.branch_3x3.'
+
+
+def is_deploy_checkpoint(checkpoint: Dict) -> bool:
+    """Whether ``checkpoint`` is a deploy checkpoint (``meta['reparam']``)."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    return isinstance(meta, dict) and DEPLOY_META_KEY in meta
+
+
+def checkpoint_state_dict(checkpoint: Dict) -> Dict[str, Tensor]:
+    """The model weights of a checkpoint, without DDP's ``module.`` prefix."""
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+
+
+def _has_blocks(keys, marker: str) -> bool:
+    return any(marker in key for key in keys)
+
+
+def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
+                             source: str) -> None:
+    """Raise unless ``state_dict`` has exactly the model's keys and shapes.
+
+    The comparison is :func:`~mmseg_repvgg.checkpoint.key_differences`,
+    the one the backbone's pretrained loading uses.
+
+    Raises:
+        CheckpointError: Names a few missing, unexpected or resized keys.
+    """
+    missing, unexpected, resized = key_differences(model.state_dict(),
+                                                   state_dict)
+    problems = [
+        f'{len(keys)} {what} keys (e.g. {", ".join(sorted(keys)[:3])})'
+        for what, keys in (('missing', missing), ('unexpected', unexpected),
+                           ('resized', resized)) if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f'{source} does not match the model of this config: '
+            f'{"; ".join(problems)}. Use the config the checkpoint was made '
+            'with (for a deploy checkpoint: the .py written beside it)')
+
+
+def fit_to_checkpoint(model: nn.Module,
+                      checkpoint: Dict,
+                      source: str,
+                      reshape: bool = True) -> Optional[FusionReport]:
+    """Shape ``model`` to a fused ``checkpoint``, then check every key.
+
+    With ``reshape``, a deploy checkpoint fuses the whole segmentor
+    (:func:`~mmseg_repvgg.models.fuse_segmentor`) and one whose backbone
+    alone is fused (``branch_reparam`` keys) fuses the backbone.
+
+    Args:
+        model (nn.Module): The segmentor (unwrapped), possibly on the meta
+            device; changed in place when ``reshape``.
+        checkpoint (dict): The loaded checkpoint (or its state dict).
+        source (str): The checkpoint's name, for the message.
+        reshape (bool): Fuse the model to the checkpoint's form. False
+            where nothing will fuse it (no ReparamHook). Defaults to True.
+
+    Returns:
+        FusionReport | None: What fusing changed; None if nothing was fused.
+
+    Raises:
+        CheckpointError: Some key is missing, unexpected or resized.
+    """
+    state_dict = checkpoint_state_dict(checkpoint)
+    report = None
+    if reshape and is_deploy_checkpoint(checkpoint):
+        _, report = fuse_segmentor(model, inplace=True)
+    elif reshape and _has_blocks(state_dict, _FUSED_BLOCK):
+        report = FusionReport(blocks=fusable_modules(model))
+        reparameterize_model(model, inplace=True)
+    check_state_dict_matches(model, state_dict, source)
+    return report if report is not None and report.changed else None
+
+
+def _backbone_only(model: nn.Module,
+                   state_dict: Dict) -> Tuple[nn.Module, Dict]:
+    holder = nn.Module()
+    holder.backbone = model.backbone
+    return holder, {
+        k: v
+        for k, v in state_dict.items() if k.startswith('backbone.')
+    }
+
+
+def check_checkpoint_fits(model: Optional[nn.Module],
+                          checkpoint: Dict,
+                          source: str,
+                          purpose: str = 'test',
+                          reshape: bool = True) -> Optional[FusionReport]:
+    """The rule: may ``checkpoint`` be loaded into ``model`` for ``purpose``?
+
+    Args:
+        model (nn.Module, optional): The segmentor as the config builds it
+            (unwrapped; the meta device is fine). Fused in place when
+            ``reshape`` and the checkpoint is fused. None checks the
+            checkpoint alone.
+        checkpoint (dict): The loaded checkpoint.
+        source (str): Its name, for the messages.
+        purpose (str): ``'test'`` (every key must match), ``'resume'``
+            (every key must match, train-time only) or ``'load_from'``
+            (fine-tuning: the backbone's keys must match, the heads may
+            differ, e.g. in their number of classes).
+        reshape (bool): Fuse the model to a fused checkpoint (where a
+            ReparamHook does so when the Runner loads it).
+
+    Returns:
+        FusionReport | None: What fusing the model to the checkpoint changed.
+
+    Raises:
+        CheckpointError: One line naming the file, what does not fit and
+            the fix.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f'purpose must be one of {PURPOSES}, not {purpose}')
+    if not isinstance(checkpoint, dict) or not isinstance(
+            checkpoint.get('state_dict', checkpoint), dict):
+        raise CheckpointError(
+            f'{source}: not a model checkpoint (no state_dict); pass a '
+            'checkpoint saved by tools/train.py or tools/reparam.py')
+    state_dict = checkpoint_state_dict(checkpoint)
+    if is_deploy_checkpoint(checkpoint) and purpose != 'test':
+        raise CheckpointError(
+            f'{source} is a deploy checkpoint (branches fused, BatchNorms '
+            f'folded) and cannot be trained from; for {purpose} pass the '
+            'train-time checkpoint it was made from (WORK_DIR/epoch_N.pth)')
+    if model is None:
+        return None
+    if (_has_blocks(model.state_dict(), _FUSED_BLOCK)
+            and _has_blocks(state_dict, _TRAIN_TIME_BLOCK)):
+        raise CheckpointError(
+            f'{source} is a train-time checkpoint, but this config builds '
+            'the deploy form of the model (fused RepVGG blocks). Test it '
+            'with its training config (the ReparamHook fuses the model '
+            'after loading), or make a deploy checkpoint first: python '
+            f'tools/reparam.py TRAIN_CONFIG {source} OUT.pth, then use '
+            'OUT.pth with the OUT.py written beside it')
+    if purpose == 'load_from':
+        model, state_dict = _backbone_only(model, state_dict)
+        checkpoint = dict(state_dict=state_dict, meta=checkpoint.get('meta'))
+    return fit_to_checkpoint(model, checkpoint, source, reshape=reshape)
+
+
+def build_segmentor(cfg) -> nn.Module:
+    """Build ``cfg.model`` as mmseg's ``init_model`` does, without weights.
+
+    SyncBN becomes BN, as mmengine's Runner does when not distributed.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    return revert_sync_batchnorm(MODELS.build(cfg.model))
+
+
+def load_segmentor(cfg, checkpoint: str) -> Tuple[nn.Module, Dict]:
+    """Build the model of ``cfg`` shaped like ``checkpoint`` and load it.
+
+    A deploy checkpoint is loaded into the fused form of the model, so the
+    training config works as well as the deploy config; a checkpoint whose
+    backbone alone is fused into a model whose backbone is fused. Loading
+    is strict (:func:`check_checkpoint_fits` first).
+
+    Args:
+        cfg (Config): The config (training or deploy).
+        checkpoint (str): Path of the checkpoint.
+
+    Returns:
+        tuple[nn.Module, dict]: The model in eval mode and the checkpoint.
+    """
+    ckpt = safe_torch_load(checkpoint)
+    model = build_segmentor(cfg)
+    check_checkpoint_fits(model, ckpt, checkpoint)
+    model.load_state_dict(checkpoint_state_dict(ckpt), strict=True)
+    return model.eval(), ckpt

@@ -1,0 +1,133 @@
+"""What the runtime sessions share: export per input shape, then run.
+
+A session exports the segmentor (already in its form's structure) to ONNX
+at the input shape it is first asked for (a static graph, which both
+runtimes optimize best), optionally quantizes it with the runtime's own
+post-training tool, and runs it. Sessions are kept per input shape, so
+mmseg's slide inference (one crop size) and whole-image inference both
+work.
+
+Calibration batches are resized to the exported shape when they differ:
+the activation ranges a quantizer needs do not depend on the image size.
+"""
+import os.path as osp
+import tempfile
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import ConfigError
+from ..machine import machine
+from ..onnx_export import export_onnx
+
+Shape = Tuple[int, ...]
+
+
+def batches_at(calibration: Sequence[Tensor],
+               shape: Shape) -> List[np.ndarray]:
+    """Calibration batches as contiguous fp32 arrays of exactly ``shape``.
+
+    Args:
+        calibration (Sequence[Tensor]): Normalized NCHW batches.
+        shape (tuple): The exported input shape (N, C, H, W).
+
+    Returns:
+        list[np.ndarray]: Resized to H, W and split into batches of N;
+        a remainder smaller than N is dropped (a static graph takes N).
+    """
+    out = []
+    for batch in calibration:
+        if tuple(batch.shape[2:]) != tuple(shape[2:]):
+            batch = F.interpolate(
+                batch,
+                size=tuple(shape[2:]),
+                mode='bilinear',
+                align_corners=False)
+        for image in batch.split(shape[0]):
+            if image.shape[0] == shape[0]:
+                out.append(np.ascontiguousarray(image.float().numpy()))
+    return out
+
+
+class RuntimeSession(nn.Module):
+    """Base: export per shape, quantize if asked, run.
+
+    Subclasses set :attr:`name` (the form's ``runtime``) and implement
+    :meth:`_build` (a runtime session for one shape) and :meth:`_run`.
+
+    Args:
+        structure (nn.Module): The segmentor in the form's structure
+            (fused or not: the export fuses a copy).
+        int8 (bool): Quantize with the runtime's own tool.
+        calibration (Sequence[Tensor], optional): Normalized fp32 batches
+            for int8.
+        device (str): ``'cpu'`` (or ``'cuda'`` for onnxruntime's CUDA
+            provider).
+        workdir (str, optional): Where the model files go; a temporary
+            folder (removed with the session) by default.
+        threads (int, optional): Intra-op threads; torch's by default.
+    """
+
+    name = 'runtime'
+
+    def __init__(self,
+                 structure: nn.Module,
+                 int8: bool = False,
+                 calibration: Optional[Sequence[Tensor]] = None,
+                 device: str = 'cpu',
+                 workdir: Optional[str] = None,
+                 threads: Optional[int] = None):
+        super().__init__()
+        if int8 and not calibration:
+            raise ConfigError(f'the {self.name} int8 form needs calibration '
+                              'batches (e.g. --calibration-images 8)')
+        self.structure = structure
+        self.int8 = int8
+        self.calibration = list(calibration or [])
+        self.device = str(device)
+        self.threads = threads or torch.get_num_threads()
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix='mmseg_repvgg_')
+            workdir = self._tmp.name
+        self.workdir = workdir
+        self.sessions: Dict[Shape, object] = {}
+        self.files: Dict[Shape, str] = {}
+        self.notes: List[str] = []
+        if int8 and not machine().vnni:
+            self.notes.append(f'{self.name} int8: no VNNI on this CPU, so '
+                              'the quantizer avoids int16 saturation')
+
+    def _onnx_path(self, shape: Shape) -> str:
+        path = osp.join(self.workdir,
+                        f'{self.name}_{"x".join(map(str, shape))}.onnx')
+        export_onnx(self.structure, path, tuple(shape[2:]))
+        return path
+
+    def prepare(self, shape: Shape) -> None:
+        """Export (and quantize) for inputs of ``shape`` if not done yet."""
+        shape = tuple(shape)
+        if shape not in self.sessions:
+            self.sessions[shape] = self._build(shape)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        shape = tuple(inputs.shape)
+        self.prepare(shape)
+        array = np.ascontiguousarray(inputs.detach().float().cpu().numpy())
+        return torch.from_numpy(self._run(self.sessions[shape], array))
+
+    def weights_bytes(self) -> int:
+        """Size of the largest model file a session runs."""
+        return max((osp.getsize(p) for p in self.files.values()), default=0)
+
+    def _build(self, shape: Shape):
+        """The runtime's session for inputs of ``shape`` (records the
+        model file it runs in :attr:`files`)."""
+        raise NotImplementedError
+
+    def _run(self, session, array: np.ndarray) -> np.ndarray:
+        """``session`` on one input array; the logits as an array."""
+        raise NotImplementedError

@@ -1,0 +1,159 @@
+"""The guard in front of every private torch route the kernels call.
+
+Three routes are not public torch API: NNPACK's C entry point bound with
+``ctypes`` (:mod:`.nnpack`), ``torch._nnpack_spatial_convolution``
+(:mod:`.nnpack_op`) and oneDNN's int8 conv ops ``torch.ops.onednn.qconv_*``
+(:mod:`.onednn_int8`). A torch release may drop or change any of them, and
+a wrong struct layout or op schema crashes the process instead of raising.
+So a route is used only after, once per process and on its first use:
+
+1. its check (small convs against ``F.conv2d``) ran in a child process
+   (``sys.executable``, with a timeout) that loads only torch and the
+   route's module: a crash, a timeout, a non-zero exit or a failed check
+   there makes the route unusable here, and its caller falls back with one
+   log line (:func:`usable`);
+2. the same check passed in this process, which is what it calls (an op
+   may be replaced, NNPACK not initialized).
+
+The routes were checked on the torch versions in :data:`CHECKED_TORCH`. On
+another version they are still probed and used where the probe passes,
+with one log line saying so: the probe tests the behaviour itself, and
+refusing would fall back on every new torch until the tuple is updated.
+"""
+import functools
+import importlib
+import logging
+import os.path as osp
+import signal
+import subprocess
+import sys
+from typing import List, Optional, Set
+
+import torch
+from mmengine.logging import print_log
+
+#: torch versions (major.minor) the private routes were checked on.
+CHECKED_TORCH = ('2.13', )
+#: Seconds a child check may take (it imports torch first).
+PROBE_TIMEOUT_S = 120
+
+#: The keys that have logged their one line (routes, 'torch_version').
+_logged: Set[str] = set()
+
+# Loads the kernels folder as a package of its own ('_kernels'), so that
+# neither mmseg_repvgg nor mmseg is imported, then runs one check.
+_CHILD_CODE = '''
+import importlib, sys, types
+folder, module, function = sys.argv[1:4]
+package = types.ModuleType('_kernels')
+package.__path__ = [folder]
+sys.modules['_kernels'] = package
+problem = getattr(importlib.import_module('_kernels.' + module), function)()
+print('PROBLEM ' + problem if problem else 'OK', flush=True)
+'''
+
+
+def _child_command(module: str, function: str) -> List[str]:
+    return [
+        sys.executable, '-c', _CHILD_CODE,
+        osp.dirname(osp.abspath(__file__)), module, function
+    ]
+
+
+@functools.lru_cache(maxsize=None)
+def child_problem(module: str, function: str) -> Optional[str]:
+    """``module.function()`` (a check: None or a problem) run in a child
+    process; what went wrong there, or None. Cached per process."""
+    try:
+        result = subprocess.run(
+            _child_command(module, function),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return (f'its check did not finish within {PROBE_TIMEOUT_S} s in a '
+                'child process')
+    except OSError as error:
+        return f'its check could not start a child process ({error})'
+    lines = result.stdout.strip().splitlines()
+    if result.returncode < 0:
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f'signal {-result.returncode}'
+        return f'its check crashed a child process ({name})'
+    if result.returncode != 0 or not lines:
+        last = (result.stderr.strip().splitlines() or ['no output'])[-1]
+        return (f'its check exited with status {result.returncode} in a '
+                f'child process: {last}')
+    if lines[-1] == 'OK':
+        return None
+    return lines[-1].partition(' ')[2] or lines[-1]
+
+
+def torch_checked() -> bool:
+    """Whether this torch's major.minor is in :data:`CHECKED_TORCH`."""
+    version = torch.__version__.split('+')[0]
+    return '.'.join(version.split('.')[:2]) in CHECKED_TORCH
+
+
+def route_problem(module: str, function: str) -> Optional[str]:
+    """Why a private route is unusable here, or None: its check
+    ``module.function`` (a module of this folder), in a child process and
+    then in this one (see the module's docstring)."""
+    if not torch_checked() and 'torch_version' not in _logged:
+        _logged.add('torch_version')
+        print_log(
+            f'torch {torch.__version__}: the private kernel routes were '
+            f'checked on torch {", ".join(CHECKED_TORCH)}; each is probed '
+            'here and used only if its check passes',
+            logger='current',
+            level=logging.WARNING)
+    problem = child_problem(module, function)
+    if problem is not None:
+        return problem
+    return getattr(
+        importlib.import_module(f'.{module}', __package__), function)()
+
+
+@functools.lru_cache(maxsize=None)
+def nnpack_problem() -> Optional[str]:
+    """Why torch's NNPACK op is unusable here, or None (once per process;
+    ``nnpack_problem.cache_clear()`` forgets)."""
+    return route_problem('nnpack_op', 'check_torch_op')
+
+
+@functools.lru_cache(maxsize=None)
+def c_api_problem() -> Optional[str]:
+    """Why NNPACK's C entry point is unusable here, or None (once per
+    process; ``c_api_problem.cache_clear()`` forgets)."""
+    return route_problem('nnpack', 'check_c_api')
+
+
+@functools.lru_cache(maxsize=None)
+def int8_problem() -> Optional[str]:
+    """Why oneDNN's int8 conv ops are unusable here, or None (once per
+    process; ``int8_problem.cache_clear()`` forgets)."""
+    return route_problem('onednn_int8', 'check_qconv')
+
+
+def usable(key: str, what: str, problem: Optional[str],
+           consequence: str) -> bool:
+    """``problem`` is None; otherwise logs that ``what`` is not usable, why
+    and the consequence: one line per ``key`` and process.
+
+    Args:
+        key (str): Names the fallback (e.g. ``'nnpack'``).
+        what (str): The route, as the log line names it.
+        problem (str, optional): From one of the ``*_problem`` functions.
+        consequence (str): What runs instead.
+    """
+    if problem is None:
+        return True
+    if key not in _logged:
+        _logged.add(key)
+        print_log(
+            f'{what} is not usable ({problem}): {consequence}',
+            logger='current',
+            level=logging.WARNING)
+    return False

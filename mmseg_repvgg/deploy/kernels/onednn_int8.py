@@ -1,0 +1,102 @@
+"""The only calls of oneDNN's private int8 conv ops, and their check.
+
+``torch.ops.onednn.qconv_prepack`` and ``qconv_pointwise`` are the ops that
+inductor's x86 int8 lowering emits; they are registered by torch but not
+documented, and their schemas have changed between releases. A call that
+does not fit crashes the process (an NCHW uint8 input segfaults on torch
+2.13) instead of raising. :class:`~.int8.Int8Conv2d` calls them only
+here; :func:`check_qconv` runs two small int8 convs against ``F.conv2d``
+and :func:`.guard.int8_problem` runs it (child process first, once per
+process). This module imports only torch, so that the child can load it
+alone.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Relative error (Frobenius norm) :func:`check_qconv` allows: 7-bit
+#: inputs and per-channel int8 weights stay well inside it.
+CHECK_TOLERANCE = 0.03
+
+#: stride, padding, dilation, groups, as the ops take them.
+Geometry = Tuple[List[int], List[int], List[int], int]
+
+
+def prepack(qweight: Tensor, scales: Tensor, input_scale: float,
+            input_zero_point: int, geometry: Geometry) -> Tensor:
+    """oneDNN's blocked layout of an int8 weight (an opaque tensor)."""
+    return torch.ops.onednn.qconv_prepack(qweight, scales, input_scale,
+                                          input_zero_point, *geometry, None)
+
+
+def qconv(q: Tensor, input_scale: float, input_zero_point: int, packed: Tensor,
+          weight_scale: Tensor, weight_zero_point: Tensor,
+          bias: Optional[Tensor], geometry: Geometry, attr: str) -> Tensor:
+    """The int8 conv: a channels_last uint8 input, fp32 output.
+
+    Args:
+        q (Tensor): Quantized input viewed as uint8, channels_last.
+        input_scale (float): Its scale.
+        input_zero_point (int): Its zero point.
+        packed (Tensor): From :func:`prepack`.
+        weight_scale (Tensor): Per output channel.
+        weight_zero_point (Tensor): Per output channel (zeros).
+        bias (Tensor, optional): fp32.
+        geometry (tuple): stride, padding, dilation (lists), groups.
+        attr (str): ``'none'`` or ``'relu'`` (applied in the kernel).
+    """
+    return torch.ops.onednn.qconv_pointwise(q, input_scale, input_zero_point,
+                                            packed, weight_scale,
+                                            weight_zero_point, bias, *geometry,
+                                            1.0, 0, torch.float32, attr, [],
+                                            '')
+
+
+def _run_case(gen: torch.Generator, stride: int, groups: int,
+              relu: bool) -> Optional[str]:
+    weight = torch.randn(8, 16 // groups, 3, 3, generator=gen)
+    bias = torch.randn(8, generator=gen)
+    x = torch.rand(1, 16, 7, 9, generator=gen)
+    scales = weight.abs().amax(dim=(1, 2, 3)) / 127
+    qweight = torch.round(weight / scales.view(-1, 1, 1, 1)).clamp(-127, 127)
+    # Inputs in [0, 1] on levels 0..127: no int16 pair sum saturates on
+    # CPUs without VNNI, so the check holds on every x86 CPU.
+    scale = 1.0 / 127
+    q = torch.quantize_per_tensor(
+        x.contiguous(memory_format=torch.channels_last), scale, 0,
+        torch.quint8).view(torch.uint8)
+    geometry = ([stride] * 2, [1, 1], [1, 1], groups)
+    packed = prepack(qweight.to(torch.int8), scales, scale, 0, geometry)
+    out = qconv(q, scale, 0, packed, scales, torch.zeros(8, dtype=torch.long),
+                bias, geometry, 'relu' if relu else 'none')
+    ref = F.conv2d(x, weight, bias, stride, 1, 1, groups)
+    ref = ref.relu() if relu else ref
+    if not isinstance(out, Tensor) or out.shape != ref.shape:
+        return 'onednn.qconv_pointwise returned the wrong shape'
+    err = ((out.float() - ref).norm() / ref.norm()).item()
+    if not err < CHECK_TOLERANCE:
+        return (f'onednn.qconv_pointwise differs from F.conv2d by a relative '
+                f'error of {err:.2g} (bound {CHECK_TOLERANCE:g})')
+    return None
+
+
+def check_qconv() -> Optional[str]:
+    """Why oneDNN's int8 conv ops cannot run here, or None if they can.
+
+    Two small convs (one grouped and strided with ReLU) quantized as
+    :class:`~.int8.Int8Conv2d` quantizes, against ``F.conv2d``.
+    """
+    # Whether the ops exist at all is machine.py's question (asked
+    # first by the int8 layer); a missing op raises here like a broken one.
+    gen = torch.Generator().manual_seed(0)
+    for stride, groups, relu in ((1, 1, False), (2, 2, True)):
+        try:
+            with torch.inference_mode():
+                problem = _run_case(gen, stride, groups, relu)
+        except Exception as error:  # noqa: BLE001  (a private op may break)
+            return f'{type(error).__name__}: {error}'
+        if problem is not None:
+            return problem
+    return None

@@ -1,0 +1,196 @@
+"""How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape,
+and where the picks are kept.
+
+Which of direct and Winograd wins depends on the layer, the input shape,
+the CPU, the thread count and the torch build, so it is measured, not
+ruled. A measurement made afresh in every process would make each process
+depend on the machine's load at that moment, and two processes might run
+different kernels; so every pick is kept in an on-disk cache
+(``winograd.json`` under :func:`~mmseg_repvgg.deploy.cache.cache_dir`,
+written atomically), keyed by the machine's
+:meth:`~mmseg_repvgg.deploy.machine.Machine.fingerprint`, the layer's
+geometry, the NNPACK route and the input shape. A later process on the
+same machine reads it and times nothing. Picks can also be saved with a
+model and given back (:func:`~.winograd_convs.tuned_choices`,
+:func:`~.winograd_convs.apply_choices`).
+
+A pick that is reused is still checked once against direct at its first
+use (one more direct call, no timing): a Winograd result outside
+:data:`.nnpack.TOLERANCE` is rejected with one log line, as a measured one
+is.
+"""
+import functools
+import logging
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from mmengine.logging import print_log
+from torch import Tensor
+
+from ..cache import cache_path, read_cache, write_cache
+from ..machine import machine
+from .nnpack import TOLERANCE, norm_error
+
+#: The on-disk cache's file name (see :mod:`mmseg_repvgg.deploy.cache`).
+CACHE_NAME = 'winograd.json'
+
+#: Time spent timing one candidate at one shape: calls are repeated until
+#: ``_REPEATS`` timed calls (after one warm-up) or this budget is reached.
+_BUDGET_S = 0.06
+_REPEATS = 3
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """An input shape as a JSON key: ``(1, 8, 13, 19)`` -> ``'1x8x13x19'``.
+    """
+    return 'x'.join(str(int(n)) for n in shape)
+
+
+def parse_shape(text: str) -> Tuple[int, ...]:
+    """The inverse of :func:`shape_text`."""
+    return tuple(int(n) for n in text.split('x'))
+
+
+def time_calls(fn: Callable[[Tensor], Tensor],
+               x: Tensor) -> Tuple[float, Tensor]:
+    """Median milliseconds of ``fn(x)`` and its last output.
+
+    One warm-up call (oneDNN creates its primitive and NNPACK its
+    workspace then), then up to ``_REPEATS`` timed calls while within
+    ``_BUDGET_S``; a layer slower than the budget is timed by its single
+    (warm-up) call, so measuring costs about one call per candidate there.
+    """
+    times: List[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        out = fn(x)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        if len(times) > _REPEATS or t1 - start >= _BUDGET_S:
+            break
+    timed = times[1:] if len(times) > 1 else times
+    return statistics.median(timed) * 1000, out
+
+
+def _log_rejected(name: str, shape: Sequence[int], reason: str) -> None:
+    print_log(
+        f'WinogradConv2d: {name} rejected at input shape {tuple(shape)} '
+        f'({reason}); running direct',
+        logger='current',
+        level=logging.WARNING)
+
+
+def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
+    """Time and check every candidate of ``module`` at ``x``'s shape.
+
+    Args:
+        module (WinogradConv2d): The conv.
+        x (Tensor): Its input.
+
+    Returns:
+        tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry
+        (``choice``, ``ms`` per candidate, ``rejected`` where one failed)
+        and the output of the chosen candidate.
+    """
+    ms: Dict[str, float] = {}
+    rejected: Dict[str, str] = {}
+    outs: Dict[str, Tensor] = {}
+    for name in module.candidates:
+        try:
+            if name != 'direct':
+                # Made once for all shapes: not part of a call's time.
+                module.kernel_transform()
+            ms[name], outs[name] = time_calls(
+                functools.partial(module._run, name), x)
+        except Exception as error:  # noqa: BLE001
+            if name == 'direct':
+                raise
+            rejected[name] = f'{type(error).__name__}: {error}'
+            continue
+        if name != 'direct':
+            err = norm_error(outs[name], outs['direct'])
+            if not err < TOLERANCE:
+                rejected[name] = f'relative error {err:.2g}'
+                del ms[name], outs[name]
+    for name, reason in rejected.items():
+        _log_rejected(name, x.shape, reason)
+    choice = min(outs, key=lambda name: ms[name])
+    entry = dict(choice=choice, ms=ms)
+    if rejected:
+        entry['rejected'] = rejected
+    return entry, outs[choice]
+
+
+def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
+    """Run a choice made elsewhere, checked once against direct.
+
+    Args:
+        module (WinogradConv2d): The conv.
+        x (Tensor): Its input.
+        entry (dict): ``choice`` and optionally ``ms`` (as measured then).
+        source (str): Where it came from, kept in the entry: ``'saved'``
+            or ``'cache'``.
+
+    Returns:
+        tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry
+        and the output.
+    """
+    choice = entry['choice']
+    entry = dict(choice=choice, ms=dict(entry.get('ms', {})), source=source)
+    if choice == 'direct':
+        return entry, module._run('direct', x)
+    try:
+        out = module._run(choice, x)
+        ref = module._run('direct', x)
+    except Exception as error:  # noqa: BLE001
+        reason = f'{type(error).__name__}: {error}'
+    else:
+        err = norm_error(out, ref)
+        if err < TOLERANCE:
+            return entry, out
+        reason = f'relative error {err:.2g}'
+    _log_rejected(choice, x.shape, reason)
+    entry.update(choice='direct', rejected={choice: reason})
+    return entry, module._run('direct', x)
+
+
+def _layer_key(module) -> str:
+    """What, besides the machine and the input shape, decides the pick."""
+    return (f'{module.in_channels}>{module.out_channels} g{module.groups} '
+            f'd{shape_text(module.dilation)} p{shape_text(module.padding)} '
+            f'bias{int(module.bias is not None)} relu{int(module.relu)} '
+            f'{module.route}')
+
+
+#: Cache contents per file, read once per process: layers are looked up
+#: one by one, and an unreadable file must log one line, not one per layer.
+_loaded: Dict[str, dict] = {}
+
+
+def _entries() -> dict:
+    """This machine's entries in the cache (a dict to update in place)."""
+    path = cache_path(CACHE_NAME)
+    if path not in _loaded:
+        _loaded[path] = read_cache(CACHE_NAME)
+    entries = _loaded[path].get(machine().fingerprint())
+    if not isinstance(entries, dict):
+        entries = _loaded[path][machine().fingerprint()] = {}
+    return entries
+
+
+def lookup(module, shape: Sequence[int]) -> Optional[dict]:
+    """The cached entry (``choice``, ``ms``) of ``module`` at ``shape`` on
+    this machine, or None."""
+    found = _entries().get(f'{_layer_key(module)}|{shape_text(shape)}')
+    if isinstance(found, dict) and found.get('choice') in module.candidates:
+        return found
+    return None
+
+
+def store(module, shape: Sequence[int], entry: dict) -> None:
+    """Add a measured entry to the cache and write it (atomically)."""
+    _entries()[f'{_layer_key(module)}|{shape_text(shape)}'] = dict(
+        choice=entry['choice'], ms=entry['ms'])
+    write_cache(CACHE_NAME, _loaded[cache_path(CACHE_NAME)])
