@@ -40,10 +40,21 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(
-        importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+def lazy_exports(package: str, exports: dict):
+    """A module ``__getattr__`` (PEP 562) that imports ``exports[name]``,
+    a submodule of ``package``, when ``name`` is first looked up."""
+    namespace = importlib.import_module(package).__dict__
+
+    def getattr_(name):
+        if name not in exports:
+            raise AttributeError(
+                f'module {package!r} has no attribute {name!r}')
+        value = getattr(
+            importlib.import_module(f'.{exports[name]}', package), name)
+        namespace[name] = value  # later lookups skip this function
+        return value
+
+    return getattr_
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

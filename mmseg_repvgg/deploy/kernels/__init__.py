@@ -29,7 +29,7 @@ modules :mod:`.nnpack`, :mod:`.nnpack_op`, :mod:`.onednn_int8`,
 :mod:`.tuning` and :mod:`.guard` as a whole, are this layer's own. The
 names below are its public API; each loads its module on first use.
 """
-import importlib
+from .. import lazy_exports
 
 #: Public name -> the submodule that defines it (loaded on first access).
 _EXPORTS = {
@@ -50,11 +50,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(
-        importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
