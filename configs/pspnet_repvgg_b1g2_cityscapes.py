@@ -8,6 +8,6 @@ model = dict(
         strides=(2, 2, 1, 1),
         dilations=(1, 1, 2, 4),
         dilated_blocks=None,  # every block of the dilated stages
-        init_cfg=dict(checkpoint='checkpoints/RepVGG-B1g2-train.pth')),
+        init_cfg=dict(checkpoint='mmpretrain://repvgg-B1g2')),
     decode_head=dict(in_channels=2048),  # B1g2 widths: 128/256/512/2048
     auxiliary_head=dict(in_channels=512))

@@ -235,7 +235,8 @@ def test_missing_file_says_where_to_get_weights(tmp_path):
     message = str(info.value)
     # The conversion writes the file the model was told to read.
     for hint in ('not found', 'RepVGG-B2-train.pth', 'DingXiaoH/RepVGG',
-                 'repvgg_b2.rvgg_in1k', 'python tools/convert_checkpoint.py '
+                 "'mmpretrain://repvgg-B2'", "'timm://repvgg_b2.rvgg_in1k'",
+                 'python tools/convert_checkpoint.py '
                  f'SRC {tmp_path / "repvgg_b2.pth"} --arch B2'):
         assert hint in message
 

@@ -16,6 +16,8 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
+from mmseg_repvgg.checkpoint.download import (MMPRETRAIN_FILES,
+                                              mmpretrain_name, resolve)
 from mmseg_repvgg.errors import CheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
@@ -80,8 +82,7 @@ def test_pspnet_variants(name):
     assert backbone.dilated_blocks == dilated_blocks
     assert backbone.norm_cfg.type == 'SyncBN'
     assert backbone.init_cfg == dict(
-        type='RepVGGPretrained',
-        checkpoint=f'checkpoints/RepVGG-{arch}-train.pth')
+        type='RepVGGPretrained', checkpoint=f'mmpretrain://repvgg-{arch}')
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert (cfg.model.decode_head.type, cfg.model.decode_head.in_index,
             cfg.model.decode_head.in_channels) == ('PSPHead', 3, last)
@@ -89,6 +90,17 @@ def test_pspnet_variants(name):
             cfg.model.auxiliary_head.in_channels) == ('FCNHead', 2, third)
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
     assert dict(type='ReparamHook', save_deploy=True) in cfg.custom_hooks
+
+
+@pytest.mark.parametrize('name', [*REPVGG_PSPNET, *DROP_IN])
+def test_repvgg_configs_fetch_the_weights_of_their_arch(name):
+    """Resolved offline: the published file of the backbone's arch."""
+    backbone = load(name).model.backbone
+    assert backbone.init_cfg.checkpoint == mmpretrain_name(backbone.arch)
+    remote = resolve(backbone.init_cfg.checkpoint)
+    assert remote.filename == MMPRETRAIN_FILES[backbone.arch][0]
+    assert remote.url.startswith('https://download.openmmlab.com/')
+    assert remote.hash_prefix and remote.hash_prefix in remote.filename
 
 
 def test_fast_variant_dilates_only_the_last_five_layers():
@@ -203,7 +215,11 @@ def test_drop_in_heads_train_a_step(name):
 def test_missing_pretrained_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     cfg = load('pspnet_repvgg_b2_cityscapes.py')
-    cfg.merge_from_dict({'model.backbone.arch': TINY_ARCH})
+    local = 'checkpoints/RepVGG-B2-train.pth'
+    cfg.merge_from_dict({
+        'model.backbone.arch': TINY_ARCH,
+        'model.backbone.init_cfg.checkpoint': local
+    })
     init_default_scope('mmseg')
     backbone = MODELS.build(cfg.model.backbone)
     with pytest.raises(CheckpointError, match='RepVGG-B2-train.pth') as err:

@@ -56,6 +56,9 @@ CASES = [
     ('train', 'pretrained backbone file missing',
      f'{PAPER} --work-dir $TMP/work --cfg-options '
      'model.backbone.init_cfg.checkpoint=$TMP/RepVGG-B1g2-train.pth'),
+    ('train', 'pretrained weights name unknown',
+     f'{PAPER} --work-dir $TMP/work --cfg-options '
+     'model.backbone.init_cfg.checkpoint=mmpretrain://repvgg-B7'),
     ('train', 'data root missing', '$TOY --work-dir $TMP/work --cfg-options '
      'train_dataloader.dataset.data_root=$TMP/no_data'),
     ('train', 'work dir cannot be created',

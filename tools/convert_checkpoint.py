@@ -2,12 +2,16 @@
 
 Reads official (``RepVGG-B2-train.pth``), mmpretrain, timm
 (``model.safetensors`` / ``pytorch_model.bin``) and our own checkpoints,
-train-time or fused, and writes ``{'state_dict', 'meta'}`` in our layout,
-train-time or (``--deploy``) fused. The result is verified by loading it
+train-time or fused, from a local file, a URL or a name such as
+``mmpretrain://repvgg-B2`` (downloaded once into torch's hub cache), and
+writes ``{'state_dict', 'meta'}`` in our layout, train-time or
+(``--deploy``) fused. The result is verified by loading it
 strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
 
     python tools/convert_checkpoint.py RepVGG-B2-train.pth \\
         checkpoints/RepVGG-B2-train.pth --arch B2
+    python tools/convert_checkpoint.py mmpretrain://repvgg-B2 \\
+        checkpoints/repvgg-B2-deploy.pth --arch B2 --deploy
 """
 import argparse
 import json
@@ -39,8 +43,11 @@ def main(argv=None):
         description='Convert a RepVGG checkpoint (official, mmpretrain, timm '
         'or ours; train-time or fused) to our layout.')
     parser.add_argument(
-        'src', help='source checkpoint (.pth, .bin, '
-        '.safetensors)')
+        'src',
+        help='source checkpoint: a local .pth, .bin or .safetensors file, an '
+        'http(s) URL, or mmpretrain://repvgg-ARCH or '
+        'timm://repvgg_arch.rvgg_in1k (downloaded once into torch\'s hub '
+        'cache)')
     parser.add_argument('dst', help='destination .pth')
     parser.add_argument(
         '--arch',

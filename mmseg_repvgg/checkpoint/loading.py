@@ -22,61 +22,39 @@ from mmengine.logging import print_log
 from ..atomic_io import atomic_path
 from ..errors import CheckpointError
 from ..models.backbones.repvgg import RepVGG, RepVGGBlock
+from .download import fetch_checkpoint, is_remote, missing_weights_help
 from .layouts import (FUSED_PREFIX, block_name, detect_layout, few_keys,
                       flatten_ours, normalize_state_dict, to_ours_keys)
 from .safe_load import safe_torch_load
 
-#: Archs of timm's ``repvgg_*.rvgg_in1k`` weights (timm has no g2 archs).
-TIMM_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g4', 'B2', 'B2g4', 'B3', 'B3g4')
-
-
-def missing_weights_help(path: str, arch: Optional[str] = None) -> str:
-    """How to get the ImageNet weights a config reads from ``path``.
-
-    Args:
-        path (str): The missing file; the conversion writes it, so the
-            config finds it there.
-        arch (str, optional): The backbone's arch name. Defaults to None
-            (B2 as the example, ``ARCH`` in the command).
-
-    Returns:
-        str: Where to download them and the command that converts them.
-    """
-    example = arch or 'B2'
-    timm = (f" or timm's repvgg_{example.lower()}.rvgg_in1k "
-            '(model.safetensors or pytorch_model.bin from the Hugging Face '
-            'hub)' if example in TIMM_ARCHS else '')
-    return ('Get ImageNet weights first: an official train-time checkpoint '
-            f'such as RepVGG-{example}-train.pth (DingXiaoH/RepVGG release, '
-            f'Google Drive links in its README){timm}, then convert it: '
-            f'python tools/convert_checkpoint.py SRC {path} '
-            f'--arch {arch or "ARCH"}')
-
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
-    """Read a checkpoint file safely: weights only, never arbitrary pickles.
+    """Read a checkpoint safely: weights only, never arbitrary pickles.
 
+    A URL or a name (``mmpretrain://repvgg-B2``) is downloaded once into
+    torch's hub cache (:mod:`.download`) and read as a local file.
     ``.safetensors`` files are read with the ``safetensors`` package; any
     other file with :func:`mmseg_repvgg.checkpoint.safe_load.safe_torch_load`.
 
     Args:
-        filename (str): A local file.
+        filename (str): A local file, URL or name.
         arch (str, optional): The arch it is for, named in the help when
             the file is missing. Defaults to None.
 
     Raises:
-        CheckpointError: A URL, a missing or unreadable file, or a pickle
-            holding anything but tensors and mmengine's metadata types.
+        CheckpointError: A missing, unreadable or undownloadable file, or a
+            pickle holding anything but tensors and mmengine's metadata types.
     """
     filename = os.fspath(filename)
-    if '://' in filename:
-        raise CheckpointError(
-            f'{filename}: only local checkpoint files are loaded (remote '
-            'pickles are untrusted and downloads may be unavailable); '
-            'download it and pass its path')
+    if is_remote(filename):
+        return fetch_checkpoint(filename, _read_file)
     if not osp.isfile(filename):
         raise CheckpointError(f'{filename}: checkpoint file not found. '
                               f'{missing_weights_help(filename, arch)}')
+    return _read_file(filename)
+
+
+def _read_file(filename: str) -> dict:
     if filename.endswith('.safetensors'):
         return _read_safetensors(filename)
     return safe_torch_load(filename, map_location='cpu')
@@ -379,7 +357,7 @@ def convert_file(src: str,
                     f'{dst}: verification failed at {key}; nothing written')
 
     meta = dict(
-        source=osp.basename(src),
+        source=src if is_remote(src) else osp.basename(src),
         source_layout=layout,
         arch=arch,
         deploy=deploy,

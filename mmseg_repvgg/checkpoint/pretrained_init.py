@@ -20,7 +20,9 @@ class RepVGGPretrained:
 
     Args:
         checkpoint (str): A local ``.pth``/``.bin`` (read weights-only) or
-            ``.safetensors`` file.
+            ``.safetensors`` file, an ``http(s)://`` URL, or a name such as
+            ``mmpretrain://repvgg-B2`` (:mod:`.download`): downloaded once
+            into torch's hub cache, then read as a local file.
         prefix (str, optional): Load only the keys under it, e.g.
             ``'backbone.'`` of a whole segmentor. Defaults to None.
         map_location (str): Accepted for ``PretrainedInit``'s signature;

@@ -206,7 +206,9 @@ def check_pretrained_exists(model_cfg: dict) -> None:
     """Raise if the backbone's pretrained checkpoint is a missing file.
 
     The Runner loads it only after the dataloaders are built (and also when
-    resuming, as it initializes weights before loading the checkpoint).
+    resuming, as it initializes weights before loading the checkpoint). A
+    RepVGG's URL or name is only resolved here (an unknown name fails
+    early); it is downloaded when the weights are loaded.
 
     Args:
         model_cfg (dict): The ``model`` part of a segmentor config.
@@ -215,7 +217,7 @@ def check_pretrained_exists(model_cfg: dict) -> None:
         CheckpointError: Naming the file, where to get it and how to train
             without it.
     """
-    from ..checkpoint.loading import missing_weights_help
+    from ..checkpoint.download import is_remote, missing_weights_help, resolve
     from ..models.backbones.repvgg import PRETRAINED_TYPES
     backbone = model_cfg.get('backbone') or {}
     paths = [model_cfg.get('pretrained')]
@@ -223,11 +225,14 @@ def check_pretrained_exists(model_cfg: dict) -> None:
         init.get('checkpoint') for init in _as_list(backbone.get('init_cfg'))
         if isinstance(init, dict) and init.get('type') in PRETRAINED_TYPES
     ]
+    repvgg = backbone.get('type') == 'RepVGG'
     for path in paths:
-        if not path or '://' in path or osp.isfile(path):
+        if path and repvgg and is_remote(path):
+            resolve(path)
+        if not path or is_remote(path) or osp.isfile(path):
             continue
         get = 'Download it or fix the path'
-        if backbone.get('type') == 'RepVGG':
+        if repvgg:
             arch = backbone.get('arch')  # a dict for a custom arch
             get = missing_weights_help(path,
                                        arch if isinstance(arch, str) else None)

@@ -15,14 +15,13 @@ repvgg_d8 = dict(
     out_indices=(0, 1, 2, 3),
     norm_cfg=dict(type='SyncBN', requires_grad=True),
     norm_eval=False,
-    # The official ImageNet checkpoint, in any layout (official, timm,
-    # mmpretrain, ours; RepVGGPretrained converts it and loads it strictly);
-    # when it is missing, training stops with download and conversion
-    # instructions. Train from scratch with
+    # ImageNet weights: mmpretrain's for B1g2, downloaded on first use into
+    # torch's hub cache ($TORCH_HOME) and SHA-256-checked. A local file of
+    # any layout (official, timm, mmpretrain, ours) works too, and offline:
+    # --cfg-options model.backbone.init_cfg.checkpoint=PATH; from scratch:
     # --cfg-options model.backbone.init_cfg=None
     init_cfg=dict(
-        type='RepVGGPretrained',
-        checkpoint='checkpoints/RepVGG-B1g2-train.pth'))
+        type='RepVGGPretrained', checkpoint='mmpretrain://repvgg-B1g2'))
 # What every RepVGG segmentor config here sets on top of mmseg's model base:
 #   model = dict(_base_.repvgg_segmentor, decode_head=..., ...)
 repvgg_segmentor = dict(

@@ -63,7 +63,8 @@ class RepVGG(BaseModule):
         deploy (bool): Build fused blocks directly. Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config;
             ``dict(type='RepVGGPretrained', checkpoint=PATH)`` loads any
-            RepVGG checkpoint layout (see :mod:`mmseg_repvgg.checkpoint`).
+            RepVGG checkpoint layout from a file, a URL or a name such as
+            ``mmpretrain://repvgg-B2`` (see :mod:`mmseg_repvgg.checkpoint`).
     """
 
     # yapf: disable

@@ -1,0 +1,277 @@
+"""Pretrained weights by URL or by name, fetched once into torch's hub cache.
+
+A checkpoint source is a local path, an ``http(s)://`` URL, or a name:
+
+* ``mmpretrain://repvgg-B2``: mmpretrain's ImageNet weights of that arch
+  (:data:`MMPRETRAIN_FILES`), SHA-256-checked;
+* ``timm://repvgg_b2.rvgg_in1k`` (or ``timm://repvgg_b2``): the official
+  weights as timm publishes them on the Hugging Face hub (no hash).
+
+Files land in ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub``,
+where mmengine and torch.hub put their downloads too) and are reused from
+there without a request. A download goes through
+``torch.hub.download_url_to_file`` (temporary file, SHA-256 check against
+the ``-<hex>.`` prefix in the file name, rename) into a hidden staging
+name, is read by the caller's weights-only reader, and only then renamed to
+its cache name: a cut transfer, a hash mismatch or a refused pickle leaves
+nothing behind.
+"""
+import http.client
+import os
+import os.path as osp
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Optional
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
+
+import torch
+from mmengine.dist import barrier, get_dist_info
+
+from ..errors import CheckpointError
+
+MMPRETRAIN_SCHEME = 'mmpretrain://'
+TIMM_SCHEME = 'timm://'
+#: The schemes a checkpoint source may start with (besides a local path).
+SCHEMES = ('http://', 'https://', MMPRETRAIN_SCHEME, TIMM_SCHEME)
+
+MMPRETRAIN_URL = ('https://download.openmmlab.com/mmclassification/v0/'
+                  'repvgg/')
+#: mmpretrain's RepVGG ImageNet-1k weights (its configs/repvgg/README.md):
+#: arch -> (file under :data:`MMPRETRAIN_URL`, published top-1).
+MMPRETRAIN_FILES = {
+    'A0': ('repvgg-A0_8xb32_in1k_20221213-60ae8e23.pth', 72.37),
+    'A1': ('repvgg-A1_8xb32_in1k_20221213-f81bf3df.pth', 74.23),
+    'A2': ('repvgg-A2_8xb32_in1k_20221213-a8767caf.pth', 76.49),
+    'B0': ('repvgg-B0_8xb32_in1k_20221213-5091ecc7.pth', 75.27),
+    'B1': ('repvgg-B1_8xb32_in1k_20221213-d17c45e7.pth', 78.19),
+    'B1g2': ('repvgg-B1g2_8xb32_in1k_20221213-ae6428fd.pth', 77.87),
+    'B1g4': ('repvgg-B1g4_8xb32_in1k_20221213-a7a4aaea.pth', 77.81),
+    'B2': ('repvgg-B2_8xb32_in1k_20221213-d8b420ef.pth', 78.58),
+    'B2g4': ('repvgg-B2g4_8xb32_in1k_20221213-0c1990eb.pth', 79.44),
+    'B3': ('repvgg-B3_8xb32_in1k_20221213-927a329a.pth', 80.58),
+    'B3g4': ('repvgg-B3g4_8xb32_in1k_20221213-e01cb280.pth', 80.26),
+}
+#: Archs of timm's ``repvgg_*.rvgg_in1k`` weights (timm has no g2 archs).
+TIMM_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g4', 'B2', 'B2g4', 'B3', 'B3g4')
+TIMM_TAG = 'rvgg_in1k'
+TIMM_URL = 'https://huggingface.co/timm/{}/resolve/main/model.safetensors'
+# torch.hub's convention: ``name-<first hex digits of the SHA-256>.ext``.
+_HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z]+$')
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where a checkpoint source is fetched from and cached.
+
+    Args:
+        source (str): What the user wrote (a URL or a name).
+        url (str): What is downloaded.
+        filename (str): Its name in the cache directory.
+        hash_prefix (str, optional): The start of its SHA-256.
+    """
+
+    source: str
+    url: str
+    filename: str
+    hash_prefix: Optional[str] = None
+
+
+def is_remote(source: str) -> bool:
+    """Whether ``source`` names a URL or a scheme rather than a local path."""
+    return '://' in os.fspath(source)
+
+
+def mmpretrain_name(arch: str) -> str:
+    """The short name of mmpretrain's weights of ``arch``."""
+    return f'{MMPRETRAIN_SCHEME}repvgg-{arch}'
+
+
+def missing_weights_help(path: str, arch: Optional[str] = None) -> str:
+    """How to get the ImageNet weights a config reads from ``path``.
+
+    Args:
+        path (str): The missing file; the conversion writes it, so the
+            config finds it there.
+        arch (str, optional): The backbone's arch name. Defaults to None
+            (B2 as the example, ``ARCH`` in the command).
+
+    Returns:
+        str: The names that download them, and the command that converts a
+        file got by other means.
+    """
+    example = arch or 'B2'
+    names = []
+    if arch in MMPRETRAIN_FILES:
+        names.append(repr(mmpretrain_name(arch)))
+    if arch in TIMM_ARCHS:
+        names.append(repr(f'{TIMM_SCHEME}repvgg_{arch.lower()}.{TIMM_TAG}'))
+    fetched = (f'Use published ImageNet weights, downloaded once on first '
+               f'use: checkpoint={" or ".join(names)}. Or get a file, '
+               if names else 'Get ImageNet weights first: ')
+    return (f'{fetched}e.g. the official RepVGG-{example}-train.pth '
+            '(DingXiaoH/RepVGG release, Google Drive links in its README), '
+            f'and convert it: python tools/convert_checkpoint.py SRC {path} '
+            f'--arch {arch or "ARCH"}')
+
+
+def _by_url(source: str, url: str, filename: str = '') -> Remote:
+    filename = filename or osp.basename(urlparse(url).path)
+    if not filename:
+        raise CheckpointError(f'{source}: the URL names no file; give the '
+                              'URL of a .pth or .safetensors file')
+    match = _HASH_IN_NAME.search(filename)
+    return Remote(source, url, filename, match.group(1) if match else None)
+
+
+def _mmpretrain(source: str) -> Remote:
+    name = source[len(MMPRETRAIN_SCHEME):]
+    by_name = {f'repvgg-{arch}'.lower(): arch for arch in MMPRETRAIN_FILES}
+    arch = by_name.get(name.lower())
+    if arch is None:
+        known = ', '.join(mmpretrain_name(a) for a in MMPRETRAIN_FILES)
+        raise CheckpointError(f'{source}: no such mmpretrain RepVGG weights; '
+                              f'known: {known}')
+    return _by_url(source, MMPRETRAIN_URL + MMPRETRAIN_FILES[arch][0])
+
+
+def _timm(source: str) -> Remote:
+    model_id = source[len(TIMM_SCHEME):]
+    if '.' not in model_id:  # timm's default pretrained tag
+        model_id = f'{model_id}.{TIMM_TAG}'
+    known = [f'repvgg_{arch.lower()}.{TIMM_TAG}' for arch in TIMM_ARCHS]
+    if model_id not in known:
+        raise CheckpointError(f'{source}: no such timm RepVGG weights; known: '
+                              f'{", ".join(TIMM_SCHEME + k for k in known)}')
+    # Every hub model's file is model.safetensors: the id names the copy.
+    return _by_url(source, TIMM_URL.format(model_id),
+                   f'{model_id}.safetensors')
+
+
+def resolve(source: str) -> Remote:
+    """The URL and cache name of a remote source, without the network.
+
+    Raises:
+        CheckpointError: An unknown scheme or name.
+    """
+    if source.startswith(MMPRETRAIN_SCHEME):
+        return _mmpretrain(source)
+    if source.startswith(TIMM_SCHEME):
+        return _timm(source)
+    if source.startswith(('http://', 'https://')):
+        return _by_url(source, source)
+    raise CheckpointError(
+        f'{source}: unsupported checkpoint source; use a local file or one '
+        f'of {", ".join(s + "..." for s in SCHEMES)}')
+
+
+def cache_dir() -> str:
+    """Where downloads are kept: torch.hub's (and mmengine's) directory."""
+    return osp.join(torch.hub.get_dir(), 'checkpoints')
+
+
+def cached_path(remote: Remote) -> str:
+    """The cache file of ``remote``; a file put there is used as it is."""
+    return osp.join(cache_dir(), remote.filename)
+
+
+def _what(remote: Remote) -> str:
+    if remote.source == remote.url:
+        return remote.url
+    return f'{remote.source} ({remote.url})'
+
+
+def _cause(err: Exception) -> str:
+    if isinstance(err, HTTPError):
+        return f'HTTP {err.code} {err.reason}'
+    if isinstance(err, URLError):
+        return str(err.reason)
+    return f'{type(err).__name__}: {err}'
+
+
+def _unreachable(remote: Remote, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f'{_what(remote)}: download failed ({_cause(err)}); nothing was '
+        f'saved. Offline? Download the file elsewhere and put it at '
+        f'{cached_path(remote)} (used from there without a request; '
+        '$TORCH_HOME moves the cache), or use a local checkpoint file of any '
+        'layout instead (init_cfg.checkpoint=PATH)')
+
+
+def _download(remote: Remote, dst: str) -> None:
+    """``torch.hub.download_url_to_file`` with its failures as one error.
+
+    It removes its own temporary file on any failure; a transfer cut short
+    is not an error to it (urllib reads to the end silently), so a file
+    without a hash in its name is checked by reading it afterwards.
+    """
+    try:
+        torch.hub.download_url_to_file(
+            remote.url, dst, remote.hash_prefix, progress=True)
+    except RuntimeError as err:
+        if 'invalid hash value' not in str(err):
+            raise
+        raise CheckpointError(
+            f'{_what(remote)}: the downloaded bytes do not match the SHA-256 '
+            f'prefix {remote.hash_prefix} in the file name (a transfer cut '
+            'short, or a different file at that URL); nothing was saved. '
+            'Try again, or put a good copy at '
+            f'{cached_path(remote)}') from None
+    except (OSError, http.client.HTTPException) as err:
+        raise _unreachable(remote, err) from None
+
+
+def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
+    path = cached_path(remote)
+    if osp.isfile(path):
+        try:
+            return read(path)
+        except CheckpointError as err:
+            raise CheckpointError(
+                f'{err} (the cached copy of {_what(remote)}: delete it to '
+                'download again)') from None
+    os.makedirs(cache_dir(), exist_ok=True)
+    # Hidden, unique, and ending in the cache name, whose suffix tells the
+    # reader the format; the same directory makes the final rename atomic.
+    staging = osp.join(cache_dir(), f'.{uuid.uuid4().hex}.{remote.filename}')
+    try:
+        _download(remote, staging)
+        try:
+            checkpoint = read(staging)
+        except CheckpointError as err:
+            raise CheckpointError(
+                str(err).replace(staging, _what(remote)) +
+                ' (downloaded, not kept)') from None
+        os.replace(staging, path)
+    finally:
+        if osp.exists(staging):
+            os.remove(staging)
+    return checkpoint
+
+
+def fetch_checkpoint(source: str, read: Callable[[str], dict]) -> dict:
+    """Read a remote checkpoint, downloading it into the cache once.
+
+    In a distributed run rank 0 downloads first; the other ranks then read
+    the cached file (as mmengine's ``load_from_http`` does).
+
+    Args:
+        source (str): A URL or a name (:data:`SCHEMES`).
+        read (callable): Reads a local file safely (weights only), raising
+            CheckpointError; a download it refuses is not kept.
+
+    Raises:
+        CheckpointError: An unknown name, a failed download (naming the URL
+            and the cache path), a hash mismatch, or what ``read`` raises.
+    """
+    remote = resolve(source)
+    rank, world_size = get_dist_info()
+    checkpoint = None
+    if rank == 0:
+        checkpoint = _fetch_once(remote, read)
+    if world_size > 1:
+        barrier()
+        if rank > 0:
+            checkpoint = _fetch_once(remote, read)
+    return checkpoint
