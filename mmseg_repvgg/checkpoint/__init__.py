@@ -7,6 +7,9 @@
   fused), read into a train-time or fused backbone; ``RepVGGPretrained``
   (:mod:`.pretrained_init`) in mmseg's ``WEIGHT_INITIALIZERS``;
   ``tools/convert_checkpoint.py`` saves any of them in our layout.
+* :mod:`.download`: a URL or a name (``mmpretrain://repvgg-B2``,
+  ``timm://repvgg_b2.rvgg_in1k``) in place of a path, fetched once into
+  torch's hub cache and read by the same weights-only loader.
 * :mod:`.fit`: the one rule for "does this checkpoint fit this segmentor",
   used by the tools, the ReparamHook and :func:`load_segmentor`.
 """
