@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_repvgg.deploy.forms import fuse_model
+from mmseg_repvgg.deploy.steps import fuse_model
 from mmseg_repvgg.deploy.kernels import guard, onednn_int8
 from mmseg_repvgg.deploy.kernels.int8 import (Int8Conv2d, activation_qparams,
                                               calibrate_activation_ranges,

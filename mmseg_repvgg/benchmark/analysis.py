@@ -6,7 +6,8 @@ library.
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..deploy.forms import ALL_FORMS, FORMS
+from ..deploy.forms import FORMS
+from .forms import ALL_FORMS
 from ..errors import ConfigError
 
 #: A deploy form that loses more mIoU than this (points, against fp32

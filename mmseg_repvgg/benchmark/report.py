@@ -5,7 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
-from ..deploy.forms import ALL_FORMS
+from .forms import ALL_FORMS
 from .analysis import MIOU_BOUND
 
 

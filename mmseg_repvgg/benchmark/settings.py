@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ..deploy.forms import ALL_FORMS
+from .forms import ALL_FORMS
 from ..errors import ConfigError
 
 #: Forms measured by default: RepVGG models (candidates) and baselines.

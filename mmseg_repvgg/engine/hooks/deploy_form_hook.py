@@ -41,7 +41,8 @@ class DeployFormHook(Hook):
 
     def before_test_epoch(self, runner) -> None:
         from ...deploy.calibration import calibration_batches
-        from ...deploy.deployed import deploy_model, deployed_segmentor
+        from ...deploy.api import deploy_model
+        from ...deploy.deployed import deployed_segmentor
         from ...deploy.forms import needs_calibration
         model = unwrap_segmentor(runner.model).eval()
         calibration = None
