@@ -28,8 +28,7 @@ def _modules() -> Dict[str, str]:
     return found
 
 
-def _resolve(module: str, is_package: bool, level: int,
-             target: str) -> str:
+def _resolve(module: str, is_package: bool, level: int, target: str) -> str:
     if not level:
         return target
     base = module.split('.')
@@ -60,8 +59,7 @@ def import_graph() -> Dict[str, Set[str]]:
                 ]
             else:
                 continue
-            edges.update(t for t in targets
-                         if t in modules and t != name)
+            edges.update(t for t in targets if t in modules and t != name)
         graph[name] = edges
     return graph
 
@@ -94,9 +92,11 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
 
 
 def test_find_cycle_finds_one():
-    assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == [
-        'a', 'b', 'c', 'a'
-    ]
+    assert find_cycle({
+        'a': {'b'},
+        'b': {'c'},
+        'c': {'a'}
+    }) == ['a', 'b', 'c', 'a']
     assert find_cycle({'a': {'b'}, 'b': set(), 'c': {'a', 'b'}}) == []
 
 
@@ -124,9 +124,8 @@ def test_deploy_leaves_only_imported_by_the_pipeline(leaf):
     }
     offenders = sorted(
         f'{module} -> {edge}' for module, edges in graph.items()
-        for edge in edges
-        if edge.startswith(prefix + '.') and module not in pipeline
-        and not module.startswith(prefix))
+        for edge in edges if edge.startswith(prefix + '.')
+        and module not in pipeline and not module.startswith(prefix))
     assert offenders == []
 
 

@@ -132,7 +132,10 @@ def test_profiler_sees_the_convs():
         fast(x)
         with torch.profiler.profile() as prof:
             fast(x)
-    assert nnpack.WINOGRAD_PROFILER_NAME in {e.key for e in prof.key_averages()}
+    assert nnpack.WINOGRAD_PROFILER_NAME in {
+        e.key
+        for e in prof.key_averages()
+    }
 
 
 # --- ReLU into the conv -----------------------------------------------------

@@ -72,9 +72,12 @@ def _run(model):
 
 def _choices(model):
     return {
-        name: {shape: entry['choice']
-               for shape, entry in module.choices.items()}
-        for name, module in model.named_children() if hasattr(module, 'choices')
+        name: {
+            shape: entry['choice']
+            for shape, entry in module.choices.items()
+        }
+        for name, module in model.named_children()
+        if hasattr(module, 'choices')
     }
 
 

@@ -29,9 +29,9 @@ from torch import nn
 
 from ..atomic_io import atomic_path
 from ..checkpoint import load_segmentor
+from ..deploy.api import deploy_model
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_dataset_cfg)
-from ..deploy.api import deploy_model
 from ..deploy.deployed import DeployedModel, deployed_segmentor
 from ..deploy.forms import needs_calibration
 from ..errors import ConfigError

@@ -7,8 +7,8 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..deploy.forms import FORMS
-from .forms import ALL_FORMS
 from ..errors import ConfigError
+from .forms import ALL_FORMS
 
 #: A deploy form that loses more mIoU than this (points, against fp32
 #: fused) in the mIoU check cannot be a fast path: it does not keep the

@@ -2,7 +2,9 @@
 config's validation data, against the fp32 fused model. The int8 forms are
 calibrated on training images, never on the images they are scored on.
 Each form is made by :func:`~mmseg_repvgg.deploy.deploy_model` and run
-through mmseg's own inference (:func:`~mmseg_repvgg.deploy.deployed_segmentor`), as ``tools/test.py --deploy-form`` runs it."""
+through mmseg's own inference
+(:func:`~mmseg_repvgg.deploy.deployed_segmentor`), as ``tools/test.py
+--deploy-form`` runs it."""
 import contextlib
 import copy
 import logging
@@ -15,9 +17,9 @@ from mmengine.runner import Runner
 
 from ..checkpoint import load_segmentor
 from ..cli.config import load_config
+from ..deploy.api import deploy_model
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_loader_and_evaluator)
-from ..deploy.api import deploy_model
 from ..deploy.deployed import deployed_segmentor
 from ..deploy.forms import FormUnavailable, needs_calibration
 from .forms import ALL_FORMS, benchmark_form

@@ -45,8 +45,7 @@ def time_calls(fn: Callable[[Tensor], Tensor],
     def call():
         last[:] = [fn(x)]
 
-    times = timing.time_calls(
-        call, _REPEATS, warmup=1, budget_s=_BUDGET_S)
+    times = timing.time_calls(call, _REPEATS, warmup=1, budget_s=_BUDGET_S)
     return statistics.median(times) * 1000, last[0]
 
 

@@ -110,9 +110,10 @@ class WinogradConv2d(nn.Conv2d):
     """A 3x3 conv that runs the fastest of oneDNN and NNPACK per shape.
 
     The first forward at each input shape picks the algorithm
-    (:meth:`_choose`): a choice found in the on-disk cache of this machine (:mod:`.tuning`) is reused without
-    timing; otherwise every candidate is timed briefly and the fastest by
-    median time kept (and cached on disk when ``cache``). Either way a
+    (:meth:`_choose`): a choice found in the on-disk cache of this machine
+    (:mod:`.tuning`) is reused without timing; otherwise every candidate
+    is timed briefly and the fastest by median time kept (and cached on
+    disk when ``cache``). Either way a
     Winograd result outside :data:`.nnpack.TOLERANCE` of the direct one is
     rejected, with one log line. :attr:`choices` holds the outcome per
     shape; later forwards at that shape run it without timing anything.
