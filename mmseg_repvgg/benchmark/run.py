@@ -20,8 +20,8 @@ from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from ..models.fuse import random_inputs, segmentor_logits
 from .analysis import analyze
+from .ceilings import machine_info, measure_ceilings
 from .forms import ALL_FORMS
-from .machine import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
                       meta_copy, relative_difference, tensor_bytes)
 from .settings import ModelSpec, Settings, resolve_device
