@@ -93,11 +93,11 @@ class _Doubling(RuntimeSession):
 
 
 def test_session_is_built_once_per_input_shape():
-    runtime = _Doubling(nn.Identity())
+    runtime = _Doubling(nn.Identity(), export=None)
     inputs = torch.ones(1, 3, 4, 4)
     assert torch.equal(runtime(inputs), inputs * 2)
     runtime(inputs)
     runtime(torch.ones(1, 3, 8, 4))
     assert runtime.sessions == {(1, 3, 4, 4): 1, (1, 3, 8, 4): 2}
     with pytest.raises(ConfigError, match='calibration'):
-        _Doubling(nn.Identity(), int8=True)
+        _Doubling(nn.Identity(), export=None, int8=True)

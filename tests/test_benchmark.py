@@ -14,9 +14,10 @@ import torch
 
 from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
                                              fusion_summary, miou_rejected)
+from mmseg_repvgg.benchmark.forms import ALL_FORMS
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.settings import split_model_arg
-from mmseg_repvgg.deploy.forms import ALL_FORMS, why_unavailable
+from mmseg_repvgg.deploy.availability import why_unavailable
 from mmseg_repvgg.deploy.kernels.int8 import int8_supported
 from mmseg_repvgg.deploy.machine import machine
 from mmseg_repvgg.errors import ConfigError, run_cli

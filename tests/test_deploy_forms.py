@@ -7,13 +7,13 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
+from mmseg_repvgg.benchmark.forms import ABLATIONS, ALL_FORMS
 from mmseg_repvgg.deploy import auto as auto_module
-from mmseg_repvgg.deploy import forms as forms_module
-from mmseg_repvgg.deploy.deployed import (DeployedModel, deploy_model,
-                                          deployed_segmentor)
-from mmseg_repvgg.deploy.forms import (ABLATIONS, ALL_FORMS, FORMS,
-                                       FormUnavailable, available_forms,
-                                       why_unavailable)
+from mmseg_repvgg.deploy import availability, forms
+from mmseg_repvgg.deploy.api import deploy_model
+from mmseg_repvgg.deploy.availability import available_forms, why_unavailable
+from mmseg_repvgg.deploy.deployed import DeployedModel, deployed_segmentor
+from mmseg_repvgg.deploy.forms import FORMS, FormUnavailable
 from mmseg_repvgg.deploy.machine import Machine, machine
 from mmseg_repvgg.errors import ConfigError
 from mmseg_repvgg.models import segmentor_logits
@@ -34,6 +34,13 @@ def simulated(flags):
         arch='x86_64',
         cpu_flags=frozenset(flags),
         onednn_int8=machine().onednn_int8)
+
+
+def simulate(monkeypatch, flags):
+    """The deploy forms see a CPU with ``flags`` (and this torch)."""
+    fake = simulated(flags)
+    for module in (forms, availability):
+        monkeypatch.setattr(module, 'machine', lambda: fake)
 
 
 @pytest.mark.parametrize('name', TESTED)
@@ -64,7 +71,7 @@ def test_every_form_against_fused_fp32(tiny_model, name, tmp_path):
 
 def test_forms_the_machine_cannot_run_natively_are_refused(
         tiny_model, monkeypatch):
-    monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
+    simulate(monkeypatch, {'avx2'})
     reasons = available_forms()
     assert reasons['fused'] is None and reasons['int8'] is None
     assert 'AVX512-BF16' in reasons['reduced']
@@ -78,8 +85,7 @@ def test_forms_the_machine_cannot_run_natively_are_refused(
         assert relative_error(segmentor_logits(tiny_model, x),
                               deployed(x)) < BOUNDS['bf16']
     assert available_forms(allow_emulated=True)['reduced'] is None
-    monkeypatch.setattr(forms_module, 'machine',
-                        lambda: simulated({'avx2', 'avx512f', 'avx512_bf16'}))
+    simulate(monkeypatch, {'avx2', 'avx512f', 'avx512_bf16'})
     assert available_forms()['reduced'] is None
 
 
@@ -94,7 +100,7 @@ def test_unknown_form_and_missing_calibration_are_one_line_errors(tiny_model):
 def test_ablations_are_not_deploy_forms(tiny_model):
     assert set(ABLATIONS).isdisjoint(FORMS)
     assert all(form.fuse == 'full' for form in FORMS.values())
-    with pytest.raises(ConfigError, match='benchmark ablation'):
+    with pytest.raises(ConfigError, match='unknown deploy form'):
         deploy_model(tiny_model, 'unfused')
     assert 'unfused' not in available_forms()
 
@@ -121,7 +127,7 @@ def fake_timing(monkeypatch, table):
 def test_auto_takes_the_fastest_form_measured_here(tiny_model, monkeypatch,
                                                    auto_cache):
     calls = fake_timing(monkeypatch, {'lowres': 0.1, 'winograd': 0.05})
-    monkeypatch.setattr(forms_module, 'machine', lambda: simulated({'avx2'}))
+    simulate(monkeypatch, {'avx2'})
     deployed = deploy_model(tiny_model, 'auto', input_shape=(1, 3, 32, 64))
     assert deployed.form.name == 'winograd'
     # Every candidate that runs here was measured; bf16 is not native.

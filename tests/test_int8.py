@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-from mmseg_repvgg.deploy.forms import fuse_model
 from mmseg_repvgg.deploy.kernels import guard, onednn_int8
 from mmseg_repvgg.deploy.kernels.int8 import (Int8Conv2d, activation_qparams,
                                               calibrate_activation_ranges,
@@ -23,6 +22,7 @@ from mmseg_repvgg.deploy.kernels.int8 import (Int8Conv2d, activation_qparams,
                                               weight_qparams)
 from mmseg_repvgg.deploy.kernels.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.deploy.machine import machine
+from mmseg_repvgg.deploy.steps import fuse_model
 from mmseg_repvgg.errors import ConfigError
 from mmseg_repvgg.models import segmentor_logits
 from mmseg_repvgg.models.fuse import max_relative_error as relative_error

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_repvgg.deploy.forms import fuse_model
 from mmseg_repvgg.deploy.kernels.psp_lowres import (LowResPSPHead,
                                                     interpolation_matrix,
                                                     lowres_psp_heads)
+from mmseg_repvgg.deploy.steps import fuse_model
 from mmseg_repvgg.models import segmentor_logits
 
 

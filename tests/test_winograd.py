@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmseg_repvgg.benchmark.winograd_report import choices_table
 from mmseg_repvgg.deploy.kernels import guard, tuning
 from mmseg_repvgg.deploy.kernels.guard import nnpack_problem
 from mmseg_repvgg.deploy.kernels.space_to_batch import space_to_batch_conv
 from mmseg_repvgg.deploy.kernels.winograd import (WinogradConv2d,
                                                   ineligible_reason,
                                                   nnpack_conv)
-from mmseg_repvgg.deploy.kernels.winograd_convs import (choices_table,
-                                                        winograd_convs)
+from mmseg_repvgg.deploy.kernels.winograd_convs import winograd_convs
 from mmseg_repvgg.models import RepVGG
 
 NNPACK_PROBLEM = nnpack_problem()

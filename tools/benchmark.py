@@ -26,11 +26,11 @@ import torch
 
 from mmseg_repvgg.benchmark import (Settings, miou_check, render_markdown,
                                     run_benchmark, write_outputs)
+from mmseg_repvgg.benchmark.forms import ALL_FORMS
 from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
                                              DEFAULT_BASELINES, resolve_device,
                                              split_model_arg)
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.deploy.forms import ALL_FORMS
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 

@@ -25,8 +25,9 @@ from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               enable_tta, enable_visualization, load_config,
                               set_local_rank, set_output_dir, set_work_dir)
 from mmseg_repvgg.cli.checks import check_before_run
+from mmseg_repvgg.deploy.availability import available_forms
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.deploy.forms import available_forms, get_form
+from mmseg_repvgg.deploy.forms import get_form
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 

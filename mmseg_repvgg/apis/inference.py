@@ -1,30 +1,13 @@
 """Segment images and videos with a deploy form, on mmseg's inferencer.
 
-:class:`DeployInferencer` is mmseg's :class:`~mmseg.apis.MMSegInferencer`
-with its model swapped: the checkpoint is loaded strictly
-(:func:`~mmseg_repvgg.checkpoint.load_segmentor`), turned into a deploy form
-(:func:`~mmseg_repvgg.deploy.deployed.deploy_model`, the fused fp32 model by
-default) and put back inside the mmseg segmentor
-(:func:`~mmseg_repvgg.deploy.deployed.deployed_segmentor`). The rest is
-mmseg's: its pipeline (``_init_pipeline``: the test dataloader's pipeline,
-with the loader swapped for ``InferencerLoader``), ``preprocess`` and
-``forward`` (the data preprocessor, ``test_step``, the resize of the logits
-to the image's size and the argmax: what the test loop runs),
-``visualize`` (its ``SegLocalVisualizer`` draws the overlays) and
-``postprocess`` (the label map).
-
-Written by hand, because mmseg's ``__call__`` does not do it: outputs named
-after each input (mmseg numbers them), written atomically
-(:mod:`mmseg_repvgg.atomic_io`), Cityscapes label IDs, the logits, videos
-frame by frame, and a bad input reported in one line while the others go
-on.
-
-Outputs, per image ``STEM.EXT``: ``OUT/STEM.png`` (the label map, uint8
-train IDs, or Cityscapes label IDs), ``OUT/vis/STEM.png`` (the overlay)
-and with ``save_logits`` ``OUT/STEM.npy`` (float32 C x H x W: the logits
-after mmseg's resize to the image's size). A video gives
-``OUT/vis/STEM.mp4`` and with ``save_frames`` ``OUT/STEM/NNNNNN.png`` (and
-``.npy``) per frame.
+:class:`DeployInferencer` is mmseg's ``MMSegInferencer`` with its model
+swapped for a strictly loaded deploy form; pipeline, forward, visualizer
+and postprocessing stay mmseg's. Written by hand (mmseg's ``__call__``
+lacks it): outputs named after each input and written atomically,
+Cityscapes label IDs, logits, videos frame by frame, one line per bad
+input. Per image ``STEM``: ``OUT/STEM.png`` (label map), ``OUT/vis/STEM.png``
+(overlay), optionally ``OUT/STEM.npy`` (logits); a video gives
+``OUT/vis/STEM.mp4`` and optionally ``OUT/STEM/NNNNNN.png`` per frame.
 """
 import copy
 import os
@@ -46,9 +29,10 @@ from torch import nn
 
 from ..atomic_io import atomic_path
 from ..checkpoint import load_segmentor
+from ..deploy.api import deploy_model
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_dataset_cfg)
-from ..deploy.deployed import DeployedModel, deploy_model, deployed_segmentor
+from ..deploy.deployed import DeployedModel, deployed_segmentor
 from ..deploy.forms import needs_calibration
 from ..errors import ConfigError
 from .labels import dataset_meta, train_id_to_label_id
@@ -139,7 +123,7 @@ class DeployInferencer(MMSegInferencer):
         cfg (Config): The config (training or deploy).
         checkpoint (str): A train-time or deploy checkpoint.
         form (str): A deploy form name, or ``'auto'``
-            (:func:`~mmseg_repvgg.deploy.deployed.deploy_model`).
+            (:func:`~mmseg_repvgg.deploy.deploy_model`).
         calibration_images (int): Training images that calibrate the int8
             forms (and let ``'auto'`` consider them; 0: ``'auto'`` picks
             among the float forms only). Unused by the other forms.

@@ -6,8 +6,9 @@ library.
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..deploy.forms import ALL_FORMS, FORMS
+from ..deploy.forms import FORMS
 from ..errors import ConfigError
+from .forms import ALL_FORMS
 
 #: A deploy form that loses more mIoU than this (points, against fp32
 #: fused) in the mIoU check cannot be a fast path: it does not keep the

@@ -15,41 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..deploy.kernels import nnpack
-from ..deploy.kernels.int8 import Int8Conv2d
+from ..deploy.kernels import WINOGRAD_PROFILER_NAME, Int8Conv2d
+from ..deploy.timing import agreeing_pixels, synchronizer, time_calls
 from ..models.fuse import relative_error
-
-
-def synchronizer(device: str) -> Callable[[], None]:
-    """What makes a timer wait for the device: CUDA runs asynchronously."""
-    if str(device).startswith('cuda'):
-        return torch.cuda.synchronize
-    return lambda: None
-
-
-def time_calls(fn: Callable[[], object], runs: int,
-               sync: Callable[[], None]) -> List[float]:
-    """Wall seconds of ``runs`` calls of ``fn``, each one synchronized."""
-    times = []
-    for _ in range(runs):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def summarize(seconds: List[float]) -> Optional[Dict[str, float]]:
-    """Median, min and max in milliseconds (None for no runs)."""
-    if not seconds:
-        return None
-    ms = [1000.0 * s for s in seconds]
-    return dict(
-        median=statistics.median(ms),
-        min=min(ms),
-        max=max(ms),
-        runs=[round(v, 3) for v in ms])
 
 
 class ModuleTimer:
@@ -65,7 +33,8 @@ class ModuleTimer:
 
     Args:
         module (nn.Module): The module to time (e.g. ``model.backbone``).
-        sync (callable): Device synchronization (see :func:`synchronizer`).
+        sync (callable): Device synchronization
+            (:func:`~mmseg_repvgg.deploy.timing.synchronizer`).
         cuda (bool): Time the module's work on the current CUDA stream
             with events. Defaults to False.
     """
@@ -227,7 +196,7 @@ def meta_copy(model: nn.Module) -> nn.Module:
 #: kernel (its input quantization is a separate op, not counted) and the
 #: Winograd forms' NNPACK convs.
 CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
-            'aten::_nnpack_spatial_convolution', nnpack.PROFILER_NAME)
+            'aten::_nnpack_spatial_convolution', WINOGRAD_PROFILER_NAME)
 
 
 def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
@@ -334,7 +303,8 @@ def conv_rate(channels: int,
 def relative_difference(reference: Tensor, actual: Tensor) -> Dict:
     """Max abs logit difference over the largest logit, and the share of
     pixels whose argmax label agrees."""
-    agree = (reference.argmax(1) == actual.argmax(1)).float().mean().item()
+    same, total = agreeing_pixels(reference, actual)
+    agree = same / max(total, 1)
     return dict(
         max_rel_diff=relative_error(reference, actual)[1],
         label_agreement=agree)

@@ -2,8 +2,9 @@
 config's validation data, against the fp32 fused model. The int8 forms are
 calibrated on training images, never on the images they are scored on.
 Each form is made by :func:`~mmseg_repvgg.deploy.deploy_model` and run
-through mmseg's own inference (:func:`~mmseg_repvgg.deploy.deployed.
-deployed_segmentor`), as ``tools/test.py --deploy-form`` runs it."""
+through mmseg's own inference
+(:func:`~mmseg_repvgg.deploy.deployed_segmentor`), as ``tools/test.py
+--deploy-form`` runs it."""
 import contextlib
 import copy
 import logging
@@ -16,11 +17,12 @@ from mmengine.runner import Runner
 
 from ..checkpoint import load_segmentor
 from ..cli.config import load_config
+from ..deploy.api import deploy_model
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_loader_and_evaluator)
-from ..deploy.deployed import deploy_model, deployed_segmentor
-from ..deploy.forms import (ALL_FORMS, FormUnavailable, get_form,
-                            needs_calibration)
+from ..deploy.deployed import deployed_segmentor
+from ..deploy.forms import FormUnavailable, needs_calibration
+from .forms import ALL_FORMS, benchmark_form
 
 #: The fp32 reference every other form is compared with.
 REFERENCE_FORM = 'fused'
@@ -79,13 +81,13 @@ def miou_check(config: str,
     """
     forms = [REFERENCE_FORM] + [f for f in forms if f != REFERENCE_FORM]
     for name in forms:
-        get_form(name, ablations=True)
+        benchmark_form(name)
     cfg = load_config(config)
     model, _ = load_segmentor(cfg, checkpoint)
     loader_cfg, evaluator_cfg = eval_loader_and_evaluator(cfg)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     calibration = None
-    if any(needs_calibration(name) for name in forms):
+    if any(needs_calibration(ALL_FORMS[name]) for name in forms):
         calibration = calibration_batches(cfg, model, calibration_images)
     runs, evaluators, skipped = {}, {}, {}
     for name in list(forms):

@@ -5,8 +5,8 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 from ..atomic_io import atomic_open, atomic_write
-from ..deploy.forms import ALL_FORMS
 from .analysis import MIOU_BOUND
+from .forms import ALL_FORMS
 
 
 def _fmt(value, digits: int = 1, pct: bool = False) -> str:

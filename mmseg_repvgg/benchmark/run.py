@@ -12,18 +12,20 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import build_segmentor, load_segmentor
 from ..cli.config import load_config
-from ..deploy.deployed import deploy_model
-from ..deploy.forms import ALL_FORMS, Form, FormUnavailable, form_structure
-from ..deploy.kernels.winograd_convs import choices_table, transform_bytes
+from ..deploy.api import deploy_model
+from ..deploy.forms import Form, FormUnavailable
+from ..deploy.steps import structure
+from ..deploy.timing import summarize, synchronizer, time_calls
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from ..models.fuse import random_inputs, segmentor_logits
 from .analysis import analyze
-from .machine import machine_info, measure_ceilings
+from .ceilings import machine_info, measure_ceilings
+from .forms import ALL_FORMS
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
-                      meta_copy, relative_difference, summarize, synchronizer,
-                      tensor_bytes, time_calls)
+                      meta_copy, relative_difference, tensor_bytes)
 from .settings import ModelSpec, Settings, resolve_device
+from .winograd_report import choices_table, transform_bytes
 
 
 @torch.no_grad()
@@ -74,7 +76,7 @@ class FlopTable:
         fusion level and, if it has one, the low-res PSP bottleneck."""
         key = (form.fuse, form.lowres_psp)
         if key not in self._cache:
-            meta = form_structure(form, meta_copy(self.model))
+            meta = structure(form, meta_copy(self.model))
             x = torch.empty(self.shape, device='meta')
             self._cache[key] = (count_flops(lambda: segmentor_logits(meta, x)),
                                 count_flops(lambda: meta.backbone(x)))
@@ -141,8 +143,13 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     if timer is not None:
         timer.remove()
     profile = None
-    if form.name in settings.profile_forms and deployed.run_backbone:
-        profile = conv_profile(lambda: deployed.run_backbone(x), device)
+    if form.name in settings.profile_forms and deployed.cast is not None:
+
+        def run_backbone():
+            with deployed.context():
+                return deployed.segmentor.backbone(deployed.cast(x))
+
+        profile = conv_profile(run_backbone, device)
     latency = summarize(times)
     total, backbone = flops(form)
     rate = total / (latency['median'] / 1000.0) / 1e9

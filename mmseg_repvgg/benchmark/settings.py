@@ -5,8 +5,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ..deploy.forms import ALL_FORMS
 from ..errors import ConfigError
+from .forms import ALL_FORMS
 
 #: Forms measured by default: RepVGG models (candidates) and baselines.
 CANDIDATE_FORMS = ('unfused', 'backbone_fused', 'fused', 'fused_cl', 'reduced',

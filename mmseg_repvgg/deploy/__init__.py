@@ -8,25 +8,25 @@ their module on first use.
   :func:`mmseg_repvgg.models.fuse_segmentor`), checked fused == unfused.
 * :mod:`.onnx_export`: ONNX export of the fused segmentor, checked in
   onnxruntime.
-* :mod:`.forms`, :mod:`.deployed`, :mod:`.auto`: the shippable forms, which
-  of them run here, :func:`deploy_model` (the one entry to all of them) and
-  ``form='auto'`` (chosen by measuring them on this machine).
-* :mod:`.machine`: the one place that knows the CPU's and GPU's features.
-* :mod:`.kernels`: optional hand-written CPU kernels (Winograd/NNPACK,
-  oneDNN int8, low-res PSP head).
-* :mod:`.backends`: one module per runtime (onnxruntime, OpenVINO).
+* :mod:`.api`: :func:`deploy_model`, the one entry to every form;
+  :mod:`.forms` the catalogue, :mod:`.availability` what runs here,
+  :mod:`.pipeline` + :mod:`.steps` how a form is made, :mod:`.auto` the
+  fastest form measured here, :mod:`.timing` how anything is measured.
+* :mod:`.kernels`, :mod:`.backends`: leaves only the steps import
+  (hand-written CPU kernels; one module per runtime).
 """
 import importlib
 
 #: Public name -> the submodule that defines it (loaded on first access).
 _EXPORTS = {
     'DeployedModel': 'deployed',
-    'deploy_model': 'deployed',
+    'deploy_model': 'api',
     'deployed_segmentor': 'deployed',
     'FORMS': 'forms',
     'Form': 'forms',
     'FormUnavailable': 'forms',
-    'available_forms': 'forms',
+    'available_forms': 'availability',
+    'why_unavailable': 'availability',
     'ReparamResult': 'artifacts',
     'deploy_config': 'artifacts',
     'deploy_meta': 'artifacts',

@@ -12,8 +12,6 @@ only the chosen form. ``tools/test.py --deploy-form auto`` and
 ``tools/infer.py`` log what was measured.
 """
 import hashlib
-import statistics
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,9 +19,12 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.fuse import random_inputs
+from . import pipeline
+from .availability import why_unavailable
 from .cache import read_cache, write_cache
-from .forms import FORMS, FormUnavailable, why_unavailable
+from .forms import FORMS, FormUnavailable
 from .machine import machine
+from .timing import label_agreement, median_seconds
 
 #: The forms auto may choose: PyTorch forms of the fused model that need no
 #: export (the runtimes and ``torch.compile`` take minutes to prepare). The
@@ -51,27 +52,9 @@ def split_calibration(batches: Sequence[Tensor]):
 
 
 @torch.no_grad()
-def label_agreement(reference: nn.Module, candidate: nn.Module,
-                    batches: Sequence[Tensor]) -> float:
-    """Share of pixels ``candidate`` labels as ``reference`` does."""
-    same = total = 0
-    for batch in batches:
-        expected = reference(batch).argmax(1)
-        same += int((candidate(batch).argmax(1) == expected).sum())
-        total += expected.numel()
-    return same / max(total, 1)
-
-
-@torch.no_grad()
 def seconds_per_call(deployed: nn.Module, inputs: Tensor) -> float:
     """Median wall time of :data:`REPEATS` calls after one warm-up."""
-    deployed(inputs)
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        deployed(inputs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: deployed(inputs), REPEATS, deployed.device)
 
 
 def ranking_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
@@ -142,7 +125,6 @@ def auto_deploy(model: nn.Module,
     Raises:
         FormUnavailable: No candidate runs here.
     """
-    from .deployed import deploy_model
     calibrate, check = split_calibration(calibration or [])
     sample = check[0][:1] if check else random_inputs(
         tuple(input_shape or DEFAULT_SHAPE))
@@ -154,12 +136,12 @@ def auto_deploy(model: nn.Module,
 
     def reference():
         if not fused:
-            fused.append(deploy_model(model, 'fused', device=device))
+            fused.append(pipeline.build(model, FORMS['fused'], device=device))
         return fused[0]
 
     def make(name: str):
         try:
-            return deploy_model(model, name, calibrate, device)
+            return pipeline.build(model, FORMS[name], calibrate, device)
         except (FormUnavailable, ConfigError) as err:
             # ConfigError: a kernel's self-check failed in this process.
             notes.append(f'auto refused {name}: {err}')

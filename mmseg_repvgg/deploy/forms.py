@@ -1,28 +1,14 @@
-"""The deploy forms of a segmentor: what each is, and whether it runs here.
+"""The deploy forms: what each is (the catalogue :data:`FORMS`).
 
-A form is a fusion level (none, backbone, full), a precision (fp32, the
-device's reduced float type with the weights cast, fp32 weights under
-autocast, or int8 convs), a memory format, the PSP head's low-res
-bottleneck, Winograd 3x3 convs, and a runtime (PyTorch eager,
-``torch.compile``, onnxruntime or OpenVINO).
-:func:`~mmseg_repvgg.deploy.deployed.deploy_model` makes them.
-
-A form whose precision the machine cannot run natively (bf16 on a CPU
-without AVX512-BF16, say) is unavailable, with one sentence saying why and
-what hardware it needs (:mod:`.machine`), unless ``allow_emulated``.
+Whether a form runs here is :mod:`.availability`'s answer; the pipeline
+(:mod:`.pipeline`) makes it.
 """
-import copy
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
-from mmcv.cnn import fuse_conv_bn
-from torch import nn
 
 from ..errors import ConfigError, UserError
-from ..models.fuse import fuse_segmentor
-from ..models.reparam import reparameterize_model
-from .kernels.psp_lowres import lowres_psp_heads
 from .machine import machine
 
 
@@ -35,8 +21,8 @@ class Form:
     """One way to run a segmentor.
 
     Args:
-        name (str): Key in :data:`FORMS` (the tools' ``--deploy-form``)
-            or :data:`ABLATIONS`.
+        name (str): Key in :data:`FORMS` (the tools' ``--deploy-form``),
+            or the benchmark's name of an ablation step.
         fuse (str): ``'none'`` (train-time form), ``'backbone'`` or
             ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`).
         precision (str): ``'fp32'``, ``'reduced'`` (weights and input cast
@@ -117,129 +103,20 @@ FORMS: Dict[str, Form] = _table(
     Form('openvino', 'full', runtime='openvino'),
     Form('openvino_int8', 'full', 'int8', runtime='openvino'),
 )
-#: Steps on the way to a deploy form, which the benchmark measures to show
-#: what each step buys; never shipped, so not offered by ``--deploy-form``.
-ABLATIONS: Dict[str, Form] = _table(
-    Form('unfused', 'none'),
-    Form('backbone_fused', 'backbone'),
-    Form('fused_cl', 'full', channels_last=True),
-    Form('compiled_fp32', 'full', runtime='compile'),
-)
-#: Every form :func:`~mmseg_repvgg.deploy.deploy_model` can make.
-ALL_FORMS: Dict[str, Form] = {**FORMS, **ABLATIONS}
 DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
 
 
-def needs_calibration(name: str) -> bool:
-    """Whether form ``name`` (or ``'auto'``, which may pick an int8 form)
-    uses calibration batches."""
-    return name == 'auto' or get_form(name, ablations=True).precision == 'int8'
+def needs_calibration(form) -> bool:
+    """Whether ``form`` (a name, a :class:`Form`, or ``'auto'``, which may
+    pick an int8 form) uses calibration batches."""
+    if isinstance(form, Form):
+        return form.precision == 'int8'
+    return form == 'auto' or get_form(form).precision == 'int8'
 
 
-def get_form(name: str, ablations: bool = False) -> Form:
-    """The form called ``name``; a ConfigError listing them otherwise.
-
-    Args:
-        name (str): A key of :data:`FORMS` (or of :data:`ABLATIONS` with
-            ``ablations``).
-        ablations (bool): Accept the benchmark's ablation forms too.
-    """
-    table = ALL_FORMS if ablations else FORMS
-    if name not in table:
-        hint = (f' ({name} is a benchmark ablation, not a deploy form)'
-                if name in ABLATIONS else '')
-        raise ConfigError(f'unknown deploy form {name!r}{hint}; choose from '
-                          f'auto, {", ".join(table)}')
-    return table[name]
-
-
-def _runtime_missing(form: Form) -> Optional[str]:
-    """Why the form's runtime packages cannot be imported, if they cannot."""
-    modules = dict(
-        onnxruntime=['onnxruntime'],
-        openvino=['openvino'] +
-        (['nncf'] if form.precision == 'int8' else [])).get(form.runtime, [])
-    extra = 'deploy' if form.runtime == 'onnxruntime' else 'openvino'
-    for module in modules:
-        try:
-            __import__(module)
-        except ImportError:
-            return (f'{module} is not installed; pip install '
-                    f"'mmseg-repvgg[{extra}]'")
-    return None
-
-
-def why_unavailable(form: Form,
-                    device: str = 'cpu',
-                    allow_emulated: bool = False) -> Optional[str]:
-    """None if ``form`` can run on ``device`` here; else one sentence why.
-
-    Args:
-        form (Form): The form.
-        device (str): ``'cpu'`` or a CUDA device.
-        allow_emulated (bool): Accept a reduced float precision that the
-            hardware only emulates (slow, but it runs).
-    """
-    cuda = str(device).startswith('cuda')
-    if cuda and form.runtime == 'openvino':
-        return 'the OpenVINO forms run on the CPU'
-    if cuda and form.winograd:
-        return 'the Winograd forms are CPU forms (NNPACK)'
-    if cuda and form.precision == 'int8':
-        return machine().why_not('int8', device)
-    reason = machine().why_not(form.dtype_name(device), device)
-    if reason and not (allow_emulated
-                       and form.dtype_name(device) in ('bf16', 'fp16')):
-        return reason
-    return _runtime_missing(form)
-
-
-def available_forms(device: str = 'cpu',
-                    allow_emulated: bool = False) -> Dict[str, Optional[str]]:
-    """``{form name: None if it runs here, else why not}`` for every
-    shippable form."""
-    return {
-        name: why_unavailable(form, device, allow_emulated)
-        for name, form in FORMS.items()
-    }
-
-
-def fuse_model(model: nn.Module, level: str) -> nn.Module:
-    """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
-
-    ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
-    :func:`~mmseg_repvgg.models.fuse_segmentor`. Either then folds the
-    backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
-    none in a RepVGG backbone, every one in a ResNet, so that a baseline's
-    fused form is the like-for-like deploy form.
-    """
-    if level == 'none':
-        return model
-    if level == 'backbone':
-        fused = reparameterize_model(model)
-    elif level == 'full':
-        fused, _ = fuse_segmentor(model)
-    else:
-        raise ValueError(f'unknown fusion level {level!r}')
-    fuse_conv_bn(fused.backbone)
-    return fused.eval()
-
-
-def form_structure(form: Form,
-                   model: nn.Module,
-                   copy_model: bool = False) -> nn.Module:
-    """``model`` with ``form``'s structure: fused to its level (see
-    :func:`fuse_model`) and, for a low-res form, with the PSP bottleneck at
-    pool resolution. ``model`` is left unchanged; a form that changes no
-    structure returns ``model`` itself unless ``copy_model``.
-
-    Raises:
-        FormUnavailable: A low-res form of a model without a PSPHead.
-    """
-    module = fuse_model(model, form.fuse)
-    if module is model and (copy_model or form.lowres_psp):
-        module = copy.deepcopy(model)
-    if form.lowres_psp and not lowres_psp_heads(module):
-        raise FormUnavailable(f'{form.name}: the model has no PSPHead, so '
-                              'there is no low-res PSP bottleneck to use')
-    return module
+def get_form(name: str) -> Form:
+    """The form called ``name``; a ConfigError listing them otherwise."""
+    if name not in FORMS:
+        raise ConfigError(f'unknown deploy form {name!r}; choose from '
+                          f'auto, {", ".join(FORMS)}')
+    return FORMS[name]

@@ -1,29 +1,9 @@
-"""The one place that knows what this machine's CPU and GPU can run natively.
+"""The one place that knows what this machine's CPU and GPU run natively.
 
-Every precision decision of the package (which deploy forms run here, how
-int8 activations are quantized, which ceilings the benchmark measures) is
-made from :func:`machine`, detected once per process.
-
-What counts is what the *kernels* will use, not only what the CPU has:
-oneDNN, which runs PyTorch's CPU convolutions, obeys ``ONEDNN_MAX_CPU_ISA``
-(``DNNL_MAX_CPU_ISA`` in older releases) and then behaves exactly as on a
-CPU without the capped features. The CPU's own flags (``/proc/cpuinfo``)
-are therefore intersected with what that cap allows. torch's
-``get_cpu_capability()`` is recorded too, but it describes ATen's own
-vectorized kernels (and obeys ``ATEN_CPU_CAPABILITY``), not oneDNN's.
-
-Why the features matter:
-
-* int8: x86 CPUs without VNNI (AVX2, or AVX-512 without VNNI) multiply
-  u8 x s8 pairs with ``vpmaddubsw``, which adds two products in int16 and
-  saturates: 255 * 127 * 2 > 32767. Activations limited to 7 bits
-  (0..127) keep every pair sum in range (127 * 128 * 2 = 32512), the
-  workaround FBGEMM (``reduce_range``), onnxruntime and oneDNN document.
-  With VNNI (``vpdpbusd`` adds in int32) the full 8 bits are exact.
-* bf16: oneDNN has native bf16 convolutions with AVX512-BF16 or AMX; on
-  other CPUs it emulates them, which on an AVX2 CPU takes minutes for one
-  PSPNet forward instead of seconds.
-* fp16: native on CUDA; on CPUs only with AVX512-FP16 or AMX-FP16.
+What counts is what the kernels use: the CPU's flags intersected with
+``ONEDNN_MAX_CPU_ISA``. int8 without VNNI saturates int16 pair sums (so 7
+bits); bf16 without AVX512-BF16/AMX and fp16 without AVX512-FP16 are
+emulated, many times slower; fp16 is native on CUDA.
 """
 import functools
 import os

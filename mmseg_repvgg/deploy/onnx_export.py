@@ -56,7 +56,7 @@ def _pool_matrix(length, out: int, like: Tensor) -> Tensor:
 class ShapeGenericAdaptiveAvgPool2d(nn.Module):
     """``nn.AdaptiveAvgPool2d`` as two matmuls with size-derived bins.
 
-    torch 2.13's dynamo ONNX exporter freezes the bins of
+    torch's dynamo ONNX exporter freezes the bins of
     ``nn.AdaptiveAvgPool2d`` at the example input's size: with dynamic
     shapes the graph then crashes or, worse, returns wrong values at other
     sizes. Computing the bins from the (symbolic) input size keeps it exact

@@ -1,19 +1,8 @@
-"""The runtimes a deploy form can run in, one module per runtime.
-
-Each module drives one runtime's own session (and its own post-training
-int8 tool) on the ONNX export of :mod:`..onnx_export`; none writes a
-quantizer or an inference engine. The runtimes themselves (onnxruntime,
-OpenVINO, NNCF) are imported inside the functions that use them, so
-importing this package loads none of them.
-
-* :mod:`.base`: :class:`RuntimeSession`, export per input shape, then run.
-* :mod:`.onnxruntime`: :class:`OnnxRuntimeSession` and
-  :func:`onnxruntime_session` (also what ``check_onnx`` runs an export in).
-* :mod:`.openvino`: :class:`OpenVINOSession` (int8 through NNCF).
-
-The modules are named after their runtimes, as in mmdeploy; imports are
-absolute, so ``import onnxruntime`` inside :mod:`.onnxruntime` is the
-runtime, never this module.
+"""The runtimes a deploy form can run in, one module per runtime (as in
+mmdeploy): each drives the runtime's own session and int8 tool on the ONNX
+export, and imports the runtime (onnxruntime, OpenVINO, NNCF) only inside
+the functions that use it. A leaf of the pipeline: the export function is
+passed in, not imported.
 """
 from typing import Dict, Type
 

@@ -12,7 +12,7 @@ the activation ranges a quantizer needs do not depend on the image size.
 """
 import os.path as osp
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ..machine import machine
-from ..onnx_export import export_onnx
 
 Shape = Tuple[int, ...]
 
@@ -61,6 +60,10 @@ class RuntimeSession(nn.Module):
     Args:
         structure (nn.Module): The segmentor in the form's structure
             (fused or not: the export fuses a copy).
+        export (callable): ``export(structure, path, (H, W))`` writes the
+            ONNX file (the pipeline passes
+            :func:`~mmseg_repvgg.deploy.onnx_export.export_onnx`; a leaf
+            takes it rather than importing it back).
         int8 (bool): Quantize with the runtime's own tool.
         calibration (Sequence[Tensor], optional): Normalized fp32 batches
             for int8.
@@ -75,6 +78,7 @@ class RuntimeSession(nn.Module):
 
     def __init__(self,
                  structure: nn.Module,
+                 export: Callable[[nn.Module, str, Tuple[int, int]], object],
                  int8: bool = False,
                  calibration: Optional[Sequence[Tensor]] = None,
                  device: str = 'cpu',
@@ -85,6 +89,7 @@ class RuntimeSession(nn.Module):
             raise ConfigError(f'the {self.name} int8 form needs calibration '
                               'batches (e.g. --calibration-images 8)')
         self.structure = structure
+        self.export = export
         self.int8 = int8
         self.calibration = list(calibration or [])
         self.device = str(device)
@@ -104,7 +109,7 @@ class RuntimeSession(nn.Module):
     def _onnx_path(self, shape: Shape) -> str:
         path = osp.join(self.workdir,
                         f'{self.name}_{"x".join(map(str, shape))}.onnx')
-        export_onnx(self.structure, path, tuple(shape[2:]))
+        self.export(self.structure, path, tuple(shape[2:]))
         return path
 
     def prepare(self, shape: Shape) -> None:

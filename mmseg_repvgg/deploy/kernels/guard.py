@@ -1,24 +1,10 @@
 """The guard in front of every private torch route the kernels call.
 
-Three routes are not public torch API: NNPACK's C entry point bound with
-``ctypes`` (:mod:`.nnpack`), ``torch._nnpack_spatial_convolution``
-(:mod:`.nnpack_op`) and oneDNN's int8 conv ops ``torch.ops.onednn.qconv_*``
-(:mod:`.onednn_int8`). A torch release may drop or change any of them, and
-a wrong struct layout or op schema crashes the process instead of raising.
-So a route is used only after, once per process and on its first use:
-
-1. its check (small convs against ``F.conv2d``) ran in a child process
-   (``sys.executable``, with a timeout) that loads only torch and the
-   route's module: a crash, a timeout, a non-zero exit or a failed check
-   there makes the route unusable here, and its caller falls back with one
-   log line (:func:`usable`);
-2. the same check passed in this process, which is what it calls (an op
-   may be replaced, NNPACK not initialized).
-
-The routes were checked on the torch versions in :data:`CHECKED_TORCH`. On
-another version they are still probed and used where the probe passes,
-with one log line saying so: the probe tests the behaviour itself, and
-refusing would fall back on every new torch until the tuple is updated.
+A route is used only after its check (small convs against ``F.conv2d``)
+passed once in a child process (a crash or hang there cannot take the
+caller down) and then in this one; otherwise its caller falls back, with
+one log line. Routes are probed on every torch version, and one line says
+so when the version is not in :data:`CHECKED_TORCH`.
 """
 import functools
 import importlib

@@ -1,29 +1,11 @@
-"""Post-training int8 for the convolutions of a fused segmentor, on x86 CPUs.
+"""Post-training int8 convolutions of a fused segmentor on x86 CPUs.
 
-A fused RepVGG is a stack of plain 3x3 convs, the layer int8 kernels run
-best. The scheme is the usual post-training one:
-
-* weights: symmetric int8, one scale per output channel (a fused RepVGG
-  kernel sums three branches, so its channels' ranges differ widely, and
-  one scale per tensor loses the small ones);
-* activations: uint8 with a zero point, one scale per tensor, from the
-  min/max seen on calibration batches. On CPUs without VNNI only 7 bits
-  (0..127) are used: there the kernel adds pairs of u8 x s8 products in
-  int16 and would saturate on 8-bit inputs
-  (:mod:`mmseg_repvgg.deploy.machine` says which CPU is which);
-* the kernel adds the fp32 bias, applies a following ReLU itself where it
-  can (RepVGG blocks and ConvModules) and returns fp32, so everything
-  between convs (pooling, upsampling, concatenation, the classifier) stays
-  fp32.
-
-Written by hand, as a thin layer over the oneDNN operators that inductor's
-own x86 int8 lowering emits (``onednn.qconv_prepack``,
-``onednn.qconv_pointwise``, called only in :mod:`.onednn_int8` and checked
-by :func:`.guard.int8_problem` before first use): torch's maintained
-quantization flow (PT2E with the X86 quantizer) lives in torchao, which
-this project does not install, and it needs ``torch.compile``. It stays
-in PyTorch, so it composes with the low-res PSP head and runs mmseg's own
-inference (slide mode, the config's evaluator) with no export.
+Weights symmetric per output channel (a fused kernel sums three branches,
+so channel ranges differ widely); activations uint8 per tensor from
+calibration min/max, 7 bits without VNNI (the kernel's int16 pair sums
+would saturate); fp32 between convs. Written by hand over oneDNN's ops
+(:mod:`.onednn_int8`) because torch's maintained flow (PT2E) needs torchao
+and ``torch.compile``; staying in PyTorch keeps mmseg's own inference.
 """
 import copy
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -170,7 +152,7 @@ class Int8Conv2d(nn.Module):
         # and larger inputs are clamped first so that none exceeds 127 (the
         # quantized tensor itself has no clamp kernel). The kernel works in
         # channels_last (its output is channels_last too); an NCHW quint8
-        # view crashes it (segfault, torch 2.13), so convert first: a no-op
+        # view crashes it (segfault), so convert first: a no-op
         # from the second int8 conv on.
         x = x.float().contiguous(memory_format=torch.channels_last)
         if self.activation_bits < 8:

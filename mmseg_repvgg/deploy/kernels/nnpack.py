@@ -1,21 +1,10 @@
-"""NNPACK's own Winograd entry point, with each kernel transformed once.
+"""NNPACK's own Winograd entry point, each kernel transformed once.
 
-torch's ``torch._nnpack_spatial_convolution`` calls NNPACK's
-``nnp_convolution_inference`` with the ``compute`` strategy: every call
-transforms the whole kernel again, a large share of a wide conv's work, and
-it has no fused activation. NNPACK itself can transform a kernel once
-(``precompute``) and run every later call on that transform (``reuse``),
-with ReLU applied in its output transform. torch ships NNPACK inside
-``libtorch_cpu`` with that function exported, so this module calls it
-through ``ctypes`` -- NNPACK's kernels, torch's copy of them; what is
-written here is only the binding (argument structs, a 64-byte aligned
-buffer per transform, a reused workspace).
-
-The binding is private to torch's build: a changed struct or signature
-would crash the process rather than raise. :func:`check_c_api` compares
-small convs with ``F.conv2d``; :func:`.guard.c_api_problem` runs it in a
-child process first, and callers fall back to torch's op where it fails.
-This module imports only torch, so that the child can load it alone.
+torch's op recomputes the kernel transform on every call and has no fused
+ReLU; NNPACK (shipped inside ``libtorch_cpu``) can precompute it, so this
+module binds ``nnp_convolution_inference`` with ``ctypes``. Private: a
+changed struct would crash, so :func:`check_c_api` runs in a child process
+first (:mod:`.guard`). Imports only torch, so the child can load it alone.
 """
 import ctypes
 import functools
@@ -132,7 +121,7 @@ def _threadpool(threads: int) -> int:
 
 #: The profiler's name for these convs (the benchmark counts it as conv
 #: time, like ``aten::convolution``).
-PROFILER_NAME = 'nnpack::winograd_conv'
+WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
 
 
 def _call(strategy: int, cin: int, cout: int, hw: Sequence[int],
@@ -258,7 +247,7 @@ def winograd_conv(x: Tensor,
     _call(_REUSE, cin, cout, (h, w), pad, None, transform.buffers[0].ptr, None,
           None, None, size, relu)  # the workspace it needs
     workspace = _workspace(size.value)
-    with torch.profiler.record_function(PROFILER_NAME):
+    with torch.profiler.record_function(WINOGRAD_PROFILER_NAME):
         _run_images(x, out, transform, bias, pad, workspace, relu)
     return out
 

@@ -1,16 +1,8 @@
-"""NNPACK through torch's own op, ``torch._nnpack_spatial_convolution``.
-
-The route Winograd convs take where NNPACK's C entry point (:mod:`.nnpack`)
-is unusable: the kernel is transformed on every call and ReLU runs
-separately, but nothing outside torch is bound. The op is private (a
-leading underscore, no documentation), has no groups, and for a batch of
-more than one image uses NNPACK's batched entry point, another algorithm
-that is slower than one batch-1 call per image. :func:`torch_op_conv`
-works around both; :func:`check_torch_op` says whether the op exists and
-answers right, and :func:`.guard.nnpack_problem` runs it (child process
-first, once per process). This module imports only torch and
-:mod:`.nnpack` (which imports only torch), so that the child can load it
-alone.
+"""NNPACK through torch's own op, ``torch._nnpack_spatial_convolution``: the
+fallback where NNPACK's C entry point is unusable (the kernel transformed on
+every call). Private and without groups, and slower on batches than per
+image, which :func:`torch_op_conv` works around; :func:`check_torch_op` is
+its guard check. Imports only torch, so a child process can load it alone.
 """
 from typing import Optional, Sequence
 

@@ -1,14 +1,8 @@
-"""The only calls of oneDNN's private int8 conv ops, and their check.
-
-``torch.ops.onednn.qconv_prepack`` and ``qconv_pointwise`` are the ops that
-inductor's x86 int8 lowering emits; they are registered by torch but not
-documented, and their schemas have changed between releases. A call that
-does not fit crashes the process (an NCHW uint8 input segfaults on torch
-2.13) instead of raising. :class:`~.int8.Int8Conv2d` calls them only
-here; :func:`check_qconv` runs two small int8 convs against ``F.conv2d``
-and :func:`.guard.int8_problem` runs it (child process first, once per
-process). This module imports only torch, so that the child can load it
-alone.
+"""The only calls of oneDNN's private int8 conv ops
+(``torch.ops.onednn.qconv_prepack``, ``qconv_pointwise``), and their check.
+A call that does not fit their schema crashes instead of raising, so
+:func:`check_qconv` runs in a child process first (:mod:`.guard`). Imports
+only torch, so that the child can load it alone.
 """
 from typing import List, Optional, Tuple
 

@@ -1,33 +1,18 @@
 """How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape,
-and where the picks are kept.
-
-Which of direct and Winograd wins depends on the layer, the input shape,
-the CPU, the thread count and the torch build, so it is measured, not
-ruled. A measurement made afresh in every process would make each process
-depend on the machine's load at that moment, and two processes might run
-different kernels; so every pick is kept in an on-disk cache
-(``winograd.json`` under :func:`~mmseg_repvgg.deploy.cache.cache_dir`,
-written atomically), keyed by the machine's
-:meth:`~mmseg_repvgg.deploy.machine.Machine.fingerprint`, the layer's
-geometry, the NNPACK route and the input shape. A later process on the
-same machine reads it and times nothing. Picks can also be saved with a
-model and given back (:func:`~.winograd_convs.tuned_choices`,
-:func:`~.winograd_convs.apply_choices`).
-
-A pick that is reused is still checked once against direct at its first
-use (one more direct call, no timing): a Winograd result outside
-:data:`.nnpack.TOLERANCE` is rejected with one log line, as a measured one
-is.
+and where the picks are kept: measured once, then reused from an on-disk
+cache keyed by the machine, the layer's geometry and the input shape, so
+that later processes time nothing and run the same kernels. A reused pick
+is checked once against direct at its first use.
 """
 import functools
 import logging
 import statistics
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from torch import Tensor
 
+from .. import timing
 from ..cache import cache_path, read_cache, write_cache
 from ..machine import machine
 from .nnpack import TOLERANCE, norm_error
@@ -47,31 +32,21 @@ def shape_text(shape: Sequence[int]) -> str:
     return 'x'.join(str(int(n)) for n in shape)
 
 
-def parse_shape(text: str) -> Tuple[int, ...]:
-    """The inverse of :func:`shape_text`."""
-    return tuple(int(n) for n in text.split('x'))
-
-
 def time_calls(fn: Callable[[Tensor], Tensor],
                x: Tensor) -> Tuple[float, Tensor]:
-    """Median milliseconds of ``fn(x)`` and its last output.
+    """Median milliseconds of ``fn(x)`` and its output.
 
     One warm-up call (oneDNN creates its primitive and NNPACK its
-    workspace then), then up to ``_REPEATS`` timed calls while within
-    ``_BUDGET_S``; a layer slower than the budget is timed by its single
-    (warm-up) call, so measuring costs about one call per candidate there.
+    workspace then), then up to ``_REPEATS`` timed calls within
+    ``_BUDGET_S``, so measuring a slow layer costs about two calls.
     """
-    times: List[float] = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        out = fn(x)
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        if len(times) > _REPEATS or t1 - start >= _BUDGET_S:
-            break
-    timed = times[1:] if len(times) > 1 else times
-    return statistics.median(timed) * 1000, out
+    last: List[Tensor] = []
+
+    def call():
+        last[:] = [fn(x)]
+
+    times = timing.time_calls(call, _REPEATS, warmup=1, budget_s=_BUDGET_S)
+    return statistics.median(times) * 1000, last[0]
 
 
 def _log_rejected(name: str, shape: Sequence[int], reason: str) -> None:
@@ -130,8 +105,7 @@ def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
         module (WinogradConv2d): The conv.
         x (Tensor): Its input.
         entry (dict): ``choice`` and optionally ``ms`` (as measured then).
-        source (str): Where it came from, kept in the entry: ``'saved'``
-            or ``'cache'``.
+        source (str): Where it came from, kept in the entry (``'cache'``).
 
     Returns:
         tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry

@@ -1,24 +1,8 @@
-"""A 3x3 conv that runs through Winograd (NNPACK) where that wins.
-
-A fused RepVGG is nothing but 3x3 convs, and a Winograd algorithm computes a
-3x3 conv with far fewer multiplications than the direct (im2col/oneDNN)
-one. torch's CPU build already ships NNPACK, whose Winograd kernels are
-reached through NNPACK's own C entry point (:mod:`.nnpack`: each kernel
-transformed once, ReLU fused) or torch's op (:mod:`.nnpack_op`); this
-module reuses them and writes by hand only what they lack:
-
-* groups: NNPACK has none, so a grouped conv becomes one NNPACK call per
-  group on channel slices, written into one output (:func:`nnpack_conv`);
-* dilation: NNPACK has none either, so a dilated conv is computed on the
-  ``d x d`` interleaved sub-grids of its input (:mod:`.space_to_batch`);
-* the choice: which of oneDNN and NNPACK is faster depends on the channels,
-  the spatial size and the CPU, so no fixed rule can pick it.
-  :class:`WinogradConv2d` measures it per input shape, or reuses a choice
-  saved earlier (:mod:`.tuning`).
-
-Both NNPACK routes are private torch API; :mod:`.guard` checks them once
-per process (in a child process first). Where torch's op is unusable,
-every :class:`WinogradConv2d` runs direct and one line is logged.
+"""A 3x3 conv that runs NNPACK's Winograd where that beats oneDNN's direct
+conv, chosen per input shape (:mod:`.tuning`): no fixed rule predicts it.
+Written by hand only what NNPACK lacks: groups (one call per group) and
+dilation (:mod:`.space_to_batch`). Both NNPACK routes are private torch API
+behind :mod:`.guard`; where unusable, the conv runs direct.
 """
 import functools
 from typing import Dict, Optional, Sequence, Tuple
@@ -126,10 +110,10 @@ class WinogradConv2d(nn.Conv2d):
     """A 3x3 conv that runs the fastest of oneDNN and NNPACK per shape.
 
     The first forward at each input shape picks the algorithm
-    (:meth:`_choose`): a choice given by :meth:`preset` or found in the
-    on-disk cache of this machine (:mod:`.tuning`) is reused without
-    timing; otherwise every candidate is timed briefly and the fastest by
-    median time kept (and cached on disk when ``cache``). Either way a
+    (:meth:`_choose`): a choice found in the on-disk cache of this machine
+    (:mod:`.tuning`) is reused without timing; otherwise every candidate
+    is timed briefly and the fastest by median time kept (and cached on
+    disk when ``cache``). Either way a
     Winograd result outside :data:`.nnpack.TOLERANCE` of the direct one is
     rejected, with one log line. :attr:`choices` holds the outcome per
     shape; later forwards at that shape run it without timing anything.
@@ -197,10 +181,8 @@ class WinogradConv2d(nn.Conv2d):
         self.train(conv.training)
         #: Input shape -> dict(choice=..., ms={candidate: median ms}), plus
         #: ``rejected={candidate: reason}`` where one failed and
-        #: ``source='saved'`` / ``'cache'`` where not measured here.
+        #: ``source='cache'`` where not measured here.
         self.choices: Dict[Tuple[int, ...], dict] = {}
-        #: Input shape -> algorithm given by :meth:`preset`.
-        self.presets: Dict[Tuple[int, ...], str] = {}
         self.algorithm = algorithm
         self.relu = relu
         self.cache = cache
@@ -251,15 +233,11 @@ class WinogradConv2d(nn.Conv2d):
         self._algorithm = value
         self.choices = {}
 
-    def preset(self, shape: Sequence[int], algorithm: str) -> None:
-        """Use ``algorithm`` at input ``shape`` without timing (checked
-        against direct at its first use, like a measured choice)."""
-        if algorithm not in self.candidates:
-            raise ValueError(f'{algorithm!r} is not one of this conv\'s '
-                             f'candidates {self.candidates}')
-        shape = tuple(shape)
-        self.presets[shape] = algorithm
-        self.choices.pop(shape, None)
+    @property
+    def transform_nbytes(self) -> int:
+        """Bytes held by the kernel transform (0 before the first
+        Winograd call): weights the model keeps besides its parameters."""
+        return 0 if self._transform is None else self._transform.nbytes
 
     def extra_repr(self) -> str:
         relu = ', relu=True' if self.relu else ''
@@ -317,12 +295,9 @@ class WinogradConv2d(nn.Conv2d):
         return out
 
     def _choose(self, x: Tensor) -> Tuple[dict, Tensor]:
-        """The :attr:`choices` entry for ``x``'s shape and its output: a
-        preset, else the disk cache's, else measured (then cached)."""
+        """The :attr:`choices` entry for ``x``'s shape and its output: the
+        disk cache's, else measured (then cached)."""
         key = tuple(x.shape)
-        if key in self.presets:
-            return tuning.adopt(self, x, dict(choice=self.presets[key]),
-                                'saved')
         if self.cache:
             found = tuning.lookup(self, key)
             if found is not None:

@@ -40,8 +40,9 @@ class DeployFormHook(Hook):
         self.deployed: Optional[object] = None
 
     def before_test_epoch(self, runner) -> None:
+        from ...deploy.api import deploy_model
         from ...deploy.calibration import calibration_batches
-        from ...deploy.deployed import deploy_model, deployed_segmentor
+        from ...deploy.deployed import deployed_segmentor
         from ...deploy.forms import needs_calibration
         model = unwrap_segmentor(runner.model).eval()
         calibration = None

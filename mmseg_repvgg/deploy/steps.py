@@ -1,0 +1,195 @@
+"""The pipeline's steps, in order: structure -> precision -> kernels ->
+runtime. Each imports the kernel or backend module it needs only when a
+form asks for it, so the fp32 and runtime forms load none of them."""
+import contextlib
+import copy
+from typing import Callable, ContextManager, List, Optional, Sequence
+
+import torch
+from mmcv.cnn import fuse_conv_bn
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..models.fuse import fuse_segmentor, segmentor_logits
+from ..models.reparam import reparameterize_model
+from .deployed import DeployedModel
+from .forms import Form, FormUnavailable
+from .machine import machine
+
+
+def fuse_model(model: nn.Module, level: str) -> nn.Module:
+    """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
+
+    ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
+    :func:`~mmseg_repvgg.models.fuse_segmentor`. Either then folds the
+    backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
+    none in a RepVGG backbone, every one in a ResNet, so that a baseline's
+    fused form is the like-for-like deploy form.
+    """
+    if level == 'none':
+        return model
+    if level == 'backbone':
+        fused = reparameterize_model(model)
+    elif level == 'full':
+        fused, _ = fuse_segmentor(model)
+    else:
+        raise ValueError(f'unknown fusion level {level!r}')
+    fuse_conv_bn(fused.backbone)
+    return fused.eval()
+
+
+def structure(form: Form,
+              model: nn.Module,
+              copy_model: bool = False) -> nn.Module:
+    """``model`` with ``form``'s structure: fused to its level and, for a
+    low-res form, with the PSP bottleneck at pool resolution. ``model`` is
+    left unchanged; a form that changes no structure returns ``model``
+    itself unless ``copy_model``.
+
+    Raises:
+        FormUnavailable: A low-res form of a model without a PSPHead.
+    """
+    module = fuse_model(model, form.fuse)
+    if module is model and (copy_model or form.lowres_psp):
+        module = copy.deepcopy(model)
+    if form.lowres_psp:
+        from .kernels.psp_lowres import lowres_psp_heads
+        if not lowres_psp_heads(module):
+            raise FormUnavailable(
+                f'{form.name}: the model has no PSPHead, so there is no '
+                'low-res PSP bottleneck to use')
+    return module
+
+
+def _quantize(module: nn.Module, calibration: Optional[Sequence[Tensor]],
+              notes: List[str]) -> nn.Module:
+    from .kernels.int8 import calibrate_activation_ranges, quantize_int8
+    if not calibration:
+        raise ConfigError('the int8 forms need calibration batches (e.g. '
+                          'tools/test.py --calibration-images 8)')
+    with torch.inference_mode():
+        ranges = calibrate_activation_ranges(
+            module, calibration, lambda x: segmentor_logits(module, x))
+    bits = machine().int8_activation_bits
+    notes.append(f'int8 activations: {bits} bits' + (
+        '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
+        'the kernel from saturating)'))
+    return quantize_int8(module, ranges, inplace=True)[0]
+
+
+def precision(form: Form, module: nn.Module, device: str,
+              calibration: Optional[Sequence[Tensor]],
+              notes: List[str]) -> nn.Module:
+    """``module`` (a copy the pipeline owns) in the form's precision and
+    memory format, on ``device``."""
+    module = module.to(device).eval()
+    if form.precision == 'int8':
+        module = _quantize(module, calibration, notes)
+    if form.precision == 'reduced':
+        module = module.to(machine().reduced_dtype(device))
+    if form.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def kernels(form: Form, module: nn.Module, notes: List[str]) -> nn.Module:
+    """``module`` with the form's hand-written kernels swapped in."""
+    if not form.winograd:
+        return module
+    from .kernels.guard import nnpack_problem
+    from .kernels.winograd_convs import winograd_convs
+    problem = nnpack_problem()
+    module, names = winograd_convs(module, inplace=True)
+    notes.append(f'{len(names)} 3x3 convs choose direct or Winograd per layer'
+                 if problem is None else
+                 f'Winograd unavailable, all convs direct: {problem}')
+    return module
+
+
+def input_cast(form: Form, device: str) -> Callable[[Tensor], Tensor]:
+    """Casts a normalized fp32 batch to what the form's module takes."""
+    low = machine().reduced_dtype(device)
+
+    def cast(inputs: Tensor) -> Tensor:
+        x = inputs.to(device)
+        if form.precision == 'reduced':
+            x = x.to(low)
+        if form.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    return cast
+
+
+def run_context(form: Form, device: str) -> Callable[[], ContextManager]:
+    """The context a form's module runs under (grad mode, autocast)."""
+    # The train-time form runs as mmseg's test loop runs it (no_grad); the
+    # deploy forms use inference_mode, which also skips version counters.
+    grad = torch.no_grad if form.fuse == 'none' else torch.inference_mode
+    low = machine().reduced_dtype(device)
+    device_type = torch.device(device).type
+
+    def context() -> ContextManager:
+        stack = contextlib.ExitStack()
+        stack.enter_context(grad())
+        if form.precision == 'autocast':
+            stack.enter_context(torch.autocast(device_type, dtype=low))
+        return stack
+
+    return context
+
+
+class _Logits(nn.Module):
+    """A segmentor's logits as a plain forward, for ``torch.compile``."""
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.segmentor = segmentor
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return segmentor_logits(self.segmentor, inputs)
+
+
+def torch_runtime(form: Form, module: nn.Module, device: str,
+                  notes: List[str]) -> DeployedModel:
+    """The PyTorch runtime: eager, or ``torch.compile``."""
+    cast, context = input_cast(form, device), run_context(form, device)
+    if form.runtime == 'compile':
+        # Inductor's freezing folds the weights into the graph on the
+        # first call, which must be grad-free: ``context`` gives that.
+        compiled = torch.compile(
+            _Logits(module).eval(), dynamic=False, options=dict(freezing=True))
+
+        def run(inputs):
+            with context():
+                return compiled(cast(inputs))
+
+        # Hooks do not fire in a compiled graph: no module is exposed.
+        return DeployedModel(form, run, device, None, notes)
+
+    def run(inputs):
+        with context():
+            return segmentor_logits(module, cast(inputs))
+
+    return DeployedModel(
+        form, run, device, module, notes, cast=cast, context=context)
+
+
+def backend_runtime(form: Form, model: nn.Module, device: str,
+                    calibration: Optional[Sequence[Tensor]],
+                    input_shape: Optional[Sequence[int]],
+                    workdir: Optional[str]) -> DeployedModel:
+    """An onnxruntime or OpenVINO session of the form's structure."""
+    from .backends import RUNTIMES
+    from .onnx_export import export_onnx
+    session = RUNTIMES[form.runtime](
+        structure(form, model),  # the export fuses a copy itself
+        export=export_onnx,
+        int8=form.precision == 'int8',
+        calibration=calibration,
+        device=device,
+        workdir=workdir)
+    if input_shape is not None:
+        session.prepare(tuple(input_shape))
+    return DeployedModel(
+        form, session, device, notes=session.notes, session=session)
