@@ -1,5 +1,6 @@
-"""tools/demo.py and mmseg_repvgg.demo: the report is built from the scores
-``runner.test()`` returns and the classes of the dataset's metainfo.
+"""tools/demo.py and its steps (tools/demo_steps.py): the report is built
+from the scores ``runner.test()`` returns and the classes of the dataset's
+metainfo.
 
 The pieces run on hand-made inputs; one short demo (1 epoch of 2
 iterations of a tiny model on 32x64 toy images) runs in-process end to
@@ -17,19 +18,29 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmseg.datasets import CityscapesDataset
+from mmseg.registry import METRICS
 
-from mmseg_repvgg import demo
 from mmseg_repvgg.errors import ConfigError, DatasetError
+from mmseg_repvgg.evaluation import PerClassIoUMetric
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_demo_tool():
-    spec = importlib.util.spec_from_file_location('tool_demo',
-                                                  REPO / 'tools' / 'demo.py')
+def load_tool(name: str, as_name: str):
+    spec = importlib.util.spec_from_file_location(
+        as_name, REPO / 'tools' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# tools/demo.py imports its steps by name, as a script beside them does.
+demo = sys.modules.setdefault('demo_steps',
+                              load_tool('demo_steps', 'demo_steps'))
+
+
+def load_demo_tool():
+    return load_tool('demo', 'tool_demo')
 
 
 def test_config_options():
@@ -41,7 +52,9 @@ def test_config_options():
 
 
 def test_per_class_metric_returns_what_iou_metric_only_logs():
-    metric = demo.PerClassIoUMetric(iou_metrics=['mIoU'])
+    # Registered by `import mmseg_repvgg`, so configs can name it.
+    assert METRICS.get('PerClassIoUMetric') is PerClassIoUMetric
+    metric = PerClassIoUMetric(iou_metrics=['mIoU'])
     metric.dataset_meta = dict(classes=('a', 'b', 'c'))
     pred = torch.tensor([[0, 0, 1], [1, 1, 1]])
     label = torch.tensor([[0, 1, 1], [1, 255, 1]])
@@ -176,11 +189,12 @@ def test_short_demo_end_to_end(tmp_path, toy_cityscapes_tiny, tiny_toy_options,
     assert len(result.images) == 2  # every test image drawn
     assert all(Path(p).is_file() for p in result.images)
     assert all(Path(d).is_dir() for d in result.log_dirs)
-    # The test config saved beside its logs names the metric's module.
+    # The test config saved beside its logs imports the module that
+    # registers its metric, so it runs as it is.
     saved = Config.fromfile(
         str(work_dir / 'test' / 'pspnet_repvgg_toy_cityscapes.py'))
     assert saved.test_evaluator.type == 'PerClassIoUMetric'
-    assert 'mmseg_repvgg.demo' in saved.custom_imports.imports
+    assert 'mmseg_repvgg' in saved.custom_imports.imports
 
     report = demo.format_report(result)
     assert f'mIoU {metrics["mIoU"]:.2f} ' in report

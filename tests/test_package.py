@@ -29,6 +29,9 @@ def test_import_registers_the_plugin_and_loads_no_deploy_code():
         'from mmseg.registry import HOOKS, MODELS\n'
         'assert MODELS.get("RepVGG") and HOOKS.get("ReparamHook")\n'
         'assert HOOKS.get("DeployFormHook")\n'
+        'for name in ("CheckpointFitHook", "FuseBeforeTestHook", '
+        '"FusedValHook", "SaveDeployHook"):\n'
+        '    assert HOOKS.get(name), name\n'
         f'wing = {DEPLOY_WING!r}\n'
         'print("loaded:", *sorted(m for m in sys.modules '
         'if m.startswith(wing)))\n'
@@ -52,10 +55,12 @@ def test_no_module_is_over_400_lines():
 
 def test_mmseg_test_tool_refuses_a_train_checkpoint_for_a_deploy_config(
         tmp_path, tiny_seg_cfg, tiny_seg_checkpoint):
-    """mmseg's own tools/test.py (from its wheel): one line, non-zero exit.
+    """mmseg's own tools/test.py (from its wheel) stops on our error.
 
-    Without the ReparamHook's check mmengine loads the pair non-strictly,
-    warns, and scores random weights with exit 0.
+    Without the config's CheckpointFitHook mmengine loads the pair
+    non-strictly, warns, and scores random weights with exit 0. mmseg's
+    tool shows the error as a traceback whose last line is the error (ours
+    print its one line).
     """
     from mmseg_repvgg.deploy import reparam_checkpoint
     deploy = tmp_path / 'deploy' / 'tiny_deploy.pth'
@@ -78,14 +83,11 @@ def test_mmseg_test_tool_refuses_a_train_checkpoint_for_a_deploy_config(
                             cwd=tmp_path,
                             env=dict(os.environ, PYTHONWARNINGS='ignore'))
     assert result.returncode != 0
-    errors = [
-        line for line in result.stderr.splitlines()
-        if line.startswith('error:')
-    ]
-    assert len(errors) == 1, result.stderr[-2000:]
-    assert 'train-time checkpoint' in errors[0]
-    assert 'tools/reparam.py' in errors[0]
-    assert 'Traceback' not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    error = 'mmseg_repvgg.errors.CheckpointError: '
+    assert last.startswith(error), result.stderr[-2000:]
+    assert 'train-time checkpoint' in last
+    assert 'tools/reparam.py' in last
     # Nothing was scored: no test iteration ran, no metric was printed.
     assert 'Iter(test)' not in result.stdout + result.stderr
     assert 'mAcc' not in result.stdout + result.stderr

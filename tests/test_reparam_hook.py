@@ -1,21 +1,27 @@
-"""ReparamHook in mmengine's Runner: test, fused validation, deploy files.
+"""The reparam hooks in mmengine's Runner: the checkpoint fit check, test,
+fused validation, deploy files; ReparamHook as one entry for all of them.
 
 Fixtures (tiny PSPNet-RepVGG config, data and checkpoint) are in
 conftest.py; every run is a few iterations on 32x64 images.
 """
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import EMAHook, Hook
+from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from mmseg_repvgg.checkpoint import build_segmentor, load_segmentor
 from mmseg_repvgg.checkpoint.safe_load import SAFE_SCHEME, safe_torch_load
 from mmseg_repvgg.deploy import artifacts, reparam_checkpoint
-from mmseg_repvgg.engine import ReparamHook
+from mmseg_repvgg.engine import (CheckpointFitHook, FuseBeforeTestHook,
+                                 FusedValHook, ReparamHook, SaveDeployHook)
+from mmseg_repvgg.engine.hooks.checkpoint_fit_hook import load_purpose
+from mmseg_repvgg.errors import CheckpointError
 from mmseg_repvgg.models import FusionMismatchError, segmentor_logits
 from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import is_batchnorm, reparameterize_model
@@ -167,17 +173,19 @@ def test_deploy_checkpoint_tests_with_either_config(tiny_seg_cfg,
 
 def test_deploy_checkpoint_refused_where_it_cannot_work(
         tiny_seg_cfg, deploy_checkpoint):
-    # The hook stops any Runner (mmseg's own tools too) with one line.
+    # The hook stops any Runner (mmseg's own tools too) with our error,
+    # which our tools print as one line.
     other = copy.deepcopy(tiny_seg_cfg)
     other.model.decode_head.channels = 16
-    runner, _ = make_runner(
+    runner, probe = make_runner(
         other, 'mismatch', load_from=str(deploy_checkpoint))
-    with pytest.raises(SystemExit, match='^error: .*does not match'):
+    with pytest.raises(CheckpointError, match='does not match'):
         runner.test()
+    assert probe.logits == []
 
     runner, _ = make_runner(
         tiny_seg_cfg, 'train_from_deploy', load_from=str(deploy_checkpoint))
-    with pytest.raises(SystemExit, match='cannot be trained from'):
+    with pytest.raises(CheckpointError, match='cannot be trained from'):
         runner.train()
 
 
@@ -189,7 +197,8 @@ def test_train_time_checkpoint_refused_by_the_deploy_config(
         deploy_cfg,
         'deploy_cfg_train_ckpt',
         load_from=str(tiny_seg_checkpoint))
-    with pytest.raises(SystemExit, match='train-time checkpoint.*reparam.py'):
+    with pytest.raises(
+            CheckpointError, match='train-time checkpoint.*reparam.py'):
         runner.test()
     assert probe.logits == []  # stopped before scoring anything
     # A train-time checkpoint of another model is refused at test alike.
@@ -197,7 +206,7 @@ def test_train_time_checkpoint_refused_by_the_deploy_config(
     other.model.decode_head.channels = 16
     runner, _ = make_runner(
         other, 'other_arch', load_from=str(tiny_seg_checkpoint))
-    with pytest.raises(SystemExit, match='resized keys'):
+    with pytest.raises(CheckpointError, match='resized keys'):
         runner.test()
 
 
@@ -293,3 +302,65 @@ def test_fused_backbone_checkpoint_tests_with_the_training_config(
             expected = torch.stack(
                 [o.seg_logits.data for o in model.test_step(batch)])
             assert relative_error(expected, logits) < 1e-5
+
+
+def test_reparam_hook_is_its_small_hooks():
+    hook = ReparamHook(validate_fused=True)
+    assert [type(part) for part in hook.parts] == [
+        CheckpointFitHook, FuseBeforeTestHook, FusedValHook, SaveDeployHook
+    ]
+    # The Runner's hook table lists exactly the stages the parts use.
+    assert set(hook.get_triggered_stages()) == set().union(
+        *(part.get_triggered_stages() for part in hook.parts))
+    assert {
+        'after_load_checkpoint', 'before_test_epoch', 'before_val_epoch',
+        'after_train'
+    } <= set(hook.get_triggered_stages())
+    plain = ReparamHook(fuse_before_test=False, save_deploy=False)
+    assert [type(part) for part in plain.parts] == [CheckpointFitHook]
+
+
+def test_load_purpose_is_read_from_public_runner_state():
+    built = OptimWrapper(torch.optim.SGD([torch.zeros(1)], lr=0.1))
+
+    def runner(optim_wrapper, **cfg):
+        return SimpleNamespace(optim_wrapper=optim_wrapper, cfg=Config(cfg))
+
+    # Runner.test and Runner.val load before any optimizer is built.
+    assert load_purpose(runner(dict(type='OptimWrapper'))) == 'test'
+    assert load_purpose(runner(None, resume=True)) == 'test'
+    assert load_purpose(runner(built, resume=True)) == 'resume'
+    assert load_purpose(runner(built, resume=False)) == 'load_from'
+
+
+def test_small_hooks_listed_on_their_own(tiny_seg_cfg, tiny_seg_checkpoint,
+                                         deploy_checkpoint):
+    """A config may list the small hooks instead of ReparamHook."""
+    hooks = [
+        dict(type='CheckpointFitHook'),
+        dict(type='FuseBeforeTestHook'),
+        dict(type='SaveDeployHook', verify_shape=(32, 64))
+    ]
+    trainer, _ = make_runner(tiny_seg_cfg, 'small_train', custom_hooks=hooks)
+    trainer.train()
+    assert (Path(trainer.work_dir) / 'deploy_final.pth').is_file()
+    assert 'SaveDeployHook: deploy checkpoint' in log_text(trainer)
+    tester, probe = make_runner(
+        tiny_seg_cfg,
+        'small_test',
+        custom_hooks=hooks,
+        load_from=str(deploy_checkpoint))
+    tester.test()
+    assert count_norms(tester.model) == 0 and len(probe.logits) == 4
+    assert 'CheckpointFitHook: deploy checkpoint, model shaped' in log_text(
+        tester)
+    # The fit check alone refuses what does not fit.
+    deploy_cfg = Config.fromfile(str(deploy_checkpoint.with_suffix('.py')))
+    refused, probe = make_runner(
+        deploy_cfg,
+        'small_refused',
+        custom_hooks=[dict(type='CheckpointFitHook')],
+        load_from=str(tiny_seg_checkpoint))
+    with pytest.raises(CheckpointError, match='train-time checkpoint'):
+        refused.test()
+    assert probe.logits == []

@@ -31,7 +31,7 @@ from mmengine.config import Config
 
 from mmseg_repvgg.atomic_io import atomic_write
 from mmseg_repvgg.cli.checks import (backbone_out_channels,
-                                     check_checkpoint_fits,
+                                     check_checkpoint_file_fits_config,
                                      check_head_channels)
 from mmseg_repvgg.errors import CheckpointError, ConfigError
 
@@ -302,16 +302,16 @@ def test_checkpoints_that_fit_pass(inputs):
     cfg = Config.fromfile(str(REPO / TOY))
     good, deploy = str(inputs / 'good.pth'), str(inputs / 'deploy.pth')
     for purpose in ('test', 'resume', 'load_from'):
-        check_checkpoint_fits(cfg, good, purpose)
-    check_checkpoint_fits(cfg, deploy, 'test')  # the ReparamHook fuses
-    check_checkpoint_fits(
+        check_checkpoint_file_fits_config(cfg, good, purpose)
+    check_checkpoint_file_fits_config(cfg, deploy, 'test')  # the hook shapes
+    check_checkpoint_file_fits_config(
         Config.fromfile(str(inputs / 'deploy.py')), deploy, 'test')
     tta = cfg.copy()  # tools/test.py --tta wraps the segmentor
     tta.tta_model.module = tta.model
     tta.model = tta.tta_model
-    check_checkpoint_fits(tta, good, 'test')
+    check_checkpoint_file_fits_config(tta, good, 'test')
     # Fine-tuning to another number of classes: only the backbone counts.
     cfg.model.decode_head.num_classes = 5
-    check_checkpoint_fits(cfg, good, 'load_from')
+    check_checkpoint_file_fits_config(cfg, good, 'load_from')
     with pytest.raises(CheckpointError, match='resized keys'):
-        check_checkpoint_fits(cfg, good, 'test')
+        check_checkpoint_file_fits_config(cfg, good, 'test')

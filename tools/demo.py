@@ -14,8 +14,9 @@
 4. Prints per-class IoU, mIoU, the score of a constant prediction for
    comparison, and where the images and logs are.
 
-The work is :mod:`mmseg_repvgg.demo`; the console shows the gist of the
-logs (progress, re-parameterization, problems), the log files everything.
+The steps are in ``tools/demo_steps.py``; the console shows the gist of
+the logs (progress, re-parameterization, problems), the log files
+everything.
 """
 import argparse
 import os
@@ -28,7 +29,8 @@ from mmengine.config import DictAction
 # First: registers RepVGG, the datasets, the hooks and the safe checkpoint
 # loader into the registries (it patches nothing).
 import mmseg_repvgg  # noqa: F401  isort: skip
-from mmseg_repvgg.demo import format_report, run_demo
+from demo_steps import format_report, run_demo  # beside this file
+
 from mmseg_repvgg.errors import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -1,21 +1,9 @@
 """Does this checkpoint fit this model? The one rule, and strict loading.
 
-mmengine's Runner loads checkpoints non-strictly and only warns, so a
-checkpoint of the wrong form (a train-time checkpoint given to a deploy
-config, or the reverse) or of another arch would be scored with random
-weights and exit 0. Every place that loads a segmentor checkpoint decides
-with :func:`check_checkpoint_fits`: the tools before the Runner starts
-(:mod:`mmseg_repvgg.cli.checks`), :class:`~mmseg_repvgg.engine.ReparamHook`
-when any Runner loads one (mmseg's own ``tools/test.py`` included), and
-:func:`load_segmentor`.
-
-* A fused checkpoint (a deploy checkpoint, or one whose backbone alone is
-  fused) given to a train-time model converts exactly: the model is fused
-  to the checkpoint's form first (:func:`fit_to_checkpoint`).
-* A train-time checkpoint given to a model built in deploy form cannot be
-  converted here (the train-time heads' BatchNorms and the auxiliary head
-  have no place in it): one error naming the fix.
-* Anything else must match key for key and shape for shape.
+mmengine loads non-strictly and only warns, so a checkpoint of the wrong
+form or arch would be scored with random weights. The tools, the
+``CheckpointFitHook`` and :func:`load_segmentor` all decide with
+:func:`check_checkpoint_fits`.
 """
 import re
 from typing import Dict, Optional, Tuple
@@ -97,7 +85,8 @@ def fit_to_checkpoint(model: nn.Module,
         checkpoint (dict): The loaded checkpoint (or its state dict).
         source (str): The checkpoint's name, for the message.
         reshape (bool): Fuse the model to the checkpoint's form. False
-            where nothing will fuse it (no ReparamHook). Defaults to True.
+            where nothing will fuse it (no CheckpointFitHook). Defaults to
+            True.
 
     Returns:
         FusionReport | None: What fusing changed; None if nothing was fused.
@@ -145,7 +134,7 @@ def check_checkpoint_fits(model: Optional[nn.Module],
             (fine-tuning: the backbone's keys must match, the heads may
             differ, e.g. in their number of classes).
         reshape (bool): Fuse the model to a fused checkpoint (where a
-            ReparamHook does so when the Runner loads it).
+            CheckpointFitHook does so when the Runner loads it).
 
     Returns:
         FusionReport | None: What fusing the model to the checkpoint changed.

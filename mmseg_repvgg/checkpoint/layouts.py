@@ -1,20 +1,9 @@
 """The RepVGG checkpoint layouts in circulation, and their key mapping.
 
-Four codebases name the same tensors differently (PAPER.md, "Checkpoint
-layouts in circulation"); each comes train-time or fused ("deploy")::
-
-    ours        stem.branch_3x3.bn.weight    stage1.1.branch_identity.*
-    official    stage0.rbr_dense.bn.weight   stage1.1.rbr_identity.*
-    mmpretrain  stem.branch_3x3.norm.weight  stage_1.1.branch_norm.*
-    timm        stem.conv_kxk.bn.weight      stages.0.1.identity.*
-
-(mmpretrain's under ``backbone.``, beside ``head.fc.*``; official's
-classifier is ``linear.*``, timm's ``head.fc.*``.)
-
-A :class:`Layout` splits a key into a block (``('stem',)`` or ``(stage,
-index)`` with stages numbered 1-4 as ours) and a branch key in our names,
-and joins them back, so every mapping goes through our layout. Fused
-tensors are ``branch_reparam`` / ``rbr_reparam`` / ``reparam_conv``.
+Ours, the official one, mmpretrain's and timm's name the same tensors
+differently, train-time or fused. A :class:`Layout` splits a key into a
+block and a branch key in our names and joins them back, so every mapping
+goes through our layout.
 """
 import re
 from dataclasses import dataclass, field

@@ -1,16 +1,8 @@
 """Load RepVGG weights of any layout into our backbone, and save them.
 
-Per block, the checkpoint and the model may differ in form:
-
-* fused checkpoint, fused model: copied.
-* train-time checkpoint, fused model: fused through the block's
-  train-time twin (:meth:`RepVGGBlock.train_time_twin`, then its own
-  ``fused_kernel_bias``).
-* fused checkpoint, train-time model: the block's own
-  :meth:`RepVGGBlock.state_from_fused`.
-
-The block knows its forms; this module knows the checkpoints, and imports
-the models (never the reverse).
+Per block, a fused or train-time checkpoint goes into a fused or
+train-time model (the block converts between its forms). This module
+knows the checkpoints and imports the models, never the reverse.
 """
 import os
 import os.path as osp

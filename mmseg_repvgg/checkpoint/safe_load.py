@@ -1,19 +1,9 @@
-"""Loading mmengine's own checkpoints safely on current torch.
+"""Load mmengine's own checkpoints with ``weights_only=True``, safely.
 
-torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine
-0.10.7 pickles a ``HistoryBuffer`` and numpy arrays/scalars into every
-checkpoint it saves, so its local loader fails on resume, ``load_from`` and
-test. We do **not** turn the safety off, and we do not replace mmengine's
-loader: :func:`safe_torch_load` keeps ``weights_only=True`` and allows
-exactly the types mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`); anything
-else is refused with a message naming the file and the offending types.
-
-mmengine reaches it through a checkpoint loader scheme of our own,
-:data:`SAFE_SCHEME` (``safe://PATH``), registered beside mmengine's schemes
-on import; the local scheme (``''``) stays mmengine's.
-:func:`route_checkpoint_loading` points a config's ``load_from`` (and an
-automatic ``--resume``) at it; ``tools/train.py`` and ``tools/test.py``
-call it, and a config may name ``load_from='safe://PATH'`` itself.
+mmengine pickles a ``HistoryBuffer`` and numpy objects into its
+checkpoints, which torch's weights-only default refuses. Rather than turn
+the safety off, :func:`safe_torch_load` allows exactly those types, and the
+``safe://`` loader scheme (:data:`SAFE_SCHEME`) lets mmengine use it.
 """
 import pickle
 import re
@@ -32,8 +22,8 @@ from ..errors import CheckpointError
 def _numpy_globals():
     """numpy objects that pickled arrays, dtypes and scalars refer to.
 
-    numpy 2 moved ``numpy.core`` to ``numpy._core``; files written under
-    numpy 1 still name the old path, so both names are allowed.
+    numpy moved ``numpy.core`` to ``numpy._core``; older files name the
+    old path, so both names are allowed.
     """
     from numpy._core import multiarray
     allowed = [np.ndarray, np.dtype]
@@ -41,7 +31,7 @@ def _numpy_globals():
         func = getattr(multiarray, name)
         allowed += [(func, f'numpy.core.multiarray.{name}'),
                     (func, f'numpy._core.multiarray.{name}')]
-    # dtype classes (numpy.dtypes.Float64DType, ...) appear in numpy 2 pickles.
+    # dtype classes (numpy.dtypes.Float64DType, ...) appear in newer pickles.
     allowed += [type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG']
     return allowed
 
@@ -159,8 +149,8 @@ def load_from_safe(filename: str, map_location=None):
 def needs_safe_loading() -> bool:
     """Whether mmengine's local loader fails on mmengine's own checkpoints.
 
-    mmengine 0.10.x calls ``torch.load`` without ``weights_only``, which
-    torch >= 2.6 defaults to True (before, it unpickled anything).
+    mmengine calls ``torch.load`` without ``weights_only``, which torch
+    defaults to True from the release compared here.
     """
     return digit_version(torch.__version__) >= digit_version('2.6.0')
 

@@ -1,9 +1,7 @@
 """What ``tools/train.py`` and ``tools/test.py`` do before the Runner runs.
 
-The steps follow mmseg 1.2.2's own tools (shipped in its wheel under
-``mmseg/.mim/tools/``); each also checks its input, so a wrong path or an
-impossible option stops at once with one line naming the fix
-(:mod:`mmseg_repvgg.errors`) instead of a traceback minutes later.
+The steps of mmseg's own tools, each checking its input, so a wrong path
+or option stops at once with one line naming the fix.
 """
 import argparse
 import logging
@@ -46,8 +44,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (dist_*.sh and slurm_*.sh set it)')
-    # torch.distributed.launch passes --local-rank (--local_rank before
-    # torch 2.0); torchrun sets LOCAL_RANK instead.
+    # torch.distributed.launch passes --local-rank (older torch:
+    # --local_rank); torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
@@ -221,8 +219,8 @@ def build_runner(cfg: Config, launcher: str) -> Runner:
 
     The checkpoint to load or resume from is read through the ``safe://``
     scheme (``route_checkpoint_loading`` of
-    :mod:`mmseg_repvgg.checkpoint.safe_load`): on torch >= 2.6 mmengine's
-    own local loader refuses mmengine's checkpoints.
+    :mod:`mmseg_repvgg.checkpoint.safe_load`): on current torch
+    mmengine's own local loader refuses mmengine's checkpoints.
 
     Args:
         cfg (Config): The complete config (checked: call it last).

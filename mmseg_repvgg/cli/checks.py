@@ -1,20 +1,9 @@
-"""Checks that tools/train.py and tools/test.py run before the Runner.
+"""Checks tools/train.py and tools/test.py run before the Runner starts.
 
-Each catches early, with one line naming the cause and the fix, what
-mmseg and mmengine would fail late or not at all (:func:`check_before_run`
-runs them all):
-
-* :func:`check_checkpoint_fits`: the Runner loads checkpoints non-strictly,
-  so one of another arch tests random weights (exit 0) or dies in the
-  optimizer; a deploy checkpoint cannot be resumed or fine-tuned.
-* :func:`check_head_channels`: a decode or auxiliary head whose
-  ``in_channels`` differs from what the backbone gives at its ``in_index``
-  builds fine, and then the first forward dies in a conv (``RuntimeError:
-  Given groups=1, weight of size ...``) under a traceback wall.
-
-Both build the model on the meta device (no memory, no weights loaded);
-running the backbone once on a meta tensor gives the channels of every
-output of any mmseg backbone, RepVGG or not.
+Each catches early, in one line naming cause and fix, what mmseg would fail
+late or not at all: a checkpoint file that does not fit the config's model,
+heads whose ``in_channels`` differ from the backbone's outputs, a missing
+pretrained file. Models are built on the meta device (no memory, no weights).
 """
 import copy
 import os.path as osp
@@ -163,20 +152,25 @@ def _model_on_meta(model_cfg: dict) -> Optional[torch.nn.Module]:
         return None
 
 
-def _has_reparam_hook(cfg) -> bool:
+#: Config hooks that shape a model to a fused checkpoint when it loads.
+_SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
+
+
+def _shapes_on_load(cfg) -> bool:
     return any(
-        hook.get('type') == 'ReparamHook'
+        hook.get('type') in _SHAPING_HOOKS
         for hook in cfg.get('custom_hooks') or [])
 
 
-def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
-    """Raise unless ``filename`` can be loaded into the model of ``cfg``.
+def check_checkpoint_file_fits_config(cfg, filename: str,
+                                      purpose: str) -> None:
+    """Raise unless the file ``filename`` fits the model ``cfg`` builds.
 
-    Reads the file once (weights-only,
-    :func:`~mmseg_repvgg.checkpoint.safe_torch_load`) and applies
-    :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits`, the rule the
-    ReparamHook applies when the Runner loads it, to the model built on the
-    meta device: the same answer, before the dataloaders are built.
+    Reads the file (weights-only) and applies the rule
+    :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the config's
+    model built on the meta device: the answer the config's
+    ``CheckpointFitHook`` gives when the Runner loads, before the
+    dataloaders are built.
 
     Args:
         cfg (Config): The complete config.
@@ -192,14 +186,14 @@ def check_checkpoint_fits(cfg, filename: str, purpose: str) -> None:
     # None when it cannot be built on the meta device: then only the
     # checkpoint itself is checked (the Runner's build will say the rest).
     model = _model_on_meta(cfg.model)
-    # At test the ReparamHook shapes the model to a fused checkpoint (as
+    # At test the config's hook shapes the model to a fused checkpoint (as
     # here); without it, or for training, the model stays as configured.
     rule(
         model,
         checkpoint,
         filename,
         purpose,
-        reshape=purpose == 'test' and _has_reparam_hook(cfg))
+        reshape=purpose == 'test' and _shapes_on_load(cfg))
 
 
 def check_pretrained_exists(model_cfg: dict) -> None:
@@ -252,7 +246,7 @@ def check_before_run(cfg, mode: str) -> None:
     Raises:
         UserError: A head that does not fit the backbone, a missing
             pretrained file (train), or a checkpoint that does not fit the
-            model (see :func:`check_checkpoint_fits`).
+            model (see :func:`check_checkpoint_file_fits_config`).
     """
     from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)
@@ -264,4 +258,4 @@ def check_before_run(cfg, mode: str) -> None:
             filename = find_latest_checkpoint(cfg.work_dir)
     # Remote checkpoints (http://, s3://) are mmengine's to fetch and check.
     if filename and '://' not in filename:
-        check_checkpoint_fits(cfg, filename, purpose)
+        check_checkpoint_file_fits_config(cfg, filename, purpose)

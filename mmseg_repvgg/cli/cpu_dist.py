@@ -1,12 +1,8 @@
 """Distributed training and testing on CPUs (gloo), which mmengine lacks.
 
-mmengine 0.10.7 assumes CUDA in two places of a distributed run:
-``init_dist`` calls ``torch.cuda.set_device`` (an AttributeError on a CPU
-build of torch), and the Runner wraps the model in a DDP with
-``device_ids=[LOCAL_RANK]``, which torch refuses for a CPU module. On a
-machine without CUDA, :func:`setup_cpu_distributed` starts the process group
-itself (the Runner then skips its own ``init_dist``) and selects
-:class:`CPUDistributedDataParallel`. GPU runs are left exactly as they are.
+mmengine assumes CUDA when it starts a process group and wraps the model
+in DDP; without CUDA, :func:`setup_cpu_distributed` starts the group itself
+and selects :class:`CPUDistributedDataParallel`. GPU runs are left as they are.
 """
 import datetime
 import os

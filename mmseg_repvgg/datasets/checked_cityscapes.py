@@ -1,10 +1,7 @@
 """mmseg's CityscapesDataset, failing early and clearly on missing data.
 
-mmseg's own dataset lists ``leftImg8bit/SPLIT`` and pairs every image with
-the label path it expects, without checking it: a missing data root gives
-an empty dataset (and an obscure error much later), a missing label file a
-``FileNotFoundError`` in a dataloader worker minutes into training, and a
-label of the wrong size a shape error inside a transform.
+mmseg's dataset does not check its label files: a missing data root, label
+or a wrong-sized label would fail late and obscurely instead.
 """
 import os
 import os.path as osp

@@ -1,31 +1,9 @@
 """Turn the official Cityscapes download into the label files mmseg reads.
 
-The download holds ``leftImg8bit/SPLIT/CITY/*_leftImg8bit.png`` and
-``gtFine/SPLIT/CITY/*_gtFine_polygons.json``. Next to every polygon file
-:func:`convert_cityscapes` writes
-
-* ``*_gtFine_labelTrainIds.png``: the 19 training classes, 255 = ignore;
-  what :class:`mmseg.datasets.CityscapesDataset` trains and tests on;
-* ``*_gtFine_labelIds.png``: the 34 official label IDs, which mmseg's
-  ``CityscapesMetric`` (the official evaluation) compares against;
-* ``*_gtFine_instanceIds.png`` (16 bit, ``id * 1000 + instance``): the
-  official evaluation opens it as well, for its instance-weighted nIoU,
-  and stops the process if it is missing.
-
-The last two come with the official download and are only drawn where
-missing (for the toy set); the official files are left as they are.
-
-It also writes ``SPLIT.txt`` lists (``CITY/CITY_xxxxxx_yyyyyy``) into the
-data root, as mmseg's converter does. Unlike mmseg's converter
-(``mmseg/.mim/tools/dataset_converters/cityscapes.py``) a missing split
-(the test split is often left out) is skipped, an unknown class name is an
-error naming the file, and every output is written atomically.
-
-The polygons are drawn by cityscapesscripts' own ``createLabelImage`` and
-``createInstanceImage`` (the insides of ``json2labelImg`` and
-``json2instanceImg``), called here on one parsed annotation for all three
-files. ``json2instanceImg`` itself cannot be used: it saves a 32-bit
-``I`` image, which Pillow 13 refuses to write as PNG.
+Beside each polygon file: ``labelTrainIds`` (what mmseg trains on), and
+where missing ``labelIds`` and ``instanceIds`` (what the official
+evaluation reads); plus ``SPLIT.txt`` lists. Unlike mmseg's converter a
+missing split is skipped, an unknown class is an error, writes are atomic.
 """
 import io
 import os.path as osp
@@ -149,7 +127,8 @@ def convert_polygon_file(json_file: str) -> str:
             outputs[stem + suffix] = _png_bytes(
                 createLabelImage(annotation, encoding))
     if not osp.isfile(stem + INSTANCE_SUFFIX):
-        # The largest instance ID is 33 * 1000 + 999: 16 bits hold it, as
+        # Not json2instanceImg: its 32-bit image is one Pillow will not
+        # write as PNG. The largest ID, 33 * 1000 + 999, fits 16 bits, as
         # in the official files.
         instances = np.asarray(createInstanceImage(annotation, 'ids'))
         outputs[stem + INSTANCE_SUFFIX] = _png_bytes(

@@ -1,22 +1,8 @@
 """A built-in toy Cityscapes: street scenes a small CNN learns on a CPU.
 
-:func:`make_toy_cityscapes` writes synthetic street scenes
-(:mod:`.toy_scene`) in the real Cityscapes layout and names::
-
-    ROOT/leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png
-    ROOT/gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json
-
-(``imgHeight``, ``imgWidth`` and ``objects`` of ``label`` and ``polygon``,
-Cityscapes class names), then runs the converter of the real download
-(:func:`~.cityscapes_convert.convert_cityscapes`), so everything downstream
-(CityscapesDataset, CityscapesMetric) sees what it would on Cityscapes.
-
-The scenes hold 13 of the 19 classes (road, sidewalk, building, wall,
-fence, pole, traffic light, traffic sign, vegetation, terrain, sky, person,
-car). Every pixel is covered by a polygon (sky and ground first, the rest
-drawn over them), so every pixel has a class, except the ego vehicle's
-bonnet in about half the images: its Cityscapes class is ignored (255), as
-on the real data.
+:func:`make_toy_cityscapes` writes synthetic scenes (:mod:`.toy_scene`) as
+Cityscapes images and polygon files, then runs the converter of the real
+download, so everything downstream sees what it would on Cityscapes.
 """
 import json
 import os

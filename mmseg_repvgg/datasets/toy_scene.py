@@ -1,14 +1,8 @@
 """Random street scenes for the toy Cityscapes (see toy_cityscapes.py).
 
-A scene: sky above a random horizon, a ground plane with road, sidewalks and
-terrain strips converging to a vanishing point, buildings (with windows)
-and trees along both sides, sometimes a wall or fence, poles carrying
-traffic signs or lights, cars on the road and persons on the sidewalks,
-sized by their distance, and in half the images the ego vehicle's bonnet.
-
-Every pixel is covered by a polygon: the first two objects are the sky and
-the ground (terrain) rectangles, everything else is drawn on top in list
-order, as cityscapesscripts draws a polygon file (later over earlier).
+Sky and ground first, then road, buildings, trees, poles, cars and persons
+sized by distance, drawn in order as cityscapesscripts draws polygons, so
+every pixel has a class.
 """
 from typing import List, Sequence, Tuple
 

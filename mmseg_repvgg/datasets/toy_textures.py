@@ -1,9 +1,7 @@
 """Colours and textures of the toy Cityscapes classes (see toy_scene.py).
 
-Each object is painted with its class's texture where it owns the pixels
-(the owner map is drawn like the label images). Colours are chosen per
-object from per-class ranges that overlap between some classes, so a
-model needs the textures and the layout as well.
+Colour ranges overlap between some classes, so a model needs the textures
+and the layout as well.
 """
 from typing import Callable, Dict, Sequence
 

@@ -1,23 +1,27 @@
 """The one on-disk cache of what was measured on this machine.
 
 Measurements that decide what runs (auto's ranking of forms, Winograd's
-per-layer kernel choices) are made once per machine and reused, so a
-deployed model runs the same kernels in every process instead of
-re-measuring under whatever load the machine has at that moment. Each
-cache is one JSON file under :func:`cache_dir`, keyed by the caller (with
-:meth:`~mmseg_repvgg.deploy.machine.Machine.fingerprint` in the key), and
-written atomically. A missing file is an empty cache; an unreadable one is
-ignored with one log line and rewritten, never an error.
+per-layer choices) are made once per machine and reused, so every process
+runs the same kernels. Each cache is one JSON file under :func:`cache_dir`;
+a write merges into the file as it is on disk (under a lock, replaced
+atomically), so processes measuring at once keep each other's entries. A
+missing or unreadable file is an empty cache, never an error.
 """
+import contextlib
 import json
 import logging
 import os
 import os.path as osp
-from typing import Dict
+from typing import Dict, Iterator
 
 from mmengine.logging import print_log
 
 from ..atomic_io import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: writes are atomic, merges unlocked
+    fcntl = None
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = 'MMSEG_REPVGG_CACHE'
@@ -52,14 +56,48 @@ def read_cache(name: str) -> Dict:
     return data if isinstance(data, dict) else {}
 
 
-def write_cache(name: str, data: Dict) -> None:
-    """Replace the cache's contents atomically (no half-written file)."""
+def merge_entries(old: Dict, new: Dict) -> Dict:
+    """``old`` updated by ``new``, nested dicts merged key by key."""
+    merged = dict(old)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_entries(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path.lock`` (released if we die)."""
+    if fcntl is None:
+        yield
+        return
+    with open(f'{path}.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_cache(name: str, data: Dict) -> Dict:
+    """Merge ``data`` into the cache on disk; returns what is there now.
+
+    The file is re-read under a lock, ``data`` merged in
+    (:func:`merge_entries`: its entries win, others are kept) and the
+    result replaced atomically, so no entry of another process is lost
+    and no reader sees a half-written file.
+    """
+    path = cache_path(name)
     try:
         os.makedirs(cache_dir(), exist_ok=True)
-        atomic_write(
-            cache_path(name), json.dumps(data, indent=1, sort_keys=True))
+        with _locked(path):
+            merged = merge_entries(read_cache(name), data)
+            atomic_write(path, json.dumps(merged, indent=1, sort_keys=True))
     except OSError as err:  # a read-only home must not stop a deployment
         print_log(
-            f'could not write the cache {cache_path(name)}: {err}',
+            f'could not write the cache {path}: {err}',
             logger='current',
             level=logging.WARNING)
+        return data
+    return merged

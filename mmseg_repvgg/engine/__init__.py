@@ -1,6 +1,9 @@
-from .hooks import (AtomicCheckpointHook, DeployFormHook, ReparamHook,
-                    ReseedHook)
+from .hooks import (AtomicCheckpointHook, CheckpointFitHook, DeployFormHook,
+                    FuseBeforeTestHook, FusedValHook, ReparamHook, ReseedHook,
+                    SaveDeployHook)
 
 __all__ = [
-    'AtomicCheckpointHook', 'DeployFormHook', 'ReparamHook', 'ReseedHook'
+    'AtomicCheckpointHook', 'CheckpointFitHook', 'DeployFormHook',
+    'FuseBeforeTestHook', 'FusedValHook', 'ReparamHook', 'ReseedHook',
+    'SaveDeployHook'
 ]

@@ -1,4 +1,4 @@
-"""mmseg's CityscapesMetric on numpy 2, without patching numpy or mmseg."""
+"""mmseg's CityscapesMetric on a numpy without ``in1d``, patching nothing."""
 import contextlib
 import types
 from typing import Dict, Iterator, List
@@ -9,7 +9,7 @@ from mmseg.registry import METRICS
 
 
 class _NumpyWithIn1d(types.ModuleType):
-    """numpy as it was before 2.0 for one module: ``in1d`` is ``isin``."""
+    """numpy for one module, with ``in1d`` as ``isin`` (as it once was)."""
 
     in1d = staticmethod(np.isin)
 
@@ -21,7 +21,7 @@ class _NumpyWithIn1d(types.ModuleType):
 def numpy1_for_cityscapes_eval() -> Iterator[None]:
     """Give cityscapesscripts' pixel-level evaluation ``np.in1d`` for a while.
 
-    The evaluation calls ``np.in1d``, which numpy 2 removed; within the
+    The evaluation calls ``np.in1d``, which numpy removed; within the
     block its module (only) sees a numpy whose ``in1d`` is ``np.isin``, and
     gets numpy back afterwards. A no-op where numpy still has ``in1d``.
     """
@@ -40,7 +40,7 @@ def numpy1_for_cityscapes_eval() -> Iterator[None]:
 
 @METRICS.register_module()
 class Numpy2CityscapesMetric(CityscapesMetric):
-    """mmseg 1.2.2's ``CityscapesMetric`` (the official evaluation) on numpy 2.
+    """mmseg's ``CityscapesMetric`` (the official evaluation), any numpy.
 
     Every argument is ``CityscapesMetric``'s; name it in a config instead::
 

@@ -1,11 +1,8 @@
 """Fuse a whole segmentor into its deploy form, and prove it equal.
 
-RepVGG trains three-branch blocks and PSPNet trains conv+BN pairs; neither
-is needed at inference. :func:`fuse_segmentor` fuses the backbone's blocks
-(:func:`~mmseg_repvgg.models.reparameterize_model`), folds every conv+BN
-pair of the necks and heads into the conv (mmcv's ``fuse_conv_bn``) and
-drops the train-only auxiliary head; :func:`check_fused_equal` compares
-fused and unfused logits.
+:func:`fuse_segmentor` fuses the backbone's blocks, folds the heads'
+conv+BN pairs (mmcv's ``fuse_conv_bn``) and drops the auxiliary head;
+:func:`check_fused_equal` compares fused and unfused logits.
 """
 import copy
 from dataclasses import dataclass, field
@@ -194,7 +191,7 @@ def check_fused_equal(reference: nn.Module,
     """
     # On the CPU: cuDNN runs fp32 convs in TF32 by default, whose rounding
     # alone exceeds ``tol``, and a model trained on a GPU is compared here
-    # (ReparamHook) while its weights are still there.
+    # (SaveDeployHook) while its weights are still there.
     reference, fused = _on_cpu(reference.eval()), _on_cpu(fused.eval())
     inputs = random_inputs(shape)
     expected = segmentor_logits(reference, inputs)

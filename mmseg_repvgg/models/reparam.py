@@ -1,10 +1,8 @@
 """Re-parameterization math: fold BatchNorm into convs and merge branches.
 
-RepVGG trains a block as ``3x3 conv+BN + 1x1 conv+BN + BN`` and deploys it
-as a single 3x3 conv. Each branch is turned into an equivalent 3x3 kernel
-and bias here; the block sums them. Conv+BN folding itself is torch's
-``fuse_conv_bn_weights``; padding and the identity kernel are written by hand
-because neither torch nor mmcv has them for grouped/dilated RepVGG branches.
+Conv+BN folding is torch's ``fuse_conv_bn_weights``; padding and the
+identity kernel are written here as neither torch nor mmcv has them for
+grouped or dilated branches.
 """
 import copy
 from typing import List, Tuple

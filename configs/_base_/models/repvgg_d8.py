@@ -27,7 +27,10 @@ repvgg_d8 = dict(
 repvgg_segmentor = dict(
     pretrained=None,  # mmseg's base names a ResNet; init_cfg loads RepVGG's
     backbone=dict(repvgg_d8, _delete_=True))
-# Test (and ship) the re-parameterized model: fused before each test epoch,
-# deploy checkpoints written beside the training ones at the end.
+# Test (and ship) the re-parameterized model: checkpoints checked as they
+# load, the model fused before each test epoch, deploy checkpoints written
+# beside the training ones at the end. ReparamHook is one entry for the
+# small hooks CheckpointFitHook, FuseBeforeTestHook, SaveDeployHook (and
+# FusedValHook with validate_fused=True); a config may list those instead.
 #   custom_hooks = _base_.custom_hooks + _base_.reparam_hooks
 reparam_hooks = [dict(type='ReparamHook', save_deploy=True)]

@@ -1,13 +1,8 @@
 """AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save.
 
-mmengine 0.10.7's ``CheckpointHook`` writes each checkpoint in place
-(``LocalBackend.put`` truncates the old file first), deletes the oldest
-kept checkpoint (``max_keep_ckpts``) *before* saving the new one, and
-rewrites ``last_checkpoint`` with ``open(..., 'w')``. A kill or a full disk
-in between leaves no checkpoint, or a pointer to nothing, to resume from.
-This subclass saves through :class:`~mmseg_repvgg.atomic_io.AtomicLocalBackend`
-and in a crash-safe order. Configs name it in
-``default_hooks.checkpoint``; mmengine's class is left as it is.
+mmengine writes checkpoints in place and deletes the oldest before saving
+the next, so a kill can leave nothing to resume from. This subclass saves
+atomically (:mod:`mmseg_repvgg.atomic_io`) and in a crash-safe order.
 """
 import os.path as osp
 from typing import Optional
@@ -21,8 +16,8 @@ from mmseg.registry import HOOKS
 
 from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
 
-#: mmengine releases whose ``CheckpointHook._save_checkpoint_with_step``
-#: (a private method) the override below follows; checked against 0.10.7.
+#: mmengine releases whose private ``_save_checkpoint_with_step`` the
+#: override below follows.
 _FOLLOWS = (digit_version('0.10.0'), digit_version('0.11.0'))
 
 
@@ -41,7 +36,7 @@ class AtomicCheckpointHook(CheckpointHook):
     drops removed. Remote ``out_dir`` or explicit ``backend_args`` keep
     mmengine's behaviour for the file writes.
 
-    On an mmengine outside 0.10.x the save order is mmengine's own (the
+    On other mmengine releases the save order is mmengine's own (the
     method it overrides is private) and a warning says so; the writes stay
     atomic.
     """
@@ -73,7 +68,7 @@ class AtomicCheckpointHook(CheckpointHook):
                                    meta: dict) -> None:
         """Save, then point ``last_checkpoint`` at it, then prune.
 
-        Same bookkeeping as mmengine 0.10.7's version (``keep_ckpt_ids``,
+        Same bookkeeping as mmengine's version (``keep_ckpt_ids``,
         ``last_ckpt`` in the message hub), in the order that leaves a
         complete checkpoint and a valid pointer at every moment.
         """

@@ -4,7 +4,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from .reparam_hook import unwrap_segmentor
+from .utils import unwrap_segmentor
 
 
 @HOOKS.register_module()
@@ -12,7 +12,7 @@ class DeployFormHook(Hook):
     """Run the test loop on a deploy form (``tools/test.py --deploy-form``).
 
     In ``before_test_epoch``, after the checkpoint has loaded (and after
-    :class:`ReparamHook` has fused it, at higher priority), the form is
+    ``FuseBeforeTestHook`` has fused it, at higher priority), the form is
     made by :func:`~mmseg_repvgg.deploy.deploy_model` (int8 forms
     calibrated on the config's training images through the test pipeline)
     and the segmentor's ``encode_decode`` is pointed at it, so the

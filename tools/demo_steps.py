@@ -1,12 +1,9 @@
-"""The demo's work: train on toy Cityscapes, test fused, report per class.
+"""The steps of tools/demo.py: train on toy Cityscapes, test fused, report.
 
-``tools/demo.py`` parses its arguments and prints; this module does the
-rest in-process, through the same steps as ``tools/train.py`` and
-``tools/test.py`` (:mod:`mmseg_repvgg.cli`, :mod:`mmseg_repvgg.cli.checks`)
-and two mmengine Runners. Scores come from what ``runner.test()`` returns
-(:class:`PerClassIoUMetric` adds each class's IoU and Acc to mmseg's mIoU,
-aAcc and mAcc) and class names from the test dataset's metainfo, so the
-report holds whatever classes the config's dataset defines.
+In-process, through the steps of ``tools/train.py`` and ``tools/test.py``
+(:mod:`mmseg_repvgg.cli`) and two mmengine Runners. Scores are what
+``runner.test()`` returns (``PerClassIoUMetric`` adds per-class IoU and
+Acc) and class names the test dataset's, whatever classes it defines.
 """
 import contextlib
 import io
@@ -15,18 +12,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from glob import glob
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import List, Optional, Sequence, TextIO, Tuple
 
 import cv2
 import numpy as np
 from mmengine.runner import Runner
-from mmseg.evaluation import IoUMetric
-from mmseg.registry import METRICS
 
-from .cli import (build_runner, check_checkpoint, enable_visualization,
-                  load_config, set_work_dir)
-from .cli.checks import check_before_run
-from .errors import ConfigError, DatasetError
+from mmseg_repvgg.cli import (build_runner, check_checkpoint,
+                              enable_visualization, load_config, set_work_dir)
+from mmseg_repvgg.cli.checks import check_before_run
+from mmseg_repvgg.errors import ConfigError, DatasetError
 
 #: The demo's config, relative to the repository.
 CONFIG = 'configs/pspnet_repvgg_toy_cityscapes.py'
@@ -35,33 +30,6 @@ CONFIG = 'configs/pspnet_repvgg_toy_cityscapes.py'
 # always (mmengine's deprecation warnings stay in the files).
 SHOWN = ('Epoch(', 'ReparamHook:', 'Saving checkpoint', 'best checkpoint')
 PROBLEMS = ('ERROR', 'Error', 'error:', 'Traceback')
-
-
-@METRICS.register_module()
-class PerClassIoUMetric(IoUMetric):
-    """mmseg's ``IoUMetric`` that also returns the per-class scores.
-
-    ``IoUMetric`` only logs its per-class table; this returns each class's
-    IoU and Acc as ``IoU.<class>`` and ``Acc.<class>`` (percent, rounded
-    as mmseg rounds them, NaN for a class absent from both ground truth and
-    prediction) beside ``aAcc``, ``mIoU`` and ``mAcc``, so callers of
-    ``runner.test()`` need not read the log. Takes ``IoUMetric``'s
-    arguments.
-    """
-
-    def compute_metrics(self, results: list) -> Dict[str, float]:
-        metrics = super().compute_metrics(results)
-        if self.format_only:
-            return metrics
-        columns = tuple(zip(*results))
-        per_class = self.total_area_to_metrics(
-            sum(columns[0]), sum(columns[1]), sum(columns[2]), sum(columns[3]),
-            ['mIoU'], self.nan_to_num, self.beta)
-        for i, name in enumerate(self.dataset_meta['classes']):
-            for score in ('IoU', 'Acc'):
-                value = float(np.round(per_class[score][i] * 100, 2))
-                metrics[f'{score}.{name}'] = value
-        return metrics
 
 
 def config_options(data_root: str, epochs: Optional[int] = None) -> dict:
@@ -98,7 +66,7 @@ def ensure_toy_data(data_root: str) -> bool:
     """
     if osp.isdir(osp.join(data_root, 'gtFine', 'val')):
         return False
-    from .datasets import make_toy_cityscapes
+    from mmseg_repvgg.datasets import make_toy_cityscapes
     make_toy_cityscapes(data_root)
     return True
 
@@ -193,7 +161,8 @@ def run_test(config: str,
 
     The config's ReparamHook fuses the model before the test, so the
     scores are the deployed model's; the test evaluator becomes a
-    :class:`PerClassIoUMetric` with the config's settings.
+    ``PerClassIoUMetric`` with the config's settings (registered by
+    ``mmseg_repvgg``, which the config imports).
 
     Args:
         config (str): The config file.
@@ -219,12 +188,6 @@ def run_test(config: str,
             f'the demo reports per-class IoU from an IoUMetric test '
             f'evaluator; {config} has {evaluator}')
     cfg.test_evaluator = dict(evaluator, type='PerClassIoUMetric')
-    # The config the Runner saves beside its logs then runs as it is.
-    custom_imports = dict(cfg.get('custom_imports') or {})
-    custom_imports['imports'] = [
-        *custom_imports.get('imports', []), 'mmseg_repvgg.demo'
-    ]
-    cfg.custom_imports = custom_imports
     _name_instances(cfg, 'demo_test')
     check_before_run(cfg, 'test')
     with _console(live):
@@ -358,7 +321,7 @@ def run_demo(work_dir: str,
 
 
 def per_class_table(metrics: dict, classes: Sequence[str]) -> str:
-    """Per-class IoU and Acc from :class:`PerClassIoUMetric`'s metrics.
+    """Per-class IoU and Acc from ``PerClassIoUMetric``'s metrics.
 
     Raises:
         KeyError: A class without scores (the metrics are not of these

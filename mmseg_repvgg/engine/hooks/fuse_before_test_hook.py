@@ -1,0 +1,27 @@
+"""FuseBeforeTestHook: the test loop scores the re-parameterized model."""
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+from ...models.fuse import fuse_segmentor
+from .utils import fuse_ema_copies, unwrap_segmentor
+
+
+@HOOKS.register_module()
+class FuseBeforeTestHook(Hook):
+    """Fuse the segmentor in place before the test epoch.
+
+    As mmyolo's ``SwitchToDeployHook``: the checkpoint has loaded, so the
+    test metrics are the deployed model's. With mmengine's ``EMAHook`` the
+    averaged weights are fused (they are swapped in at priority NORMAL) and
+    the EMA's own copy alike, so the swap back exchanges equal shapes.
+    """
+
+    priority = 'BELOW_NORMAL'  # after EMAHook, before DeployFormHook
+    log_prefix = 'FuseBeforeTestHook'
+
+    def before_test_epoch(self, runner) -> None:
+        _, report = fuse_segmentor(
+            unwrap_segmentor(runner.model), inplace=True)
+        if report.changed:
+            fuse_ema_copies(runner)
+        runner.logger.info(f'{self.log_prefix}: {report.summary()}')
