@@ -38,8 +38,9 @@ def cache_path(name: str) -> str:
     return osp.join(cache_dir(), name)
 
 
-def read_cache(name: str) -> Dict:
-    """The cache's contents; ``{}`` when missing or unreadable."""
+def read_cache(name: str, warn: bool = True) -> Dict:
+    """The cache's contents; ``{}`` when missing or unreadable (logged
+    once per reader: ``warn=False`` where the caller read it before)."""
     path = cache_path(name)
     try:
         with open(path, encoding='utf-8') as file:
@@ -47,6 +48,8 @@ def read_cache(name: str) -> Dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
+        if not warn:
+            return {}
         print_log(
             f'ignoring the unreadable cache {path} ({err}); it is '
             'measured again and rewritten',
@@ -92,7 +95,7 @@ def write_cache(name: str, data: Dict) -> Dict:
     try:
         os.makedirs(cache_dir(), exist_ok=True)
         with _locked(path):
-            merged = merge_entries(read_cache(name), data)
+            merged = merge_entries(read_cache(name, warn=False), data)
             atomic_write(path, json.dumps(merged, indent=1, sort_keys=True))
     except OSError as err:  # a read-only home must not stop a deployment
         print_log(

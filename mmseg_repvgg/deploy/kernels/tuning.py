@@ -164,7 +164,9 @@ def lookup(module, shape: Sequence[int]) -> Optional[dict]:
 
 
 def store(module, shape: Sequence[int], entry: dict) -> None:
-    """Add a measured entry to the cache and write it (atomically)."""
-    _entries()[f'{_layer_key(module)}|{shape_text(shape)}'] = dict(
-        choice=entry['choice'], ms=entry['ms'])
-    write_cache(CACHE_NAME, _loaded[cache_path(CACHE_NAME)])
+    """Add a measured entry to the cache on disk (merged with what other
+    processes wrote meanwhile, which this process then sees too)."""
+    key = f'{_layer_key(module)}|{shape_text(shape)}'
+    _entries()[key] = dict(choice=entry['choice'], ms=entry['ms'])
+    _loaded[cache_path(CACHE_NAME)] = write_cache(
+        CACHE_NAME, {machine().fingerprint(): {key: _entries()[key]}})
