@@ -167,6 +167,6 @@ def store(module, shape: Sequence[int], entry: dict) -> None:
     """Add a measured entry to the cache on disk (merged with what other
     processes wrote meanwhile, which this process then sees too)."""
     key = f'{_layer_key(module)}|{shape_text(shape)}'
-    _entries()[key] = dict(choice=entry['choice'], ms=entry['ms'])
-    _loaded[cache_path(CACHE_NAME)] = write_cache(
-        CACHE_NAME, {machine().fingerprint(): {key: _entries()[key]}})
+    kept = _entries()[key] = dict(choice=entry['choice'], ms=entry['ms'])
+    new = {machine().fingerprint(): {key: kept}}
+    _loaded[cache_path(CACHE_NAME)] = write_cache(CACHE_NAME, new)
