@@ -1,9 +1,9 @@
 """Hand-written CPU kernels behind some deploy forms: optional.
 
 The deploy API works without this layer: the fused fp32 forms, onnxruntime
-and OpenVINO use none of it. It serves the forms ``winograd*``, ``int8*``
-and ``*lowres`` (:mod:`mmseg_repvgg.deploy.forms`), and writes by hand only
-what torch, NNPACK and oneDNN lack:
+and OpenVINO use none of it. It serves the forms ``winograd*``,
+``int8*``, ``*lowres*`` and ``*_cl*`` (:mod:`mmseg_repvgg.deploy.forms`),
+and writes by hand only what torch, NNPACK and oneDNN lack:
 
 * :mod:`.winograd`, :mod:`.winograd_convs`, :mod:`.tuning`: 3x3 convs run
   by the faster of oneDNN's direct conv and NNPACK's Winograd, chosen per
@@ -16,6 +16,9 @@ what torch, NNPACK and oneDNN lack:
   oneDNN;
 * :mod:`.psp_lowres`: PSPNet's bottleneck with its pooled branches at pool
   resolution;
+* :mod:`.psp_pooling`: PSP's pyramid pooling on a contiguous copy, for
+  the channels_last and compiled forms (CUDA's channels_last adaptive
+  pooling is many times slower; the values are equal);
 * :mod:`.relu`: where a following ReLU can move into a kernel;
 * :mod:`.guard`: the checks in front of the private torch routes.
 
@@ -46,6 +49,7 @@ _EXPORTS = {
     'calibrate_activation_ranges': 'int8',
     'quantize_int8': 'int8',
     'lowres_psp_heads': 'psp_lowres',
+    'contiguous_psp_pooling': 'psp_pooling',
 }
 
 __all__ = sorted(_EXPORTS)
