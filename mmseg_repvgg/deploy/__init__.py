@@ -11,6 +11,7 @@ their module on first use.
 * :mod:`.forms`, :mod:`.deployed`, :mod:`.auto`: the shippable forms, which
   of them run here, :func:`deploy_model` (the one entry to all of them) and
   ``form='auto'`` (chosen by measuring them on this machine).
+* :mod:`.cuda_graphs`: the ``*_graph`` forms, replayed as CUDA graphs.
 * :mod:`.machine`: the one place that knows the CPU's and GPU's features.
 * :mod:`.kernels`: optional hand-written CPU kernels (Winograd/NNPACK,
   oneDNN int8, low-res PSP head).

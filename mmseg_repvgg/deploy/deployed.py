@@ -177,6 +177,15 @@ def _torch_deployed(form: Form, model: nn.Module, device: str,
         with context():
             return segmentor_logits(module, cast(inputs))
 
+    if form.cuda_graph:
+        from .cuda_graphs import GraphedCall
+
+        graphed = GraphedCall(run)
+        # Hooks do not fire in a replay: no backbone timing.
+        deployed = DeployedModel(form, graphed, device, module, notes)
+        graphed.notes = deployed.notes  # each capture is noted when made
+        return deployed
+
     def run_backbone(inputs):
         with context():
             return module.backbone(cast(inputs))

@@ -3,8 +3,9 @@
 A form is a fusion level (none, backbone, full), a precision (fp32, the
 device's reduced float type with the weights cast, fp32 weights under
 autocast, or int8 convs), a memory format, the PSP head's low-res
-bottleneck, Winograd 3x3 convs, and a runtime (PyTorch eager,
-``torch.compile``, onnxruntime or OpenVINO).
+bottleneck, Winograd 3x3 convs, a runtime (PyTorch eager,
+``torch.compile``, onnxruntime or OpenVINO) and, on CUDA, whether the
+eager forward is replayed as a CUDA graph (:mod:`.cuda_graphs`).
 :func:`~mmseg_repvgg.deploy.deployed.deploy_model` makes them.
 
 A form whose precision the machine cannot run natively (bf16 on a CPU
@@ -23,6 +24,7 @@ from ..errors import ConfigError, UserError
 from ..models.fuse import fuse_segmentor
 from ..models.reparam import reparameterize_model
 from .kernels.psp_lowres import lowres_psp_heads
+from .kernels.psp_pooling import contiguous_psp_pooling
 from .machine import machine
 
 
@@ -50,6 +52,8 @@ class Form:
             at pool resolution (:mod:`.kernels.psp_lowres`).
         winograd (bool): 3x3 convs run by the faster of direct and
             Winograd, chosen per layer (:mod:`.kernels.winograd`).
+        cuda_graph (bool): The eager forward is captured once per input
+            shape and replayed as a CUDA graph (:mod:`.cuda_graphs`).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Form:
     runtime: str = 'torch'
     lowres_psp: bool = False
     winograd: bool = False
+    cuda_graph: bool = False
 
     def dtype_name(self, device: str = 'cpu') -> str:
         """``'fp32'``, ``'int8'``, or the reduced type's name on
@@ -85,7 +90,8 @@ class Form:
             (['channels_last'] if self.channels_last else []) +
             (['Winograd'] if self.winograd else []) +
             (['+ low-res PSP'] if self.lowres_psp else []) +
-            (['torch.compile'] if self.runtime == 'compile' else []))
+            (['torch.compile'] if self.runtime == 'compile' else []) +
+            (['CUDA graph'] if self.cuda_graph else []))
 
 
 def _table(*forms: Form) -> Dict[str, Form]:
@@ -100,6 +106,20 @@ FORMS: Dict[str, Form] = _table(
     Form('reduced_cl', 'full', 'reduced', channels_last=True),
     Form('lowres', 'full', lowres_psp=True),
     Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
+    Form(
+        'reduced_cl_lowres',
+        'full',
+        'reduced',
+        channels_last=True,
+        lowres_psp=True),
+    Form('reduced_graph', 'full', 'reduced', cuda_graph=True),
+    Form(
+        'reduced_cl_lowres_graph',
+        'full',
+        'reduced',
+        channels_last=True,
+        lowres_psp=True,
+        cuda_graph=True),
     Form('autocast', 'full', 'autocast'),
     Form('winograd', 'full', winograd=True),
     Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),
@@ -181,6 +201,9 @@ def why_unavailable(form: Form,
             hardware only emulates (slow, but it runs).
     """
     cuda = str(device).startswith('cuda')
+    if form.cuda_graph and not cuda:
+        return ('CUDA graphs replay recorded CUDA kernels: the form needs a '
+                'CUDA device (use the same form without _graph on the CPU)')
     if cuda and form.runtime == 'openvino':
         return 'the OpenVINO forms run on the CPU'
     if cuda and form.winograd:
@@ -229,17 +252,23 @@ def form_structure(form: Form,
                    model: nn.Module,
                    copy_model: bool = False) -> nn.Module:
     """``model`` with ``form``'s structure: fused to its level (see
-    :func:`fuse_model`) and, for a low-res form, with the PSP bottleneck at
-    pool resolution. ``model`` is left unchanged; a form that changes no
+    :func:`fuse_model`), for a low-res form with the PSP bottleneck at
+    pool resolution, and for a channels_last or compiled form (inductor
+    picks channels_last itself) with PSP's pyramid pooling on a contiguous
+    copy (:mod:`.kernels.psp_pooling`: equal values, no slow channels_last
+    pooling). ``model`` is left unchanged; a form that changes no
     structure returns ``model`` itself unless ``copy_model``.
 
     Raises:
         FormUnavailable: A low-res form of a model without a PSPHead.
     """
     module = fuse_model(model, form.fuse)
-    if module is model and (copy_model or form.lowres_psp):
+    pooling = form.channels_last or form.runtime == 'compile'
+    if module is model and (copy_model or form.lowres_psp or pooling):
         module = copy.deepcopy(model)
     if form.lowres_psp and not lowres_psp_heads(module):
         raise FormUnavailable(f'{form.name}: the model has no PSPHead, so '
                               'there is no low-res PSP bottleneck to use')
+    if pooling:
+        contiguous_psp_pooling(module)
     return module
