@@ -260,7 +260,7 @@ def test_install_overlaps_the_build_and_retries_it(install, tmp_path,
 
     monkeypatch.setattr(install, '_run_step', run_step)
     monkeypatch.setattr(install, 'import_check',
-                        lambda: events.append('imports'))
+                        lambda log_path: events.append('imports'))
     install.install('wh', str(tmp_path / 'log'), lambda: events.append('pool'))
     assert events == [('wheels', False), ('mmcv build (CPU ops)', True),
                       'pool', ('mmcv build (CPU ops)', False), 'imports']
@@ -282,3 +282,45 @@ def test_wheelhouse_script_refuses_an_interpreter_without_pkg_resources(
     assert len(err) == 1 and err[0].startswith('error: false has no '
                                                'pkg_resources')
     assert not dest.exists()
+
+
+def test_cuda_plan_is_well_formed(tool, tmp_path, monkeypatch):
+    """What the GPU run will do, checked here: its configs load, its forms
+    exist and run on a CUDA machine, its commands name real files."""
+    from mmseg_repvgg.cli.config import load_config
+    from mmseg_repvgg.deploy import forms as forms_module
+    from mmseg_repvgg.deploy.forms import FORMS, why_unavailable
+    from mmseg_repvgg.deploy.machine import Machine
+    check = importlib.import_module('gpu.check')
+    plan_module = importlib.import_module('gpu.plan')
+    parts = list(plan_module.DEFAULT_PARTS) + ['compiled']
+    plan = plan_module.make_plan('cuda', str(tmp_path), parts)
+    gpu = Machine(
+        'cpu', 'x86_64', frozenset(), cuda=('H200', ), cuda_capability=(9, 0))
+    monkeypatch.setattr(forms_module, 'machine', lambda: gpu)
+    forms = {f for per_size in plan.forms for f in per_size}
+    forms |= set(plan.toy_forms) | {'compiled'}
+    for name in sorted(forms):
+        assert why_unavailable(FORMS[name], 'cuda') is None, name
+    hook = check.write_configs(plan, str(tmp_path / 'data'),
+                               str(tmp_path / 'toy.py'))
+    toy = load_config(str(tmp_path / 'toy.py'))
+    assert toy.custom_hooks[hook].type == 'ReparamHook'
+    assert toy.model.backbone.norm_cfg.type == 'SyncBN'
+    assert toy.train_cfg.max_epochs == plan_module.TOY_EPOCHS
+    for _, config in (*plan.candidates, *plan.baselines, *plan.train_models):
+        assert load_config(config if '::' in config else str(REPO / config))
+    checkpoint = tmp_path / 'train' / 'epoch_12.pth'
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b'')
+    names = [
+        name for name, _, _ in check._test_jobs(plan, 'toy.py', str(
+            checkpoint), hook, str(tmp_path))
+    ]
+    assert names == ['test fused', 'test unfused'] + [
+        f'test form {form}' for form in plan.toy_forms
+    ] + ['test cuda graphs']  # no deploy_final.pth in this folder
+    jobs = check._bench_jobs(plan)
+    assert [job[0] for job in jobs
+            ] == ['1024x2048', '512x1024', 'compiled 1024x2048']
+    assert (REPO / 'tests/test_cuda_graphs.py').is_file()

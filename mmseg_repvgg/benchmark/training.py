@@ -32,6 +32,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
+from torch import nn
 
 from ..checkpoint import build_segmentor
 from ..deploy.deployed import deploy_model
@@ -92,19 +93,19 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def measure_training(cfg, settings: TrainSettings, amp: bool) -> Dict:
-    """Seconds per iteration and peak memory of ``cfg``'s model training.
+def measure_training(cfg, template: nn.Module, settings: TrainSettings,
+                     amp: bool) -> Dict:
+    """Seconds per iteration and peak memory of training a copy of
+    ``template`` (``cfg``'s model, built on the CPU).
 
     Returns:
         dict: ``s_per_iter`` (median), ``iter_s`` (every timed iteration),
         ``peak_mb`` and ``method`` (how the memory was measured).
     """
     device, sync = settings.device, synchronizer(settings.device)
-    cfg = copy.deepcopy(cfg)
+    model = copy.deepcopy(template).to(device).train()
     # The preprocessor pads each batch to its size: the crop measured.
-    cfg.model.data_preprocessor.size = tuple(settings.crop)
-    torch.manual_seed(settings.seed)
-    model = build_segmentor(cfg).to(device).train()
+    model.data_preprocessor.size = tuple(settings.crop)
     optim_wrapper = build_optim_wrapper(model, _optim_cfg(cfg, amp))
     data = synthetic_batch(settings.batch, settings.crop,
                            cfg.model.decode_head.num_classes, settings.seed)
@@ -131,18 +132,17 @@ def measure_training(cfg, settings: TrainSettings, amp: bool) -> Dict:
     return result
 
 
-def measure_inference(cfg, settings: TrainSettings) -> Dict:
-    """Batch-1 fps of the fused fp32 form at ``settings.infer_shape``."""
-    torch.manual_seed(settings.seed)
-    model = build_segmentor(cfg).eval()
-    deployed = deploy_model(model, 'fused', device=settings.device)
+def measure_inference(template: nn.Module, settings: TrainSettings) -> Dict:
+    """Batch-1 fps of the fused fp32 form of ``template`` at
+    ``settings.infer_shape``."""
+    deployed = deploy_model(template.eval(), 'fused', device=settings.device)
     x = random_inputs((1, 3, *settings.infer_shape),
                       settings.seed).to(settings.device)
     sync = synchronizer(settings.device)
     run = functools.partial(deployed, x)
     time_calls(run, settings.infer_warmup, sync)
     ms = 1000.0 * statistics.median(time_calls(run, settings.infer_runs, sync))
-    del model, deployed, run
+    del deployed, run
     _release(settings.device)
     return dict(ms=ms, fps=1000.0 / ms, form='fused fp32')
 
@@ -158,6 +158,8 @@ def benchmark_config(name: str,
         torch.backends.cudnn.benchmark = bool(
             (cfg.get('env_cfg') or {}).get('cudnn_benchmark', False))
     row: Dict = dict(name=name, train={}, skips={})
+    torch.manual_seed(settings.seed)
+    template = build_segmentor(cfg)  # once: each part trains a copy
     for precision in settings.precisions:
         reason = why_not(precision, settings.device)
         if reason:
@@ -165,11 +167,11 @@ def benchmark_config(name: str,
             log(f'{name}: {precision} training skipped: {reason}')
             continue
         row['train'][precision] = _guarded(
-            lambda: measure_training(cfg, settings, precision == 'amp'),
-            settings.device)
+            lambda: measure_training(cfg, template, settings, precision ==
+                                     'amp'), settings.device)
         log(f'{name}: {precision} training: ' +
             _summary(row['train'][precision], 's_per_iter', 's/iter'))
-    row['inference'] = _guarded(lambda: measure_inference(cfg, settings),
+    row['inference'] = _guarded(lambda: measure_inference(template, settings),
                                 settings.device)
     log(f'{name}: inference: ' + _summary(row['inference'], 'fps', 'fps'))
     return row
@@ -234,6 +236,14 @@ def _cell(part: Optional[Dict], key: str, scale: float, spec: str) -> str:
     return '—' if value is None else format(value * scale, spec)
 
 
+def _memory_method(results: Dict) -> str:
+    for row in results['rows']:
+        for part in (row.get('train') or {}).values():
+            if part.get('method'):
+                return part['method']
+    return 'not measured'
+
+
 def render_table(results: Dict) -> List[str]:
     """The Markdown table of :func:`benchmark_config` rows in ``results``
     (``rows``, ``settings``, ``machine``, ``dry_run``), mmseg zoo style."""
@@ -244,8 +254,11 @@ def render_table(results: Dict) -> List[str]:
     lines = [
         f'Training at crop {crop}, batch {settings["batch"]} per GPU, '
         f'median of {settings["iters"]} iterations after '
-        f'{settings["warmup"]} warm-ups; inference batch 1 at {infer}, '
-        f'fused fp32; on {results.get("machine") or "?"}{mark}.', '',
+        f'{settings["warmup"]} warm-ups, synthetic data, the config\'s '
+        f'optimizer; fp32 as torch runs it by default (cuDNN convs may use '
+        f'TF32), AMP as tools/train.py --amp; memory: '
+        f'{_memory_method(results)}; inference batch 1 at {infer}, fused '
+        f'fp32; on {results.get("machine") or "?"}{mark}.', '',
         '| config | paper mIoU | s/iter fp32 | s/iter AMP | '
         'memory fp32 (GB) | memory AMP (GB) | fps (fused fp32) |',
         '| --- | --- | --- | --- | --- | --- | --- |'

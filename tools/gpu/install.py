@@ -207,12 +207,22 @@ def _run_step(step: Step,
     return _finish(step[0], proc, started, log_path)
 
 
-def import_check() -> None:
-    """Import every module the check needs, here (a missing or broken one
-    is an InstallError naming it)."""
+def import_check(log_path: str) -> None:
+    """Import every module the check needs (a missing or broken one is an
+    InstallError naming it): ``distutils`` and ``pkg_resources`` in a
+    fresh interpreter (setuptools' distutils shim is set up at start-up,
+    and setuptools may just have been installed), the rest here, where
+    the check goes on to use them."""
+    shims = [m for m in IMPORTS if m in ('distutils', 'pkg_resources')]
+    probe = ('shims', [sys.executable, '-c', 'import ' + ', '.join(shims)], {})
+    if _run_step(probe, log_path) != 0:
+        raise InstallError(f'import {", ".join(shims)} failed after the '
+                           f'install; the output is in {log_path}')
     importlib.invalidate_caches()
     started = time.time()
     for name in IMPORTS:
+        if name in shims:
+            continue
         try:
             importlib.import_module(name)
         except Exception as err:  # ImportError, or mmcv's version assert
@@ -264,4 +274,4 @@ def install(wheelhouse: str,
             during_build = None
     if during_build is not None:
         during_build()
-    import_check()
+    import_check(log_path)

@@ -21,13 +21,14 @@ CUDA_CANDIDATES = (
 CUDA_BASELINES = (('R50-D8', _PSP.format('r50', 40)), ('R101-D8',
                                                        _PSP.format('r101',
                                                                    40)))
-#: Every GPU form of each model at the first size (fp32 for reference and
-#: the random-weight agreement, shown as information); at the second size
-#: the forms the best one is drawn from. The baselines get every form:
-#: none of these tricks is RepVGG's own.
+#: Every fast GPU form of each model at the first size (fp32 for reference
+#: and the random-weight agreement, shown as information); at the second
+#: size the forms the best one is drawn from. The baselines get every
+#: form: none of these tricks is RepVGG's own. ``autocast`` (fp32 weights
+#: cast in every call) is scored on the toy but not timed: it is the form
+#: that keeps fp32 weights, not a fast one.
 GPU_FORMS = ('fused', 'reduced', 'reduced_cl', 'reduced_lowres',
-             'reduced_cl_lowres', 'reduced_graph', 'reduced_cl_lowres_graph',
-             'autocast')
+             'reduced_cl_lowres', 'reduced_graph', 'reduced_cl_lowres_graph')
 GPU_FORMS_SECOND = ('reduced', 'reduced_cl_lowres', 'reduced_graph',
                     'reduced_cl_lowres_graph')
 #: The fp16 forms scored with tools/test.py on the trained toy model,
@@ -38,8 +39,9 @@ TOY_FORMS = ('reduced', 'reduced_cl', 'reduced_lowres', 'reduced_cl_lowres',
 #: (``--only ...,compiled``), at the first size.
 COMPILED_MODELS = ('B1g2-fast', 'R50-D8', 'R101-D8')
 #: The toy trained long enough for its mIoU to mean something (the demo's
-#: 40 epochs reach about 62 on the CPU), SyncBN on every norm layer.
-TOY_EPOCHS = 20
+#: 40 epochs reach about 62 on the CPU; 12 of 16 iterations keep the run
+#: within its budget), SyncBN on every norm layer.
+TOY_EPOCHS = 12
 
 
 def short_run(epochs: int) -> List[str]:
