@@ -1,5 +1,5 @@
-"""The GPU check's PASS/FAIL/SKIP lines: the pipeline and the issue's
-targets, judged from the JSON-ready ``results`` of :mod:`.check`.
+"""The GPU check's PASS/FAIL/SKIP lines: the pipeline and the targets,
+judged from the JSON-ready ``results`` of :mod:`.check`.
 
 Each model is judged in its own best form (the fastest shippable form it
 ran at a size): the baselines get every trick that is not RepVGG's own,
