@@ -121,33 +121,40 @@ def main(argv=None) -> int:
     papers = paper_miou(osp.join(REPO_ROOT, 'configs', 'metafile.yml'))
     configs = [(name, load_config(path, args.cfg_options), path)
                for name, path in _models(args)]  # all read before any run
-    rows = []
-    for name, cfg, path in configs:
-        row = benchmark_config(name, cfg, settings, log=_log)
-        row.update(
-            config=path,
-            paper_miou=papers.get(osp.splitext(osp.basename(path))[0]))
-        rows.append(row)
+    os.makedirs(args.out_dir, exist_ok=True)
     results = dict(
         machine=machine_name(args.device),
         device=args.device,
         dry_run=args.dry_run,
         settings=dict(vars(settings)),
-        rows=rows)
-    table = render_table(results)
-    os.makedirs(args.out_dir, exist_ok=True)
-    atomic_write(
-        osp.join(args.out_dir, 'train_benchmark.json'),
-        json.dumps(results, indent=2, default=str))
-    atomic_write(
-        osp.join(args.out_dir, 'train_benchmark.md'), '\n'.join(table) + '\n')
+        rows=[])
+    table = write_outputs(results, args.out_dir)
+    for name, cfg, path in configs:
+        row = benchmark_config(name, cfg, settings, log=_log)
+        row.update(
+            config=path,
+            paper_miou=papers.get(osp.splitext(osp.basename(path))[0]))
+        results['rows'].append(row)
+        table = write_outputs(results, args.out_dir)  # what is done so far
     print('\n'.join(table))
+    rows = results['rows']
     failed = [
         row['name'] for row in rows
         for part in [*row['train'].values(), row['inference']]
         if 'error' in part
     ]
     return 1 if failed else 0
+
+
+def write_outputs(results, out_dir: str):
+    """train_benchmark.json and .md (atomic); returns the table."""
+    table = render_table(results)
+    atomic_write(
+        osp.join(out_dir, 'train_benchmark.json'),
+        json.dumps(results, indent=2, default=str))
+    atomic_write(
+        osp.join(out_dir, 'train_benchmark.md'), '\n'.join(table) + '\n')
+    return table
 
 
 def _log(line: str) -> None:
