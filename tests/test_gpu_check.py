@@ -111,6 +111,9 @@ def test_dry_run(tmp_path):
     assert any(
         line.startswith('| toy-tiny (dry run) | — | ')
         and '| skipped |' in line for line in lines)
+    # Where the training step's time goes, for the model asked for.
+    assert any(
+        line.startswith('- toy-tiny fp32 step, profiled:') for line in lines)
     assert '- PASS mIoU fused' in report
     assert (out / 'bench_32x64.json').is_file()
     assert (out / 'train_benchmark.json').is_file()

@@ -64,6 +64,13 @@ def parse_args(argv=None):
         action=DictAction,
         help='overrides applied to every config')
     parser.add_argument(
+        '--profile',
+        nargs='+',
+        default=[],
+        metavar='NAME',
+        help='also profile one training step of these configs: where the '
+        'time goes (convs, BatchNorm, optimizer)')
+    parser.add_argument(
         '--dry-run', action='store_true', help='mark the rows as a dry run')
     parser.add_argument('--out-dir', default='work_dirs/train_benchmark')
     parser.add_argument(
@@ -117,7 +124,8 @@ def main(argv=None) -> int:
         infer_shape=tuple(args.infer_shape),
         infer_runs=args.infer_runs,
         device=args.device,
-        precisions=tuple(args.precisions))
+        precisions=tuple(args.precisions),
+        profile=tuple(args.profile))
     papers = paper_miou(osp.join(REPO_ROOT, 'configs', 'metafile.yml'))
     configs = [(name, load_config(path, args.cfg_options), path)
                for name, path in _models(args)]  # all read before any run

@@ -57,6 +57,8 @@ class TrainSettings:
     device: str = 'cuda'
     precisions: Tuple[str, ...] = PRECISIONS
     seed: int = 0
+    #: Configs (by name) whose training step is also profiled once.
+    profile: Tuple[str, ...] = ()
 
 
 def synthetic_batch(batch: int, crop: Tuple[int, int], num_classes: int,
@@ -93,14 +95,18 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def measure_training(cfg, template: nn.Module, settings: TrainSettings,
-                     amp: bool) -> Dict:
+def measure_training(cfg,
+                     template: nn.Module,
+                     settings: TrainSettings,
+                     amp: bool,
+                     profile: bool = False) -> Dict:
     """Seconds per iteration and peak memory of training a copy of
     ``template`` (``cfg``'s model, built on the CPU).
 
     Returns:
         dict: ``s_per_iter`` (median), ``iter_s`` (every timed iteration),
-        ``peak_mb`` and ``method`` (how the memory was measured).
+        ``peak_mb`` and ``method`` (how the memory was measured); with
+        ``profile``, where one step's time goes (:func:`profile_step`).
     """
     device, sync = settings.device, synchronizer(settings.device)
     model = copy.deepcopy(template).to(device).train()
@@ -109,14 +115,15 @@ def measure_training(cfg, template: nn.Module, settings: TrainSettings,
     optim_wrapper = build_optim_wrapper(model, _optim_cfg(cfg, amp))
     data = synthetic_batch(settings.batch, settings.crop,
                            cfg.model.decode_head.num_classes, settings.seed)
+    step = functools.partial(model.train_step, data, optim_wrapper)
     times: List[float] = []
     with PeakMemory(device) as probe:
-        for step in range(settings.warmup + settings.iters):
+        for index in range(settings.warmup + settings.iters):
             sync()
             start = time.perf_counter()
-            model.train_step(data, optim_wrapper)
+            step()
             sync()
-            if step >= settings.warmup:
+            if index >= settings.warmup:
                 times.append(time.perf_counter() - start)
     cuda = str(device).startswith('cuda')
     # CUDA: the whole peak since the probe reset it (weights, gradients,
@@ -127,8 +134,53 @@ def measure_training(cfg, template: nn.Module, settings: TrainSettings,
         iter_s=[round(t, 4) for t in times],
         peak_mb=None if peak is None else peak / 1024**2,
         method='torch.cuda.max_memory_allocated' if cuda else probe.method)
-    del model, optim_wrapper
+    if profile:
+        result['profile'] = profile_step(step, device)
+    del model, optim_wrapper, step
     _release(device)
+    return result
+
+
+#: Profiler keys of the ops a training step is split into; each one's
+#: total includes the kernels it launched.
+STEP_PARTS = dict(
+    conv=('aten::convolution', 'aten::convolution_backward'),
+    batch_norm=('aten::batch_norm', 'aten::native_batch_norm_backward',
+                'aten::cudnn_batch_norm_backward'),
+    optimizer=('Optimizer.step#SGD.step', ))
+
+
+def profile_step(step, device: str, top: int = 8) -> Dict:
+    """Where one training step's time goes: ms in convolutions (forward
+    and backward), in BatchNorm, in the optimizer, in all (device time on
+    CUDA, CPU time otherwise), and the ops with the most time of their
+    own."""
+    cuda = str(device).startswith('cuda')
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    sync = synchronizer(device)
+    sync()
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        sync()
+    events = prof.key_averages()
+
+    def total(event):
+        return event.device_time_total if cuda else event.cpu_time_total
+
+    def own(event):
+        return (event.self_device_time_total
+                if cuda else event.self_cpu_time_total)
+
+    result = {
+        f'{part}_ms': sum(total(e) for e in events if e.key in keys) / 1e3
+        for part, keys in STEP_PARTS.items()
+    }
+    result['all_ms'] = sum(own(e) for e in events) / 1e3
+    ranked = sorted(events, key=own, reverse=True)[:top]
+    result['top_ops'] = [[e.key, round(own(e) / 1e3, 3), e.count]
+                         for e in ranked]
     return result
 
 
@@ -168,7 +220,8 @@ def benchmark_config(name: str,
             continue
         row['train'][precision] = _guarded(
             lambda: measure_training(cfg, template, settings, precision ==
-                                     'amp'), settings.device)
+                                     'amp', name in settings.profile),
+            settings.device)
         log(f'{name}: {precision} training: ' +
             _summary(row['train'][precision], 's_per_iter', 's/iter'))
     row['inference'] = _guarded(lambda: measure_inference(template, settings),
@@ -274,4 +327,23 @@ def render_table(results: Dict) -> List[str]:
             _cell(train.get('amp'), 'peak_mb', 1 / 1024, '.2f'),
             _cell(row.get('inference'), 'fps', 1, '.2f')
         ]) + ' |')
-    return lines
+    return lines + profile_lines(results)
+
+
+def profile_lines(results: Dict) -> List[str]:
+    """One line per profiled training step: where its time goes."""
+    lines = []
+    for row in results['rows']:
+        for precision, part in (row.get('train') or {}).items():
+            prof = part.get('profile')
+            if not prof:
+                continue
+            top = ', '.join(f'{name} {ms:.1f}'
+                            for name, ms, _ in prof['top_ops'][:4])
+            lines.append(
+                f'- {row["name"]} {precision} step, profiled: '
+                f'{prof["all_ms"]:.1f} ms in all, convolutions (forward and '
+                f'backward) {prof["conv_ms"]:.1f}, BatchNorm '
+                f'{prof["batch_norm_ms"]:.1f}, optimizer '
+                f'{prof["optimizer_ms"]:.1f}; most time of their own: {top}')
+    return [''] + lines if lines else []

@@ -156,7 +156,10 @@ def make_plan(device: str, work: str, parts: Sequence[str]) -> Plan:
             warmup=3,
             runs=10,
             train_models=sorted(PAPER_CONFIGS, key=_target_first),
-            train_args=['--warmup', '2', '--iters', '6'])
+            train_args=[
+                '--warmup', '2', '--iters', '6', '--profile', 'B1g2-fast',
+                'R101-D8'
+            ])
     return Plan(
         device,
         parts,
@@ -173,7 +176,8 @@ def make_plan(device: str, work: str, parts: Sequence[str]) -> Plan:
         train_models=(('toy-tiny', config), ('R18-D8-tiny', r18)),
         train_args=[
             '--crop', '32', '64', '--warmup', '1', '--iters', '1',
-            '--infer-shape', '32', '64', '--infer-runs', '1', '--dry-run'
+            '--infer-shape', '32', '64', '--infer-runs', '1', '--profile',
+            'toy-tiny', '--dry-run'
         ],
         pool_shape=(16, ((16, 32), (8, 16))))
 
