@@ -6,7 +6,10 @@ is idle then). For each map size and bin (1, 2, 3, 6): the median time of
 mmseg's PPM runs in a channels_last form), and on the contiguous copy of
 the channels_last one, copy included (what
 ``mmseg_repvgg/deploy/kernels/psp_pooling.py`` runs); and whether the
-last equals the first bit for bit on this device. Writes JSON::
+last equals the first bit for bit on this device. Two candidates are
+timed for information (equal up to rounding only): the pooling as two
+fp32 contractions, and ``avg_pool2d`` where the bins divide the map.
+Writes JSON::
 
     python tools/gpu/pool_bench.py --device cuda --out pool.json
 """
@@ -50,6 +53,35 @@ def _median_ms(fn,
     return statistics.median(times)
 
 
+def window_matrix(size: int, bins: int, device) -> torch.Tensor:
+    """(bins, size) averaging weights of adaptive pooling's windows:
+    window i is [floor(i*size/bins), ceil((i+1)*size/bins))."""
+    weights = torch.zeros(bins, size, device=device)
+    for i in range(bins):
+        start, end = (i * size) // bins, -((-(i + 1) * size) // bins)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def separable(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Adaptive average pooling as two fp32 contractions (rows, then
+    columns): a candidate, timed for information only (equal up to
+    rounding, not bit for bit)."""
+    rows = window_matrix(x.shape[2], bins, x.device)
+    cols = window_matrix(x.shape[3], bins, x.device)
+    return torch.einsum('ih,nchw,jw->ncij', rows, x.float(), cols).to(x.dtype)
+
+
+def fixed_window(x: torch.Tensor, bins: int):
+    """``avg_pool2d`` with the bins' window where they divide the map
+    (then it is adaptive pooling's window too), else None."""
+    height, width = x.shape[2:]
+    if height % bins or width % bins:
+        return None
+    kernel = (height // bins, width // bins)
+    return F.avg_pool2d(x, kernel, kernel)
+
+
 def measure(device: str, channels: int, sizes, dtype, warmup: int, runs: int):
     """One row per (size, bin): ms of each way and the bitwise check."""
     rows = []
@@ -62,12 +94,20 @@ def measure(device: str, channels: int, sizes, dtype, warmup: int, runs: int):
             ways = dict(
                 contiguous=lambda: F.adaptive_avg_pool2d(x, bins),
                 channels_last=lambda: F.adaptive_avg_pool2d(x_cl, bins),
-                ours=lambda: F.adaptive_avg_pool2d(x_cl.contiguous(), bins))
+                ours=lambda: F.adaptive_avg_pool2d(x_cl.contiguous(), bins),
+                separable=lambda: separable(x_cl, bins))
+            if fixed_window(x, bins) is not None:
+                ways['fixed_window_cl'] = lambda: fixed_window(x_cl, bins)
             row = dict(size=f'{height}x{width}', bins=bins)
             for name, fn in ways.items():
                 row[f'{name}_ms'] = _median_ms(fn, device, warmup, runs)
-            row['equal'] = bool(
-                torch.equal(ways['ours'](), ways['contiguous']()))
+            expected = ways['contiguous']()
+            row['equal'] = bool(torch.equal(ways['ours'](), expected))
+            # The candidates, for information: their largest difference.
+            for name in ('separable', 'fixed_window_cl'):
+                if name in ways:
+                    row[f'{name}_max_diff'] = float(
+                        (ways[name]().float() - expected.float()).abs().max())
             rows.append(row)
     return rows
 

@@ -134,20 +134,28 @@ def best_table(results: Dict) -> List[str]:
 def pool_table(pool: Dict) -> List[str]:
     lines = [
         f'PSP pooling op by op on {pool.get("device")} '
-        f'({pool.get("dtype")}, {pool.get("channels")} channels), ms:', ''
+        f'({pool.get("dtype")}, {pool.get("channels")} channels), ms; the '
+        'last two columns are candidates, equal up to rounding only '
+        '(their largest difference in brackets), for information:', ''
     ]
     lines += _header([
-        'map', 'bins', 'contiguous', 'channels_last', 'ours (contiguous copy)',
-        'equal bit for bit'
+        'map', 'bins', 'contiguous', 'channels_last', 'ours (contiguous '
+        'copy)', 'equal bit for bit', 'two fp32 contractions',
+        'avg_pool2d channels_last'
     ])
     for row in pool.get('rows') or []:
+        candidates = [
+            '—' if row.get(f'{name}_ms') is None else
+            f'{row[f"{name}_ms"]:.3f} ({row[f"{name}_max_diff"]:.1e})'
+            for name in ('separable', 'fixed_window_cl')
+        ]
         lines.append(
             _row([
                 row['size'],
                 str(row['bins']), f'{row["contiguous_ms"]:.3f}',
                 f'{row["channels_last_ms"]:.3f}', f'{row["ours_ms"]:.3f}',
                 str(row['equal'])
-            ]))
+            ] + candidates))
     return lines
 
 
