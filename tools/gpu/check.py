@@ -289,6 +289,8 @@ def run_parts(plan: Plan, steps: Steps, work: str, out: str,
     if 'pool' in plan.parts:
         results['pool'] = pool_result or _guarded(errors, 'pool', pool, plan,
                                                   steps, work)
+    if not {'train', 'bench', 'compiled', 'trainbench'} & set(plan.parts):
+        return results
     prepared = _guarded(errors, 'prepare', prepare, plan, work)
     if prepared is None:
         return results
