@@ -114,8 +114,10 @@ def mmcv_build_env(jobs: int, quick: bool = True) -> Dict[str, str]:
     (``CUDA_VISIBLE_DEVICES=``) and ``FORCE_CUDA=0``, mmcv's setup.py
     builds its ops as a CPU extension. Every op is still built (mmseg
     imports them all), but nothing here runs them, so ``quick`` compiles
-    without optimization or debug info (``CFLAGS`` come after Python's own
-    flags, so ``-O0 -g0`` wins), which takes the compiler less time.
+    without optimization or debug info: with ``CFLAGS`` set, setuptools
+    passes it instead of Python's own ``-g -O3`` (torch's build.ninja then
+    reads ``cflags = -O0 -g0 -fPIC ...``), which takes the compiler less
+    time.
     """
     env = dict(
         MMCV_WITH_OPS='1',
