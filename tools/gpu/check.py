@@ -19,6 +19,7 @@ appended to ``gpu_check.log``:
 
 Then ``gpu_check.md`` and ``gpu_check.json`` (:mod:`.report`), always.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -29,6 +30,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+from mmengine.config import DictAction
+
+from mmseg_repvgg.atomic_io import atomic_write
+from mmseg_repvgg.checkpoint import safe_torch_load
+from mmseg_repvgg.cli.config import load_config
+from mmseg_repvgg.datasets import make_toy_cityscapes
+from mmseg_repvgg.deploy.machine import machine
+from mmseg_repvgg.errors import ConfigError
 from .plan import COMPILED_MODELS, TOY_CONFIG, Plan, make_plan
 from .report import measurements_from_benchmarks, render_report
 from .steps import REPO_ROOT, Steps
@@ -39,9 +49,6 @@ NO_TF32 = dict(NVIDIA_TF32_OVERRIDE='0')
 
 
 def _options(options: List[str]) -> Dict:
-    import argparse
-
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser()
     parser.add_argument('--o', nargs='+', action=DictAction)
     return parser.parse_args(['--o', *options]).o
@@ -50,8 +57,6 @@ def _options(options: List[str]) -> Dict:
 def write_configs(plan: Plan, data_root: str, path: str) -> int:
     """Write the toy config (and the plan's other configs); returns the
     index of the toy's ReparamHook in ``custom_hooks``."""
-    from mmseg_repvgg.cli.config import load_config
-    from mmseg_repvgg.errors import ConfigError
     options = plan.options + [
         f'{split}_dataloader.dataset.data_root={data_root}'
         for split in ('train', 'val', 'test')
@@ -88,7 +93,6 @@ def read_pool(path: str, code: Optional[int]) -> Dict:
 
 
 def train(plan: Plan, steps: Steps, config: str, work: str) -> Dict:
-    from mmseg_repvgg.checkpoint import safe_torch_load
     if plan.cuda:
         command = [
             'bash', 'tools/dist_train.sh', config, '1', '--amp', '--work-dir',
@@ -229,11 +233,9 @@ def train_benchmark(plan: Plan, steps: Steps, work: str, out: str) -> Dict:
 
 
 def _machine(runs: List[Tuple[str, Dict]], device: str) -> Dict:
-    import torch
     info = (runs[0][1].get('machine') or {}) if runs else {}
     gpu = info.get('gpu') or (torch.cuda.get_device_name(0)
                               if device == 'cuda' else None)
-    from mmseg_repvgg.deploy.machine import machine
     return dict(
         gpu=gpu,
         cpu=info.get('cpu') or machine().cpu,
@@ -252,7 +254,6 @@ def _labels(plan: Plan) -> Dict[str, str]:
 def prepare(plan: Plan, work: str) -> Tuple[str, int]:
     """The toy data and every config the parts use; returns the toy
     config's path and its ReparamHook's index."""
-    from mmseg_repvgg.datasets import make_toy_cityscapes
     data_root = osp.join(work, 'toy_cityscapes')
     make_toy_cityscapes(data_root, overwrite=True, **plan.data)
     config = osp.join(work, 'toy_check.py')
@@ -321,9 +322,6 @@ def run_check(args,
               pool_result: Optional[Dict] = None) -> int:
     """Run the parts of ``args.device``'s plan and write the report; 1 if
     a check failed."""
-    import torch
-
-    from mmseg_repvgg.errors import ConfigError
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise ConfigError('--device cuda: torch sees no CUDA device; for the '
                           'dry run pass --device cpu')
@@ -355,7 +353,6 @@ def run_check(args,
 def write_report(results: Dict, out: str, started: float) -> int:
     """Judge, write gpu_check.md/.json, print the checks; 1 if one
     failed."""
-    from mmseg_repvgg.atomic_io import atomic_write
     checks = check_results(results)
     results['checks'] = checks
     report = render_report(results, checks)
