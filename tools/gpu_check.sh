@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path in one prepared run (issue 19); see tools/gpu_check.py.
+# The GPU path in one prepared run; see tools/gpu_check.py and tools/gpu/.
 # On the GPU machine, carrying wheelhouse/ (bash tools/gpu_wheelhouse.sh):
 #   bash tools/gpu_check.sh
 # Here, as the test suite does (no install, CPU, tiny shapes):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fill wheelhouse/ with what tools/gpu_check.sh installs on the GPU machine,
-# which has no package registry (issue 19). Run it here, where pip reaches
+# which has no package registry. Run it here, where pip reaches
 # the registry; the device call then carries the folder:
 #   bash tools/gpu_wheelhouse.sh [DEST]      (default: <repo>/wheelhouse)
 # It downloads the pinned Python 3.12 x86-64 wheels of

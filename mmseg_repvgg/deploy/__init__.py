@@ -11,7 +11,8 @@ their module on first use.
 * :mod:`.api`: :func:`deploy_model`, the one entry to every form;
   :mod:`.forms` the catalogue, :mod:`.availability` what runs here,
   :mod:`.pipeline` + :mod:`.steps` how a form is made, :mod:`.auto` the
-  fastest form measured here, :mod:`.timing` how anything is measured.
+  fastest form measured here, :mod:`.timing` how anything is measured;
+  :mod:`.cuda_graphs` replays the ``*_graph`` forms as CUDA graphs.
 * :mod:`.kernels`, :mod:`.backends`: leaves only the steps import
   (hand-written CPU kernels; one module per runtime).
 """

@@ -27,9 +27,11 @@ from .machine import machine
 from .timing import label_agreement, median_seconds
 
 #: The forms auto may choose: PyTorch forms of the fused model that need no
-#: export (the runtimes and ``torch.compile`` take minutes to prepare). The
-#: order only breaks ties; measurement decides.
-AUTO_CANDIDATES = ('winograd_lowres', 'int8_lowres', 'reduced_lowres',
+#: export (the runtimes and ``torch.compile`` take minutes to prepare); the
+#: CUDA graph forms are refused on the CPU, with the reason. The order only
+#: breaks ties; measurement decides.
+AUTO_CANDIDATES = ('winograd_lowres', 'int8_lowres', 'reduced_cl_lowres_graph',
+                   'reduced_graph', 'reduced_cl_lowres', 'reduced_lowres',
                    'lowres', 'winograd', 'int8', 'reduced', 'fused')
 #: Share of held-out calibration pixels a candidate must label as fp32
 #: fused does.

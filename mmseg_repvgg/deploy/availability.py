@@ -47,6 +47,9 @@ def why_unavailable(form: Form,
             hardware only emulates (slow, but it runs).
     """
     cuda = str(device).startswith('cuda')
+    if form.cuda_graph and not cuda:
+        return ('CUDA graphs replay recorded CUDA kernels: the form needs a '
+                'CUDA device (use the same form without _graph on the CPU)')
     if cuda and form.runtime == 'openvino':
         return 'the OpenVINO forms run on the CPU'
     if cuda and form.winograd:

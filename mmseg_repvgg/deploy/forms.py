@@ -36,6 +36,8 @@ class Form:
             at pool resolution (:mod:`.kernels.psp_lowres`).
         winograd (bool): 3x3 convs run by the faster of direct and
             Winograd, chosen per layer (:mod:`.kernels.winograd`).
+        cuda_graph (bool): The eager forward is captured once per input
+            shape and replayed as a CUDA graph (:mod:`.cuda_graphs`).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Form:
     runtime: str = 'torch'
     lowres_psp: bool = False
     winograd: bool = False
+    cuda_graph: bool = False
 
     def dtype_name(self, device: str = 'cpu') -> str:
         """``'fp32'``, ``'int8'``, or the reduced type's name on
@@ -71,7 +74,8 @@ class Form:
             (['channels_last'] if self.channels_last else []) +
             (['Winograd'] if self.winograd else []) +
             (['+ low-res PSP'] if self.lowres_psp else []) +
-            (['torch.compile'] if self.runtime == 'compile' else []))
+            (['torch.compile'] if self.runtime == 'compile' else []) +
+            (['CUDA graph'] if self.cuda_graph else []))
 
 
 def _table(*forms: Form) -> Dict[str, Form]:
@@ -86,6 +90,20 @@ FORMS: Dict[str, Form] = _table(
     Form('reduced_cl', 'full', 'reduced', channels_last=True),
     Form('lowres', 'full', lowres_psp=True),
     Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
+    Form(
+        'reduced_cl_lowres',
+        'full',
+        'reduced',
+        channels_last=True,
+        lowres_psp=True),
+    Form('reduced_graph', 'full', 'reduced', cuda_graph=True),
+    Form(
+        'reduced_cl_lowres_graph',
+        'full',
+        'reduced',
+        channels_last=True,
+        lowres_psp=True,
+        cuda_graph=True),
     Form('autocast', 'full', 'autocast'),
     Form('winograd', 'full', winograd=True),
     Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),

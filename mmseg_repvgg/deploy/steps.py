@@ -41,16 +41,20 @@ def fuse_model(model: nn.Module, level: str) -> nn.Module:
 def structure(form: Form,
               model: nn.Module,
               copy_model: bool = False) -> nn.Module:
-    """``model`` with ``form``'s structure: fused to its level and, for a
-    low-res form, with the PSP bottleneck at pool resolution. ``model`` is
-    left unchanged; a form that changes no structure returns ``model``
-    itself unless ``copy_model``.
+    """``model`` with ``form``'s structure: fused to its level, for a
+    low-res form with the PSP bottleneck at pool resolution, and for a
+    channels_last or compiled form (inductor picks channels_last itself)
+    with PSP's pyramid pooling on a contiguous copy (equal values; CUDA's
+    channels_last adaptive pooling is many times slower). ``model`` is left
+    unchanged; a form that changes no structure returns ``model`` itself
+    unless ``copy_model``.
 
     Raises:
         FormUnavailable: A low-res form of a model without a PSPHead.
     """
     module = fuse_model(model, form.fuse)
-    if module is model and (copy_model or form.lowres_psp):
+    pooling = form.channels_last or form.runtime == 'compile'
+    if module is model and (copy_model or form.lowres_psp or pooling):
         module = copy.deepcopy(model)
     if form.lowres_psp:
         from .kernels.psp_lowres import lowres_psp_heads
@@ -58,6 +62,9 @@ def structure(form: Form,
             raise FormUnavailable(
                 f'{form.name}: the model has no PSPHead, so there is no '
                 'low-res PSP bottleneck to use')
+    if pooling:
+        from .kernels.psp_pooling import contiguous_psp_pooling
+        contiguous_psp_pooling(module)
     return module
 
 
@@ -170,6 +177,13 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
     def run(inputs):
         with context():
             return segmentor_logits(module, cast(inputs))
+
+    if form.cuda_graph:
+        from .cuda_graphs import GraphedCall
+        graphed = GraphedCall(run)
+        deployed = DeployedModel(form, graphed, device, module, notes)
+        graphed.notes = deployed.notes  # each capture is noted when made
+        return deployed
 
     return DeployedModel(
         form, run, device, module, notes, cast=cast, context=context)

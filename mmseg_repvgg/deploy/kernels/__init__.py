@@ -1,4 +1,4 @@
-"""Hand-written CPU kernels behind the ``winograd*``, ``int8*`` and
+"""Hand-written CPU kernels behind the ``winograd*``, ``int8*``, ``*_cl*`` and
 ``*lowres`` forms, written only where torch, NNPACK and oneDNN lack a piece.
 A leaf of the deploy pipeline (:mod:`..steps` imports it, lazily). Private
 torch routes (NNPACK's C entry point, ``torch._nnpack_spatial_convolution``,
@@ -19,6 +19,7 @@ _EXPORTS = {
     'calibrate_activation_ranges': 'int8',
     'quantize_int8': 'int8',
     'lowres_psp_heads': 'psp_lowres',
+    'contiguous_psp_pooling': 'psp_pooling',
 }
 
 __all__ = sorted(_EXPORTS)
