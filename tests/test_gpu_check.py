@@ -291,7 +291,7 @@ def test_cuda_plan_is_well_formed(tool, tmp_path, monkeypatch):
     """What the GPU run will do, checked here: its configs load, its forms
     exist and run on a CUDA machine, its commands name real files."""
     from mmseg_repvgg.cli.config import load_config
-    from mmseg_repvgg.deploy import forms as forms_module
+    from mmseg_repvgg.deploy import availability, forms
     from mmseg_repvgg.deploy.availability import why_unavailable
     from mmseg_repvgg.deploy.forms import FORMS
     from mmseg_repvgg.deploy.machine import Machine
@@ -301,7 +301,8 @@ def test_cuda_plan_is_well_formed(tool, tmp_path, monkeypatch):
     plan = plan_module.make_plan('cuda', str(tmp_path), parts)
     gpu = Machine(
         'cpu', 'x86_64', frozenset(), cuda=('H200', ), cuda_capability=(9, 0))
-    monkeypatch.setattr(forms_module, 'machine', lambda: gpu)
+    for module in (forms, availability):
+        monkeypatch.setattr(module, 'machine', lambda: gpu)
     forms = {f for per_size in plan.forms for f in per_size}
     forms |= set(plan.toy_forms) | {'compiled'}
     for name in sorted(forms):
