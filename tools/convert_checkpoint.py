@@ -9,11 +9,12 @@ strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
     python tools/convert_checkpoint.py RepVGG-B2-train.pth \\
         checkpoints/RepVGG-B2-train.pth --arch B2
 """
-import argparse
 import json
 import sys
 
 from mmseg_repvgg.checkpoint import convert_file
+from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 
@@ -35,7 +36,7 @@ def parse_arch(text: str):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Convert a RepVGG checkpoint (official, mmpretrain, timm '
         'or ours; train-time or fused) to our layout.')
     parser.add_argument(
@@ -54,6 +55,7 @@ def main(argv=None):
         default=None,
         help="key prefix of the RepVGG inside SRC, e.g. 'backbone.'")
     args = parser.parse_args(argv)
+    check_output_file(args.dst, 'DST', 'RepVGG-B2-train.pth')
     layout, count = convert_file(
         args.src,
         args.dst,

@@ -259,6 +259,9 @@ def _skipped_table(results: Dict) -> List[str]:
 def render_markdown(results: Dict) -> str:
     """The whole report: settings, forms, fusion, comparisons, skips."""
     sections = [_header(results)]
+    if results.get('interrupted'):
+        sections[0].append('**Interrupted (Ctrl-C)**: only the forms '
+                           'measured before it are reported.')
     if results['models']:
         sections.append(_forms_table(results))
     for part in (_fusion_table(results), _fast_path_table(results),
