@@ -133,11 +133,9 @@ def _toy_model_checkpoint(path: Path, cfg: Config) -> None:
         dict(meta=dict(epoch=1, iter=1), state_dict=model.state_dict()), path)
 
 
-@pytest.fixture(scope='module')
-def inputs(tmp_path_factory):
-    """The checkpoints the cases read ($IN)."""
+def make_inputs(root: Path) -> Path:
+    """Write the checkpoints the cases read ($IN) into ``root``."""
     from mmseg_repvgg.deploy import reparam_checkpoint
-    root = tmp_path_factory.mktemp('inputs')
     cfg = Config.fromfile(str(REPO / TOY))
     _toy_model_checkpoint(root / 'good.pth', cfg)
     other = Config.fromfile(str(REPO / TOY))
@@ -159,6 +157,12 @@ def inputs(tmp_path_factory):
     checkpoint['meta']['note'] = CommandPayload(root / 'pwned')
     torch.save(checkpoint, root / 'evil.pth')
     return root
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """The checkpoints the cases read ($IN)."""
+    return make_inputs(tmp_path_factory.mktemp('inputs'))
 
 
 def _scratch(root: Path) -> Path:

@@ -19,9 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tool_errors import TOY, inputs  # noqa: F401  (the fixture)
+from test_tool_errors import TOY, make_inputs
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """The checkpoints of tests/test_tool_errors.py's cases."""
+    return make_inputs(tmp_path_factory.mktemp('inputs'))
+
 
 # Runs tools/TOOL.py as ``python tools/TOOL.py ARGS`` would, with one step
 # patched to touch FLAG and wait for the test's SIGINT at its N-th call.
