@@ -14,7 +14,9 @@ in a config) registers its pieces and changes nothing of mmengine's:
   on numpy 2);
 * mmengine's checkpoint loader schemes: ``safe://`` (weights-only loading
   of mmengine's own checkpoints, :mod:`mmseg_repvgg.checkpoint.safe_load`);
-* mmengine's file backends: ``local_atomic`` (:mod:`mmseg_repvgg.atomic_io`).
+* mmengine's file backends: ``local_atomic`` (:mod:`mmseg_repvgg.atomic_io`);
+* mmengine's ``FUNCTIONS``: the mmseg child mmseg 1.2 lacks
+  (:mod:`mmseg_repvgg.registry`).
 
 It loads no deploy, kernel or runtime code: :mod:`mmseg_repvgg.deploy`,
 :mod:`mmseg_repvgg.apis` and :mod:`mmseg_repvgg.benchmark` load when a
@@ -27,5 +29,6 @@ from . import datasets  # noqa: F401  (registers the checked dataset)
 from . import engine  # noqa: F401  (registers the hooks)
 from . import evaluation  # noqa: F401  (registers the metric)
 from . import models  # noqa: F401  (registers RepVGG)
+from . import registry  # noqa: F401  (mmseg's FUNCTIONS child)
 
 __version__ = '0.1.0'

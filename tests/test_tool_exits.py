@@ -203,3 +203,13 @@ def test_missing_data_root_is_reported_before_the_config_dump(tmp_path):
     assert line.startswith(f'error: {tmp_path / "no_data"}: dataset root')
     assert result.stdout == ''  # the Runner never started
     assert not work.exists()
+
+
+def test_collate_lookup_under_the_mmseg_scope_is_quiet(log_lines):
+    """mmseg_repvgg.registry: the Runner's and MMSegInferencer's lookup of
+    a collate function finds mmengine's, without 'Failed to search'."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import FUNCTIONS
+    with FUNCTIONS.switch_scope_and_registry('mmseg') as registry:
+        assert registry.get('pseudo_collate') is pseudo_collate
+    assert not [m for m in log_lines if 'Failed to search' in m]

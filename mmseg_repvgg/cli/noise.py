@@ -1,7 +1,8 @@
 """Third-party lines that say nothing to a user of the tools, filtered.
 
 Each filter names the message and where it comes from, so nothing else is
-hidden (never all warnings):
+hidden (never all warnings). (mmengine's ``Failed to search registry with
+scope "mmseg"`` has its cause removed instead: :mod:`mmseg_repvgg.registry`.)
 
 * setuptools' ``pkg_resources is deprecated`` UserWarning, raised again
   each time mmengine's ``is_installed`` reloads ``pkg_resources`` (then
@@ -9,8 +10,6 @@ hidden (never all warnings):
   mmengine: nothing a user can act on);
 * mmseg's own ``build_loss would be deprecated`` and ``avg_non_ignore``
   UserWarnings, raised by mmseg's code on every model build;
-* mmengine's ``Failed to search registry with scope "mmseg"`` log line for
-  FUNCTIONS, a registry mmseg has no child of (then the right one is used);
 * torch's ONNX exporter logging ``torchvision is not installed. Skipping
   torchvision::...`` (torchvision is not a dependency), and torch's
   pytree ``LeafSpec`` FutureWarning raised from its own code while
@@ -56,19 +55,6 @@ class _DropMessages(logging.Filter):
 _TORCHVISION = _DropMessages('torchvision is not installed. Skipping')
 
 
-def _add_mmseg_function_registry() -> None:
-    """Give mmengine's FUNCTIONS registry the mmseg child it lacks.
-
-    mmseg 1.2 has children of mmengine's other registries but none of
-    FUNCTIONS, so each lookup of a collate function under the mmseg scope
-    logs that the search failed (and then finds it in mmengine's, as the
-    empty child does through its parent, silently).
-    """
-    from mmengine.registry import FUNCTIONS, Registry
-    if 'mmseg' not in FUNCTIONS.children:
-        Registry('function', parent=FUNCTIONS, scope='mmseg')
-
-
 def filter_third_party_noise() -> None:
     """Install the filters (the tools' entry, :func:`~..errors.run_cli`)."""
     for category, message, module in _WARNINGS:
@@ -76,7 +62,6 @@ def filter_third_party_noise() -> None:
             'ignore', message=message, category=category, module=module)
     logging.getLogger('torch.onnx._internal.exporter._registration').addFilter(
         _TORCHVISION)
-    _add_mmseg_function_registry()
 
 
 @contextlib.contextmanager
