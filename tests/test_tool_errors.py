@@ -111,6 +111,7 @@ CASES = [
     ('benchmark', '--out-dir is a file',
      '$TOY --baselines --out-dir $TMP/a_file'),
     ('make_toy_cityscapes', 'ROOT is a file', '$TMP/a_file'),
+    ('demo', 'work dir is a file', '--work-dir $TMP/a_file'),
     ('convert_cityscapes', 'data root missing', '$TMP/no_cityscapes'),
 ]
 

@@ -28,6 +28,7 @@ from mmengine.config import DictAction
 # First: registers RepVGG, the datasets, the hooks and the safe checkpoint
 # loader into the registries (it patches nothing).
 import mmseg_repvgg  # noqa: F401  isort: skip
+from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.demo import format_report, run_demo
 from mmseg_repvgg.errors import run_cli
 
@@ -67,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.chdir(REPO)  # the config names data/ relative to the repository
+    check_output_dir(args.work_dir, '--work-dir')
+    check_output_dir(args.data_root, '--data-root')
     started = time.time()
     result = run_demo(
         args.work_dir,
