@@ -1,8 +1,8 @@
 """How the tools end: Ctrl-C, early failures, the first line of stderr.
 
-* Ctrl-C (SIGINT sent to a child process mid-run, at a point a patched
-  step marks with a flag file, so no timing is involved): one line, exit
-  130, what was finished kept, no temporary file left.
+* Ctrl-C (SIGINT sent to a child's process group mid-run, at a point a
+  patched step marks with a flag file, so no timing is involved): one
+  line, exit 130, what was finished kept, no temporary file left.
 * A failure before any output leaves no work dir behind.
 * A failure's first stderr line is its ``error:`` line, third-party noise
   filtered (the real entry point, in a subprocess, warnings not ignored).
@@ -73,12 +73,15 @@ def interrupt(tool: str, target: str, call: int, args: list,
                             env=_env(tmp_path / 'tmp'),
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + 300
     while not flag.exists() and proc.poll() is None:
         assert time.monotonic() < deadline, 'the tool never reached the step'
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    # As Ctrl-C in a terminal: to the whole process group (dataloader
+    # workers included).
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -129,7 +132,7 @@ def test_ctrl_c_in_the_test_tool_keeps_the_label_maps_written(
     out, work = tmp_path / 'labels', tmp_path / 'work'
     args = [
         tiny_seg_cfg.filename, tiny_seg_checkpoint, '--out', out, '--work-dir',
-        work
+        work, '--cfg-options', 'test_dataloader.num_workers=1'
     ]
     result = interrupt('test', 'mmengine.runner:TestLoop.run_iter', 2, args,
                        tmp_path)
