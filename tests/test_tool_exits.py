@@ -113,7 +113,7 @@ def test_ctrl_c_in_the_benchmark_keeps_the_forms_measured(
     result = interrupt('benchmark', 'mmseg_repvgg.benchmark.run.measure_form',
                        2, args, tmp_path)
     ends_in_one_line(
-        result, 'interrupted (Ctrl-C); the 1 forms measured so far are in '
+        result, 'interrupted (Ctrl-C); kept the forms measured so far (1) in '
         f'{out_dir}/benchmark.json')
     results = json.loads((out_dir / 'benchmark.json').read_text())
     assert results['interrupted'] is True

@@ -7,8 +7,8 @@ channels_last, Winograd, int8 (x86 CPUs), onnxruntime and OpenVINO forms,
 with mmseg's PSPNet ResNet-50/101-D8 as baselines. A form this machine
 cannot run natively is skipped with one line saying why
 (``--allow-emulated`` runs it anyway).
-Writes benchmark.json, benchmark.md and benchmark.png to --out-dir and
-prints the Markdown::
+Writes benchmark.json, benchmark.md and benchmark.png to --out-dir (on
+Ctrl-C, with the forms measured so far) and prints the Markdown::
 
     python tools/benchmark.py configs/pspnet_repvgg_b1g2_fast_cityscapes.py \\
         configs/pspnet_repvgg_b2_fast_cityscapes.py --runs 3
@@ -186,7 +186,7 @@ def main(argv=None):
     except BenchmarkInterrupted as stop:
         paths = write_outputs(stop.results, args.out_dir)
         count = sum(len(m['forms']) for m in stop.results['models'])
-        raise Interrupted(f'the {count} forms measured so far are in '
+        raise Interrupted(f'kept the forms measured so far ({count}) in '
                           f'{", ".join(paths.values())}') from None
     paths = write_outputs(results, args.out_dir)
     print(render_markdown(results))
