@@ -22,13 +22,16 @@ def _form_name(deploy: bool) -> Callable[[str], str]:
 
     def form(name: str) -> str:
         # The catalogue only when a tool parses a form (train.py never).
-        from ..deploy.forms import get_form
-        if deploy and name == 'auto':
-            return name
-        try:
-            get_form(name, ablations=not deploy)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+        from ..deploy.forms import ALL_FORMS, get_form
+        if deploy:
+            if name != 'auto':
+                try:
+                    get_form(name)
+                except ConfigError as err:
+                    raise argparse.ArgumentTypeError(str(err)) from None
+        elif name not in ALL_FORMS:  # get_form's list would offer auto
+            raise argparse.ArgumentTypeError(
+                f'unknown form {name!r}; choose from {", ".join(ALL_FORMS)}')
         return name
 
     return form
