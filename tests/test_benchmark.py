@@ -267,3 +267,28 @@ def test_peak_memory_sees_an_allocation():
     if probe.bytes is None:
         pytest.skip(f'no peak-RSS reset here ({probe.method})')
     assert probe.bytes >= 12 * 2**20
+
+
+def test_every_form_has_its_own_colour():
+    from matplotlib.colors import to_hex
+
+    from mmseg_repvgg.benchmark.report import _form_colors
+    colors = _form_colors(list(ALL_FORMS))
+    assert len({to_hex(c) for c in colors.values()}) == len(ALL_FORMS)
+
+
+@pytest.mark.parametrize('run, png', [
+    ('2026-11-28_0500.json', 'benchmark.png'),
+    ('2026-12-01_1230_avx2.json', 'benchmark_avx2.png'),
+])
+def test_docs_pictures_replot_from_their_json(run, png, tmp_path):
+    """The pictures of docs/benchmark.md are drawn from the runs' JSON
+    (no re-measuring): the same plot code gives the same image size."""
+    from PIL import Image
+
+    from mmseg_repvgg.benchmark.report import plot_latency
+    results = json.loads((REPO / 'docs' / 'benchmark_runs' / run).read_text())
+    plot_latency(results, str(tmp_path / png))
+    with Image.open(tmp_path / png) as new, \
+            Image.open(REPO / 'docs' / png) as committed:
+        assert new.size == committed.size

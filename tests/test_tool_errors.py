@@ -63,6 +63,9 @@ CASES = [
      'train_dataloader.dataset.data_root=$TMP/no_data'),
     ('train', 'work dir cannot be created',
      '$TOY --work-dir $TMP/a_file/work'),
+    ('train', 'work dir is a file', '$TOY --work-dir $TMP/a_file'),
+    ('train', 'unknown --cfg-options key',
+     '$TOY --work-dir $TMP/work --cfg-options model.backbone.archh=B1'),
     ('train', 'resume: checkpoint missing',
      '$TOY --work-dir $TMP/work --resume $TMP/missing.pth'),
     ('train', 'resume: checkpoint of another arch',
@@ -79,6 +82,15 @@ CASES = [
      '$TOY $IN/corrupt.pth --work-dir $TMP/work'),
     ('test', 'checkpoint missing',
      '$TOY $TMP/missing.pth --work-dir $TMP/work'),
+    ('test', 'unknown --deploy-form',
+     '$TOY $IN/good.pth --deploy-form winograd_fast'),
+    ('test', '--out is a file',
+     '$TOY $IN/truncated.pth --work-dir $TMP/work --out $TMP/a_file'),
+    ('test', '--show-dir lies under a file',
+     '$TOY $IN/truncated.pth --work-dir $TMP/work --show-dir $TMP/a_file/v'),
+    ('infer', '--out-dir is a file',
+     '$TOY $IN/truncated.pth $TMP/existing.pth --out-dir $TMP/a_file'),
+    ('reparam', 'OUT is a directory', '$TOY $IN/truncated.pth $TMP/work/'),
     ('reparam', 'truncated checkpoint, OUT exists',
      '$TOY $IN/truncated.pth $TMP/existing.pth'),
     ('reparam', 'checkpoint is already a deploy checkpoint',
@@ -87,11 +99,22 @@ CASES = [
      '$TOY $IN/good.pth --out $TMP/existing.onnx --shape 100 200'),
     ('export_onnx', 'checkpoint of another arch',
      '$TOY $IN/other_arch.pth --out $TMP/existing.onnx --shape 64 128'),
+    ('export_onnx', '--out is a directory',
+     '$TOY $IN/truncated.pth --out $TMP/work --shape 64 128'),
+    ('export_onnx', '--out lies under a file',
+     '$TOY $IN/truncated.pth --out $TMP/a_file/m.onnx --shape 64 128'),
     ('convert_checkpoint', 'unknown arch',
      '$IN/good.pth $TMP/existing.pth --arch B7'),
     ('convert_checkpoint', 'checkpoint of another arch',
      '$IN/good.pth $TMP/existing.pth --arch A0'),
+    ('convert_checkpoint', 'DST is a directory',
+     '$IN/truncated.pth $TMP/work --arch A0'),
     ('benchmark', 'nothing to measure', '--baselines'),
+    ('benchmark', 'unknown form', '$TOY --forms fused winograd_fast'),
+    ('benchmark', '--out-dir is a file',
+     '$TOY --baselines --out-dir $TMP/a_file'),
+    ('make_toy_cityscapes', 'ROOT is a file', '$TMP/a_file'),
+    ('demo', 'work dir is a file', '--work-dir $TMP/a_file'),
     ('convert_cityscapes', 'data root missing', '$TMP/no_cityscapes'),
 ]
 
@@ -114,11 +137,9 @@ def _toy_model_checkpoint(path: Path, cfg: Config) -> None:
         dict(meta=dict(epoch=1, iter=1), state_dict=model.state_dict()), path)
 
 
-@pytest.fixture(scope='module')
-def inputs(tmp_path_factory):
-    """The checkpoints the cases read ($IN)."""
+def make_inputs(root: Path) -> Path:
+    """Write the checkpoints the cases read ($IN) into ``root``."""
     from mmseg_repvgg.deploy import reparam_checkpoint
-    root = tmp_path_factory.mktemp('inputs')
     cfg = Config.fromfile(str(REPO / TOY))
     _toy_model_checkpoint(root / 'good.pth', cfg)
     other = Config.fromfile(str(REPO / TOY))
@@ -140,6 +161,12 @@ def inputs(tmp_path_factory):
     checkpoint['meta']['note'] = CommandPayload(root / 'pwned')
     torch.save(checkpoint, root / 'evil.pth')
     return root
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """The checkpoints the cases read ($IN)."""
+    return make_inputs(tmp_path_factory.mktemp('inputs'))
 
 
 def _scratch(root: Path) -> Path:

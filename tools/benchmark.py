@@ -7,8 +7,8 @@ channels_last, Winograd, int8 (x86 CPUs), onnxruntime and OpenVINO forms,
 with mmseg's PSPNet ResNet-50/101-D8 as baselines. A form this machine
 cannot run natively is skipped with one line saying why
 (``--allow-emulated`` runs it anyway).
-Writes benchmark.json, benchmark.md and benchmark.png to --out-dir and
-prints the Markdown::
+Writes benchmark.json, benchmark.md and benchmark.png to --out-dir (on
+Ctrl-C, with the forms measured so far) and prints the Markdown::
 
     python tools/benchmark.py configs/pspnet_repvgg_b1g2_fast_cityscapes.py \\
         configs/pspnet_repvgg_b2_fast_cityscapes.py --runs 3
@@ -19,23 +19,24 @@ CONFIG CHECKPOINT`` also scores reduced precision and int8 on the validation
 data.
 See docs/benchmark.md.
 """
-import argparse
 import sys
 
 import torch
 
-from mmseg_repvgg.benchmark import (Settings, miou_check, render_markdown,
-                                    run_benchmark, write_outputs)
-from mmseg_repvgg.benchmark.forms import ALL_FORMS
+from mmseg_repvgg.benchmark import (BenchmarkInterrupted, Settings, miou_check,
+                                    render_markdown, run_benchmark,
+                                    write_outputs)
 from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
                                              DEFAULT_BASELINES, resolve_device,
                                              split_model_arg)
+from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
+from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.errors import ConfigError, Interrupted, run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Benchmark segmentors in every inference form: latency, '
         'images/s, peak memory, GFLOP/s against the measured ceiling.')
     parser.add_argument(
@@ -73,23 +74,20 @@ def parse_args(argv=None):
         'cuda or cuda:N')
     parser.add_argument(
         '--threads', type=int, help='torch and onnxruntime threads')
-    parser.add_argument(
+    add_forms_argument(
+        parser,
         '--forms',
-        nargs='+',
-        default=list(CANDIDATE_FORMS),
-        choices=list(ALL_FORMS),
+        list(CANDIDATE_FORMS),
         help='forms of RepVGG models')
-    parser.add_argument(
+    add_forms_argument(
+        parser,
         '--baseline-forms',
-        nargs='+',
-        default=list(BASELINE_FORMS),
-        choices=list(ALL_FORMS),
+        list(BASELINE_FORMS),
         help='forms of the other models')
-    parser.add_argument(
-        '--profile-forms',
-        nargs='*',
-        default=['fused', 'reduced', 'int8'],
-        choices=list(ALL_FORMS),
+    add_forms_argument(
+        parser,
+        '--profile-forms', ['fused', 'reduced', 'int8'],
+        empty=True,
         help='forms whose backbone convolutions are profiled')
     parser.add_argument(
         '--pair',
@@ -116,10 +114,9 @@ def parse_args(argv=None):
         metavar=('CONFIG', 'CHECKPOINT'),
         help='also score the reduced-precision forms on the validation '
         "data of CONFIG against fp32 (a trained model's checkpoint)")
-    parser.add_argument(
-        '--miou-forms',
-        nargs='+',
-        default=[
+    add_forms_argument(
+        parser,
+        '--miou-forms', [
             'fused', 'reduced', 'reduced_lowres', 'winograd_lowres', 'int8',
             'int8_lowres'
         ],
@@ -150,6 +147,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_dir(args.out_dir, '--out-dir')
     specs = [split_model_arg(m) for m in args.models + args.baselines]
     if not specs and not args.miou_check:
         raise ConfigError('nothing to measure: give configs or --miou-check')
@@ -183,7 +181,13 @@ def main(argv=None):
             allow_emulated=args.allow_emulated,
             log=lambda line: print(f'[benchmark] {line}', file=sys.stderr))
     pairs = [tuple(p) for p in args.pair] if args.pair else None
-    results = run_benchmark(specs, settings, pairs=pairs, miou=miou)
+    try:
+        results = run_benchmark(specs, settings, pairs=pairs, miou=miou)
+    except BenchmarkInterrupted as stop:
+        paths = write_outputs(stop.results, args.out_dir)
+        count = sum(len(m['forms']) for m in stop.results['models'])
+        raise Interrupted(f'kept the forms measured so far ({count}) in '
+                          f'{", ".join(paths.values())}') from None
     paths = write_outputs(results, args.out_dir)
     print(render_markdown(results))
     print(f'wrote {", ".join(paths.values())}', file=sys.stderr)

@@ -13,11 +13,12 @@ strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
     python tools/convert_checkpoint.py mmpretrain://repvgg-B2 \\
         checkpoints/repvgg-B2-deploy.pth --arch B2 --deploy
 """
-import argparse
 import json
 import sys
 
 from mmseg_repvgg.checkpoint import convert_file
+from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.errors import ConfigError, run_cli
 
 
@@ -39,7 +40,7 @@ def parse_arch(text: str):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Convert a RepVGG checkpoint (official, mmpretrain, timm '
         'or ours; train-time or fused) to our layout.')
     parser.add_argument(
@@ -61,6 +62,7 @@ def main(argv=None):
         default=None,
         help="key prefix of the RepVGG inside SRC, e.g. 'backbone.'")
     args = parser.parse_args(argv)
+    check_output_file(args.dst, 'DST', 'RepVGG-B2-train.pth')
     layout, count = convert_file(
         args.src,
         args.dst,

@@ -10,16 +10,16 @@ them), ``*_gtFine_labelIds.png`` and ``*_gtFine_instanceIds.png``, which
 the official evaluation (CityscapesMetric) reads; then ``train.txt``,
 ``val.txt`` and ``test.txt`` into DATA_ROOT. Missing splits are skipped.
 """
-import argparse
 import sys
 import time
 
+from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.datasets.cityscapes_convert import SPLITS, convert_cityscapes
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Convert Cityscapes polygons to label images.')
     parser.add_argument('data_root', help='Cityscapes root directory')
     parser.add_argument(

@@ -31,6 +31,7 @@ from mmengine.config import DictAction
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
+from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.errors import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -69,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.chdir(REPO)  # the config names data/ relative to the repository
+    check_output_dir(args.work_dir, '--work-dir')
+    check_output_dir(args.data_root, '--data-root')
     started = time.time()
     result = run_demo(
         args.work_dir,

@@ -8,20 +8,21 @@ and compared with PyTorch; the tool fails above the tolerance::
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
         --shape 512 1024 --dynamic
 """
-import argparse
 import sys
 
 from mmengine.config import DictAction
 
 from mmseg_repvgg.checkpoint import load_segmentor
+from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.config import load_config
+from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.deploy.onnx_export import (check_onnx, export_onnx,
                                              output_stride)
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Export a fused RepVGG segmentor to ONNX and compare '
         'onnxruntime with PyTorch.')
     parser.add_argument('config', help='the training or deploy config')
@@ -56,17 +57,27 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def say(step: str) -> None:
+    """A progress line, so a long export does not look stuck."""
+    print(f'[export] {step} ...', flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    check_output_file(args.out, '--out', 'model.onnx')
     cfg = load_config(args.config, args.cfg_options)
+    say(f'loading {args.checkpoint} (fused if train-time)')
     model, _ = load_segmentor(cfg, args.checkpoint)
     height, width = args.shape
+    say(f'exporting to {args.out} with torch\'s dynamo exporter (the slow '
+        'step)')
     report = export_onnx(
         model,
         args.out, (height, width),
         argmax=args.argmax,
         dynamic=args.dynamic)
     print(f'{args.checkpoint}: {report.summary()}')
+    say('checking the export in onnxruntime against PyTorch')
     shapes = [(1, 3, height, width)]
     if args.dynamic:
         stride = output_stride(model)

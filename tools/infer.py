@@ -50,14 +50,15 @@ import mmseg_repvgg  # noqa: F401  isort: skip
 from mmengine.config import DictAction
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import check_checkpoint, ensure_writable_dir, load_config
+from mmseg_repvgg.cli import check_checkpoint, load_config
+from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
+from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.deploy.forms import FORMS
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Segment images, folders of images and videos; write '
         'label maps and overlay pictures')
     parser.add_argument('config', help='config file (or mmseg::path)')
@@ -72,14 +73,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--out-dir',
         required=True,
         help='where DIR/STEM.png (label maps) and DIR/vis/ (overlays) go')
-    parser.add_argument(
+    add_forms_argument(
+        parser,
         '--deploy-form',
-        default='fused',
-        choices=['auto', *FORMS],
-        metavar='FORM',
+        'fused',
+        many=False,
+        deploy=True,
         help='deploy form to run (default: %(default)s, the fused fp32 '
-        'model; auto: the fastest that runs here); one of auto, ' +
-        ', '.join(FORMS))
+        'model; auto: the fastest that runs here); see tools/test.py '
+        '--list-forms')
     parser.add_argument(
         '--calibration-images',
         type=int,
@@ -123,9 +125,9 @@ def report(path: str, why: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_output_dir(args.out_dir, '--out-dir')
     check_checkpoint(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
-    ensure_writable_dir(args.out_dir, '--out-dir')
     sources, failed = collect_sources(args.inputs, report, args.out_dir)
     if not sources:
         return 1

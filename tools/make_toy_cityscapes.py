@@ -10,17 +10,17 @@ Synthetic street scenes with 13 of the 19 Cityscapes classes, written as
 labelIds.png,instanceIds.png}``, which configs/pspnet_repvgg_toy_cityscapes.py
 reads (its data_root is data/toy_cityscapes).
 """
-import argparse
 import sys
 import time
 
+from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.datasets import toy_cityscapes as toy
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Write the toy Cityscapes dataset.')
+    parser = ToolParser(description='Write the toy Cityscapes dataset.')
     parser.add_argument(
         'root', help='data root to write, e.g. '
         'data/toy_cityscapes')
@@ -54,6 +54,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_dir(args.root, 'ROOT')
     start = time.perf_counter()
     counts = toy.make_toy_cityscapes(
         args.root,

@@ -5,21 +5,23 @@ drops the auxiliary head; checks on a random input that the fused logits
 equal the unfused ones; writes OUT (weights and meta, no optimizer state)
 and the deploy config beside it (OUT with ``.py``)::
 
-    python tools/reparam.py CONFIG work_dirs/x/iter_40000.pth deploy.pth
+    python tools/reparam.py CONFIG work_dirs/x/epoch_40.pth deploy.pth
     python tools/test.py deploy.py deploy.pth
 """
-import argparse
+import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
+from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.config import load_config
+from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.deploy import reparam_checkpoint
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Fuse a trained RepVGG segmentor into its deploy form.')
     parser.add_argument('config', help='the training config')
     parser.add_argument('checkpoint', help='the train-time checkpoint')
@@ -50,6 +52,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_file(args.out, 'OUT', 'deploy.pth')
+    check_output_file(
+        osp.splitext(args.out)[0] + '.py', 'its config', 'deploy.py')
     cfg = load_config(args.config, args.cfg_options)
     result = reparam_checkpoint(
         cfg,

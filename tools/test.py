@@ -24,6 +24,7 @@ import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               enable_tta, enable_visualization, load_config,
                               set_local_rank, set_output_dir, set_work_dir)
+from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.checks import check_before_run
 from mmseg_repvgg.deploy.availability import available_forms
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
@@ -32,8 +33,7 @@ from mmseg_repvgg.errors import ConfigError, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='MMSeg test (and eval) a model')
+    parser = ToolParser(description='MMSeg test (and eval) a model')
     parser.add_argument('config', nargs='?', help='test config file path')
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file')
     parser.add_argument(
@@ -50,9 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--tta', action='store_true', help='test time augmentation')
-    parser.add_argument(
+    add_forms_argument(
+        parser,
         '--deploy-form',
-        metavar='FORM',
+        many=False,
+        deploy=True,
         help='score this deploy form (e.g. fused, int8_lowres, winograd, '
         'onnxruntime, openvino_int8, auto); see --list-forms')
     parser.add_argument(
@@ -82,8 +84,6 @@ def print_forms() -> None:
 
 def add_deploy_form(cfg, args) -> None:
     """Append the DeployFormHook that makes the test loop score the form."""
-    if args.deploy_form != 'auto':
-        get_form(args.deploy_form)  # one line for an unknown name
     if args.calibration_images < 1:
         raise ConfigError('--calibration-images must be at least 1')
     if args.tta:

@@ -16,12 +16,13 @@ import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, enable_amp,
                               enable_auto_scale_lr, load_config,
                               set_local_rank, set_resume, set_work_dir)
+from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.checks import check_before_run
 from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser = ToolParser(description='Train a segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
         '--resume',

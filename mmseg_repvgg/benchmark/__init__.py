@@ -11,9 +11,9 @@ nothing here builds one.
 """
 from .miou import miou_check
 from .report import render_markdown, write_outputs
-from .run import ModelSpec, Settings, run_benchmark
+from .run import BenchmarkInterrupted, ModelSpec, Settings, run_benchmark
 
 __all__ = [
-    'ModelSpec', 'Settings', 'miou_check', 'render_markdown', 'run_benchmark',
-    'write_outputs'
+    'BenchmarkInterrupted', 'ModelSpec', 'Settings', 'miou_check',
+    'render_markdown', 'run_benchmark', 'write_outputs'
 ]

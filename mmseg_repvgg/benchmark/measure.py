@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..cli.noise import without_usdt_lines
 from ..deploy.kernels import WINOGRAD_PROFILER_NAME, Int8Conv2d
 from ..deploy.timing import agreeing_pixels, synchronizer, time_calls
 from ..models.fuse import relative_error
@@ -205,12 +206,13 @@ def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
     if cuda:
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     sync = synchronizer(device)
-    sync()
-    start = time.perf_counter()
-    with torch.profiler.profile(activities=activities) as prof:
-        fn()
+    with without_usdt_lines():  # kineto's start/stop lines on stderr
         sync()
-    wall = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.profiler.profile(activities=activities) as prof:
+            fn()
+            sync()
+        wall = time.perf_counter() - start
     events = prof.key_averages()
 
     def total(event):

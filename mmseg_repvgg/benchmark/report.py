@@ -2,7 +2,7 @@
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..atomic_io import atomic_open, atomic_write
 from .analysis import MIOU_BOUND
@@ -98,7 +98,7 @@ def _forms_table(results: Dict) -> List[str]:
         'model', 'form', 'latency ms', 'images/s', 'x unfused', 'GFLOP',
         'GFLOP/s', '% of fp32 matmul', 'backbone ms',
         'backbone convs % of ceiling', 'peak MB (weights + run)',
-        'max rel. diff', 'labels agree'
+        'max rel. diff', 'labels as fp32 (this input)'
     ]
     rows = []
     for model in results['models']:
@@ -207,7 +207,9 @@ def _miou_table(results: Dict) -> List[str]:
     return [
         f'mIoU on the validation data of {miou["config"]} '
         f'({miou["images"]} images, checkpoint {miou["checkpoint"]}):', ''
-    ] + _table(['form', 'mIoU', 'difference (points)', 'labels agree'], rows)
+    ] + _table(
+        ['form', 'mIoU', 'difference (points)', 'labels as fp32 (val images)'],
+        rows)
 
 
 def _winograd_table(results: Dict) -> List[str]:
@@ -259,6 +261,9 @@ def _skipped_table(results: Dict) -> List[str]:
 def render_markdown(results: Dict) -> str:
     """The whole report: settings, forms, fusion, comparisons, skips."""
     sections = [_header(results)]
+    if results.get('interrupted'):
+        sections[0].append('**Interrupted (Ctrl-C)**: only the forms '
+                           'measured before it are reported.')
     if results['models']:
         sections.append(_forms_table(results))
     for part in (_fusion_table(results), _fast_path_table(results),
@@ -269,43 +274,79 @@ def render_markdown(results: Dict) -> str:
     return '\n'.join('\n'.join(lines) + '\n' for lines in sections)
 
 
+def _form_colors(names: Sequence[str]) -> Dict[str, tuple]:
+    """One colour per form: tab10's ten, then tab20's light shades and
+    Dark2, so no two of up to 28 forms share one."""
+    from matplotlib import colormaps
+    palette = (
+        list(colormaps['tab10'].colors) +
+        list(colormaps['tab20'].colors[1::2]) +
+        list(colormaps['Dark2'].colors))
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def _bar_rows(results: Dict, order: Sequence[str]) -> Tuple[list, list]:
+    """(y, form, latency) per measured form, and (y, name) per model
+    heading: each model a block of bars under its name."""
+    rows, headings, y = [], [], 0.0
+    for model in results['models']:
+        headings.append((y, model['name']))
+        measured = {
+            f['form']: f['latency_ms']
+            for f in model['forms'] if f['status'] == 'ok'
+        }
+        for name in order:
+            if name in measured:
+                y += 1
+                rows.append((y, name, measured[name]))
+        y += 1.5
+    return rows, headings
+
+
 def plot_latency(results: Dict, path: str) -> None:
-    """Horizontal bars: median latency of each form, grouped by model;
-    the whiskers span min-max."""
+    """Horizontal bars: median latency of each form, grouped by model, each
+    bar labelled with its form and coloured by it (one colour per form,
+    the legend repeats them); the whiskers span min-max."""
     # The Agg canvas directly, not pyplot: no global backend is switched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     labels = {}
     for model in results['models']:
         for form in model['forms']:
-            labels.setdefault(form['form'], form['label'])
-    # The forms' catalogue order, unknown names (older JSON) last.
+            if form['status'] == 'ok':
+                labels.setdefault(form['form'], form['label'])
+    # unfused (what the speedups are against) first, then the catalogue's
+    # order, unknown names (older JSON) last.
     rank = {name: i for i, name in enumerate(ALL_FORMS)}
-    order = sorted(labels, key=lambda name: rank.get(name, len(rank)))
-    models = results['models']
-    slots = len(order) + 1  # one empty slot between models
-    fig = Figure(figsize=(10, 1.5 + 0.25 * slots * max(len(models), 1)))
+    order = sorted(
+        labels,
+        key=lambda name: (name != 'unfused', rank.get(name, len(rank))))
+    colors = _form_colors(order)
+    rows, headings = _bar_rows(results, order)
+    fig = Figure(figsize=(10, 2.5 + 0.26 * (len(rows) + 2 * len(headings))))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    colors = [f'C{i % 10}' for i in range(len(order))]
-    for index, name in enumerate(order):
-        bars = [(row * slots + index, f['latency_ms'])
-                for row, model in enumerate(models) for f in model['forms']
-                if f['form'] == name and f['status'] == 'ok']
+    for name in order:
+        bars = [(y, lat) for y, form, lat in rows if form == name]
         if not bars:
             continue
-        ys = [y for y, _ in bars]
-        medians = [lat['median'] for _, lat in bars]
-        errs = [[lat['median'] - lat['min'] for _, lat in bars],
-                [lat['max'] - lat['median'] for _, lat in bars]]
-        ax.barh(
-            ys, medians, xerr=errs, color=colors[index], label=labels[name])
-        for y, median, (_, lat) in zip(ys, medians, bars):
-            ax.text(lat['max'], y, f' {median:.0f}', va='center', fontsize=7)
-    ax.set_yticks(
-        [row * slots + (len(order) - 1) / 2 for row in range(len(models))])
-    ax.set_yticklabels([m['name'] for m in models], fontsize=8)
-    ax.invert_yaxis()
+        ax.barh([y for y, _ in bars], [lat['median'] for _, lat in bars],
+                xerr=[[lat['median'] - lat['min'] for _, lat in bars],
+                      [lat['max'] - lat['median'] for _, lat in bars]],
+                color=colors[name],
+                label=labels[name])
+        for y, lat in bars:
+            ax.text(
+                lat['max'],
+                y,
+                f' {lat["median"]:.0f}',
+                va='center',
+                fontsize=7)
+    ax.set_yticks([y for y, _, _ in rows])
+    ax.set_yticklabels([labels[name] for _, name, _ in rows], fontsize=8)
+    for y, name in headings:
+        ax.text(0, y, f' {name}', va='center', fontsize=9, fontweight='bold')
+    ax.set_ylim(max([y for y, _, _ in rows] or [1]) + 1, -1)
     s = results['settings']
     ax.set_xlabel('latency, ms (median of the timed runs; whiskers: '
                   'min-max)')
@@ -317,7 +358,7 @@ def plot_latency(results: Dict, path: str) -> None:
         ax.legend(
             fontsize='small',
             loc='upper center',
-            bbox_to_anchor=(0.5, -0.12),
+            bbox_to_anchor=(0.5, -0.08),
             ncol=3)
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100, bbox_inches='tight')

@@ -27,6 +27,8 @@ from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
 from .settings import ModelSpec, Settings, resolve_device
 from .winograd_report import choices_table, transform_bytes
 
+Pairs = Sequence[Tuple[str, str]]
+
 
 @torch.no_grad()
 def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
@@ -194,8 +196,12 @@ def _log_form(log, name: str, result: Dict) -> None:
 
 
 def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
-                    log: Callable[[str], None]) -> Dict:
-    """Measure each form of one model; see :func:`run_benchmark`."""
+                    log: Callable[[str], None], done: list) -> Dict:
+    """Measure each form of one model; see :func:`run_benchmark`.
+
+    The model's entry joins ``done`` before its first form and each form's
+    result as it is measured, so a Ctrl-C keeps the finished ones.
+    """
     model = load_model(spec, settings)
     candidate = isinstance(model.backbone, RepVGG)
     height, width = settings.shape
@@ -209,6 +215,7 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
         backbone=type(model.backbone).__name__,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
         forms=[])
+    done.append(entry)
     reference = None
     default = settings.forms if candidate else settings.baseline_forms
     for name in spec.forms or default:
@@ -239,6 +246,14 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
     return entry
 
 
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the models: ``results`` holds the forms measured."""
+
+    def __init__(self, results: Dict):
+        super().__init__()
+        self.results = results
+
+
 def _stderr(message: str) -> None:
     print(f'[benchmark] {message}', file=sys.stderr, flush=True)
 
@@ -262,6 +277,10 @@ def run_benchmark(specs: Sequence[ModelSpec],
 
     Returns:
         dict: JSON-ready results (see ``docs/benchmark.md``).
+
+    Raises:
+        BenchmarkInterrupted: Ctrl-C after a form was measured; its
+            ``results`` hold the finished forms (``interrupted`` True).
     """
     settings.device = resolve_device(settings.device)
     settings.check()
@@ -289,12 +308,31 @@ def run_benchmark(specs: Sequence[ModelSpec],
     ceilings = measure_ceilings(settings.device, settings.matmul_size,
                                 settings.conv_shapes)
     log(f'ceilings: {ceilings}')
-    with tempfile.TemporaryDirectory(dir=settings.workdir) as workdir:
-        settings_used = Settings(**{**asdict(settings), 'workdir': workdir})
-        models = [
-            benchmark_model(spec, settings_used, ceilings, log)
-            for spec in specs
-        ]
+    models = []
+    try:
+        with tempfile.TemporaryDirectory(dir=settings.workdir) as workdir:
+            settings_used = Settings(**{
+                **asdict(settings), 'workdir': workdir
+            })
+            for spec in specs:
+                benchmark_model(spec, settings_used, ceilings, log, models)
+    except KeyboardInterrupt:
+        measured = [model for model in models if model['forms']]
+        if not measured:
+            raise
+        names = {model['name'] for model in measured}
+        pairs = pairs and [p for p in pairs if set(p) <= names]
+        raise BenchmarkInterrupted(
+            _results(settings, info, started, ceilings, measured, miou, pairs,
+                     True)) from None
+    return _results(settings, info, started, ceilings, models, miou, pairs,
+                    False)
+
+
+def _results(settings: Settings, info: Dict, started: float, ceilings: Dict,
+             models: list, miou: Optional[Dict], pairs: Optional[Pairs],
+             interrupted: bool) -> Dict:
+    """The JSON-ready results of :func:`run_benchmark`."""
     info.update(
         load_average_end=list(os.getloadavg()), wall_s=time.time() - started)
     settings_dict = asdict(settings)
@@ -306,6 +344,7 @@ def run_benchmark(specs: Sequence[ModelSpec],
         machine=info,
         ceilings=ceilings,
         models=models,
-        miou_check=miou)
+        miou_check=miou,
+        interrupted=interrupted)
     results.update(analyze(results, pairs))
     return results

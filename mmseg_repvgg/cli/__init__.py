@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import os.path as osp
-import tempfile
 from typing import Optional
 
 from mmengine.config import Config, DictAction
@@ -20,6 +19,7 @@ from ..checkpoint.safe_load import route_checkpoint_loading
 from ..errors import CheckpointError, ConfigError
 from .config import CONFIGS_HINT, load_config  # noqa: F401
 from .cpu_dist import setup_cpu_distributed
+from .outputs import check_output_dir
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -54,22 +54,6 @@ def set_local_rank(local_rank: int) -> None:
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
 
 
-def ensure_writable_dir(path: str, what: str) -> None:
-    """Create ``path`` and check that files can be written there.
-
-    Raises:
-        ConfigError: It cannot be created or written to.
-    """
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f'{what} {path} is not writable ({err.strerror or err}); pass '
-            'a directory you can write to') from None
-
-
 def set_work_dir(cfg: Config, work_dir: Optional[str],
                  config_path: str) -> str:
     """Pick the work dir (CLI, else the config's, else work_dirs/NAME).
@@ -80,14 +64,14 @@ def set_work_dir(cfg: Config, work_dir: Optional[str],
         config_path (str): The config file, whose name names the default.
 
     Returns:
-        str: The work dir, created and writable.
+        str: The work dir, checked writable (the Runner creates it).
     """
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
-    ensure_writable_dir(cfg.work_dir, 'work dir')
+    check_output_dir(cfg.work_dir, 'work dir')
     return cfg.work_dir
 
 
@@ -188,7 +172,7 @@ def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
         hook.show = True
         hook.wait_time = wait_time
     if show_dir:
-        ensure_writable_dir(show_dir, '--show-dir')
+        check_output_dir(show_dir, '--show-dir')
         cfg.visualizer.save_dir = show_dir
 
 
@@ -209,7 +193,7 @@ def enable_tta(cfg: Config) -> None:
 
 def set_output_dir(cfg: Config, out: str) -> None:
     """Save the predicted label maps as PNGs for offline evaluation."""
-    ensure_writable_dir(out, '--out')
+    check_output_dir(out, '--out')
     cfg.test_evaluator['output_dir'] = out
     cfg.test_evaluator['keep_results'] = True
 

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.registry import init_default_scope
 
+from ..datasets.checked_cityscapes import check_data_root
 from ..errors import CheckpointError, ConfigError, UserError
 
 _PROBE_SIZE = 64  # any size that survives the backbone's total stride
@@ -235,6 +236,38 @@ def check_pretrained_exists(model_cfg: dict) -> None:
             'train from scratch: --cfg-options model.backbone.init_cfg=None')
 
 
+def _datasets(dataset):
+    """The dataset configs in ``dataset``, wrappers (Concat-, Repeat-)
+    opened."""
+    if not isinstance(dataset, dict):
+        return
+    if 'datasets' in dataset:
+        parts = dataset['datasets']
+    elif 'dataset' in dataset:
+        parts = [dataset['dataset']]
+    else:
+        parts = []
+        yield dataset
+    for part in parts:
+        yield from _datasets(part)
+
+
+def check_data_roots(cfg, mode: str) -> None:
+    """Refuse a missing ``data_root`` before the Runner prints the config.
+
+    Raises:
+        DatasetError: A dataloader that ``mode`` runs reads a missing root.
+    """
+    loaders = ['test_dataloader']
+    if mode == 'train':
+        loaders = ['train_dataloader']
+        if cfg.get('val_cfg'):
+            loaders.append('val_dataloader')
+    for loader in loaders:
+        for dataset in _datasets((cfg.get(loader) or {}).get('dataset')):
+            check_data_root(dataset.get('data_root'))
+
+
 def check_before_run(cfg, mode: str) -> None:
     """What tools/train.py and tools/test.py check before the Runner runs.
 
@@ -246,7 +279,8 @@ def check_before_run(cfg, mode: str) -> None:
     Raises:
         UserError: A head that does not fit the backbone, a missing
             pretrained file (train), or a checkpoint that does not fit the
-            model (see :func:`check_checkpoint_file_fits_config`).
+            model (see :func:`check_checkpoint_file_fits_config`), a missing
+            data root.
     """
     from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)
@@ -259,3 +293,4 @@ def check_before_run(cfg, mode: str) -> None:
     # Remote checkpoints (http://, s3://) are mmengine's to fetch and check.
     if filename and '://' not in filename:
         check_checkpoint_file_fits_config(cfg, filename, purpose)
+    check_data_roots(cfg, mode)

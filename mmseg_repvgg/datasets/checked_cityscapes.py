@@ -33,6 +33,18 @@ def _image_size(path: str) -> tuple:
                            're-extract or re-convert it') from None
 
 
+def check_data_root(root) -> None:
+    """Refuse a local ``data_root`` that does not exist.
+
+    Raises:
+        DatasetError: It is missing (named relative to the working dir).
+    """
+    if root and '://' not in str(root) and not osp.isdir(root):
+        raise DatasetError(
+            f'{root}: dataset root not found (data_root, relative to '
+            f'{os.getcwd()}); {GET_DATA}')
+
+
 @DATASETS.register_module()
 class CheckedCityscapesDataset(CityscapesDataset):
     """CityscapesDataset that checks its files when it lists them.
@@ -67,11 +79,7 @@ class CheckedCityscapesDataset(CityscapesDataset):
         return data_list
 
     def _check_img_dir(self, img_dir: str) -> None:
-        root = self.data_root
-        if root and not osp.isdir(root):
-            raise DatasetError(
-                f'{root}: dataset root not found (data_root, relative to '
-                f'{os.getcwd()}); {GET_DATA}')
+        check_data_root(self.data_root)
         if not osp.isdir(img_dir):
             raise DatasetError(f'{img_dir}: image directory not found; '
                                f'{GET_DATA}')

@@ -93,10 +93,11 @@ def _agreement_problem(name: str, deployed, reference, check,
         return None
     agreement = label_agreement(reference(), deployed, check)
     if agreement < AUTO_MIN_AGREEMENT:
-        return (f'labels {agreement:.2%} of held-out calibration pixels as '
-                f'fp32 does (bound {AUTO_MIN_AGREEMENT:.0%})')
-    notes.append(f'{name}: {agreement:.2%} label agreement with fp32 on '
-                 'held-out calibration batches')
+        return (f'labels {agreement:.2%} of held-out calibration pixels '
+                f'(training images) as fp32 does (bound '
+                f'{AUTO_MIN_AGREEMENT:.0%})')
+    notes.append(f'{name}: labels {agreement:.2%} of held-out calibration '
+                 'pixels (training images) as fp32 does')
     return None
 
 
