@@ -7,11 +7,11 @@ from mmseg.models.decode_heads.psp_head import PPM
 from torch import nn
 
 from mmseg_repvgg.deploy.forms import FORMS
-from mmseg_repvgg.deploy.steps import fuse_model
-from mmseg_repvgg.deploy.steps import structure as form_structure
 from mmseg_repvgg.deploy.kernels.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.deploy.kernels.psp_pooling import (
     ContiguousAdaptiveAvgPool2d, contiguous_psp_pooling)
+from mmseg_repvgg.deploy.steps import fuse_model
+from mmseg_repvgg.deploy.steps import structure as form_structure
 from mmseg_repvgg.models import segmentor_logits
 
 CL = torch.channels_last
