@@ -1,4 +1,4 @@
-"""An mmseg child of mmengine's FUNCTIONS registry, which mmseg 1.2 lacks.
+"""An mmseg child of mmengine's FUNCTIONS registry, which mmseg lacks.
 
 mmseg has children of mmengine's other registries but none of FUNCTIONS,
 so under the mmseg scope every lookup of a collate function (the Runner's

@@ -296,14 +296,15 @@ def _forget_loggers() -> None:
 
 
 @pytest.fixture
-def run_tool(capsys):
-    """``run_tool(name, *args) -> (exit code, stderr)`` of tools/NAME.py.
-    """
+def run_tool(capsys, monkeypatch):
+    """``run_tool(name, *args) -> (exit code, stderr)`` of tools/NAME.py,
+    with tools/ on ``sys.path`` as when the script runs."""
     import importlib.util
     import pathlib
 
     from mmseg_repvgg.errors import run_cli
     tools = pathlib.Path(__file__).resolve().parents[1] / 'tools'
+    monkeypatch.syspath_prepend(str(tools))
 
     def run(name, *args):
         spec = importlib.util.spec_from_file_location(f'tool_{name}',

@@ -60,6 +60,6 @@ default_hooks = dict(
 log_processor = dict(by_epoch=True)
 # Reseed every iteration from (seed, counter): a run resumed after a crash
 # replays the same augmentation and dropout draws, so its weights equal an
-# uninterrupted run's (tests/test_resume.py). The seed is the run's
+# uninterrupted run's (tests/test_engine/test_resume.py). The seed is the run's
 # (randomness.seed, or the one mmengine draws and stores in checkpoints).
 custom_hooks = [dict(type='ReseedHook')]

@@ -142,7 +142,8 @@ def _test_jobs(plan: Plan, config: str, checkpoint: str, hook_index: int,
             ] + extra, NO_TF32))
     if plan.cuda:  # capture, replay and re-capture on this GPU
         jobs.append(('test cuda graphs', [
-            sys.executable, '-m', 'pytest', '-q', 'tests/test_cuda_graphs.py'
+            sys.executable, '-m', 'pytest', '-q',
+            'tests/test_deploy/test_cuda_graphs.py'
         ], NO_TF32))
     return jobs
 

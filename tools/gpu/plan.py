@@ -1,8 +1,8 @@
 """What the GPU check runs: parts, models, forms, sizes and options.
 
 :func:`make_plan` gives the full check on CUDA, or its tiny dry run on the
-CPU (tests/test_gpu_check.py), which skips what needs CUDA with one line
-each, by name; :mod:`.check` runs it.
+CPU (tests/test_tools/test_gpu_check.py), which skips what needs CUDA with
+one line each, by name; :mod:`.check` runs it.
 """
 import os
 import os.path as osp

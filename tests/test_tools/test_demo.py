@@ -23,7 +23,7 @@ from mmseg.registry import METRICS
 from mmseg_repvgg.errors import ConfigError, DatasetError
 from mmseg_repvgg.evaluation import PerClassIoUMetric
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_tool(name: str, as_name: str):

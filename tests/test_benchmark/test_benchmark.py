@@ -28,7 +28,7 @@ INT8 = int8_supported()
 #: CPUs its forms and its ceiling are skipped, with the reason.
 BF16 = machine().native('bf16')
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'int8')
 # torch.compile takes tens of seconds even for a tiny model: not here.
 CANDIDATE_FORMS = tuple(f for f in ALL_FORMS

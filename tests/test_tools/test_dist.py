@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmseg_repvgg.cli.cpu_dist import setup_cpu_distributed
 from mmseg_repvgg.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py')
 
 

@@ -34,7 +34,7 @@ from mmengine.config import Config
 
 from mmseg_repvgg.checkpoint.safe_load import SAFE_SCHEME, safe_torch_load
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py'
 EPOCHS, ITERS_PER_EPOCH = 6, 2  # 4 toy images, batches of 2
 

@@ -18,7 +18,7 @@ from mmseg_repvgg import cli
 from mmseg_repvgg.errors import (CheckpointError, ConfigError, DatasetError,
                                  run_cli)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py')
 
 

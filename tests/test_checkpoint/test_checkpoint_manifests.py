@@ -23,7 +23,8 @@ import torch
 from mmseg_repvgg.checkpoint import detect_layout, load_pretrained
 from mmseg_repvgg.models import RepVGG
 
-MANIFESTS = Path(__file__).resolve().parent / 'data' / 'checkpoint_manifests'
+TESTS = Path(__file__).resolve().parents[1]
+MANIFESTS = TESTS / 'data' / 'checkpoint_manifests'
 # Manifest -> (our arch, the layout detection must name).
 CASES = {
     'official_RepVGG-A0-train': ('A0', 'official'),

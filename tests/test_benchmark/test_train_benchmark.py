@@ -9,7 +9,7 @@ import torch
 from mmseg_repvgg.benchmark.training import (PAPER_CONFIGS, paper_miou,
                                              render_table, synthetic_batch)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_paper_miou_of_the_six_configs():

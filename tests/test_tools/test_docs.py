@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
 TOY = 'configs/pspnet_repvgg_toy_cityscapes.py'
 FENCE = re.compile(r'^ *```\w*\n(.*?)^ *```', re.S | re.M)

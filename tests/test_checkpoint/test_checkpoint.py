@@ -21,7 +21,7 @@ from mmseg_repvgg.checkpoint import (LAYOUTS, convert_to_ours, detect_layout,
 from mmseg_repvgg.errors import CheckpointError, run_cli
 from mmseg_repvgg.models import RepVGG, reparameterize_model
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = dict(num_blocks=(1, 2, 2, 1), width_factor=(0.25, 0.25, 0.25, 0.25))
 OTHER = dict(num_blocks=(1, 2, 2, 1), width_factor=(0.5, 0.25, 0.25, 0.25))
 # Like B1g2: every even global block index is grouped.

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METAFILE = REPO / 'configs' / 'metafile.yml'
 # PAPER.md, "Cityscapes, PSPNet (section 4.3)": the val mIoU the paper
 # reports per backbone, keyed by the config that trains that model.

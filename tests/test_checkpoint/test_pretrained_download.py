@@ -29,7 +29,7 @@ from mmseg_repvgg.checkpoint.download import (MMPRETRAIN_FILES, MMPRETRAIN_URL,
 from mmseg_repvgg.errors import CheckpointError
 from mmseg_repvgg.models import RepVGG
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'configs' / 'pspnet_repvgg_b1g2_cityscapes.py'
 MANIFESTS = REPO / 'tests' / 'data' / 'checkpoint_manifests'
 TINY = dict(num_blocks=(1, 1, 2, 1), width_factor=(0.25, ) * 4)
@@ -337,7 +337,7 @@ def test_generated_mmpretrain_keys_are_the_real_ones():
     """The served files' keys are what mmpretrain's own model code names.
 
     ``mmpretrain_A0-train`` holds the keys of mmpretrain's RepVGG-A0
-    classifier (tests/test_checkpoint_manifests.py).
+    classifier (tests/test_checkpoint/test_checkpoint_manifests.py).
     """
     with gzip.open(MANIFESTS / 'mmpretrain_A0-train.json.gz', 'rt') as f:
         real = set(json.load(f))

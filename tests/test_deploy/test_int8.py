@@ -227,7 +227,7 @@ def test_non_vnni_path_in_a_subprocess():
         'not subprocess and not saturate',
         str(here)
     ],
-                         cwd=here.parents[1],
+                         cwd=here.parents[2],
                          env=_capped_env(),
                          capture_output=True,
                          text=True,

@@ -8,7 +8,7 @@
   filtered (the real entry point, in a subprocess, warnings not ignored).
 
 Refusals of output paths (a directory given as a file, a file as a
-directory) are cases of tests/test_tool_errors.py.
+directory) are cases of tests/test_tools/test_tool_errors.py.
 """
 import json
 import os
@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from test_tool_errors import TOY, make_inputs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')
 def inputs(tmp_path_factory):
-    """The checkpoints of tests/test_tool_errors.py's cases."""
+    """The checkpoints of tests/test_tools/test_tool_errors.py's cases."""
     return make_inputs(tmp_path_factory.mktemp('inputs'))
 
 

@@ -23,7 +23,7 @@ from mmseg_repvgg.checkpoint import build_segmentor
 from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py')
 TINY_HW = (32, 64)  # the images of toy_cityscapes_tiny
 

@@ -8,7 +8,8 @@ file that existed before untouched. The table of cases and their messages
 in docs/reliability.md is checked against what the tools print, so it
 cannot drift; after changing a message, rewrite it with::
 
-    RELIABILITY_DOC_REGEN=1 python -m pytest tests/test_tool_errors.py
+    RELIABILITY_DOC_REGEN=1 python -m pytest \
+        tests/test_tools/test_tool_errors.py
 
 Paths in the table: ``$TOY`` is configs/pspnet_repvgg_toy_cityscapes.py,
 ``$IN`` holds the inputs made once below (checkpoints of the toy model:
@@ -35,7 +36,7 @@ from mmseg_repvgg.cli.checks import (backbone_out_channels,
                                      check_head_channels)
 from mmseg_repvgg.errors import CheckpointError, ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / 'docs' / 'reliability.md'
 BEGIN, END = '<!-- tool-errors:begin -->', '<!-- tool-errors:end -->'
 TOY = 'configs/pspnet_repvgg_toy_cityscapes.py'
@@ -241,7 +242,7 @@ def run_case(case, tmp: Path, inputs: Path, run_tool) -> str:
 
 OUT_OF_DATE = ('docs/reliability.md is out of date; rewrite its table with '
                'RELIABILITY_DOC_REGEN=1 python -m pytest '
-               'tests/test_tool_errors.py')
+               'tests/test_tools/test_tool_errors.py')
 
 
 @pytest.mark.skipif(REGEN, reason='test_doc_table rewrites the table')

@@ -26,7 +26,7 @@ from mmseg_repvgg.models import (FusionMismatchError, RepVGGBlock,
 from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import is_batchnorm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_BRANCHES = ('branch_3x3', 'branch_1x1', 'branch_identity')
 
 

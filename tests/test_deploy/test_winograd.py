@@ -38,7 +38,7 @@ def fresh_check(monkeypatch):
     """Forget the cached NNPACK check and its logged line, before and after
     (the patched op this test installs must not leak into other tests).
     The child-process probe passes: these tests are about what this
-    process sees (tests/test_kernel_guard.py covers the child)."""
+    process sees (tests/test_deploy/test_kernel_guard.py covers the child)."""
     guard.nnpack_problem.cache_clear()
     monkeypatch.setattr(guard, '_logged', set())
     monkeypatch.setattr(guard, 'child_problem', lambda module, fn: None)

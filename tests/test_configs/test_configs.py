@@ -20,7 +20,7 @@ from mmseg_repvgg.checkpoint.download import (MMPRETRAIN_FILES,
                                               mmpretrain_name, resolve)
 from mmseg_repvgg.errors import CheckpointError
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 REPVGG_PSPNET = {
     'pspnet_repvgg_b2_cityscapes.py': ('B2', None, 2560, 640),
     'pspnet_repvgg_b2_fast_cityscapes.py': ('B2', (0, 0, 4, 1), 2560, 640),

@@ -14,7 +14,7 @@ from PIL import Image
 from mmseg_repvgg.datasets import cityscapes_convert as cc
 from mmseg_repvgg.errors import DatasetError, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 H, W = 20, 40
 STEM = 'aachen/aachen_000000_000019'
 # Drawn in this order: later polygons cover earlier ones. The top-right

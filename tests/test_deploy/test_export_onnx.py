@@ -20,7 +20,7 @@ from mmseg_repvgg.deploy.onnx_export import (ShapeGenericAdaptiveAvgPool2d,
 from mmseg_repvgg.errors import ConfigError
 from mmseg_repvgg.models import segmentor_logits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def export_tool():

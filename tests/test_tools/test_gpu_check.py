@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STDLIB_ONLY = ('tools/gpu_check.py', 'tools/gpu/install.py',
                'tools/gpu/plan.py', 'tools/gpu/steps.py')
 
@@ -328,4 +328,4 @@ def test_cuda_plan_is_well_formed(tool, tmp_path, monkeypatch):
     jobs = check._bench_jobs(plan)
     assert [job[0] for job in jobs
             ] == ['1024x2048', '512x1024', 'compiled 1024x2048']
-    assert (REPO / 'tests/test_cuda_graphs.py').is_file()
+    assert (REPO / 'tests/test_deploy/test_cuda_graphs.py').is_file()

@@ -21,7 +21,7 @@ from mmseg_repvgg.datasets.toy_scene import draw_owner_map, make_scene
 from mmseg_repvgg.errors import ConfigError, DatasetError, run_cli
 from mmseg_repvgg.evaluation import Numpy2CityscapesMetric
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIRST = 'aachen/aachen_000000_000019'
 
 
