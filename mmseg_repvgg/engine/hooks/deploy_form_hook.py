@@ -60,5 +60,5 @@ class DeployFormHook(Hook):
         notes = '; '.join(self.deployed.notes)
         runner.logger.info(
             f'DeployFormHook: testing the {self.deployed.form.name} form '
-            f'({self.deployed.form.label()})' +
+            f'({self.deployed.form.label(self.deployed.device)})' +
             (f': {notes}' if notes else ''))
