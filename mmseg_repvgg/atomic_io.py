@@ -1,20 +1,8 @@
-"""Crash-safe file writes, and a file backend that makes mmengine use them.
-
-A file that is an output (a checkpoint, the ``last_checkpoint`` pointer, a
-converted or deploy checkpoint) is written under a temporary name in its
-own directory, flushed to disk (``fsync``) and renamed over the destination
-with :func:`os.replace`, which POSIX makes atomic. A kill, a full disk or an
-exception at any moment leaves either the old file or the new one, never a
-half-written one. Neither the standard library, torch nor mmengine offers
-such a write, hence the few lines here.
-
-mmengine 0.10.7 writes in place: ``save_checkpoint`` ends in
-``LocalBackend.put`` (``open(filename, 'wb')``, which truncates the old file
-first). :class:`AtomicLocalBackend`, registered in mmengine's file backends
-as ``'local_atomic'``, writes atomically instead; mmengine's own local
-backend is left as it is. ``AtomicCheckpointHook``
-(:mod:`mmseg_repvgg.engine.hooks.checkpoint_hook`) saves through it. This
-module sits at the bottom of the package, so it imports only mmengine.
+"""Crash-safe writes (temp file in the same directory, fsync, atomic
+rename), and ``'local_atomic'``, a file backend registered in mmengine's,
+so that mmengine's checkpoint saving (which truncates the old file first)
+writes atomically through ``AtomicCheckpointHook``. Neither the standard
+library, torch nor mmengine offers such a write. Imports only mmengine.
 """
 import contextlib
 import os
