@@ -9,7 +9,7 @@ import ctypes.util
 import gc
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -200,7 +200,10 @@ CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
             'aten::_nnpack_spatial_convolution', WINOGRAD_PROFILER_NAME)
 
 
-def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
+def op_times(fn: Callable[[], object],
+             device: str) -> Tuple[List[Tuple[str, float, float, int]], float]:
+    """One profiled call of ``fn``: per op ``(key, total ms, own ms,
+    calls)`` (device time on CUDA, CPU time otherwise), and wall seconds."""
     cuda = str(device).startswith('cuda')
     activities = [torch.profiler.ProfilerActivity.CPU]
     if cuda:
@@ -213,22 +216,26 @@ def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
             fn()
             sync()
         wall = time.perf_counter() - start
-    events = prof.key_averages()
+    ops = []
+    for e in prof.key_averages():
+        total = e.device_time_total if cuda else e.cpu_time_total
+        own = e.self_device_time_total if cuda else e.self_cpu_time_total
+        ops.append((e.key, total / 1e3, own / 1e3, e.count))
+    return ops, wall
 
-    def total(event):
-        return event.device_time_total if cuda else event.cpu_time_total
 
-    def self_time(event):
-        return (event.self_device_time_total
-                if cuda else event.self_cpu_time_total)
+def top_ops(ops: List[Tuple[str, float, float, int]], top: int) -> List:
+    """``[key, own ms, calls]`` of the ``top`` ops by their own time."""
+    ranked = sorted(ops, key=lambda op: op[2], reverse=True)[:top]
+    return [[key, round(own, 3), count] for key, _, own, count in ranked]
 
-    conv_us = sum(total(e) for e in events if e.key in CONV_OPS)
-    ranked = sorted(events, key=self_time, reverse=True)[:top]
+
+def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
+    ops, wall = op_times(fn, device)
     return dict(
-        conv_ms=conv_us / 1000.0,
+        conv_ms=sum(total for key, total, _, _ in ops if key in CONV_OPS),
         wall_ms=1000.0 * wall,
-        top_ops=[[e.key, round(self_time(e) / 1000.0, 3), e.count]
-                 for e in ranked])
+        top_ops=top_ops(ops, top))
 
 
 def conv_profile(fn: Callable[[], object],

@@ -36,8 +36,9 @@ from torch import nn
 
 from ..checkpoint import build_segmentor
 from ..deploy.api import deploy_model
+from ..deploy.timing import synchronizer, time_calls
 from ..models.fuse import random_inputs
-from .measure import PeakMemory, synchronizer, time_calls
+from .measure import PeakMemory, op_times, top_ops
 
 #: Precisions a training row can have.
 PRECISIONS = ('fp32', 'amp')
@@ -155,32 +156,13 @@ def profile_step(step, device: str, top: int = 8) -> Dict:
     and backward), in BatchNorm, in the optimizer, in all (device time on
     CUDA, CPU time otherwise), and the ops with the most time of their
     own."""
-    cuda = str(device).startswith('cuda')
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if cuda:
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    sync = synchronizer(device)
-    sync()
-    with torch.profiler.profile(activities=activities) as prof:
-        step()
-        sync()
-    events = prof.key_averages()
-
-    def total(event):
-        return event.device_time_total if cuda else event.cpu_time_total
-
-    def own(event):
-        return (event.self_device_time_total
-                if cuda else event.self_cpu_time_total)
-
+    ops, _ = op_times(step, device)
     result = {
-        f'{part}_ms': sum(total(e) for e in events if e.key in keys) / 1e3
+        f'{part}_ms': sum(total for key, total, _, _ in ops if key in keys)
         for part, keys in STEP_PARTS.items()
     }
-    result['all_ms'] = sum(own(e) for e in events) / 1e3
-    ranked = sorted(events, key=own, reverse=True)[:top]
-    result['top_ops'] = [[e.key, round(own(e) / 1e3, 3), e.count]
-                         for e in ranked]
+    result['all_ms'] = sum(own for _, _, own, _ in ops)
+    result['top_ops'] = top_ops(ops, top)
     return result
 
 
