@@ -81,3 +81,26 @@ def test_table_names_the_machine_and_marks_a_dry_run(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1
     assert err[0].startswith(f'error: --render {saved}: not a saved')
+
+
+def test_profile_step_splits_a_training_step():
+    import torch
+    from torch import nn
+
+    from mmseg_repvgg.benchmark.training import profile_step
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(2, 3, 16, 16)
+
+    def step():
+        optim.zero_grad()
+        model(x).square().mean().backward()
+        optim.step()
+
+    result = profile_step(step, 'cpu', top=3)
+    assert result['conv_ms'] > 0 and result['batch_norm_ms'] > 0
+    assert result['optimizer_ms'] > 0
+    parts = result['conv_ms'] + result['batch_norm_ms']
+    assert result['all_ms'] >= parts * 0.5  # own times sum to the step
+    assert len(result['top_ops']) == 3
