@@ -12,10 +12,10 @@ directory) are cases of tests/test_tools/test_tool_errors.py.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,8 +56,14 @@ runpy.run_path(tool, run_name='__main__')
 
 
 def _env(tmp: Path) -> dict:
-    tmp.mkdir()
-    return dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp))
+    """The tool's environment, its TMPDIR at ``tmp`` (a link to a folder
+    with a short path: multiprocessing binds an AF_UNIX socket in TMPDIR to
+    share a dataloader worker's tensors, and a path over 107 bytes fails
+    there, which left the main process waiting forever for its first
+    batch)."""
+    short = tempfile.mkdtemp(prefix='t', dir=tmp.parent.parent)
+    tmp.symlink_to(short, target_is_directory=True)
+    return dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=short)
 
 
 def _start(tool: str, target: str, call: int, args: list, flag: Path,
@@ -75,38 +81,26 @@ def _start(tool: str, target: str, call: int, args: list, flag: Path,
                             start_new_session=True)
 
 
-def _reached(proc: subprocess.Popen, flag: Path, seconds: float) -> bool:
-    """Whether the tool reached the step (or ended) within ``seconds``;
-    if not, it is killed with its whole group."""
-    deadline = time.monotonic() + seconds
-    while not flag.exists() and proc.poll() is None:
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def interrupt(tool: str, target: str, call: int, args: list,
               tmp_path: Path) -> subprocess.CompletedProcess:
     """Run ``tool``, send SIGINT once ``target`` is called the ``call``-th
-    time; return the finished process (stdout, stderr as text).
-
-    A run that never reaches the step is killed and started once more: a
-    forked dataloader worker of this driver was seen to wait forever for
-    its first index once in a few dozen runs (not seen outside it).
-    """
+    time; return the finished process (stdout, stderr as text)."""
     flag = tmp_path / 'waiting'
     proc = _start(tool, target, call, args, flag, tmp_path)
-    if not _reached(proc, flag, 120):
-        shutil.rmtree(tmp_path / 'tmp')  # what the killed run left there
-        proc = _start(tool, target, call, args, flag, tmp_path)
-        assert _reached(proc, flag, 120), 'the tool never reached the step'
-    # As Ctrl-C in a terminal: to the whole process group (dataloader
-    # workers included).
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 300
+        while not flag.exists() and proc.poll() is None:
+            late = time.monotonic() > deadline
+            assert not late, 'the tool never reached the step'
+            time.sleep(0.2)
+        # As Ctrl-C in a terminal: to the whole process group (dataloader
+        # workers included).
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no process behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
