@@ -29,10 +29,8 @@ def _kernel_problem(form: Form) -> Optional[str]:
     does (the int8 PyTorch forms; Winograd falls back to direct convs)."""
     if form.precision != 'int8' or form.runtime != 'torch':
         return None
-    from .kernels.guard import int8_problem
-    problem = int8_problem()
-    return (None if problem is None else
-            f"oneDNN's int8 conv ops are not usable here ({problem})")
+    from .kernels.int8 import why_int8_unavailable
+    return why_int8_unavailable()
 
 
 def why_unavailable(form: Form,

@@ -29,7 +29,7 @@ KEEP_FP32 = ('conv_seg', )
 Range = Tuple[float, float]
 
 
-def _why_not() -> Optional[str]:
+def why_int8_unavailable() -> Optional[str]:
     """Why int8 convs cannot run here (the machine, then the ops' check,
     whose failure is logged once), or None."""
     reason = machine().why_not('int8', 'cpu')
@@ -45,11 +45,11 @@ def _why_not() -> Optional[str]:
 def int8_supported() -> bool:
     """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs) and
     its ops pass their check (:func:`.guard.int8_problem`)."""
-    return _why_not() is None
+    return why_int8_unavailable() is None
 
 
 def _check_supported() -> None:
-    reason = _why_not()
+    reason = why_int8_unavailable()
     if reason:
         raise ConfigError(f'{reason}; use fp32 here')
 
