@@ -302,7 +302,7 @@ def run_tool(capsys, monkeypatch):
     import importlib.util
     import pathlib
 
-    from mmseg_repvgg.errors import run_cli
+    from mmseg_repvgg.cli import run_cli
     tools = pathlib.Path(__file__).resolve().parents[1] / 'tools'
     monkeypatch.syspath_prepend(str(tools))
 

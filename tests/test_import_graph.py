@@ -111,6 +111,18 @@ def test_no_import_cycle():
     assert find_cycle(import_graph()) == []
 
 
+def test_library_never_imports_the_cli_layer():
+    """The tools' layer (arguments, checks, noise filters) sits on top:
+    models, checkpoint, datasets, engine, deploy, benchmark and apis never
+    import it."""
+    cli = f'{PACKAGE}.cli'
+    offenders = sorted(
+        f'{module} -> {edge}' for module, edges in import_graph().items()
+        if not module.startswith(cli) for edge in edges
+        if edge == cli or edge.startswith(cli + '.'))
+    assert offenders == []
+
+
 @pytest.mark.parametrize('leaf', ['kernels', 'backends'])
 def test_deploy_leaves_only_imported_by_the_pipeline(leaf):
     """Only the pipeline's steps (and availability, and the ONNX check)

@@ -29,10 +29,11 @@ from mmseg_repvgg.benchmark import (BenchmarkInterrupted, Settings, miou_check,
 from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
                                              DEFAULT_BASELINES, resolve_device,
                                              split_model_arg)
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.errors import ConfigError, Interrupted, run_cli
+from mmseg_repvgg.errors import ConfigError, Interrupted
 
 
 def parse_args(argv=None):

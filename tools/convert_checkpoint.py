@@ -17,9 +17,10 @@ import json
 import sys
 
 from mmseg_repvgg.checkpoint import convert_file
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
-from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.errors import ConfigError
 
 
 def parse_arch(text: str):

@@ -13,9 +13,9 @@ the official evaluation (CityscapesMetric) reads; then ``train.txt``,
 import sys
 import time
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.datasets.cityscapes_convert import SPLITS, convert_cityscapes
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):

@@ -31,8 +31,8 @@ from mmengine.config import DictAction
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.outputs import check_output_dir
-from mmseg_repvgg.errors import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

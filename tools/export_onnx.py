@@ -13,12 +13,12 @@ import sys
 from mmengine.config import DictAction
 
 from mmseg_repvgg.checkpoint import load_segmentor
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser
-from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.cli.outputs import check_output_file
+from mmseg_repvgg.config import load_config
 from mmseg_repvgg.deploy.onnx_export import (check_onnx, export_onnx,
                                              output_stride)
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):

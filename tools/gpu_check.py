@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     # Only now: these need the packages just installed.
     from gpu.check import read_pool, run_check
 
-    from mmseg_repvgg.errors import run_cli
+    from mmseg_repvgg.cli import run_cli
     pool = read_pool(pooled['path'], pooled['code']) if pooled else None
     return run_cli(lambda _: run_check(args, log_path, started, pool))
 

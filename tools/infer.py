@@ -50,11 +50,10 @@ import mmseg_repvgg  # noqa: F401  isort: skip
 from mmengine.config import DictAction
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import check_checkpoint, load_config
+from mmseg_repvgg.cli import check_checkpoint, load_config, run_cli
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,10 +13,10 @@ reads (its data_root is data/toy_cityscapes).
 import sys
 import time
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.datasets import toy_cityscapes as toy
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):

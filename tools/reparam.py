@@ -13,11 +13,11 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser
-from mmseg_repvgg.cli.config import load_config
 from mmseg_repvgg.cli.outputs import check_output_file
+from mmseg_repvgg.config import load_config
 from mmseg_repvgg.deploy import reparam_checkpoint
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None):

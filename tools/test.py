@@ -23,13 +23,14 @@ import sys
 import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               enable_tta, enable_visualization, load_config,
-                              set_local_rank, set_output_dir, set_work_dir)
+                              run_cli, set_local_rank, set_output_dir,
+                              set_work_dir)
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.checks import check_before_run
 from mmseg_repvgg.deploy.availability import available_forms
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
 from mmseg_repvgg.deploy.forms import get_form
-from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

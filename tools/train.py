@@ -14,11 +14,10 @@ import sys
 # loader scheme (which build_runner points load_from and --resume at).
 import mmseg_repvgg  # noqa: F401  isort: skip
 from mmseg_repvgg.cli import (add_common_args, build_runner, enable_amp,
-                              enable_auto_scale_lr, load_config,
+                              enable_auto_scale_lr, load_config, run_cli,
                               set_local_rank, set_resume, set_work_dir)
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.checks import check_before_run
-from mmseg_repvgg.errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

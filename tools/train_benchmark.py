@@ -27,8 +27,9 @@ from mmseg_repvgg.atomic_io import atomic_write
 from mmseg_repvgg.benchmark.training import (PAPER_CONFIGS, PRECISIONS,
                                              TrainSettings, benchmark_config,
                                              paper_miou, render_table)
-from mmseg_repvgg.cli.config import load_config
-from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.config import load_config
+from mmseg_repvgg.errors import ConfigError
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

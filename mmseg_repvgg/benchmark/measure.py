@@ -3,22 +3,26 @@
 Everything here measures one thing and knows nothing about segmentors
 beyond ``model.backbone``; :mod:`.run` puts the pieces together.
 """
+import contextlib
 import copy
 import ctypes
 import ctypes.util
 import gc
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..cli.noise import without_usdt_lines
+from ..compare import agreeing_labels, relative_error
 from ..deploy.kernels import WINOGRAD_PROFILER_NAME, Int8Conv2d
-from ..deploy.timing import agreeing_pixels, synchronizer, time_calls
-from ..models.fuse import relative_error
+from ..deploy.timing import synchronizer, time_calls
 
 
 class ModuleTimer:
@@ -199,6 +203,31 @@ def meta_copy(model: nn.Module) -> nn.Module:
 CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
             'aten::_nnpack_spatial_convolution', WINOGRAD_PROFILER_NAME)
 
+#: kineto writes these from C++ straight to file descriptor 2.
+_USDT = re.compile(r'^USDT:.*\] profiler_(start|stop)\s*$')
+
+
+@contextlib.contextmanager
+def without_usdt_lines() -> Iterator[None]:
+    """Around a profiler run: its ``USDT:`` lines dropped, the rest of
+    what reaches stderr (Python's or C++'s) passed on afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors='replace').splitlines(
+                    keepends=True):
+                if not _USDT.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
 
 def op_times(fn: Callable[[], object],
              device: str) -> Tuple[List[Tuple[str, float, float, int]], float]:
@@ -312,7 +341,7 @@ def conv_rate(channels: int,
 def relative_difference(reference: Tensor, actual: Tensor) -> Dict:
     """Max abs logit difference over the largest logit, and the share of
     pixels whose argmax label agrees."""
-    same, total = agreeing_pixels(reference, actual)
+    same, total = agreeing_labels(reference, actual)
     agree = same / max(total, 1)
     return dict(
         max_rel_diff=relative_error(reference, actual)[1],

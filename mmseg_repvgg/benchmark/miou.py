@@ -16,7 +16,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from ..checkpoint import load_segmentor
-from ..cli.config import load_config
+from ..config import load_config
 from ..deploy.api import deploy_model
 from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
                                   eval_loader_and_evaluator)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import build_segmentor, load_segmentor
-from ..cli.config import load_config
+from ..config import load_config
 from ..deploy.api import deploy_model
 from ..deploy.forms import Form, FormUnavailable
 from ..deploy.steps import structure

@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import os.path as osp
+import sys
 from typing import Optional
 
 from mmengine.config import Config, DictAction
@@ -16,10 +17,31 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from ..checkpoint.safe_load import route_checkpoint_loading
-from ..errors import CheckpointError, ConfigError
-from .config import CONFIGS_HINT, load_config  # noqa: F401
+from ..config import CONFIGS_HINT, load_config  # noqa: F401
+from ..errors import CheckpointError, ConfigError, Interrupted, UserError
 from .cpu_dist import setup_cpu_distributed
+from .noise import filter_third_party_noise
 from .outputs import check_output_dir
+
+#: Exit status of a tool stopped by Ctrl-C (128 + SIGINT, as shells use).
+INTERRUPTED = 130
+
+
+def run_cli(main, argv=None) -> int:
+    """Run a tool's ``main(argv)``: a UserError is one ``error:`` line and
+    exit 2, Ctrl-C one line and exit 130 (what was finished stays: outputs
+    are written atomically); anything else is a bug and keeps its traceback.
+    """
+    filter_third_party_noise()  # so a failure's first line is its error
+    try:
+        return main(argv) or 0
+    except UserError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        kept = f'; {err}' if isinstance(err, Interrupted) else ''
+        print(f'interrupted (Ctrl-C){kept}', file=sys.stderr)
+        return INTERRUPTED
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -13,18 +13,13 @@ scope "mmseg"`` has its cause removed instead: :mod:`mmseg_repvgg.registry`.)
 * torch's ONNX exporter logging ``torchvision is not installed. Skipping
   torchvision::...`` (torchvision is not a dependency), and torch's
   pytree ``LeafSpec`` FutureWarning raised from its own code while
-  exporting;
-* the profiler's ``USDT: ... profiler_start/stop`` lines, which kineto
-  writes from C++ straight to file descriptor 2 (:func:`without_usdt_lines`).
+  exporting.
+
+(The profiler's ``USDT:`` lines are dropped where the benchmark profiles:
+:func:`mmseg_repvgg.benchmark.measure.without_usdt_lines`.)
 """
-import contextlib
 import logging
-import os
-import re
-import sys
-import tempfile
 import warnings
-from typing import Iterator
 
 # (category, message prefix, module regex): the module is the one the
 # warning is attributed to.
@@ -38,7 +33,6 @@ _WARNINGS = [
     (FutureWarning, r'`isinstance\(treespec, LeafSpec\)` is deprecated',
      r'copyreg$'),
 ]
-_USDT = re.compile(r'^USDT:.*\] profiler_(start|stop)\s*$')
 
 
 class _DropMessages(logging.Filter):
@@ -62,25 +56,3 @@ def filter_third_party_noise() -> None:
             'ignore', message=message, category=category, module=module)
     logging.getLogger('torch.onnx._internal.exporter._registration').addFilter(
         _TORCHVISION)
-
-
-@contextlib.contextmanager
-def without_usdt_lines() -> Iterator[None]:
-    """Around a profiler run: its ``USDT:`` lines dropped, the rest of
-    what reaches stderr (Python's or C++'s) passed on afterwards."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors='replace').splitlines(
-                    keepends=True):
-                if not _USDT.match(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()

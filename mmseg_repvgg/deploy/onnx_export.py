@@ -12,10 +12,11 @@ import torch
 from torch import Tensor, nn
 
 from ..atomic_io import atomic_path
+from ..compare import clear_label_mismatches, relative_error
 from ..errors import ConfigError
 from ..models.backbones import RepVGG
 from ..models.fuse import (FusionMismatchError, FusionReport, fuse_segmentor,
-                           random_inputs, relative_error, segmentor_logits)
+                           random_inputs, segmentor_logits)
 
 
 def output_stride(model: nn.Module) -> int:
@@ -175,21 +176,14 @@ class OnnxCheck:
     mismatched: int = 0
 
 
-def _compare_labels(logits: Tensor, labels: Tensor, tol: float) -> int:
-    """Count label mismatches; fail on any that is not a near-tie.
-
-    Logits that differ by ~1e-6 may flip the argmax where the two best
-    classes tie, so only mismatches at clear margins are errors.
-    """
-    mismatched = labels != logits.argmax(dim=1)
-    top2 = logits.topk(2, dim=1).values
-    margin = top2[:, 0] - top2[:, 1]
-    clear = margin > tol * logits.abs().max()
-    if (mismatched & clear).any():
+def _label_mismatches(logits: Tensor, labels: Tensor, tol: float) -> int:
+    """Label mismatches; any at a clear margin (not a near-tie) fails."""
+    mismatched, clear = clear_label_mismatches(logits, labels, tol)
+    if clear:
         raise FusionMismatchError(
-            f'onnxruntime labels differ from PyTorch at '
-            f'{int((mismatched & clear).sum())} pixels with a clear margin')
-    return int(mismatched.sum())
+            f'onnxruntime labels differ from PyTorch at {clear} pixels with '
+            'a clear margin')
+    return mismatched
 
 
 @torch.no_grad()
@@ -227,7 +221,7 @@ def check_onnx(path: str,
             results.append(
                 OnnxCheck(
                     tuple(shape),
-                    mismatched=_compare_labels(expected, actual, tol)))
+                    mismatched=_label_mismatches(expected, actual, tol)))
             continue
         diff, rel = relative_error(expected, actual)
         if not rel <= tol:

@@ -7,6 +7,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..compare import agreeing_labels
+
 
 def synchronizer(device: str) -> Callable[[], None]:
     """What makes a timer wait for the device: CUDA runs asynchronously."""
@@ -64,18 +66,12 @@ def summarize(seconds: List[float]) -> Optional[Dict[str, float]]:
         runs=[round(v, 3) for v in ms])
 
 
-def agreeing_pixels(reference: Tensor, actual: Tensor) -> Sequence[int]:
-    """(pixels whose argmax label agrees, pixels) of two logit batches."""
-    expected = reference.argmax(1)
-    return int((actual.argmax(1) == expected).sum()), expected.numel()
-
-
 @torch.no_grad()
 def label_agreement(reference: nn.Module, candidate: nn.Module,
                     batches: Sequence[Tensor]) -> float:
     """Share of pixels ``candidate`` labels as ``reference`` does."""
     same = total = 0
     for batch in batches:
-        agree, count = agreeing_pixels(reference(batch), candidate(batch))
+        agree, count = agreeing_labels(reference(batch), candidate(batch))
         same, total = same + agree, total + count
     return same / max(total, 1)

@@ -12,6 +12,7 @@ import torch
 from mmcv.cnn import ConvModule, fuse_conv_bn
 from torch import Tensor, nn
 
+from ..compare import relative_error
 from ..errors import UserError
 from .reparam import fusable_modules, is_batchnorm, reparameterize_model
 
@@ -146,18 +147,6 @@ def random_inputs(shape: Sequence[int], seed: int = 0) -> Tensor:
     """A reproducible N(0, 1) input, like a normalized image."""
     return torch.randn(
         tuple(shape), generator=torch.Generator().manual_seed(seed))
-
-
-def relative_error(expected: Tensor, actual: Tensor) -> Tuple[float, float]:
-    """Max abs difference, and the same over the largest expected value."""
-    diff = (expected.float() - actual.float()).abs().max().item()
-    scale = expected.abs().max().item()
-    return diff, diff / max(scale, 1e-12)
-
-
-def max_relative_error(expected: Tensor, actual: Tensor) -> float:
-    """The largest abs difference over the largest expected value."""
-    return relative_error(expected, actual)[1]
 
 
 def _on_cpu(model: nn.Module) -> nn.Module:

@@ -20,7 +20,7 @@ from mmengine.config import Config, DictAction
 from mmseg_repvgg.apis import (DeployInferencer, dataset_meta,
                                train_id_to_label_id)
 from mmseg_repvgg.checkpoint import build_segmentor
-from mmseg_repvgg.cli.config import load_config
+from mmseg_repvgg.config import load_config
 from mmseg_repvgg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

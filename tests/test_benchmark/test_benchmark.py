@@ -17,13 +17,14 @@ from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
 from mmseg_repvgg.benchmark.forms import ALL_FORMS
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.settings import split_model_arg
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.deploy.availability import why_unavailable
-from mmseg_repvgg.deploy.kernels.int8 import int8_supported
+from mmseg_repvgg.deploy.kernels.int8 import why_int8_unavailable
 from mmseg_repvgg.deploy.machine import machine
-from mmseg_repvgg.errors import ConfigError, run_cli
+from mmseg_repvgg.errors import ConfigError
 
 #: The int8 forms need oneDNN's x86 int8 kernels; elsewhere they are skipped.
-INT8 = int8_supported()
+INT8 = why_int8_unavailable() is None
 #: bf16 runs only where the CPU has it natively (AVX512-BF16, AMX); on other
 #: CPUs its forms and its ceiling are skipped, with the reason.
 BF16 = machine().native('bf16')

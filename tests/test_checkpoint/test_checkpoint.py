@@ -18,7 +18,8 @@ import torch
 from mmseg_repvgg.checkpoint import (LAYOUTS, convert_to_ours, detect_layout,
                                      export_layout, load_pretrained,
                                      save_converted)
-from mmseg_repvgg.errors import CheckpointError, run_cli
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.errors import CheckpointError
 from mmseg_repvgg.models import RepVGG, reparameterize_model
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

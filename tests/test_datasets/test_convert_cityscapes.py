@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.datasets import cityscapes_convert as cc
-from mmseg_repvgg.errors import DatasetError, run_cli
+from mmseg_repvgg.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[2]
 H, W = 20, 40

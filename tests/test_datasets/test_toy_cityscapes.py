@@ -16,9 +16,10 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.evaluation import CityscapesMetric
 from PIL import Image
 
+from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.datasets import CheckedCityscapesDataset, toy_cityscapes
 from mmseg_repvgg.datasets.toy_scene import draw_owner_map, make_scene
-from mmseg_repvgg.errors import ConfigError, DatasetError, run_cli
+from mmseg_repvgg.errors import ConfigError, DatasetError
 from mmseg_repvgg.evaluation import Numpy2CityscapesMetric
 
 REPO = Path(__file__).resolve().parents[2]

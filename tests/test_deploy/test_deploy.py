@@ -16,6 +16,7 @@ from torch import nn
 
 from mmseg_repvgg.checkpoint import build_segmentor, load_segmentor
 from mmseg_repvgg.checkpoint.safe_load import safe_torch_load
+from mmseg_repvgg.compare import relative_error
 from mmseg_repvgg.deploy import artifacts as deploy
 from mmseg_repvgg.deploy import (deploy_config, reparam_checkpoint,
                                  save_deploy_checkpoint)
@@ -23,7 +24,6 @@ from mmseg_repvgg.errors import CheckpointError, ConfigError
 from mmseg_repvgg.models import (FusionMismatchError, RepVGGBlock,
                                  check_fused_equal, fuse_segmentor,
                                  segmentor_logits)
-from mmseg_repvgg.models.fuse import max_relative_error as relative_error
 from mmseg_repvgg.models.reparam import is_batchnorm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_fuse_segmentor_is_exact_and_leaves_no_bn(tiny_seg_cfg,
     inputs = torch.randn(2, 3, 32, 64)
     expected = segmentor_logits(model, inputs)
     assert expected.shape == (2, 3, 32, 64)
-    assert relative_error(expected, segmentor_logits(fused, inputs)) < 1e-5
+    assert relative_error(expected, segmentor_logits(fused, inputs))[1] < 1e-5
     # The export helper computes what mmseg's predict path computes.
     metas = [dict(img_shape=(32, 64), pad_shape=(32, 64))] * 2
     assert torch.allclose(expected, model.encode_decode(inputs, metas))
@@ -103,7 +103,7 @@ def test_only_conv_then_bn_is_folded():
     inputs = torch.randn(1, 4, 8, 8)
     fused, report = fuse_segmentor(model)
     assert report.conv_bn == ['0'] and report.unfused_norms == ['1.bn']
-    assert relative_error(model(inputs), fused(inputs)) < 1e-5
+    assert relative_error(model(inputs), fused(inputs))[1] < 1e-5
     with pytest.raises(ConfigError, match='not in deploy form'):
         save_deploy_checkpoint(fused, None, 'never.pth',
                                deploy.deploy_meta(report, 'x'))
@@ -151,7 +151,8 @@ def test_deploy_checkpoint_loads_strictly(tiny_seg_cfg, tiny_seg_checkpoint,
     inputs = torch.randn(1, 3, 32, 64)
     expected = segmentor_logits(reference, inputs)
     for model in (deploy_model, from_train_cfg):
-        assert relative_error(expected, segmentor_logits(model, inputs)) < 1e-5
+        assert relative_error(expected, segmentor_logits(model,
+                                                         inputs))[1] < 1e-5
 
 
 def test_reparam_refuses_a_deploy_checkpoint(tiny_seg_cfg, tiny_seg_checkpoint,

@@ -290,7 +290,7 @@ def test_wheelhouse_script_refuses_an_interpreter_without_pkg_resources(
 def test_cuda_plan_is_well_formed(tool, tmp_path, monkeypatch):
     """What the GPU run will do, checked here: its configs load, its forms
     exist and run on a CUDA machine, its commands name real files."""
-    from mmseg_repvgg.cli.config import load_config
+    from mmseg_repvgg.config import load_config
     from mmseg_repvgg.deploy import availability, forms
     from mmseg_repvgg.deploy.availability import why_unavailable
     from mmseg_repvgg.deploy.forms import FORMS

@@ -15,8 +15,8 @@ import pytest
 from mmengine.config import Config
 
 from mmseg_repvgg import cli
-from mmseg_repvgg.errors import (CheckpointError, ConfigError, DatasetError,
-                                 run_cli)
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.errors import CheckpointError, ConfigError, DatasetError
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / 'configs' / 'pspnet_repvgg_toy_cityscapes.py')

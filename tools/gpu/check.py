@@ -35,7 +35,7 @@ from mmengine.config import DictAction
 
 from mmseg_repvgg.atomic_io import atomic_write
 from mmseg_repvgg.checkpoint import safe_torch_load
-from mmseg_repvgg.cli.config import load_config
+from mmseg_repvgg.config import load_config
 from mmseg_repvgg.datasets import make_toy_cityscapes
 from mmseg_repvgg.deploy.machine import machine
 from mmseg_repvgg.errors import ConfigError

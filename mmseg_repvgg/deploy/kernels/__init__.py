@@ -15,7 +15,6 @@ _EXPORTS = {
     'nnpack_problem': 'guard',
     'WINOGRAD_PROFILER_NAME': 'nnpack',
     'Int8Conv2d': 'int8',
-    'int8_supported': 'int8',
     'why_int8_unavailable': 'int8',
     'calibrate_activation_ranges': 'int8',
     'quantize_int8': 'int8',

@@ -42,12 +42,6 @@ def why_int8_unavailable() -> Optional[str]:
     return f"oneDNN's int8 conv ops are not usable here ({problem})"
 
 
-def int8_supported() -> bool:
-    """Whether this PyTorch has oneDNN's int8 convolution (x86 CPUs) and
-    its ops pass their check (:func:`.guard.int8_problem`)."""
-    return why_int8_unavailable() is None
-
-
 def _check_supported() -> None:
     reason = why_int8_unavailable()
     if reason:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...compare import norm_error
+
 # From NNPACK's include/nnpack.h (frozen since 2019).
 _WT8X8 = 3  # nnp_convolution_algorithm_wt8x8: Winograd F(6x6, 3x3)
 _PRECOMPUTE, _REUSE = 2, 3  # nnp_convolution_transform_strategy_*
@@ -51,12 +53,6 @@ MAX_PADDING = 2
 #: ``F.conv2d``. Winograd's transforms round differently from a direct sum,
 #: so results are not bit-equal, but they are far inside this bound.
 TOLERANCE = 1e-4
-
-
-def norm_error(out: Tensor, ref: Tensor) -> float:
-    """Relative error in the Frobenius norm, the measure of
-    :data:`TOLERANCE`."""
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-12)).item()
 
 
 def pad_beyond_limit(x: Tensor,
@@ -299,7 +295,7 @@ def check_c_api() -> Optional[str]:
         ref = F.conv2d(x, weight, bias, padding=tuple(padding), groups=groups)
         if relu:
             ref = ref.relu()
-        err = norm_error(out, ref)
+        err = norm_error(ref, out)
         if not err < TOLERANCE:
             return (f'nnp_convolution_inference differs from F.conv2d by a '
                     f'relative error of {err:.2g} (bound {TOLERANCE:g})')

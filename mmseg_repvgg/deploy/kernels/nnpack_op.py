@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .nnpack import TOLERANCE, norm_error, pad_beyond_limit
+from ...compare import norm_error
+from .nnpack import TOLERANCE, pad_beyond_limit
 
 
 def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
@@ -89,7 +90,7 @@ def check_torch_op() -> Optional[str]:
         if not isinstance(out, Tensor) or out.shape != ref.shape:
             return ('torch._nnpack_spatial_convolution returned the wrong '
                     'shape')
-        err = norm_error(out, ref)
+        err = norm_error(ref, out)
         if not err < TOLERANCE:
             return (f'torch._nnpack_spatial_convolution differs from '
                     f'F.conv2d by a relative error of {err:.2g} (bound '

@@ -12,10 +12,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.logging import print_log
 from torch import Tensor
 
+from ...compare import norm_error
 from .. import timing
 from ..cache import cache_path, read_cache, write_cache
 from ..machine import machine
-from .nnpack import TOLERANCE, norm_error
+from .nnpack import TOLERANCE
 
 #: The on-disk cache's file name (see :mod:`mmseg_repvgg.deploy.cache`).
 CACHE_NAME = 'winograd.json'
@@ -85,7 +86,7 @@ def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
             rejected[name] = f'{type(error).__name__}: {error}'
             continue
         if name != 'direct':
-            err = norm_error(outs[name], outs['direct'])
+            err = norm_error(outs['direct'], outs[name])
             if not err < TOLERANCE:
                 rejected[name] = f'relative error {err:.2g}'
                 del ms[name], outs[name]
@@ -121,7 +122,7 @@ def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
     except Exception as error:  # noqa: BLE001
         reason = f'{type(error).__name__}: {error}'
     else:
-        err = norm_error(out, ref)
+        err = norm_error(ref, out)
         if err < TOLERANCE:
             return entry, out
         reason = f'relative error {err:.2g}'

@@ -12,7 +12,7 @@ from typing import Optional, Set
 from mmengine.config import Config
 from mmengine.hub import get_config
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 CONFIGS_HINT = ('the configs are in configs/, e.g. '
                 'configs/pspnet_repvgg_toy_cityscapes.py')
