@@ -298,7 +298,8 @@ def _forget_loggers() -> None:
 @pytest.fixture
 def run_tool(capsys, monkeypatch):
     """``run_tool(name, *args) -> (exit code, stderr)`` of tools/NAME.py,
-    with tools/ on ``sys.path`` as when the script runs."""
+    with tools/ on ``sys.path`` as when the script runs; ``run_tool.out``
+    is the last run's stdout."""
     import importlib.util
     import pathlib
 
@@ -317,7 +318,9 @@ def run_tool(capsys, monkeypatch):
             code = run_cli(module.main, [str(a) for a in args])
         except SystemExit as exit_:  # argparse's own errors
             code = exit_.code
-        return code, capsys.readouterr().err
+        captured = capsys.readouterr()
+        run.out = captured.out
+        return code, captured.err
 
     return run
 

@@ -102,9 +102,9 @@ def test_find_cycle_finds_one():
 
 def test_graph_sees_function_local_imports():
     graph = import_graph()
-    # deploy_form_hook imports the deploy wing only inside its methods.
+    # The test loop imports the deploy wing only inside its methods.
     assert f'{PACKAGE}.deploy.api' in graph[
-        f'{PACKAGE}.engine.hooks.deploy_form_hook']
+        f'{PACKAGE}.engine.deploy_test_loop']
 
 
 def test_no_import_cycle():
@@ -116,23 +116,23 @@ def test_library_never_imports_the_cli_layer():
     models, checkpoint, datasets, engine, deploy, benchmark and apis never
     import it."""
     cli = f'{PACKAGE}.cli'
-    offenders = sorted(
-        f'{module} -> {edge}' for module, edges in import_graph().items()
-        if not module.startswith(cli) for edge in edges
-        if edge == cli or edge.startswith(cli + '.'))
+    offenders = sorted(f'{module} -> {edge}'
+                       for module, edges in import_graph().items()
+                       if not module.startswith(cli) for edge in edges
+                       if edge == cli or edge.startswith(cli + '.'))
     assert offenders == []
 
 
 @pytest.mark.parametrize('leaf', ['kernels', 'backends'])
 def test_deploy_leaves_only_imported_by_the_pipeline(leaf):
-    """Only the pipeline's steps (and availability, and the ONNX check)
-    reach into a leaf's modules; elsewhere (auto, the benchmark, apis) at
-    most the leaf package's public names are used."""
+    """Only the pipeline's steps (and the forms' machine check, and the
+    ONNX check) reach into a leaf's modules; elsewhere (auto, the
+    benchmark, apis) at most the leaf package's public names are used."""
     graph = import_graph()
     prefix = f'{PACKAGE}.deploy.{leaf}'
     pipeline = {
         f'{PACKAGE}.deploy.{step}'
-        for step in ('availability', 'steps', 'onnx_export')
+        for step in ('forms', 'steps', 'onnx_export')
     }
     offenders = sorted(
         f'{module} -> {edge}' for module, edges in graph.items()
@@ -167,3 +167,34 @@ def test_plain_forms_load_no_kernel_module(forms, tiny_seg_cfg):
         timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == '[]'
+
+
+_TOOL = """
+import runpy, sys
+sys.argv, code = sys.argv[1:], 0
+sys.path.insert(0, 'tools')
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit as exit_:
+    code = exit_.code
+print('exit', code, sorted(m for m in sys.modules
+                           if m.startswith('mmseg_repvgg.deploy.kernels')))
+"""
+
+
+@pytest.mark.parametrize('tool', ['test', 'infer'])
+def test_tools_with_the_fused_form_load_no_kernel_module(
+        tool, tiny_seg_cfg, tiny_seg_checkpoint, tiny_seg_data, tmp_path):
+    args = dict(
+        test=['--work-dir', tmp_path / 'work'],
+        infer=[tiny_seg_data / 'img' / '0.png', '--out-dir', tmp_path])[tool]
+    result = subprocess.run([
+        sys.executable, '-c', _TOOL, f'tools/{tool}.py', tiny_seg_cfg.filename,
+        tiny_seg_checkpoint, '--deploy-form', 'fused', *args
+    ],
+                            capture_output=True,
+                            text=True,
+                            cwd=ROOT,
+                            timeout=300)
+    assert result.stdout.strip().splitlines()[-1] == 'exit 0 []', (
+        result.stdout[-1000:] + result.stderr[-2000:])

@@ -27,7 +27,7 @@ from mmseg_repvgg.benchmark import (BenchmarkInterrupted, Settings, miou_check,
                                     render_markdown, run_benchmark,
                                     write_outputs)
 from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
-                                             DEFAULT_BASELINES, resolve_device,
+                                             DEFAULT_BASELINES,
                                              split_model_arg)
 from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
@@ -157,7 +157,7 @@ def main(argv=None):
         batch=args.batch,
         warmup=args.warmup,
         runs=args.runs,
-        device=resolve_device(args.device),
+        device=args.device,
         threads=args.threads,
         forms=args.forms,
         baseline_forms=args.baseline_forms,
@@ -166,7 +166,6 @@ def main(argv=None):
         conv_shapes=[tuple(s) for s in args.conv_shape]
         if args.conv_shape else Settings.conv_shapes,
         allow_emulated=args.allow_emulated)
-    settings.check()
     if args.calibration_images < 1:
         raise ConfigError('--calibration-images must be at least 1')
     if settings.threads:  # the mIoU check runs first

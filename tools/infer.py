@@ -144,6 +144,9 @@ def main(argv=None) -> int:
           f'({deployed.form.label(args.device)})')
     for note in deployed.notes:
         print(f'  {note}')
+    if args.deploy_form == 'auto':
+        print(f'auto chose {deployed.form.name}; pin it with --deploy-form '
+              f'{deployed.form.name}')
     summary = inferencer.run(sources, args.out_dir, report)
     failed += summary.failed
     print(f'{summary.images} images, {summary.frames} video frames in '

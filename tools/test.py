@@ -8,15 +8,17 @@ With the ReparamHook of the RepVGG configs the model is re-parameterized
 (fused) after the checkpoint loads, so the metrics are the deployed
 model's. A deploy checkpoint (``deploy_final.pth``) works too.
 
-``--deploy-form FORM`` scores one deploy form (int8, bf16 where native,
-low-res PSP, Winograd, onnxruntime, OpenVINO, or ``auto``: see
-``mmseg_repvgg.deploy.forms``) with the config's own evaluator, so the
-mIoU printed is the shipped model's; int8 forms are calibrated on
+``--deploy-form FORM`` scores one deploy form (a name such as int8_lowres,
+or its parts joined by ``+``, or ``auto``: see ``mmseg_repvgg.deploy.forms``)
+with the config's own evaluator (``DeployFormTestLoop``), so the mIoU
+printed is the shipped model's; int8 forms are calibrated on
 ``--calibration-images`` training images first. ``--list-forms`` prints
 which forms run on this machine, and why the others do not.
 """
 import argparse
 import sys
+
+import torch
 
 # First: registers RepVGG, the datasets, the hooks and the safe checkpoint
 # loader into the registries (it patches nothing).
@@ -27,9 +29,9 @@ from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               set_work_dir)
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.checks import check_before_run
-from mmseg_repvgg.deploy.availability import available_forms
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
-from mmseg_repvgg.deploy.forms import get_form
+from mmseg_repvgg.deploy.forms import (AUTO, available_forms, check_form,
+                                       parse_form)
 from mmseg_repvgg.errors import ConfigError
 
 
@@ -79,24 +81,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def print_forms() -> None:
     for name, reason in available_forms().items():
-        print(f'{name:26s} {get_form(name).label():40s} '
+        print(f'{name:26s} {parse_form(name).label():40s} '
               f'{"runs here" if reason is None else "unavailable: " + reason}')
+    print('Forms combine their parts with + (e.g. reduced+cl+lowres); see '
+          'docs/deployment.md.')
 
 
-def add_deploy_form(cfg, args) -> None:
-    """Append the DeployFormHook that makes the test loop score the form."""
+def check_deploy_form(args) -> None:
+    """Refuse, before any work, a form this machine cannot run."""
     if args.calibration_images < 1:
         raise ConfigError('--calibration-images must be at least 1')
     if args.tta:
         raise ConfigError('--deploy-form and --tta cannot be combined (TTA '
                           'runs the PyTorch model)')
-    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(
-            type='DeployFormHook',
-            form=args.deploy_form,
-            calibration_images=args.calibration_images,
-            allow_emulated=args.allow_emulated)
-    ]
+    if args.deploy_form != AUTO:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        check_form(args.deploy_form, device, args.allow_emulated)
+
+
+def add_deploy_form(cfg, args) -> None:
+    """The test loop that scores the form with the config's evaluator."""
+    cfg.test_cfg = dict(
+        type='DeployFormTestLoop',
+        forms=[args.deploy_form],
+        calibration_images=args.calibration_images,
+        allow_emulated=args.allow_emulated,
+        fp16=(cfg.get('test_cfg') or {}).get('fp16', False))
 
 
 def main(argv=None) -> int:
@@ -107,6 +117,8 @@ def main(argv=None) -> int:
     if not args.config or not args.checkpoint:
         raise ConfigError('give CONFIG and CHECKPOINT (or --list-forms)')
     set_local_rank(args.local_rank)
+    if args.deploy_form:
+        check_deploy_form(args)
     check_checkpoint(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.work_dir, args.config)
@@ -122,6 +134,9 @@ def main(argv=None) -> int:
     check_before_run(cfg, 'test')
     runner = build_runner(cfg, args.launcher)
     runner.test()
+    if args.deploy_form == AUTO:
+        chosen = runner.test_loop.deployed[0].form.name
+        print(f'auto chose {chosen}; pin it with --deploy-form {chosen}')
     return 0
 
 

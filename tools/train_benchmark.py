@@ -3,9 +3,9 @@
 Seconds per iteration (fp32 as torch runs it by default, and AMP), peak
 training memory and inference fps, at the paper's crop (512x1024) and
 per-GPU batch (2), on synthetic data with each config's optimizer (see
-``mmseg_repvgg/benchmark/training.py``). Writes train_benchmark.json and
-train_benchmark.md (the table, beside the paper's mIoU, the machine
-named) to --out-dir and prints the table::
+``mmseg_repvgg/benchmark/training.py``). Writes train_benchmark.json, .md
+(the table, beside the paper's mIoU, the machine
+named) and .png to --out-dir and prints the table::
 
     python tools/train_benchmark.py                  # the six, on CUDA
     python tools/train_benchmark.py B2=configs/pspnet_repvgg_b2_cityscapes.py
@@ -23,10 +23,11 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from mmseg_repvgg.atomic_io import atomic_write
+from mmseg_repvgg.benchmark.ceilings import machine_info
 from mmseg_repvgg.benchmark.training import (PAPER_CONFIGS, PRECISIONS,
                                              TrainSettings, benchmark_config,
-                                             paper_miou, render_table)
+                                             paper_miou, render_table,
+                                             write_training_report)
 from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.config import load_config
 from mmseg_repvgg.errors import ConfigError
@@ -92,14 +93,6 @@ def _models(args):
     return models
 
 
-def machine_name(device: str) -> str:
-    from mmseg_repvgg.deploy.machine import machine
-    if str(device).startswith('cuda'):
-        return (f'{torch.cuda.get_device_name(device)}, torch '
-                f'{torch.__version__}, CUDA {torch.version.cuda}')
-    return f'{machine().cpu} (CPU), torch {torch.__version__}'
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render:
@@ -132,19 +125,19 @@ def main(argv=None) -> int:
                for name, path in _models(args)]  # all read before any run
     os.makedirs(args.out_dir, exist_ok=True)
     results = dict(
-        machine=machine_name(args.device),
+        machine=machine_info(args.device),
         device=args.device,
         dry_run=args.dry_run,
         settings=dict(vars(settings)),
         rows=[])
-    table = write_outputs(results, args.out_dir)
+    table = write_training_report(results, args.out_dir)
     for name, cfg, path in configs:
         row = benchmark_config(name, cfg, settings, log=_log)
         row.update(
             config=path,
             paper_miou=papers.get(osp.splitext(osp.basename(path))[0]))
         results['rows'].append(row)
-        table = write_outputs(results, args.out_dir)  # what is done so far
+        table = write_training_report(results, args.out_dir)  # so far
     print('\n'.join(table))
     rows = results['rows']
     failed = [
@@ -153,17 +146,6 @@ def main(argv=None) -> int:
         if 'error' in part
     ]
     return 1 if failed else 0
-
-
-def write_outputs(results, out_dir: str):
-    """train_benchmark.json and .md (atomic); returns the table."""
-    table = render_table(results)
-    atomic_write(
-        osp.join(out_dir, 'train_benchmark.json'),
-        json.dumps(results, indent=2, default=str))
-    atomic_write(
-        osp.join(out_dir, 'train_benchmark.md'), '\n'.join(table) + '\n')
-    return table
 
 
 def _log(line: str) -> None:

@@ -29,11 +29,9 @@ from torch import nn
 
 from ..atomic_io import atomic_path
 from ..checkpoint import load_segmentor
-from ..deploy.api import deploy_model
-from ..deploy.calibration import (CALIBRATION_IMAGES, calibration_batches,
-                                  eval_dataset_cfg)
-from ..deploy.deployed import DeployedModel, deployed_segmentor
-from ..deploy.forms import needs_calibration
+from ..deploy.api import deploy_segmentors
+from ..deploy.calibration import CALIBRATION_IMAGES, eval_dataset_cfg
+from ..deploy.deployed import DeployedModel
 from ..errors import ConfigError
 from .labels import dataset_meta, train_id_to_label_id
 from .sources import BadInput, Report, Source
@@ -170,14 +168,9 @@ class DeployInferencer(MMSegInferencer):
         """The deploy form inside the segmentor, in place of mmseg's
         non-strict load of the train-time model."""
         model, ckpt = load_segmentor(cfg, weights)
-        calibration = None
-        if needs_calibration(self.form) and (self.calibration_images > 0
-                                             or self.form != 'auto'):
-            calibration = calibration_batches(cfg, model,
-                                              self.calibration_images)
-        self.deployed = deploy_model(
-            model, self.form, calibration=calibration, device=device)
-        segmentor = deployed_segmentor(model, self.deployed)
+        [(self.deployed, segmentor)
+         ] = deploy_segmentors(cfg, model, [self.form],
+                               self.calibration_images, device)
         segmentor.cfg = cfg
         head = getattr(model, 'decode_head', None)
         segmentor.dataset_meta = dataset_meta(

@@ -10,10 +10,10 @@ costs in mIoU. Every form is made by :func:`mmseg_repvgg.deploy.deploy_model`;
 nothing here builds one.
 """
 from .miou import miou_check
-from .report import render_markdown, write_outputs
+from .report import render_markdown, write_outputs, write_report
 from .run import BenchmarkInterrupted, ModelSpec, Settings, run_benchmark
 
 __all__ = [
     'BenchmarkInterrupted', 'ModelSpec', 'Settings', 'miou_check',
-    'render_markdown', 'run_benchmark', 'write_outputs'
+    'render_markdown', 'run_benchmark', 'write_outputs', 'write_report'
 ]

@@ -6,9 +6,8 @@ library.
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..deploy.forms import FORMS
+from ..deploy.forms import NAMED_FORMS, parse_form
 from ..errors import ConfigError
-from .forms import ALL_FORMS
 
 #: A deploy form that loses more mIoU than this (points, against fp32
 #: fused) in the mIoU check cannot be a fast path: it does not keep the
@@ -32,14 +31,18 @@ def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     return num / den if num and den else None
 
 
+def _shipped(name: str) -> bool:
+    """A deploy form (fully fused), not a step on the way to one."""
+    return parse_form(name).fuse == 'full'
+
+
 def fast_path(model: Dict, rejected: Sequence[str] = ()) -> Optional[Dict]:
     """The fastest deploy form measured (chosen by measurement), leaving
     out the ``rejected`` forms (those that failed the mIoU check)."""
     forms = _ok_forms(model)
-    ranked = sorted(
-        (forms[name]
-         for name in FORMS if name in forms and name not in rejected),
-        key=lambda f: f['latency_ms']['median'])
+    ranked = sorted((form for name, form in forms.items()
+                     if _shipped(name) and name not in rejected),
+                    key=lambda f: f['latency_ms']['median'])
     if not ranked:
         return None
     best = ranked[0]
@@ -155,14 +158,11 @@ def miou_rejected(miou: Optional[Dict]) -> List[str]:
         row['form'] for row in rows if row.get('miou_diff') is not None
         and abs(row['miou_diff']) > MIOU_BOUND
     ]
-    precisions = {
-        ALL_FORMS[name].precision
-        for name in failed if name in ALL_FORMS
-    }
+    precisions = {parse_form(name).precision for name in failed}
     scored = {row['form'] for row in rows}
     return failed + [
-        name for name in FORMS
-        if name not in scored and FORMS[name].precision in precisions
+        name for name in NAMED_FORMS
+        if name not in scored and parse_form(name).precision in precisions
     ]
 
 

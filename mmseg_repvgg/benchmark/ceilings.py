@@ -30,6 +30,7 @@ def machine_info(device: str) -> Dict:
     features = machine().summary()
     info = dict(
         time_utc=time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
+        description=machine().describe(device),
         host=platform.node(),
         platform=platform.platform(),
         python=platform.python_version(),

@@ -6,7 +6,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..atomic_io import atomic_open, atomic_write
 from .analysis import MIOU_BOUND
-from .forms import ALL_FORMS
 
 
 def _fmt(value, digits: int = 1, pct: bool = False) -> str:
@@ -274,109 +273,111 @@ def render_markdown(results: Dict) -> str:
     return '\n'.join('\n'.join(lines) + '\n' for lines in sections)
 
 
-def _form_colors(names: Sequence[str]) -> Dict[str, tuple]:
-    """One colour per form: tab10's ten, then tab20's light shades and
-    Dark2, so no two of up to 28 forms share one."""
+def _colors(keys: Sequence[str]) -> Dict[str, tuple]:
+    """One colour per key: tab10's ten, then tab20's light shades and
+    Dark2, so no two of up to 28 keys share one."""
     from matplotlib import colormaps
     palette = (
         list(colormaps['tab10'].colors) +
         list(colormaps['tab20'].colors[1::2]) +
         list(colormaps['Dark2'].colors))
-    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    return {key: palette[i % len(palette)] for i, key in enumerate(keys)}
 
 
-def _bar_rows(results: Dict, order: Sequence[str]) -> Tuple[list, list]:
-    """(y, form, latency) per measured form, and (y, name) per model
-    heading: each model a block of bars under its name."""
-    rows, headings, y = [], [], 0.0
-    for model in results['models']:
-        headings.append((y, model['name']))
-        measured = {
-            f['form']: f['latency_ms']
-            for f in model['forms'] if f['status'] == 'ok'
-        }
-        for name in order:
-            if name in measured:
-                y += 1
-                rows.append((y, name, measured[name]))
-        y += 1.5
-    return rows, headings
+#: One bar: (group, key, label, median, min, max); a key has one colour.
+Bar = Tuple[str, str, str, float, float, float]
 
 
-def plot_latency(results: Dict, path: str) -> None:
-    """Horizontal bars: median latency of each form, grouped by model, each
-    bar labelled with its form and coloured by it (one colour per form,
-    the legend repeats them); the whiskers span min-max."""
+def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
+    """Horizontal bars grouped under bold headings, each labelled and
+    coloured by its key, whiskers from min to max, the value at the tip,
+    the legend beside the axes (clear of them)."""
     # The Agg canvas directly, not pyplot: no global backend is switched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    labels = {}
-    for model in results['models']:
-        for form in model['forms']:
-            if form['status'] == 'ok':
-                labels.setdefault(form['form'], form['label'])
-    # unfused (what the speedups are against) first, then the catalogue's
-    # order, unknown names (older JSON) last.
-    rank = {name: i for i, name in enumerate(ALL_FORMS)}
-    order = sorted(
-        labels,
-        key=lambda name: (name != 'unfused', rank.get(name, len(rank))))
-    colors = _form_colors(order)
-    rows, headings = _bar_rows(results, order)
-    fig = Figure(figsize=(10, 2.5 + 0.26 * (len(rows) + 2 * len(headings))))
+    keys = list(dict.fromkeys(bar[1] for bar in bars))
+    colors, rows, headings, y = _colors(keys), [], [], 0.0
+    for group in dict.fromkeys(bar[0] for bar in bars):
+        headings.append((y, group))
+        for bar in (b for b in bars if b[0] == group):
+            y += 1
+            rows.append((y, bar))
+        y += 1.5
+    fig = Figure(figsize=(11, 2.5 + 0.26 * (len(rows) + 2 * len(headings))))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name in order:
-        bars = [(y, lat) for y, form, lat in rows if form == name]
-        if not bars:
-            continue
-        ax.barh([y for y, _ in bars], [lat['median'] for _, lat in bars],
-                xerr=[[lat['median'] - lat['min'] for _, lat in bars],
-                      [lat['max'] - lat['median'] for _, lat in bars]],
-                color=colors[name],
-                label=labels[name])
-        for y, lat in bars:
-            ax.text(
-                lat['max'],
-                y,
-                f' {lat["median"]:.0f}',
-                va='center',
-                fontsize=7)
-    ax.set_yticks([y for y, _, _ in rows])
-    ax.set_yticklabels([labels[name] for _, name, _ in rows], fontsize=8)
-    for y, name in headings:
-        ax.text(0, y, f' {name}', va='center', fontsize=9, fontweight='bold')
-    ax.set_ylim(max([y for y, _, _ in rows] or [1]) + 1, -1)
-    s = results['settings']
-    ax.set_xlabel('latency, ms (median of the timed runs; whiskers: '
-                  'min-max)')
-    ax.set_title(
-        f'{s["shape"][0]}x{s["shape"][1]}, batch {s["batch"]}, '
-        f'{results["machine"].get("gpu") or results["machine"]["cpu"]}'
-        f', torch threads: {results["machine"]["torch_threads"]}')
-    if order:
-        ax.legend(
-            fontsize='small',
-            loc='upper center',
-            bbox_to_anchor=(0.5, -0.08),
-            ncol=3)
+    for key in keys:
+        mine = [(y, bar) for y, bar in rows if bar[1] == key]
+        ax.barh([y for y, _ in mine], [bar[3] for _, bar in mine],
+                xerr=[[bar[3] - bar[4] for _, bar in mine],
+                      [bar[5] - bar[3] for _, bar in mine]],
+                color=colors[key],
+                label=mine[0][1][2])
+        for y, bar in mine:
+            ax.text(bar[5], y, f' {_short(bar[3])}', va='center', fontsize=7)
+    ax.set_yticks([y for y, _ in rows])
+    ax.set_yticklabels([bar[2] for _, bar in rows], fontsize=8)
+    for y, group in headings:
+        ax.text(0, y, f' {group}', va='center', fontsize=9, fontweight='bold')
+    ax.set_ylim(max([y for y, _ in rows] or [1]) + 1, -1)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    if keys:
+        ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1))
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100, bbox_inches='tight')
 
 
-def write_outputs(results: Dict, out_dir: str) -> Dict[str, str]:
-    """Write ``benchmark.json``, ``benchmark.md`` and ``benchmark.png``.
+def _short(value: float) -> str:
+    return f'{value:.0f}' if value >= 100 else f'{value:.3g}'
+
+
+def latency_bars(results: Dict) -> List[Bar]:
+    """A bar per measured form of each model: median latency (ms)."""
+    return [(model['name'], form['form'], form['label'],
+             form['latency_ms']['median'], form['latency_ms']['min'],
+             form['latency_ms']['max']) for model in results['models']
+            for form in model['forms'] if form['status'] == 'ok']
+
+
+def chart_title(results: Dict, what: str) -> str:
+    """What was measured, on which machine (CPU features or GPU), when."""
+    machine = results.get('machine') or {}
+    isa = (machine.get('features') or {}).get('isa_level')  # older runs
+    where = machine.get('description') or machine.get('gpu') or (
+        f'{machine.get("cpu", "?")} ({isa})' if isa else machine.get('cpu'))
+    return f'{what}\n{where}, {machine.get("time_utc", "")} UTC'
+
+
+def write_report(results: Dict, out_dir: str, stem: str, markdown: str,
+                 bars: Sequence[Bar], title: str,
+                 xlabel: str) -> Dict[str, str]:
+    """Write ``STEM.json``, ``STEM.md`` and ``STEM.png`` (a bar chart)
+    into ``out_dir``, each atomically: the one writer of the benchmarks.
 
     Returns:
         dict: Paths by kind (``json``, ``markdown``, ``png``).
     """
     paths = {
-        kind: osp.join(out_dir, f'benchmark.{ext}')
+        kind: osp.join(out_dir, f'{stem}.{ext}')
         for kind, ext in (('json', 'json'), ('markdown', 'md'), ('png', 'png'))
     }
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(paths['json'],
                  json.dumps(results, indent=2, default=str) + '\n')
-    atomic_write(paths['markdown'], render_markdown(results))
-    plot_latency(results, paths['png'])
+    atomic_write(paths['markdown'], markdown)
+    plot_bars(bars, title, xlabel, paths['png'])
     return paths
+
+
+def write_outputs(results: Dict, out_dir: str) -> Dict[str, str]:
+    """``benchmark.json``, ``.md`` and ``.png`` of a :func:`run_benchmark`
+    result."""
+    s = results['settings']
+    title = chart_title(
+        results, f'latency at {s["shape"][0]}x{s["shape"][1]}, batch '
+        f'{s["batch"]}')
+    return write_report(
+        results, out_dir, 'benchmark', render_markdown(results),
+        latency_bars(results), title, 'latency, ms (median of the timed runs; '
+        'whiskers: min-max)')

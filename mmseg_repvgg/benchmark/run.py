@@ -3,7 +3,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import build_segmentor, load_segmentor
 from ..config import load_config
 from ..deploy.api import deploy_model
-from ..deploy.forms import Form, FormUnavailable
+from ..deploy.forms import Form, FormUnavailable, parse_form
 from ..deploy.steps import structure
 from ..deploy.timing import summarize, synchronizer, time_calls
 from ..errors import ConfigError
@@ -21,10 +21,9 @@ from ..models.backbones import RepVGG
 from ..models.fuse import random_inputs, segmentor_logits
 from .analysis import analyze
 from .ceilings import machine_info, measure_ceilings
-from .forms import ALL_FORMS
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
                       meta_copy, relative_difference, tensor_bytes)
-from .settings import ModelSpec, Settings, resolve_device
+from .settings import ModelSpec, Settings
 from .winograd_report import choices_table, transform_bytes
 
 Pairs = Sequence[Tuple[str, str]]
@@ -219,7 +218,7 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
     reference = None
     default = settings.forms if candidate else settings.baseline_forms
     for name in spec.forms or default:
-        form = ALL_FORMS[name]
+        form = parse_form(name)
         try:
             result, logits = measure_form(form, model, inputs, settings, flops,
                                           ceilings)
@@ -282,15 +281,7 @@ def run_benchmark(specs: Sequence[ModelSpec],
         BenchmarkInterrupted: Ctrl-C after a form was measured; its
             ``results`` hold the finished forms (``interrupted`` True).
     """
-    settings.device = resolve_device(settings.device)
-    settings.check()
     names = [spec.name for spec in specs]
-    unknown = sorted({f
-                      for spec in specs
-                      for f in spec.forms or ()} - set(ALL_FORMS))
-    if unknown:
-        raise ConfigError(f'unknown forms {", ".join(unknown)}; choose '
-                          f'from {", ".join(ALL_FORMS)}')
     if len(set(names)) != len(names):
         raise ConfigError(f'model names must differ: {", ".join(names)}')
     unknown = [
@@ -311,9 +302,7 @@ def run_benchmark(specs: Sequence[ModelSpec],
     models = []
     try:
         with tempfile.TemporaryDirectory(dir=settings.workdir) as workdir:
-            settings_used = Settings(**{
-                **asdict(settings), 'workdir': workdir
-            })
+            settings_used = replace(settings, workdir=workdir)
             for spec in specs:
                 benchmark_model(spec, settings_used, ceilings, log, models)
     except KeyboardInterrupt:

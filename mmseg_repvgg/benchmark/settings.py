@@ -1,12 +1,14 @@
-"""What a benchmark run measures: its settings and the models in it."""
+"""What a benchmark run measures: its settings and the models in it. Forms
+are specs (:func:`~mmseg_repvgg.deploy.forms.parse_form`): the steps on the
+way to a deploy form (unfused, backbone_fused, fused_cl) are specs too."""
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from ..deploy.forms import parse_form
 from ..errors import ConfigError
-from .forms import ALL_FORMS
 
 #: Forms measured by default: RepVGG models (candidates) and baselines.
 CANDIDATE_FORMS = ('unfused', 'backbone_fused', 'fused', 'fused_cl', 'reduced',
@@ -70,13 +72,12 @@ class Settings:
     workdir: Optional[str] = None
     allow_emulated: bool = False
 
-    def check(self) -> None:
-        """Raise ConfigError for settings that cannot work."""
-        asked = set(self.forms) | set(self.baseline_forms)
-        unknown = sorted(asked - set(ALL_FORMS))
-        if unknown:
-            raise ConfigError(f'unknown forms {", ".join(unknown)}; choose '
-                              f'from {", ".join(ALL_FORMS)}')
+    def __post_init__(self):
+        """Check the settings once, as they are made (ConfigError)."""
+        self.device = resolve_device(self.device)
+        self.forms = canonical_forms(self.forms)
+        self.baseline_forms = canonical_forms(self.baseline_forms)
+        self.profile_forms = canonical_forms(self.profile_forms)
         if self.warmup < 1 or self.runs < 1:
             raise ConfigError('--warmup and --runs must be at least 1 (the '
                               'first warm-up run measures memory)')
@@ -110,6 +111,13 @@ class ModelSpec:
     def __post_init__(self):
         if not self.name:
             self.name = osp.splitext(osp.basename(self.config))[0]
+        if self.forms is not None:
+            self.forms = canonical_forms(self.forms)
+
+
+def canonical_forms(specs: Sequence[str]) -> Tuple[str, ...]:
+    """Each spec's canonical name (ConfigError for one that is no form)."""
+    return tuple(parse_form(spec).name for spec in specs)
 
 
 def resolve_device(device: str) -> str:

@@ -24,7 +24,6 @@ import copy
 import functools
 import gc
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -39,6 +38,7 @@ from ..deploy.api import deploy_model
 from ..deploy.timing import synchronizer, time_calls
 from ..models.fuse import random_inputs
 from .measure import PeakMemory, op_times, top_ops
+from .report import Bar, chart_title, write_report
 
 #: Precisions a training row can have.
 PRECISIONS = ('fp32', 'amp')
@@ -117,15 +117,8 @@ def measure_training(cfg,
     data = synthetic_batch(settings.batch, settings.crop,
                            cfg.model.decode_head.num_classes, settings.seed)
     step = functools.partial(model.train_step, data, optim_wrapper)
-    times: List[float] = []
     with PeakMemory(device) as probe:
-        for index in range(settings.warmup + settings.iters):
-            sync()
-            start = time.perf_counter()
-            step()
-            sync()
-            if index >= settings.warmup:
-                times.append(time.perf_counter() - start)
+        times = time_calls(step, settings.iters, sync, settings.warmup)
     cuda = str(device).startswith('cuda')
     # CUDA: the whole peak since the probe reset it (weights, gradients,
     # optimizer state, activations), as mmengine logs it; CPU: growth.
@@ -174,8 +167,8 @@ def measure_inference(template: nn.Module, settings: TrainSettings) -> Dict:
                       settings.seed).to(settings.device)
     sync = synchronizer(settings.device)
     run = functools.partial(deployed, x)
-    time_calls(run, settings.infer_warmup, sync)
-    ms = 1000.0 * statistics.median(time_calls(run, settings.infer_runs, sync))
+    ms = 1000.0 * statistics.median(
+        time_calls(run, settings.infer_runs, sync, settings.infer_warmup))
     del deployed, run
     _release(settings.device)
     return dict(ms=ms, fps=1000.0 / ms, form='fused fp32')
@@ -293,7 +286,7 @@ def render_table(results: Dict) -> List[str]:
         f'optimizer; fp32 as torch runs it by default (cuDNN convs may use '
         f'TF32), AMP as tools/train.py --amp; memory: '
         f'{_memory_method(results)}; inference batch 1 at {infer}, fused '
-        f'fp32; on {results.get("machine") or "?"}{mark}.', '',
+        f'fp32; on {_where(results)}{mark}.', '',
         '| config | paper mIoU | s/iter fp32 | s/iter AMP | '
         'memory fp32 (GB) | memory AMP (GB) | fps (fused fp32) |',
         '| --- | --- | --- | --- | --- | --- | --- |'
@@ -329,3 +322,32 @@ def profile_lines(results: Dict) -> List[str]:
                 f'{prof["batch_norm_ms"]:.1f}, optimizer '
                 f'{prof["optimizer_ms"]:.1f}; most time of their own: {top}')
     return [''] + lines if lines else []
+
+
+def _where(results: Dict) -> str:
+    machine = results.get('machine')  # a string in older files
+    if isinstance(machine, dict):
+        return machine.get('description', '?')
+    return machine or '?'
+
+
+def training_bars(results: Dict) -> List[Bar]:
+    """A bar per config and training precision: seconds per iteration."""
+    return [(row['name'], precision, f'{precision} training',
+             part['s_per_iter'], min(part['iter_s']), max(part['iter_s']))
+            for row in results['rows']
+            for precision, part in (row.get('train') or {}).items()
+            if 's_per_iter' in part]
+
+
+def write_training_report(results: Dict, out_dir: str) -> List[str]:
+    """``train_benchmark.json``, ``.md`` and ``.png``; returns the table."""
+    table = render_table(results)
+    crop = 'x'.join(map(str, results['settings']['crop']))
+    title = chart_title(
+        results, f'training at crop {crop}, batch '
+        f'{results["settings"]["batch"]} per GPU')
+    write_report(results, out_dir, 'train_benchmark', '\n'.join(table) + '\n',
+                 training_bars(results), title,
+                 'seconds per iteration (median; whiskers: min-max)')
+    return table

@@ -1,5 +1,6 @@
 """What the tools' argument parsers share: one-line usage errors, and the
-options that name deploy forms (``--deploy-form``, ``--forms``, ...)."""
+options that name deploy forms (``--deploy-form``, ``--forms``, ...),
+each spec read by the one form parser."""
 import argparse
 from typing import Callable, Optional, Sequence
 
@@ -17,23 +18,18 @@ class ToolParser(argparse.ArgumentParser):
         self.exit(2, f'error: {message} (see --help)\n')
 
 
-def _form_name(deploy: bool) -> Callable[[str], str]:
-    """argparse ``type`` checking one form name against the catalogue."""
+def _form_spec(auto: bool) -> Callable[[str], str]:
+    """argparse ``type`` checking one form spec with the form parser."""
 
-    def form(name: str) -> str:
-        # The catalogue only when a tool parses a form (train.py never).
-        from ..benchmark.forms import ALL_FORMS
-        from ..deploy.forms import get_form
-        if deploy:
-            if name != 'auto':
-                try:
-                    get_form(name)
-                except ConfigError as err:
-                    raise argparse.ArgumentTypeError(str(err)) from None
-        elif name not in ALL_FORMS:  # get_form's list would offer auto
-            raise argparse.ArgumentTypeError(
-                f'unknown form {name!r}; choose from {", ".join(ALL_FORMS)}')
-        return name
+    def form(spec: str) -> str:
+        # The parser only when a tool parses a form (train.py never).
+        from ..deploy.forms import AUTO, parse_form
+        if auto and spec == AUTO:
+            return spec
+        try:
+            return parse_form(spec).name
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
     return form
 
@@ -54,9 +50,8 @@ def add_forms_argument(parser: argparse.ArgumentParser,
         default (str | Sequence[str], optional): Its default.
         many (bool): Several names (else exactly one). Defaults to True.
         empty (bool): With ``many``, the option alone means none.
-        deploy (bool): Shippable forms and ``auto`` only (what
-            ``deploy_model`` takes); else every form, the benchmark's
-            ablations included. Defaults to False.
+        deploy (bool): Also take ``auto`` (what ``deploy_model`` takes).
+            Defaults to False.
         help (str): The option's help.
     """
     nargs = ('*' if empty else '+') if many else None
@@ -64,6 +59,6 @@ def add_forms_argument(parser: argparse.ArgumentParser,
         flag,
         nargs=nargs,
         default=default,
-        type=_form_name(deploy),
+        type=_form_spec(deploy),
         metavar='FORM',
         help=help)

@@ -8,10 +8,11 @@ their module on first use.
   :func:`mmseg_repvgg.models.fuse_segmentor`), checked fused == unfused.
 * :mod:`.onnx_export`: ONNX export of the fused segmentor, checked in
   onnxruntime.
-* :mod:`.api`: :func:`deploy_model`, the one entry to every form;
-  :mod:`.forms` the catalogue, :mod:`.availability` what runs here,
-  :mod:`.pipeline` + :mod:`.steps` how a form is made, :mod:`.auto` the
-  fastest form measured here, :mod:`.timing` how anything is measured;
+* :mod:`.api`: :func:`deploy_model`, the one entry to every form, and
+  :func:`deploy_segmentors`, the calibrate-deploy-wrap recipe;
+  :mod:`.forms` forms composed from parts (the one parser of specs, and
+  what runs here), :mod:`.steps` how a form is made, :mod:`.auto` the
+  fastest form measured here, :mod:`.timing` how anything is timed;
   :mod:`.cuda_graphs` replays the ``*_graph`` forms as CUDA graphs.
 * :mod:`.kernels`, :mod:`.backends`: leaves only the steps import
   (hand-written CPU kernels; one module per runtime).
@@ -22,12 +23,15 @@ import importlib
 _EXPORTS = {
     'DeployedModel': 'deployed',
     'deploy_model': 'api',
+    'deploy_segmentors': 'api',
     'deployed_segmentor': 'deployed',
-    'FORMS': 'forms',
+    'NAMED_FORMS': 'forms',
     'Form': 'forms',
     'FormUnavailable': 'forms',
-    'available_forms': 'availability',
-    'why_unavailable': 'availability',
+    'available_forms': 'forms',
+    'check_form': 'forms',
+    'parse_form': 'forms',
+    'why_unavailable': 'forms',
     'ReparamResult': 'artifacts',
     'deploy_config': 'artifacts',
     'deploy_meta': 'artifacts',

@@ -1,17 +1,19 @@
-"""``deploy_model``: the one entry to every deploy form, ``'auto'``
-included (a client of the pipeline, like the benchmark)."""
-from typing import Optional, Sequence, Union
+"""The deploy entries: :func:`deploy_model` (one form of a model) and
+:func:`deploy_segmentors` (calibrate, deploy, put back into the segmentor:
+the recipe of the test loop, the inferencer and the benchmark)."""
+from typing import List, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
-from . import pipeline
+from . import steps
 from .auto import auto_deploy
-from .deployed import DeployedModel
-from .forms import Form, get_form
+from .calibration import CALIBRATION_IMAGES, calibration_batches
+from .deployed import DeployedModel, deployed_segmentor
+from .forms import AUTO, Form, check_form, needs_calibration
 
 
 def deploy_model(model: nn.Module,
-                 form: Union[str, Form] = 'auto',
+                 form: Union[str, Form] = AUTO,
                  calibration: Optional[Sequence[Tensor]] = None,
                  device: str = 'cpu',
                  allow_emulated: bool = False,
@@ -22,15 +24,12 @@ def deploy_model(model: nn.Module,
     Args:
         model (nn.Module): The segmentor (train-time or fused, eval mode,
             on the CPU); left unchanged.
-        form (str | Form): A name in :data:`~.forms.FORMS`, a
-            :class:`~.forms.Form` (the benchmark's ablations), or ``'auto'``:
-            the fastest form measured on this machine among those that run
-            natively here and, given calibration data, label at least
-            :data:`~.auto.AUTO_MIN_AGREEMENT` of held-out calibration pixels
-            as fp32 fused does (:mod:`.auto`).
+        form (str | Form): A form spec (:func:`~.forms.parse_form`), or
+            ``'auto'``: the fastest form measured here among those that
+            label held-out calibration pixels as fp32 does (:mod:`.auto`).
         calibration (Sequence[Tensor], optional): Normalized fp32 batches
-            (:func:`~mmseg_repvgg.deploy.calibration.calibration_batches`);
-            required by the int8 forms.
+            (:func:`~.calibration.calibration_batches`); the int8 forms
+            need them.
         device (str): Where the form runs.
         allow_emulated (bool): Run a reduced float precision the hardware
             only emulates.
@@ -40,14 +39,42 @@ def deploy_model(model: nn.Module,
             files (a temporary folder by default).
 
     Returns:
-        DeployedModel: ``forward(inputs) -> logits``; ``.form`` names the
-        form chosen, ``.notes`` what was decided.
+        DeployedModel: ``forward(inputs) -> logits``; ``.form`` is the
+        form made, ``.notes`` what was decided.
 
     Raises:
+        ConfigError: The spec is not a form.
         FormUnavailable: The form cannot run here (the message says why).
     """
-    if isinstance(form, str) and form == 'auto':
+    if form == AUTO:
         return auto_deploy(model, calibration, device, input_shape)
-    spec = form if isinstance(form, Form) else get_form(form)
-    return pipeline.build(model, spec, calibration, device, allow_emulated,
-                          input_shape, workdir)
+    return steps.build(model, check_form(form, device, allow_emulated),
+                       calibration, device, input_shape, workdir)
+
+
+def deploy_segmentors(
+        cfg,
+        model: nn.Module,
+        forms: Sequence[Union[str, Form]],
+        calibration_images: int = CALIBRATION_IMAGES,
+        device: str = 'cpu',
+        allow_emulated: bool = False) -> List[Tuple[DeployedModel, nn.Module]]:
+    """Each form of ``model`` inside its segmentor, so mmseg's inference,
+    test loop and evaluator run it as they run the PyTorch model.
+
+    The int8 forms (and ``'auto'``) are calibrated on the config's first
+    ``calibration_images`` training images, read once for all forms; with
+    0, ``'auto'`` chooses among the float forms.
+
+    Returns:
+        list[tuple]: ``(deployed, segmentor)`` per form, in order.
+    """
+    calibration = None
+    if calibration_images and any(needs_calibration(f) for f in forms):
+        calibration = calibration_batches(cfg, model, calibration_images)
+    made = []
+    for form in forms:
+        deployed = deploy_model(model, form, calibration, device,
+                                allow_emulated)
+        made.append((deployed, deployed_segmentor(model, deployed)))
+    return made

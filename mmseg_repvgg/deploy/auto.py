@@ -6,10 +6,9 @@ each candidate that runs natively here, drops those that change more than
 ``1 - AUTO_MIN_AGREEMENT`` of the labels on held-out calibration batches,
 times the rest on one input of the size it will see, and takes the
 fastest. The measured ranking is kept in a small JSON cache keyed by the
-machine (:meth:`~.machine.Machine.fingerprint`), the model's structure, the
-input shape and the device, so later processes on the same machine make
-only the chosen form. ``tools/test.py --deploy-form auto`` and
-``tools/infer.py`` log what was measured.
+machine (:meth:`~.machine.Machine.fingerprint`), the fused model's
+structure, the input shape and the device, so every later process (any
+tool) on the same machine makes the same choice.
 """
 import hashlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,10 +18,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.fuse import random_inputs
-from . import pipeline
-from .availability import why_unavailable
+from . import steps
 from .cache import read_cache, write_cache
-from .forms import FORMS, FormUnavailable
+from .forms import FormUnavailable, parse_form, why_unavailable
 from .machine import machine
 from .timing import label_agreement, median_seconds
 
@@ -60,8 +58,8 @@ def seconds_per_call(deployed: nn.Module, inputs: Tensor) -> float:
 
 
 def ranking_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
-    """Cache key: machine, model structure (module types and tensor
-    shapes, not values), input shape and device."""
+    """Cache key: machine, the structure of ``model`` (fused: module types
+    and tensor shapes, not values), input shape and device."""
     digest = hashlib.sha1()
     for name, module in model.named_modules():
         digest.update(f'{name}:{type(module).__name__};'.encode())
@@ -75,9 +73,9 @@ def _runnable(calibrate: Sequence[Tensor], device: str) -> Tuple[List, List]:
     """(candidates that run here, notes naming those that do not)."""
     names, notes = [], []
     for name in AUTO_CANDIDATES:
-        spec = FORMS[name]
-        reason = why_unavailable(spec, device)
-        if reason is None and spec.precision == 'int8' and not calibrate:
+        form = parse_form(name)
+        reason = why_unavailable(form, device)
+        if reason is None and form.precision == 'int8' and not calibrate:
             reason = 'needs calibration data'
         if reason is None:
             names.append(name)
@@ -91,7 +89,7 @@ def _agreement_problem(name: str, deployed, reference, check,
     """Why ``deployed`` changes too many labels, or None (noted if so)."""
     if not check or name == 'fused':
         return None
-    agreement = label_agreement(reference(), deployed, check)
+    agreement = label_agreement(reference, deployed, check)
     if agreement < AUTO_MIN_AGREEMENT:
         return (f'labels {agreement:.2%} of held-out calibration pixels '
                 f'(training images) as fp32 does (bound '
@@ -132,19 +130,16 @@ def auto_deploy(model: nn.Module,
     sample = check[0][:1] if check else random_inputs(
         tuple(input_shape or DEFAULT_SHAPE))
     names, notes = _runnable(calibrate, device)
-    key = ranking_key(model, sample.shape, device)
+    fused = steps.build(model, parse_form('fused'), device=device)
+    # The fused structure: a train-time and a fused checkpoint of one model
+    # share the choice.
+    key = ranking_key(fused.segmentor, sample.shape, device)
     cache = read_cache(CACHE_NAME)
     ranked = [name for name in cache.get(key, ()) if name in names]
-    fused = []
-
-    def reference():
-        if not fused:
-            fused.append(pipeline.build(model, FORMS['fused'], device=device))
-        return fused[0]
 
     def make(name: str):
         try:
-            return pipeline.build(model, FORMS[name], calibrate, device)
+            return steps.build(model, parse_form(name), calibrate, device)
         except (FormUnavailable, ConfigError) as err:
             # ConfigError: a kernel's self-check failed in this process.
             notes.append(f'auto refused {name}: {err}')
@@ -156,8 +151,8 @@ def auto_deploy(model: nn.Module,
                      f'{", ".join(ranked)})')
         for name in ranked:
             deployed = make(name)
-            problem = deployed and _agreement_problem(name, deployed,
-                                                      reference, check, notes)
+            problem = deployed and _agreement_problem(name, deployed, fused,
+                                                      check, notes)
             if deployed is not None and problem is None:
                 chosen = deployed
                 break
@@ -170,8 +165,7 @@ def auto_deploy(model: nn.Module,
             if deployed is None:
                 continue
             measured[name] = seconds_per_call(deployed, sample)
-            problem = _agreement_problem(name, deployed, reference, check,
-                                         notes)
+            problem = _agreement_problem(name, deployed, fused, check, notes)
             if problem:
                 notes.append(f'auto refused {name}: {problem}')
             elif chosen is None or (measured[name]

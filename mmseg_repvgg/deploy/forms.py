@@ -1,140 +1,278 @@
-"""The deploy forms: what each is (the catalogue :data:`FORMS`).
+"""Deploy forms, composed from parts, and the one parser of their specs.
 
-Whether a form runs here is :mod:`.availability`'s answer; the pipeline
-(:mod:`.pipeline`) makes it.
+A form is its parts: fusion, precision, layout, PSP head, kernels, runtime
+and graph capture. A spec names the parts that differ from fused fp32 in
+eager PyTorch, joined by ``_`` or ``+`` in any order (``int8_lowres``,
+``reduced+cl+lowres+graph``, ``onnxruntime_int8``). :func:`parse_form`
+reads a spec; :func:`check_form` also asks whether this machine runs it.
 """
-from dataclasses import dataclass
-from typing import Dict
+import re
+from dataclasses import dataclass, replace
+from typing import Dict, Optional, Union
 
 import torch
 
 from ..errors import ConfigError, UserError
 from .machine import machine
 
+#: The value each word of a spec gives to a part of :class:`Form`.
+WORDS = {
+    'fused': ('fuse', 'full'),
+    'backbone': ('fuse', 'backbone'),  # spelt backbone_fused
+    'unfused': ('fuse', 'none'),
+    'fp32': ('precision', 'fp32'),
+    'reduced': ('precision', 'reduced'),
+    'autocast': ('precision', 'autocast'),
+    'int8': ('precision', 'int8'),
+    'cl': ('channels_last', True),
+    'winograd': ('winograd', True),
+    'lowres': ('lowres_psp', True),
+    'compiled': ('runtime', 'compile'),
+    'onnxruntime': ('runtime', 'onnxruntime'),
+    'openvino': ('runtime', 'openvino'),
+    'graph': ('cuda_graph', True),
+}
+#: The forms ``--list-forms`` shows: what a deployment ships (any other
+#: combination of parts that :func:`parse_form` accepts works as well).
+NAMED_FORMS = ('fused', 'reduced', 'reduced_cl', 'lowres', 'reduced_lowres',
+               'reduced_cl_lowres', 'reduced_graph', 'reduced_cl_lowres_graph',
+               'autocast', 'winograd', 'winograd_lowres', 'compiled', 'int8',
+               'int8_lowres', 'onnxruntime', 'onnxruntime_int8',
+               'onnxruntime_int8_lowres', 'openvino', 'openvino_int8')
+#: The spec that lets :func:`~.api.deploy_model` measure and choose.
+AUTO = 'auto'
+DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+_EXTRAS = dict(onnxruntime='deploy', openvino='openvino')
+
 
 class FormUnavailable(UserError):
-    """The form cannot run here; the message says why and what it needs."""
+    """The form cannot run here; the message says why and what would."""
 
 
 @dataclass(frozen=True)
 class Form:
-    """One way to run a segmentor.
+    """One way to run a segmentor: its parts.
 
     Args:
-        name (str): Key in :data:`FORMS` (the tools' ``--deploy-form``),
-            or the benchmark's name of an ablation step.
-        fuse (str): ``'none'`` (train-time form), ``'backbone'`` or
-            ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`).
-        precision (str): ``'fp32'``, ``'reduced'`` (weights and input cast
-            to the device's reduced type: bf16 on CPU, fp16 on CUDA),
-            ``'autocast'`` (fp32 weights, reduced-precision autocast) or
-            ``'int8'`` (convs in int8, calibrated).
-        channels_last (bool): Weights and input in channels_last format.
-        runtime (str): ``'torch'`` (eager), ``'compile'`` (``torch.compile``
-            with inductor's freezing), ``'onnxruntime'`` or ``'openvino'``.
+        fuse (str): ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`),
+            ``'backbone'`` (the RepVGG blocks only) or ``'none'``.
+        precision (str): ``'fp32'``, ``'reduced'`` (weights and input in
+            the device's reduced type: bf16 on CPU, fp16 on CUDA),
+            ``'autocast'`` (fp32 weights, reduced autocast) or ``'int8'``
+            (convs in int8, calibrated).
+        channels_last (bool): Weights and input in channels_last.
+        winograd (bool): 3x3 convs by the faster of direct and Winograd,
+            chosen per layer (:mod:`.kernels.winograd`).
         lowres_psp (bool): PSP heads compute their bottleneck's pooled part
             at pool resolution (:mod:`.kernels.psp_lowres`).
-        winograd (bool): 3x3 convs run by the faster of direct and
-            Winograd, chosen per layer (:mod:`.kernels.winograd`).
-        cuda_graph (bool): The eager forward is captured once per input
-            shape and replayed as a CUDA graph (:mod:`.cuda_graphs`).
+        runtime (str): ``'torch'`` (eager), ``'compile'`` (torch.compile
+            with freezing), ``'onnxruntime'`` or ``'openvino'``.
+        cuda_graph (bool): The eager forward replayed as a CUDA graph.
     """
 
-    name: str
-    fuse: str
+    fuse: str = 'full'
     precision: str = 'fp32'
     channels_last: bool = False
-    runtime: str = 'torch'
-    lowres_psp: bool = False
     winograd: bool = False
+    lowres_psp: bool = False
+    runtime: str = 'torch'
     cuda_graph: bool = False
 
+    @property
+    def name(self) -> str:
+        """The canonical spec: the parts that differ from the defaults."""
+        words = [
+            dict(none='unfused', backbone='backbone_fused').get(self.fuse)
+        ]
+        words.append(dict(compile='compiled').get(self.runtime, self.runtime))
+        if self.precision != _default_precision(self.runtime):
+            words.append(self.precision)
+        words += [
+            word for word in ('cl', 'winograd', 'lowres', 'graph')
+            if getattr(self, WORDS[word][0])
+        ]
+        words = [w for w in words if w and w != 'torch']
+        # 'cl' alone reads as a layout, not a form.
+        return '_'.join(['fused'] * (words[:1] in ([], ['cl'])) + words)
+
     def dtype_name(self, device: str = 'cpu') -> str:
-        """``'fp32'``, ``'int8'``, or the reduced type's name on
-        ``device`` (``'bf16'`` on CPU, ``'fp16'`` on CUDA)."""
+        """``'fp32'``, ``'int8'``, or the reduced type on ``device``."""
         if self.precision in ('fp32', 'int8'):
             return self.precision
         return DTYPE_NAMES[machine().reduced_dtype(device)]
 
     def label(self, device: str = 'cpu') -> str:
-        """Human-readable name, e.g. ``'fused bf16 channels_last'``."""
-        head = {
-            'onnxruntime': 'onnxruntime',
-            'openvino': 'OpenVINO'
-        }.get(self.runtime) or {
-            'none': 'unfused',
-            'backbone': 'backbone-fused',
-            'full': 'fused'
-        }[self.fuse]
+        """Human-readable, e.g. ``'fused bf16 channels_last'``."""
+        head = dict(
+            onnxruntime='onnxruntime', openvino='OpenVINO').get(
+                self.runtime) or dict(
+                    none='unfused', backbone='backbone-fused',
+                    full='fused')[self.fuse]
         low = self.dtype_name(device)
-        precision = f'fp32 + {low} autocast' if (self.precision
-                                                 == 'autocast') else low
-        return ' '.join(
-            [head, precision] +
-            (['channels_last'] if self.channels_last else []) +
-            (['Winograd'] if self.winograd else []) +
-            (['+ low-res PSP'] if self.lowres_psp else []) +
-            (['torch.compile'] if self.runtime == 'compile' else []) +
-            (['CUDA graph'] if self.cuda_graph else []))
+        precision = (f'fp32 + {low} autocast'
+                     if self.precision == 'autocast' else low)
+        extras = [(self.channels_last, 'channels_last'),
+                  (self.winograd, 'Winograd'),
+                  (self.lowres_psp, '+ low-res PSP'),
+                  (self.runtime == 'compile', 'torch.compile'),
+                  (self.cuda_graph, 'CUDA graph')]
+        return ' '.join([head, precision] + [t for on, t in extras if on])
 
 
-def _table(*forms: Form) -> Dict[str, Form]:
-    return {form.name: form for form in forms}
+def _default_precision(runtime: str) -> str:
+    # torch.compile forms are made for the reduced type (inductor's target).
+    return 'reduced' if runtime == 'compile' else 'fp32'
 
 
-#: The forms a deployment ships, and ``--deploy-form`` offers: all fully
-#: fused.
-FORMS: Dict[str, Form] = _table(
-    Form('fused', 'full'),
-    Form('reduced', 'full', 'reduced'),
-    Form('reduced_cl', 'full', 'reduced', channels_last=True),
-    Form('lowres', 'full', lowres_psp=True),
-    Form('reduced_lowres', 'full', 'reduced', lowres_psp=True),
-    Form(
-        'reduced_cl_lowres',
-        'full',
-        'reduced',
-        channels_last=True,
-        lowres_psp=True),
-    Form('reduced_graph', 'full', 'reduced', cuda_graph=True),
-    Form(
-        'reduced_cl_lowres_graph',
-        'full',
-        'reduced',
-        channels_last=True,
-        lowres_psp=True,
-        cuda_graph=True),
-    Form('autocast', 'full', 'autocast'),
-    Form('winograd', 'full', winograd=True),
-    Form('winograd_lowres', 'full', winograd=True, lowres_psp=True),
-    Form('compiled', 'full', 'reduced', runtime='compile'),
-    Form('int8', 'full', 'int8'),
-    Form('int8_lowres', 'full', 'int8', lowres_psp=True),
-    Form('onnxruntime', 'full', runtime='onnxruntime'),
-    Form('onnxruntime_int8', 'full', 'int8', runtime='onnxruntime'),
-    Form(
-        'onnxruntime_int8_lowres',
-        'full',
-        'int8',
-        runtime='onnxruntime',
-        lowres_psp=True),
-    Form('openvino', 'full', runtime='openvino'),
-    Form('openvino_int8', 'full', 'int8', runtime='openvino'),
-)
-DTYPE_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+def _conflict(form: Form) -> Optional[str]:
+    """Why the parts cannot combine, naming what would; None if they can.
+    """
+    if form.runtime in ('onnxruntime', 'openvino'):
+        if form.precision not in ('fp32', 'int8'):
+            return f'{form.runtime} runs fp32 or int8 models'
+        if form.fuse != 'full':
+            return f'{form.runtime} runs the fully fused export (drop unfused)'
+        if form.channels_last or form.winograd or form.cuda_graph:
+            return (f'{form.runtime} picks its own layout and kernels: cl, '
+                    'winograd and graph are PyTorch parts')
+    if form.runtime == 'compile' and (form.precision in ('int8', 'autocast')
+                                      or form.channels_last or form.winograd
+                                      or form.cuda_graph):
+        return ('torch.compile runs fp32 or reduced and picks its own layout '
+                'and kernels (drop int8, autocast, cl, winograd, graph)')
+    if form.winograd and form.precision != 'fp32':
+        return 'the Winograd kernels are fp32 (drop the precision)'
+    if form.precision == 'int8' and form.fuse != 'full':
+        return 'int8 quantizes the fused convs (drop unfused/backbone)'
+    if form.cuda_graph and (form.winograd or form.precision == 'int8'):
+        return 'graph is a CUDA part, winograd and int8 CPU parts'
+    return None
 
 
-def needs_calibration(form) -> bool:
-    """Whether ``form`` (a name, a :class:`Form`, or ``'auto'``, which may
-    pick an int8 form) uses calibration batches."""
-    if isinstance(form, Form):
-        return form.precision == 'int8'
-    return form == 'auto' or get_form(form).precision == 'int8'
+def parse_form(spec: Union[str, Form]) -> Form:
+    """The form a spec names (a :class:`Form` is returned as it is).
+
+    Raises:
+        ConfigError: An unknown word, two values of one part, or parts
+            that cannot combine; the message says which and what works.
+    """
+    if isinstance(spec, Form):
+        return spec
+    text = str(spec).strip().lower()
+    parts: Dict[str, object] = {}
+    for word in re.split(r'[_+]', text):
+        if word not in WORDS:
+            raise ConfigError(
+                f'unknown deploy form {spec!r}: {word!r} is not a part of a '
+                f'form; the parts are {", ".join(WORDS)} (e.g. int8_lowres; '
+                'tools/test.py --list-forms lists the named forms)')
+        part, value = WORDS[word]
+        if word == 'fused' and parts.get(part) == 'backbone':
+            continue  # backbone_fused
+        if parts.setdefault(part, value) != value:
+            raise ConfigError(f'deploy form {spec!r} gives {part} two values '
+                              f'({parts[part]}, {value}): keep one')
+    parts.setdefault('precision',
+                     _default_precision(parts.get('runtime', 'torch')))
+    form = Form(**parts)
+    problem = _conflict(form)
+    if problem:
+        raise ConfigError(f'deploy form {spec!r}: {problem}')
+    return form
 
 
-def get_form(name: str) -> Form:
-    """The form called ``name``; a ConfigError listing them otherwise."""
-    if name not in FORMS:
-        raise ConfigError(f'unknown deploy form {name!r}; choose from '
-                          f'auto, {", ".join(FORMS)}')
-    return FORMS[name]
+def _runtime_missing(form: Form) -> Optional[str]:
+    modules = dict(
+        onnxruntime=['onnxruntime'],
+        openvino=['openvino'] +
+        (['nncf'] if form.precision == 'int8' else [])).get(form.runtime, [])
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            return (f'{module} is not installed; pip install '
+                    f"'mmseg-repvgg[{_EXTRAS[form.runtime]}]'")
+    return None
+
+
+def why_unavailable(form: Form,
+                    device: str = 'cpu',
+                    allow_emulated: bool = False) -> Optional[str]:
+    """None if ``form`` runs on ``device`` here; else one sentence why.
+
+    Args:
+        form (Form): The form.
+        device (str): ``'cpu'`` or a CUDA device.
+        allow_emulated (bool): Accept a reduced float precision that the
+            hardware only emulates (slow, but it runs).
+    """
+    cuda = str(device).startswith('cuda')
+    if form.cuda_graph and not cuda:
+        return 'CUDA graphs replay recorded CUDA kernels: graph needs CUDA'
+    if cuda and form.runtime == 'openvino':
+        return 'the OpenVINO forms run on the CPU'
+    if cuda and form.winograd:
+        return 'the Winograd kernels are CPU kernels (NNPACK)'
+    precision = form.dtype_name(device)
+    reason = machine().why_not(precision, device)
+    if reason and not (allow_emulated and precision in ('bf16', 'fp16')):
+        return reason
+    if form.precision == 'int8' and form.runtime == 'torch':
+        # The private kernel route's own check (its failure logged once).
+        from .kernels.int8 import why_int8_unavailable
+        return why_int8_unavailable()
+    return _runtime_missing(form)
+
+
+def _runs_instead(form: Form, device: str) -> Optional[Form]:
+    """The form with the fewest parts dropped that runs here, if any."""
+    for change in (dict(cuda_graph=False), dict(channels_last=False),
+                   dict(precision='fp32'), dict(runtime='torch'),
+                   dict(
+                       precision='fp32',
+                       cuda_graph=False,
+                       channels_last=False,
+                       runtime='torch')):
+        other = replace(form, **change)
+        if (other != form and _conflict(other) is None
+                and why_unavailable(other, device) is None):
+            return other
+    return None
+
+
+def check_form(spec: Union[str, Form],
+               device: str = 'cpu',
+               allow_emulated: bool = False) -> Form:
+    """:func:`parse_form`, then refuse a form that cannot run here.
+
+    Raises:
+        ConfigError: The spec is not a form (see :func:`parse_form`).
+        FormUnavailable: It cannot run on ``device`` here; one sentence
+            says why and names a form that runs instead.
+    """
+    form = parse_form(spec)
+    reason = why_unavailable(form, device, allow_emulated)
+    if reason is None:
+        return form
+    instead = _runs_instead(form, device)
+    hints = [f'{instead.name} runs here'] if instead else []
+    if 'emulate' in reason:
+        hints.append('--allow-emulated runs it emulated, slowly')
+    hints.append('tools/test.py --list-forms lists what runs here')
+    raise FormUnavailable(f'{form.name} cannot run on {device} here: '
+                          f'{reason}; {"; ".join(hints)}')
+
+
+def available_forms(device: str = 'cpu',
+                    allow_emulated: bool = False) -> Dict[str, Optional[str]]:
+    """``{name: None if it runs here, else why not}`` of :data:`NAMED_FORMS`.
+    """
+    return {
+        name: why_unavailable(parse_form(name), device, allow_emulated)
+        for name in NAMED_FORMS
+    }
+
+
+def needs_calibration(spec: Union[str, Form]) -> bool:
+    """Whether the form (or ``'auto'``, which may pick int8) calibrates."""
+    return spec == AUTO or parse_form(spec).precision == 'int8'

@@ -17,6 +17,16 @@ import torch
 CPU_FEATURES = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
                 'avx512_fp16', 'amx_bf16', 'amx_int8', 'amx_fp16')
 
+_FEATURE_NAMES = dict(
+    avx2='AVX2',
+    avx512f='AVX-512',
+    avx512_vnni='AVX512-VNNI',
+    avx_vnni='AVX-VNNI',
+    avx512_bf16='AVX512-BF16',
+    avx512_fp16='AVX512-FP16',
+    amx_bf16='AMX-BF16',
+    amx_int8='AMX-INT8',
+    amx_fp16='AMX-FP16')
 _AVX2 = {'avx2'}
 _AVX512 = _AVX2 | {'avx512f'}
 _AVX512_VNNI = _AVX512 | {'avx512_vnni'}
@@ -192,6 +202,18 @@ class Machine:
             (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
              f'aten={self.aten_capability}', f'torch={torch.__version__}',
              f'threads={torch.get_num_threads()}'))
+
+    def describe(self, device: str = 'cpu') -> str:
+        """One line naming the machine: the GPU, or the CPU with the
+        features its kernels use (after ``ONEDNN_MAX_CPU_ISA``)."""
+        if str(device).startswith('cuda') and self.cuda:
+            return f'{self.cuda[0]}, torch {torch.__version__}'
+        names = [_FEATURE_NAMES[f] for f in CPU_FEATURES if f in self.features]
+        cap = f', ONEDNN_MAX_CPU_ISA={self.onednn_cap}' if self.onednn_cap \
+            else ''
+        return (
+            f'{self.cpu} ({" ".join(names) or "no AVX2"}{cap}), '
+            f'{torch.get_num_threads()} threads, torch {torch.__version__}')
 
     def summary(self) -> Dict:
         """JSON-ready: the CPU, its flags and what the kernels use."""

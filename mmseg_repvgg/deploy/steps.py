@@ -1,6 +1,7 @@
-"""The pipeline's steps, in order: structure -> precision -> kernels ->
-runtime. Each imports the kernel or backend module it needs only when a
-form asks for it, so the fp32 and runtime forms load none of them."""
+"""The deploy pipeline: :func:`build` makes a form step by step (structure
+-> precision -> kernels -> runtime). Each step imports the kernel or
+backend module it needs only when a form asks for it, so the fp32 and
+runtime forms load none of them."""
 import contextlib
 import copy
 from typing import Callable, ContextManager, List, Optional, Sequence
@@ -207,3 +208,24 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
         session.prepare(tuple(input_shape))
     return DeployedModel(
         form, session, device, notes=session.notes, session=session)
+
+
+def build(model: nn.Module,
+          form: Form,
+          calibration: Optional[Sequence[Tensor]] = None,
+          device: str = 'cpu',
+          input_shape: Optional[Sequence[int]] = None,
+          workdir: Optional[str] = None) -> DeployedModel:
+    """Make ``form`` (checked to run here) of ``model`` (left unchanged);
+    see :func:`~mmseg_repvgg.deploy.deploy_model` for the arguments."""
+    if form.runtime in ('onnxruntime', 'openvino'):
+        return backend_runtime(form, model, device, calibration, input_shape,
+                               workdir)
+    notes: List[str] = []
+    changes = (
+        str(device) != 'cpu' or form.precision != 'fp32' or form.channels_last
+        or form.winograd)
+    module = structure(form, model, copy_model=changes)
+    module = precision(form, module, device, calibration, notes)
+    module = kernels(form, module, notes)
+    return torch_runtime(form, module, device, notes)

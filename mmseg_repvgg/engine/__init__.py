@@ -1,9 +1,10 @@
-from .hooks import (AtomicCheckpointHook, CheckpointFitHook, DeployFormHook,
+from .deploy_test_loop import DeployFormTestLoop
+from .hooks import (AtomicCheckpointHook, CheckpointFitHook,
                     FuseBeforeTestHook, FusedValHook, ReparamHook, ReseedHook,
                     SaveDeployHook)
 
 __all__ = [
-    'AtomicCheckpointHook', 'CheckpointFitHook', 'DeployFormHook',
+    'DeployFormTestLoop', 'AtomicCheckpointHook', 'CheckpointFitHook',
     'FuseBeforeTestHook', 'FusedValHook', 'ReparamHook', 'ReseedHook',
     'SaveDeployHook'
 ]

@@ -7,6 +7,7 @@ in-process (``run_tool``); both must label the same pixels the same way.
 """
 import argparse
 import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -294,3 +295,28 @@ def test_pipeline_without_a_loader_fails_before_the_checkpoint(toy_cfg):
     cfg.test_dataloader.dataset.pipeline = pipeline[1:]
     with pytest.raises(ConfigError, match='start with LoadImageFromFile'):
         DeployInferencer(cfg, 'no_such_checkpoint.pth')
+
+
+def test_auto_is_one_choice_whichever_tool_asks(tmp_path, run_tool, infer,
+                                                toy_checkpoint,
+                                                tiny_toy_options, val_images,
+                                                monkeypatch):
+    """tools/test.py and tools/infer.py on one checkpoint and input size
+    ship the same ``auto`` form: the second reuses the first's ranking,
+    although its own clock would pick another form."""
+    from mmseg_repvgg.deploy import auto
+    clock = {'lowres': 0.01}
+    monkeypatch.setattr(auto, 'seconds_per_call',
+                        lambda deployed, x: clock.get(deployed.form.name, 1))
+    code, err = run_tool('test', TOY, toy_checkpoint, '--deploy-form', 'auto',
+                         '--work-dir', tmp_path / 'test', '--cfg-options',
+                         *tiny_toy_options)
+    assert code == 0, err
+    tested = re.search(r'auto chose (\w+); pin it with --deploy-form (\w+)',
+                       run_tool.out)
+    assert tested and tested.group(1) == tested.group(2) == 'lowres'
+    clock = {'winograd': 0.01}
+    code, err = infer(tmp_path / 'out', val_images[0], '--deploy-form', 'auto')
+    assert code == 0, err
+    assert 'auto chose lowres; pin it with --deploy-form lowres' in (
+        run_tool.out)

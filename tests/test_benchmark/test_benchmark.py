@@ -14,11 +14,10 @@ import torch
 
 from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
                                              fusion_summary, miou_rejected)
-from mmseg_repvgg.benchmark.forms import ALL_FORMS
 from mmseg_repvgg.benchmark.measure import PeakMemory
 from mmseg_repvgg.benchmark.settings import split_model_arg
 from mmseg_repvgg.cli import run_cli
-from mmseg_repvgg.deploy.availability import why_unavailable
+from mmseg_repvgg.deploy.forms import NAMED_FORMS, parse_form, why_unavailable
 from mmseg_repvgg.deploy.kernels.int8 import why_int8_unavailable
 from mmseg_repvgg.deploy.machine import machine
 from mmseg_repvgg.errors import ConfigError
@@ -31,9 +30,11 @@ BF16 = machine().native('bf16')
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE_FORMS = ('unfused', 'fused', 'reduced', 'int8')
-# torch.compile takes tens of seconds even for a tiny model: not here.
-CANDIDATE_FORMS = tuple(f for f in ALL_FORMS
-                        if ALL_FORMS[f].runtime != 'compile')
+#: The steps towards a deploy form, then the named forms; torch.compile
+#: takes tens of seconds even for a tiny model: not here.
+CANDIDATE_FORMS = tuple(
+    f for f in ('unfused', 'backbone_fused', 'fused_cl') + NAMED_FORMS
+    if parse_form(f).runtime != 'compile')
 # A PSPNet on a narrow ResNet-18: the baseline's code path at toy cost.
 TINY_RESNET = """
 _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
@@ -103,7 +104,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
     assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
     for form in candidate['forms'] + baseline['forms']:
-        reason = why_unavailable(ALL_FORMS[form['form']])
+        reason = why_unavailable(parse_form(form['form']))
         if reason:
             assert form['status'] == 'skipped' and reason in form['note']
             continue
@@ -182,7 +183,7 @@ def test_bad_settings_exit_2_with_one_line(capsys):
 def test_model_argument_syntax():
     spec = split_model_arg('a/b.py=c.pth@fused,reduced')
     assert (spec.config, spec.checkpoint, spec.forms,
-            spec.name) == ('a/b.py', 'c.pth', ['fused', 'reduced'], 'b')
+            spec.name) == ('a/b.py', 'c.pth', ('fused', 'reduced'), 'b')
     plain = split_model_arg('mmseg::pspnet/x.py')
     assert (plain.checkpoint, plain.forms) == (None, None)
     for bad in ('=c.pth', 'a.py=', 'a.py@'):
@@ -273,9 +274,10 @@ def test_peak_memory_sees_an_allocation():
 def test_every_form_has_its_own_colour():
     from matplotlib.colors import to_hex
 
-    from mmseg_repvgg.benchmark.report import _form_colors
-    colors = _form_colors(list(ALL_FORMS))
-    assert len({to_hex(c) for c in colors.values()}) == len(ALL_FORMS)
+    from mmseg_repvgg.benchmark.report import _colors
+    keys = CANDIDATE_FORMS + ('compiled', 'compiled_fp32')
+    colors = _colors(keys)
+    assert len({to_hex(c) for c in colors.values()}) == len(keys)
 
 
 @pytest.mark.parametrize('run, png', [
@@ -284,12 +286,12 @@ def test_every_form_has_its_own_colour():
 ])
 def test_docs_pictures_replot_from_their_json(run, png, tmp_path):
     """The pictures of docs/benchmark.md are drawn from the runs' JSON
-    (no re-measuring): the same plot code gives the same image size."""
+    (no re-measuring): the same code gives the same image size."""
     from PIL import Image
 
-    from mmseg_repvgg.benchmark.report import plot_latency
+    from mmseg_repvgg.benchmark import write_outputs
     results = json.loads((REPO / 'docs' / 'benchmark_runs' / run).read_text())
-    plot_latency(results, str(tmp_path / png))
-    with Image.open(tmp_path / png) as new, \
+    paths = write_outputs(results, str(tmp_path))
+    with Image.open(paths['png']) as new, \
             Image.open(REPO / 'docs' / png) as committed:
         assert new.size == committed.size

@@ -1,6 +1,5 @@
 from .checkpoint_fit_hook import CheckpointFitHook
 from .checkpoint_hook import AtomicCheckpointHook
-from .deploy_form_hook import DeployFormHook
 from .fuse_before_test_hook import FuseBeforeTestHook
 from .fused_val_hook import FusedValHook
 from .reparam_hook import ReparamHook
@@ -8,7 +7,6 @@ from .reseed_hook import ReseedHook
 from .save_deploy_hook import SaveDeployHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'CheckpointFitHook', 'DeployFormHook',
-    'FuseBeforeTestHook', 'FusedValHook', 'ReparamHook', 'ReseedHook',
-    'SaveDeployHook'
+    'AtomicCheckpointHook', 'CheckpointFitHook', 'FuseBeforeTestHook',
+    'FusedValHook', 'ReparamHook', 'ReseedHook', 'SaveDeployHook'
 ]

@@ -16,7 +16,7 @@ class FuseBeforeTestHook(Hook):
     the EMA's own copy alike, so the swap back exchanges equal shapes.
     """
 
-    priority = 'BELOW_NORMAL'  # after EMAHook, before DeployFormHook
+    priority = 'BELOW_NORMAL'  # after EMAHook
     log_prefix = 'FuseBeforeTestHook'
 
     def before_test_epoch(self, runner) -> None:
