@@ -5,6 +5,7 @@ The graph is read from the source (``ast``), function-local imports
 included: a cycle hidden inside a function is still a cycle.
 """
 import ast
+import glob
 import os.path as osp
 import pkgutil
 import subprocess
@@ -198,3 +199,38 @@ def test_tools_with_the_fused_form_load_no_kernel_module(
                             timeout=300)
     assert result.stdout.strip().splitlines()[-1] == 'exit 0 []', (
         result.stdout[-1000:] + result.stderr[-2000:])
+
+
+#: Calls that read a clock.
+_CLOCKS = {'perf_counter', 'time', 'monotonic', 'elapsed_time'}
+
+
+def _loops_reading_a_clock(path: str) -> List[int]:
+    """Lines of the loops in ``path`` whose body reads a clock."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = []
+    for loop in ast.walk(tree):
+        if not isinstance(loop, (ast.For, ast.While)):
+            continue
+        calls = [n for n in ast.walk(loop) if isinstance(n, ast.Call)]
+        if any(
+                getattr(call.func, 'attr', getattr(call.func, 'id', None)) in
+                _CLOCKS for call in calls):
+            found.append(loop.lineno)
+    return found
+
+
+def test_one_module_holds_a_timing_loop():
+    """The benchmark, auto, Winograd tuning, the training benchmark and
+    the tools all time through :mod:`mmseg_repvgg.deploy.timing`."""
+    files = [
+        path for base in ('mmseg_repvgg', 'tools') for path in glob.glob(
+            osp.join(ROOT, base, '**', '*.py'), recursive=True)
+    ]
+    timing = {
+        osp.relpath(path, ROOT): lines
+        for path in files
+        for lines in [_loops_reading_a_clock(path)] if lines
+    }
+    assert list(timing) == ['mmseg_repvgg/deploy/timing.py'], timing

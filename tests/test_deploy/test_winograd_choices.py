@@ -46,15 +46,15 @@ def fake_nnpack(monkeypatch):
 
 @pytest.fixture
 def timed(monkeypatch):
-    """Shapes timed by :func:`.tuning.time_calls` (one per candidate)."""
+    """Shapes timed by :func:`.tuning.time_candidate` (one per candidate)."""
     calls = []
-    time_calls = tuning.time_calls
+    time_candidate = tuning.time_candidate
 
     def counting(fn, x):
         calls.append(tuple(x.shape))
-        return time_calls(fn, x)
+        return time_candidate(fn, x)
 
-    monkeypatch.setattr(tuning, 'time_calls', counting)
+    monkeypatch.setattr(tuning, "time_candidate", counting)
     return calls
 
 

@@ -33,7 +33,7 @@ def shape_text(shape: Sequence[int]) -> str:
     return 'x'.join(str(int(n)) for n in shape)
 
 
-def time_calls(fn: Callable[[Tensor], Tensor],
+def time_candidate(fn: Callable[[Tensor], Tensor],
                x: Tensor) -> Tuple[float, Tensor]:
     """Median milliseconds of ``fn(x)`` and its output.
 
@@ -78,7 +78,7 @@ def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
             if name != 'direct':
                 # Made once for all shapes: not part of a call's time.
                 module.kernel_transform()
-            ms[name], outs[name] = time_calls(
+            ms[name], outs[name] = time_candidate(
                 functools.partial(module._run, name), x)
         except Exception as error:  # noqa: BLE001
             if name == 'direct':
