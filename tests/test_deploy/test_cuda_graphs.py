@@ -5,22 +5,24 @@ import pytest
 import torch
 
 from mmseg_repvgg.deploy.api import deploy_model
-from mmseg_repvgg.deploy.availability import available_forms, why_unavailable
-from mmseg_repvgg.deploy.forms import FORMS, FormUnavailable
+from mmseg_repvgg.deploy.forms import (NAMED_FORMS, FormUnavailable,
+                                       available_forms, parse_form,
+                                       why_unavailable)
 
-GRAPH_FORMS = [name for name, form in FORMS.items() if form.cuda_graph]
+GRAPH_FORMS = [name for name in NAMED_FORMS if parse_form(name).cuda_graph]
 
 
 def test_graph_forms_are_refused_on_the_cpu(tiny_model):
     assert GRAPH_FORMS == ['reduced_graph', 'reduced_cl_lowres_graph']
     reasons = available_forms('cpu')
     for name in GRAPH_FORMS:
-        assert 'needs a CUDA device' in reasons[name]
-        assert FORMS[name].label('cuda').endswith('CUDA graph')
-        with pytest.raises(FormUnavailable, match=f'{name}: CUDA graphs'):
+        assert 'graph needs CUDA' in reasons[name]
+        assert parse_form(name).label('cuda').endswith('CUDA graph')
+        with pytest.raises(FormUnavailable,
+                           match=f'{name} cannot run on cpu here: CUDA graph'):
             deploy_model(tiny_model, name)
     # The same forms without the graph run on the CPU where bf16 does.
-    assert why_unavailable(FORMS['reduced_cl_lowres'],
+    assert why_unavailable(parse_form('reduced_cl_lowres'),
                            'cpu') == reasons['reduced']
 
 

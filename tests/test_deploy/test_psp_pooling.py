@@ -6,7 +6,7 @@ import torch
 from mmseg.models.decode_heads.psp_head import PPM
 from torch import nn
 
-from mmseg_repvgg.deploy.forms import FORMS
+from mmseg_repvgg.deploy.forms import parse_form
 from mmseg_repvgg.deploy.kernels.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.deploy.kernels.psp_pooling import (
     ContiguousAdaptiveAvgPool2d, contiguous_psp_pooling)
@@ -66,14 +66,14 @@ def test_ppm_outputs_equal_after_the_switch(size):
 def test_channels_last_forms_pool_contiguously(tiny_model):
     """The structure step switches the pools of channels_last forms, also
     inside the low-res head, and the logits do not change."""
-    switched = form_structure(FORMS['reduced_cl_lowres'], tiny_model)
+    switched = form_structure(parse_form('reduced_cl_lowres'), tiny_model)
     pools = [
         m for m in switched.decode_head.psp_modules.modules()
         if isinstance(m, nn.AdaptiveAvgPool2d)
     ]
     assert pools and all(type(p) is ContiguousAdaptiveAvgPool2d for p in pools)
     # Forms that stay contiguous keep mmseg's pooling untouched.
-    plain = form_structure(FORMS['lowres'], tiny_model)
+    plain = form_structure(parse_form('lowres'), tiny_model)
     assert not any(
         isinstance(m, ContiguousAdaptiveAvgPool2d) for m in plain.modules())
     reference = fuse_model(tiny_model, 'full')

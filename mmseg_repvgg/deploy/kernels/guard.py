@@ -26,15 +26,20 @@ PROBE_TIMEOUT_S = 120
 #: The keys that have logged their one line (routes, 'torch_version').
 _logged: Set[str] = set()
 
-# Loads the kernels folder as a package of its own ('_kernels'), so that
-# neither mmseg_repvgg nor mmseg is imported, then runs one check.
+# Loads the kernels folder and its parents as bare packages ('_p.deploy.
+# kernels': no __init__ runs, so neither mmseg_repvgg nor mmseg is imported,
+# and the package's torch-only modules such as compare stay importable),
+# then runs one check.
 _CHILD_CODE = '''
-import importlib, sys, types
+import importlib, os, sys, types
 folder, module, function = sys.argv[1:4]
-package = types.ModuleType('_kernels')
-package.__path__ = [folder]
-sys.modules['_kernels'] = package
-problem = getattr(importlib.import_module('_kernels.' + module), function)()
+root = os.path.dirname(os.path.dirname(folder))
+for name, path in (('_p', root), ('_p.deploy', os.path.dirname(folder)),
+                   ('_p.deploy.kernels', folder)):
+    sys.modules[name] = types.ModuleType(name)
+    sys.modules[name].__path__ = [path]
+problem = getattr(importlib.import_module('_p.deploy.kernels.' + module),
+                  function)()
 print('PROBLEM ' + problem if problem else 'OK', flush=True)
 '''
 
