@@ -568,3 +568,22 @@ def test_checkpoints_that_fit_pass(inputs):
     check_checkpoint_file_fits_config(cfg, good, 'load_from')
     with pytest.raises(CheckpointError, match='resized keys'):
         check_checkpoint_file_fits_config(cfg, good, 'test')
+
+
+def test_new_config_keys_are_added_as_mmengine_adds_them():
+    """Only a near miss of a key present is refused, not a new key."""
+    from mmseg_repvgg.config import load_config
+    cfg = load_config(
+        str(REPO / TOY), {
+            'val_dataloader.dataset.indices': 3,
+            'default_hooks.checkpoint.save_last': False,
+            'model.test_cfg.crop_size': (8, 8),
+            'train_dataloader.dataset.pipeline.2.scale': (64, 32)
+        })
+    assert cfg.val_dataloader.dataset.indices == 3
+    assert cfg.default_hooks.checkpoint.save_last is False
+    assert cfg.model.test_cfg.crop_size == (8, 8)
+    with pytest.raises(
+            ConfigError, match='did you mean val_dataloader.'
+            'dataset.data_root'):
+        load_config(str(REPO / TOY), {'val_dataloader.dataset.data_rot': 'x'})
