@@ -5,9 +5,10 @@ benchmark all go through :func:`load_config`, so each accepts the same
 paths and fails with the same one-line error.
 """
 import difflib
+import glob
 import inspect
 import os.path as osp
-from typing import Optional, Set
+from typing import List, Optional, Set, Tuple
 
 from mmengine.config import Config
 from mmengine.hub import get_config
@@ -16,6 +17,8 @@ from .errors import ConfigError
 
 CONFIGS_HINT = ('the configs are in configs/, e.g. '
                 'configs/pspnet_repvgg_toy_cityscapes.py')
+#: File names that are checkpoints, never configs.
+CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt')
 
 
 def _read(path: str) -> Config:
@@ -25,13 +28,27 @@ def _read(path: str) -> Config:
         except Exception as err:  # mmengine raises several types here
             raise ConfigError(
                 f'{path}: cannot load this config ({err})') from None
-    if not osp.isfile(path):
-        raise ConfigError(f'config file not found: {path}; {CONFIGS_HINT}')
+    _check_config_file(path)
     try:
         return Config.fromfile(path)
     except Exception as err:  # a config is user input: any failure is one
         raise ConfigError(f'{path}: cannot load the config '
                           f'({type(err).__name__}: {err})') from err
+
+
+def _check_config_file(path: str) -> None:
+    """Refuse a directory, a checkpoint or a missing file as the config."""
+    if osp.isdir(path):
+        found = sorted(glob.glob(osp.join(path, '*.py')))
+        example = f'e.g. {found[0]}' if found else CONFIGS_HINT
+        raise ConfigError(f'{path} is a directory; pass a config file in '
+                          f'it ({example})')
+    if not osp.isfile(path):
+        raise ConfigError(f'config file not found: {path}; {CONFIGS_HINT}')
+    if path.endswith(CHECKPOINT_SUFFIXES):
+        raise ConfigError(
+            f'{path} is a checkpoint, not a config; the config comes first '
+            '(tools/test.py CONFIG CHECKPOINT)')
 
 
 def _arguments(cls) -> Optional[Set[str]]:
@@ -54,36 +71,65 @@ def _arguments(cls) -> Optional[Set[str]]:
     return None
 
 
-def _check_new_model_key(cfg: Config, key: str, value) -> None:
-    """Refuse a ``--cfg-options`` key that no model part would take.
-
-    mmengine merges any key; a typo (``model.backbone.archh``) then fails
-    as a TypeError deep in the Runner's model build, after the config
-    dump. Keys the config already has, and parts of unregistered or
-    ``**kwargs``-only types, are let through.
-    """
+def _model_part(node: dict) -> Tuple[Optional[type], Optional[Set[str]]]:
+    """The class of a model part's ``type`` and the arguments it takes."""
     from mmseg.registry import MODELS
-    parts = key.split('.')
-    node, where = cfg.get('model'), 'model'
-    for part in parts[1:]:
-        if not isinstance(node, dict) or part.startswith('_'):
-            return
-        if part not in node:
-            break
-        node, where = node[part], f'{where}.{part}'
-    else:
-        return
     kind = node.get('type')
     cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    names = _arguments(cls) if inspect.isclass(cls) else None
-    if names is None or part in names:
+    if not inspect.isclass(cls):
+        return None, None
+    return cls, _arguments(cls)
+
+
+def _first_missing(cfg: Config, parts: List[str]):
+    """(node, path to it, index in ``parts``) of the first part the config
+    lacks; None if it has them all, or the path leaves its dicts."""
+    node = dict(cfg.items())
+    for i, part in enumerate(parts):
+        if isinstance(node, (list, tuple)) and part.isdigit():
+            if int(part) >= len(node):
+                return None  # mmengine's merge names a bad index itself
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict) or part.startswith('_'):
+            return None
+        if part not in node:
+            return node, parts[:i], i
+        node = node[part]
+    return None
+
+
+def _check_new_key(cfg: Config, key: str, value) -> None:
+    """Refuse a ``--cfg-options`` key that is a typo of one the config has.
+
+    mmengine merges any key; a typo (``test_dataloader.batch_sise``) then
+    fails as a TypeError deep in the Runner, after the work dir and the
+    config dump. A key of a model part must be an argument of its type;
+    elsewhere a key close to one present is taken for a typo of it, and a
+    key unlike any is added, as mmengine does.
+    """
+    parts = key.split('.')
+    found = _first_missing(cfg, parts)
+    if found is None:
         return
-    close = difflib.get_close_matches(part, sorted(names), n=1)
-    hint = f'did you mean {where}.{close[0]}?' if close else (
-        f'{cls.__name__} takes {", ".join(sorted(names))}')
-    raise ConfigError(f'--cfg-options {key}={value}: {where} is a '
-                      f'{cls.__name__}, which has no argument {part!r}; '
-                      f'{hint}')
+    node, path, index = found
+    part, where = parts[index], '.'.join(path)
+    cls, names = _model_part(node) if path[:1] == ['model'] else (None, None)
+    if names is not None and part in names:
+        return
+    candidates = sorted(names if names is not None else map(str, node))
+    close = difflib.get_close_matches(
+        part, candidates, n=1, cutoff=0.8 if names is None else 0.6)
+    if names is None and not close:
+        return  # a new key
+    if names is None:
+        what = f'{where or "the config"} has no key {part!r}'
+    else:
+        what = (f'{where} is a {cls.__name__}, which has no argument '
+                f'{part!r}')
+    hint = (f'did you mean {".".join(path + close + parts[index + 1:])}?'
+            if close else f'{cls.__name__} takes {", ".join(candidates)}')
+    raise ConfigError(f'--cfg-options {key}={value}: {what}; {hint}')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -95,14 +141,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         cfg_options (dict, optional): ``key=value`` overrides.
 
     Raises:
-        ConfigError: The file is missing or cannot be parsed, or an override
-            does not fit the config (or names no argument of a model part).
+        ConfigError: The file is missing, a directory or a checkpoint, or
+            cannot be parsed, or an override does not fit the config (a
+            typo of a key it has, or no argument of a model part).
     """
     cfg = _read(path)
     if cfg_options:
         for key, value in cfg_options.items():
-            if key.startswith('model.'):
-                _check_new_model_key(cfg, key, value)
+            _check_new_key(cfg, key, value)
         try:
             cfg.merge_from_dict(cfg_options)
         except (KeyError, TypeError, IndexError, ValueError) as err:

@@ -24,21 +24,20 @@ import os.path as osp
 import sys
 import time
 
-from mmengine.config import DictAction
-
 # First: registers RepVGG, the datasets, the hooks and the safe checkpoint
 # loader into the registries (it patches nothing).
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
-from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Train a small PSPNet-RepVGG on toy Cityscapes on the '
         'CPU, test it re-parameterized, and show the results.')
     parser.add_argument(
@@ -58,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptions,
         help='further overrides of the config, key=value pairs as for '
         'tools/train.py')
     args = parser.parse_args(argv)

@@ -10,10 +10,8 @@ and compared with PyTorch; the tool fails above the tolerance::
 """
 import sys
 
-from mmengine.config import DictAction
-
 from mmseg_repvgg.checkpoint import load_segmentor
-from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli import CfgOptions, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
@@ -52,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptions,
         help='override config settings, key=value')
     return parser.parse_args(argv)
 

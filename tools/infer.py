@@ -47,10 +47,9 @@ import sys
 # First: registers RepVGG, the datasets, the hooks and the safe checkpoint
 # loader into the registries (it patches nothing).
 import mmseg_repvgg  # noqa: F401  isort: skip
-from mmengine.config import DictAction
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import check_checkpoint, load_config, run_cli
+from mmseg_repvgg.cli import CfgOptions, check_checkpoint, load_config, run_cli
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
@@ -108,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptions,
         help='override config settings, key=value pairs (as tools/test.py '
         'takes them)')
     args = parser.parse_args(argv)

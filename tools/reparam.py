@@ -11,9 +11,7 @@ and the deploy config beside it (OUT with ``.py``)::
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
-from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli import CfgOptions, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
@@ -45,7 +43,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptions,
         help='override config settings, key=value')
     return parser.parse_args(argv)
 

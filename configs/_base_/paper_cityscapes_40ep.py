@@ -56,8 +56,11 @@ default_hooks = dict(
         save_best='mIoU',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    # mmseg's hook minus its "draw is False" warning; --show-dir draws.
+    visualization=dict(type='QuietSegVisualizationHook'))
 log_processor = dict(by_epoch=True)
+# Ground truth | prediction, each captioned, class names in a legend below.
+visualizer = dict(type='SegPairVisualizer')
 # Reseed every iteration from (seed, counter): a run resumed after a crash
 # replays the same augmentation and dropout draws, so its weights equal an
 # uninterrupted run's (tests/test_engine/test_resume.py). The seed is the run's

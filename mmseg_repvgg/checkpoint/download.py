@@ -190,13 +190,17 @@ def _cause(err: Exception) -> str:
     return f'{type(err).__name__}: {err}'
 
 
-def _unreachable(remote: Remote, err: Exception) -> CheckpointError:
-    return CheckpointError(
+class DownloadError(CheckpointError):
+    """The server could not be reached; nothing was saved."""
+
+
+def _unreachable(remote: Remote, err: Exception) -> DownloadError:
+    return DownloadError(
         f'{_what(remote)}: download failed ({_cause(err)}); nothing was '
         f'saved. Offline? Download the file elsewhere and put it at '
         f'{cached_path(remote)} (used from there without a request; '
         '$TORCH_HOME moves the cache), or use a local checkpoint file of any '
-        'layout instead (init_cfg.checkpoint=PATH)')
+        'layout instead')
 
 
 def _download(remote: Remote, dst: str) -> None:

@@ -14,10 +14,11 @@ from mmengine.logging import print_log
 from ..atomic_io import atomic_path
 from ..errors import CheckpointError
 from ..models.backbones.repvgg import RepVGG, RepVGGBlock
+from .digest import add_digest
 from .download import fetch_checkpoint, is_remote, missing_weights_help
 from .layouts import (FUSED_PREFIX, block_name, detect_layout, few_keys,
                       flatten_ours, normalize_state_dict, to_ours_keys)
-from .safe_load import safe_torch_load
+from .safe_load import checkpoint_in, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
@@ -40,6 +41,9 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
     filename = os.fspath(filename)
     if is_remote(filename):
         return fetch_checkpoint(filename, _read_file)
+    if osp.isdir(filename):
+        raise CheckpointError(
+            f'{filename} is a directory; {checkpoint_in(filename)}')
     if not osp.isfile(filename):
         raise CheckpointError(f'{filename}: checkpoint file not found. '
                               f'{missing_weights_help(filename, arch)}')
@@ -297,7 +301,8 @@ def save_converted(state_dict: dict,
                    filename: str,
                    meta: Optional[dict] = None,
                    verify: Optional[Callable[[str], None]] = None) -> None:
-    """Write ``{'state_dict': ..., 'meta': ...}`` atomically.
+    """Write ``{'state_dict': ..., 'meta': ...}`` atomically, with the
+    digest of its tensors (:mod:`.digest`).
 
     The file is written beside ``filename`` under a temporary name, checked
     by ``verify(temp_path)`` if given, then renamed over ``filename``; on
@@ -310,7 +315,11 @@ def save_converted(state_dict: dict,
         verify (callable, optional): Raises if the written file is bad.
     """
     with atomic_path(filename) as tmp:
-        torch.save({'state_dict': state_dict, 'meta': dict(meta or {})}, tmp)
+        torch.save(
+            add_digest({
+                'state_dict': state_dict,
+                'meta': dict(meta or {})
+            }), tmp)
         if verify is not None:
             verify(tmp)
 

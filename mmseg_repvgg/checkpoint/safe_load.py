@@ -5,6 +5,9 @@ checkpoints, which torch's weights-only default refuses. Rather than turn
 the safety off, :func:`safe_torch_load` allows exactly those types, and the
 ``safe://`` loader scheme (:data:`SAFE_SCHEME`) lets mmengine use it.
 """
+import glob
+import os
+import os.path as osp
 import pickle
 import re
 from typing import Optional
@@ -17,6 +20,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import digit_version
 
 from ..errors import CheckpointError
+from .digest import check_digest
+
+# A zip's end-of-central-directory record lies in its last 64 KiB + 22 bytes.
+_ZIP_TAIL = 65557
 
 
 def _numpy_globals():
@@ -96,6 +103,14 @@ def _cause(err: Exception) -> str:
     return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
+def checkpoint_in(directory: str) -> str:
+    """What to pass instead of ``directory``: its newest checkpoint."""
+    found = glob.glob(osp.join(directory, '*.pth'))
+    if not found:
+        return 'pass a checkpoint file (it holds no .pth file)'
+    return f'pass a checkpoint file in it, e.g. {max(found, key=osp.getmtime)}'
+
+
 def safe_torch_load(filename, map_location='cpu'):
     """``torch.load`` with ``weights_only=True`` and mmengine's allow-list.
 
@@ -104,13 +119,17 @@ def safe_torch_load(filename, map_location='cpu'):
         map_location: Passed to :func:`torch.load`. Defaults to 'cpu'.
 
     Raises:
-        CheckpointError: The file is missing, truncated or corrupt, or holds
-            objects outside :data:`MMENGINE_SAFE_GLOBALS`. The payload of a
-            malicious pickle is never executed.
+        CheckpointError: The file is missing, a directory, truncated or
+            corrupt, holds objects outside :data:`MMENGINE_SAFE_GLOBALS`
+            (the payload of a malicious pickle is never executed), or its
+            tensors differ from the digest saved with them (:mod:`.digest`).
     """
+    if isinstance(filename, (str, os.PathLike)) and osp.isdir(filename):
+        raise CheckpointError(
+            f'{filename} is a directory; {checkpoint_in(filename)}')
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-            return torch.load(
+            checkpoint = torch.load(
                 filename, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(
@@ -130,10 +149,29 @@ def safe_torch_load(filename, map_location='cpu'):
             'use a checkpoint from a source you trust, saved with tensors '
             'only') from None
     except Exception as err:  # a damaged file can fail in any unpickler op
+        cause = _damaged_start(filename) or (
+            f'truncated or corrupt: {_cause(err)}')
         raise CheckpointError(
-            f'{filename}: not a readable PyTorch checkpoint (truncated or '
-            f'corrupt: {_cause(err)}); re-download or re-save '
-            'it') from None
+            f'{filename}: not a readable PyTorch checkpoint ({cause}); '
+            're-download or re-save it') from None
+    check_digest(checkpoint, filename)
+    return checkpoint
+
+
+def _damaged_start(filename) -> Optional[str]:
+    """Why a zip archive (torch's format) fails: its end is intact, its
+    start is not (torch then takes it for the legacy .tar format)."""
+    try:
+        with open(filename, 'rb') as f:
+            head = f.read(4)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - _ZIP_TAIL))
+            tail = f.read()
+    except (OSError, TypeError):  # a file object or an unreadable path
+        return None
+    if head != b'PK\x03\x04' and b'PK\x05\x06' in tail:
+        return ('a corrupt zip archive: its end is intact, its first bytes '
+                'are not a zip header')
+    return None
 
 
 #: The prefix of our checkpoint loader scheme: ``safe://work_dirs/x.pth``.

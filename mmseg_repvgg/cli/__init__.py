@@ -16,7 +16,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from ..checkpoint.safe_load import route_checkpoint_loading
+from ..checkpoint.safe_load import checkpoint_in, route_checkpoint_loading
 from ..config import CONFIGS_HINT, load_config  # noqa: F401
 from ..errors import CheckpointError, ConfigError, Interrupted, UserError
 from .cpu_dist import setup_cpu_distributed
@@ -44,6 +44,41 @@ def run_cli(main, argv=None) -> int:
         return INTERRUPTED
 
 
+class CfgOptions(DictAction):
+    """mmengine's ``DictAction`` whose malformed pairs are usage errors.
+
+    mmengine raises a ValueError (no ``=``) or an AssertionError
+    (unbalanced brackets) from inside argparse: a traceback and exit 1.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values:
+            key, sep, value = pair.partition('=')
+            if not (sep and key):
+                fix = (f'did you mean {pair.replace(":", "=", 1)}?'
+                       if ':' in pair else 'e.g. model.backbone.arch=B1')
+                raise argparse.ArgumentError(
+                    self, f'{pair!r} is not KEY=VALUE; {fix}')
+            try:
+                self._parse_iterable(value)
+            except (AssertionError, ValueError) as err:
+                raise argparse.ArgumentError(
+                    self, f'{pair}: {err} (lists: key="[a,b]", no '
+                    'spaces)') from None
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptions,
+        help='override config settings, key=value pairs merged into the '
+        'config, e.g. model.backbone.init_cfg=None '
+        'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Add the options both tools share (mmseg's names and meanings).
 
@@ -54,13 +89,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         '--work-dir',
         help='directory for logs and checkpoints (default: the config\'s '
         'work_dir, else ./work_dirs/CONFIG_NAME)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value pairs merged into the '
-        'config, e.g. model.backbone.init_cfg=None '
-        'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -160,8 +189,14 @@ def check_checkpoint(path: str) -> None:
     """Fail early on a checkpoint path that is not a local file.
 
     Raises:
-        CheckpointError: It is not a file here.
+        CheckpointError: It is missing, a directory or a config.
     """
+    if osp.isdir(path):
+        raise CheckpointError(f'{path} is a directory; {checkpoint_in(path)}')
+    if path.endswith('.py'):
+        raise CheckpointError(
+            f'{path} is a config, not a checkpoint; the config comes first '
+            '(tools/test.py CONFIG CHECKPOINT)')
     if not osp.isfile(path):
         raise CheckpointError(
             f'checkpoint file not found: {path}; train first '

@@ -6,6 +6,7 @@ heads whose ``in_channels`` differ from the backbone's outputs, a missing
 pretrained file. Models are built on the meta device (no memory, no weights).
 """
 import copy
+import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -197,13 +198,31 @@ def check_checkpoint_file_fits_config(cfg, filename: str,
         reshape=purpose == 'test' and _shapes_on_load(cfg))
 
 
+def _pretrained(model_cfg: dict) -> List[Tuple[str, str]]:
+    """(``--cfg-options`` key, path) of each pretrained file a model reads.
+    """
+    from ..models.backbones.repvgg import PRETRAINED_TYPES
+    inits = (model_cfg.get('backbone') or {}).get('init_cfg')
+    found = [('model.pretrained', model_cfg.get('pretrained'))]
+    for i, init in enumerate(_as_list(inits)):
+        if isinstance(init, dict) and init.get('type') in PRETRAINED_TYPES:
+            at = '' if isinstance(inits, dict) else f'.{i}'
+            found.append((f'model.backbone.init_cfg{at}.checkpoint',
+                          init.get('checkpoint')))
+    return [(key, path) for key, path in found if path]
+
+
+def _is_repvgg(model_cfg: dict) -> bool:
+    return (model_cfg.get('backbone') or {}).get('type') == 'RepVGG'
+
+
 def check_pretrained_exists(model_cfg: dict) -> None:
     """Raise if the backbone's pretrained checkpoint is a missing file.
 
     The Runner loads it only after the dataloaders are built (and also when
     resuming, as it initializes weights before loading the checkpoint). A
     RepVGG's URL or name is only resolved here (an unknown name fails
-    early); it is downloaded when the weights are loaded.
+    early); :func:`fetch_pretrained` downloads it.
 
     Args:
         model_cfg (dict): The ``model`` part of a segmentor config.
@@ -213,27 +232,45 @@ def check_pretrained_exists(model_cfg: dict) -> None:
             without it.
     """
     from ..checkpoint.download import is_remote, missing_weights_help, resolve
-    from ..models.backbones.repvgg import PRETRAINED_TYPES
-    backbone = model_cfg.get('backbone') or {}
-    paths = [model_cfg.get('pretrained')]
-    paths += [
-        init.get('checkpoint') for init in _as_list(backbone.get('init_cfg'))
-        if isinstance(init, dict) and init.get('type') in PRETRAINED_TYPES
-    ]
-    repvgg = backbone.get('type') == 'RepVGG'
-    for path in paths:
-        if path and repvgg and is_remote(path):
+    repvgg = _is_repvgg(model_cfg)
+    for _, path in _pretrained(model_cfg):
+        if repvgg and is_remote(path):
             resolve(path)
-        if not path or is_remote(path) or osp.isfile(path):
+        if is_remote(path) or osp.isfile(path):
             continue
         get = 'Download it or fix the path'
         if repvgg:
-            arch = backbone.get('arch')  # a dict for a custom arch
+            arch = model_cfg['backbone'].get('arch')  # a dict: custom arch
             get = missing_weights_help(path,
                                        arch if isinstance(arch, str) else None)
         raise CheckpointError(
             f'{path}: pretrained backbone checkpoint not found. {get}. Or '
             'train from scratch: --cfg-options model.backbone.init_cfg=None')
+
+
+def fetch_pretrained(model_cfg: dict) -> None:
+    """Download a RepVGG's pretrained weights by URL or name now, once.
+
+    The Runner would fetch them after it wrote the work dir, config and
+    log. Other local ranks skip this: in the Runner they wait for rank 0's
+    download (:func:`~mmseg_repvgg.checkpoint.download.fetch_checkpoint`).
+
+    Raises:
+        CheckpointError: The download failed (naming the key to set
+            instead) or the file is refused.
+    """
+    from ..checkpoint import read_checkpoint
+    from ..checkpoint.download import (DownloadError, cached_path, is_remote,
+                                       resolve)
+    if not _is_repvgg(model_cfg) or os.environ.get('LOCAL_RANK', '0') != '0':
+        return
+    for key, path in _pretrained(model_cfg):
+        if not is_remote(path) or osp.isfile(cached_path(resolve(path))):
+            continue
+        try:
+            read_checkpoint(path)
+        except DownloadError as err:
+            raise DownloadError(f'{err}: --cfg-options {key}=PATH') from None
 
 
 def _datasets(dataset):
@@ -280,7 +317,7 @@ def check_before_run(cfg, mode: str) -> None:
         UserError: A head that does not fit the backbone, a missing
             pretrained file (train), or a checkpoint that does not fit the
             model (see :func:`check_checkpoint_file_fits_config`), a missing
-            data root.
+            data root, pretrained weights that cannot be downloaded (train).
     """
     from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)
@@ -294,3 +331,5 @@ def check_before_run(cfg, mode: str) -> None:
     if filename and '://' not in filename:
         check_checkpoint_file_fits_config(cfg, filename, purpose)
     check_data_roots(cfg, mode)
+    if mode == 'train':  # the slowest check last
+        fetch_pretrained(cfg.model)

@@ -13,7 +13,10 @@ scope "mmseg"`` has its cause removed instead: :mod:`mmseg_repvgg.registry`.)
 * torch's ONNX exporter logging ``torchvision is not installed. Skipping
   torchvision::...`` (torchvision is not a dependency), and torch's
   pytree ``LeafSpec`` FutureWarning raised from its own code while
-  exporting.
+  exporting;
+* torch's deprecation of ``quantize_per_tensor``, which the int8 forms'
+  input quantization calls (one vectorized pass; torch offers no
+  replacement as fast).
 
 (The profiler's ``USDT:`` lines are dropped where the benchmark profiles:
 :func:`mmseg_repvgg.benchmark.measure.without_usdt_lines`.)
@@ -32,6 +35,8 @@ _WARNINGS = [
      r'mmseg\.models\.losses\.cross_entropy_loss$'),
     (FutureWarning, r'`isinstance\(treespec, LeafSpec\)` is deprecated',
      r'copyreg$'),
+    (UserWarning, r'torch\.quantize_per_tensor, torch\.quantize_per_channel',
+     r'mmseg_repvgg\.deploy\.kernels\.int8$'),
 ]
 
 

@@ -15,12 +15,18 @@ from PIL import Image
 from ..errors import DatasetError
 from .cityscapes_convert import POLYGON_SUFFIX
 
-GET_DATA = (
-    'get the data with python tools/make_toy_cityscapes.py '
-    'data/toy_cityscapes (the built-in toy set), or download '
-    'Cityscapes (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip'
-    ' from https://www.cityscapes-dataset.com), unzip it there and run '
-    'python tools/convert_cityscapes.py DATA_ROOT')
+
+def get_data(root) -> str:
+    """How to get the data a config reads from ``root``: the toy set for a
+    toy root (the toy set's name has it), else Cityscapes."""
+    root = str(root or 'DATA_ROOT').rstrip('/')
+    if 'toy' in osp.basename(root):
+        return ('write the built-in toy set there: python '
+                f'tools/make_toy_cityscapes.py {root}')
+    return ('download Cityscapes (leftImg8bit_trainvaltest.zip, '
+            'gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com),'
+            f' unzip both into {root} and run python '
+            f'tools/convert_cityscapes.py {root}')
 
 
 def _image_size(path: str) -> tuple:
@@ -37,12 +43,16 @@ def check_data_root(root) -> None:
     """Refuse a local ``data_root`` that does not exist.
 
     Raises:
-        DatasetError: It is missing (named relative to the working dir).
+        DatasetError: It is missing (named relative to the working dir) or
+            a file.
     """
-    if root and '://' not in str(root) and not osp.isdir(root):
-        raise DatasetError(
-            f'{root}: dataset root not found (data_root, relative to '
-            f'{os.getcwd()}); {GET_DATA}')
+    if not root or '://' in str(root) or osp.isdir(root):
+        return
+    if osp.exists(root):
+        raise DatasetError(f'{root} (data_root) is a file, not a directory; '
+                           "pass the dataset's directory")
+    raise DatasetError(f'{root}: dataset root not found (data_root, relative '
+                       f'to {os.getcwd()}); {get_data(root)}')
 
 
 @DATASETS.register_module()
@@ -73,7 +83,7 @@ class CheckedCityscapesDataset(CityscapesDataset):
         if not data_list:
             raise DatasetError(
                 f'{img_dir}: no *{self.img_suffix} images in it '
-                f'(or in its subdirectories); {GET_DATA}')
+                f'(or in its subdirectories); {get_data(self.data_root)}')
         for info in data_list:
             self._check_pair(info['img_path'], info.get('seg_map_path'))
         return data_list
@@ -82,19 +92,19 @@ class CheckedCityscapesDataset(CityscapesDataset):
         check_data_root(self.data_root)
         if not osp.isdir(img_dir):
             raise DatasetError(f'{img_dir}: image directory not found; '
-                               f'{GET_DATA}')
+                               f'{get_data(self.data_root)}')
 
     def _check_pair(self, img_path: str, seg_path) -> None:
         if not osp.isfile(img_path):  # listed in an ann_file
             raise DatasetError(f'{img_path}: image not found (listed in '
-                               f'{self.ann_file}); {GET_DATA}')
+                               f'{self.ann_file}); {get_data(self.data_root)}')
         if seg_path is None:  # no seg_map_path: images only
             return
         if not osp.isfile(seg_path):
             polygons = seg_path[:-len(self.seg_map_suffix)] + POLYGON_SUFFIX
             fix = (f'convert the polygons with python '
                    f'tools/convert_cityscapes.py {self.data_root or "ROOT"}'
-                   if osp.isfile(polygons) else GET_DATA)
+                   if osp.isfile(polygons) else get_data(self.data_root))
             raise DatasetError(f'{img_path}: its label file {seg_path} is '
                                f'missing; {fix}')
         img_size, seg_size = _image_size(img_path), _image_size(seg_path)

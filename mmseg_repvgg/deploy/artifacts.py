@@ -19,6 +19,7 @@ from mmengine.runner import weights_to_cpu
 from torch import nn
 
 from ..atomic_io import atomic_path, atomic_write
+from ..checkpoint.digest import add_digest
 from ..checkpoint.fit import (DEPLOY_META_KEY, is_deploy_checkpoint,
                               load_segmentor)
 from ..errors import CheckpointError, ConfigError
@@ -98,8 +99,9 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
     """Write a fused model's weights and its deploy config beside them.
 
-    The checkpoint holds ``state_dict`` and ``meta`` only (no optimizer).
-    Both files are written atomically (temp file + ``os.replace``).
+    The checkpoint holds ``state_dict`` and ``meta`` only (no optimizer),
+    with the digest of its tensors. Both files are written atomically
+    (temp file + ``os.replace``).
 
     Args:
         model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
@@ -134,7 +136,7 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
         text = header + deploy_config(cfg).pretty_text
     checkpoint = dict(meta=meta, state_dict=weights_to_cpu(model.state_dict()))
     with atomic_path(out) as tmp:
-        torch.save(checkpoint, tmp)
+        torch.save(add_digest(checkpoint), tmp)
     if cfg is not None:
         atomic_write(cfg_path, text)
     return out, cfg_path

@@ -18,6 +18,7 @@ import torch
 from mmseg_repvgg.checkpoint import (LAYOUTS, convert_to_ours, detect_layout,
                                      export_layout, load_pretrained,
                                      save_converted)
+from mmseg_repvgg.checkpoint.digest import DIGEST_KEY, tensor_digest
 from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.errors import CheckpointError
 from mmseg_repvgg.models import RepVGG, reparameterize_model
@@ -299,7 +300,7 @@ def test_save_converted_is_atomic(tmp_path):
     dst = tmp_path / 'out' / 'w.pth'
     save_converted({'a': torch.ones(2)}, str(dst), {'arch': 'B2'})
     saved = torch.load(dst, weights_only=True)
-    assert saved['meta'] == {'arch': 'B2'}
+    assert saved['meta'] == {'arch': 'B2', DIGEST_KEY: tensor_digest(saved)}
 
     def refuse(path):
         raise CheckpointError('bad')

@@ -165,9 +165,12 @@ def test_checked_dataset_is_cityscapes_dataset_on_good_data(
 def test_checked_dataset_missing_root_or_images(tmp_path):
     with pytest.raises(DatasetError) as err:
         build_dataset(tmp_path / 'no_data')
-    assert str(tmp_path / 'no_data') in str(err.value)
-    assert 'python tools/make_toy_cityscapes.py' in str(err.value)
-    assert 'python tools/convert_cityscapes.py' in str(err.value)
+    # The advice fits the root: Cityscapes for it, the toy set for a toy.
+    root = tmp_path / 'no_data'
+    assert f'python tools/convert_cityscapes.py {root}' in str(err.value)
+    with pytest.raises(
+            DatasetError, match='python tools/make_toy_cityscapes.py .*toy_'):
+        build_dataset(tmp_path / 'toy_cityscapes')
     (tmp_path / 'leftImg8bit' / 'val').mkdir(parents=True)
     with pytest.raises(DatasetError, match='no \\*_leftImg8bit.png images'):
         build_dataset(tmp_path)

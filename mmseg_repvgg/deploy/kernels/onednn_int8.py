@@ -58,9 +58,9 @@ def _run_case(gen: torch.Generator, stride: int, groups: int,
     # Inputs in [0, 1] on levels 0..127: no int16 pair sum saturates on
     # CPUs without VNNI, so the check holds on every x86 CPU.
     scale = 1.0 / 127
-    q = torch.quantize_per_tensor(
-        x.contiguous(memory_format=torch.channels_last), scale, 0,
-        torch.quint8).view(torch.uint8)
+    # What quantize_per_tensor gives, without torch's deprecated quint8.
+    q = torch.round(x / scale).to(
+        torch.uint8).contiguous(memory_format=torch.channels_last)
     geometry = ([stride] * 2, [1, 1], [1, 1], groups)
     packed = prepack(qweight.to(torch.int8), scales, scale, 0, geometry)
     out = qconv(q, scale, 0, packed, scales, torch.zeros(8, dtype=torch.long),

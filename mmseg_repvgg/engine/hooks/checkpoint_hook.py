@@ -2,7 +2,8 @@
 
 mmengine writes checkpoints in place and deletes the oldest before saving
 the next, so a kill can leave nothing to resume from. This subclass saves
-atomically (:mod:`mmseg_repvgg.atomic_io`) and in a crash-safe order.
+atomically (:mod:`mmseg_repvgg.atomic_io`), in a crash-safe order, with a
+digest of the tensors that loading checks.
 """
 import os.path as osp
 from typing import Optional
@@ -15,6 +16,7 @@ from mmengine.utils import digit_version
 from mmseg.registry import HOOKS
 
 from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
+from ...checkpoint.digest import add_digest
 
 #: mmengine releases whose private ``_save_checkpoint_with_step`` the
 #: override below follows.
@@ -27,7 +29,8 @@ def _follows_this_mmengine() -> bool:
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` with atomic writes and a crash-safe save order.
+    """``CheckpointHook`` with atomic writes, a crash-safe save order and a
+    digest of the tensors (:mod:`mmseg_repvgg.checkpoint.digest`).
 
     Every argument is ``CheckpointHook``'s. Local checkpoints (``out_dir``
     unset or a local path, ``backend_args`` unset) are written atomically;
@@ -63,6 +66,10 @@ class AtomicCheckpointHook(CheckpointHook):
                 "mmengine's order (max_keep_ckpts removes before it saves)",
                 logger='current',
                 level='WARNING')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Add the digest of its tensors, checked when our tools load it."""
+        add_digest(checkpoint)
 
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
