@@ -359,3 +359,33 @@ def measurement_cache(tmp_path_factory, monkeypatch, request):
         abs(hash(request.node.nodeid)))
     monkeypatch.setenv('MMSEG_REPVGG_CACHE', str(folder))
     return folder
+
+
+# --- CUDA: every test marked ``cuda`` --------------------------------------
+# Skipped here, in one place, with the reason where torch sees no CUDA
+# device; ``pytest -m cuda`` runs only them (tools/gpu_check.sh does).
+
+NO_CUDA = 'needs a CUDA device: torch.cuda.is_available() is False'
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA)
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def true_fp32():
+    """fp32 references on CUDA without TF32, which cuDNN uses for fp32
+    convs by default and which rounds about as coarsely as fp16."""
+    # Set and restored by hand: monkeypatch cannot restore cuBLAS's flag.
+    before = (torch.backends.cudnn.allow_tf32,
+              torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.allow_tf32,
+     torch.backends.cuda.matmul.allow_tf32) = before

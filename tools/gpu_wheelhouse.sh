@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Fill wheelhouse/ with what tools/gpu_check.sh installs on the GPU machine,
-# which has no package registry. Run it here, where pip reaches
-# the registry; the device call then carries the folder:
+# Fill a wheelhouse for a CUDA machine without a package index:
 #   bash tools/gpu_wheelhouse.sh [DEST]      (default: <repo>/wheelhouse)
-# It downloads the pinned Python 3.12 x86-64 wheels of
-# tools/gpu_wheelhouse.txt and mmcv's source (built on the GPU machine),
-# replaces DEST only when every download succeeded, and prints the size:
-# the whole working tree travels, 64 MiB at most. git ignores wheelhouse/.
+# Run it where pip reaches an index. It downloads the pinned CPython 3.12
+# x86-64 wheels of tools/gpu_wheelhouse.txt and mmcv's source (built there)
+# and replaces DEST only when every download succeeded; git ignores it.
+# Copy it along with the working tree; there bash tools/gpu_check.sh (or
+# WHEELHOUSE=wheelhouse bash tools/setup_env.sh) installs from it.
 #   PYTHON=...  the interpreter whose pip downloads (default: the project's
 #               .venv, else python3); it needs setuptools < 82, whose
 #               pkg_resources mmcv's setup.py imports to give its metadata.
@@ -19,7 +18,7 @@ if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
     [ -x "$REPO_ROOT/.venv/bin/python" ] && PYTHON="$REPO_ROOT/.venv/bin/python"
 fi
-MAX_MIB=32  # leaves room for the working tree under the 64 MiB limit
+MAX_MIB=32  # small enough to copy along with the working tree
 
 fail() { echo "error: $*" >&2; exit 2; }
 
@@ -57,7 +56,7 @@ cp "$LIST" "$STAGE/"
 KIB="$(du -sk "$STAGE" | cut -f1)"
 if [ "$KIB" -gt $((MAX_MIB * 1024)) ]; then
     fail "the wheelhouse would take $((KIB / 1024)) MiB, over $MAX_MIB MiB;" \
-        "trim tools/gpu_wheelhouse.txt (the working tree travels whole)"
+        "trim tools/gpu_wheelhouse.txt"
 fi
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"

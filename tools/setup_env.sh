@@ -8,22 +8,50 @@
 # The first run on a machine builds mmcv 2.1.0 with its compiled ops from
 # source (PyPI has no wheel for current torch): about 14 minutes on 2 cores.
 # pip keeps the built wheel in its cache, so later set-ups take seconds.
+#
+# Offline, on a machine without a package index (a CUDA machine, say):
+#   WHEELHOUSE=DIR bash tools/setup_env.sh
+# DIR is what tools/gpu_wheelhouse.sh fills where pip reaches an index.
+# Everything goes into PYTHON's own environment, no venv: the torch already
+# installed there (a CUDA build) stays the one in use, which a fresh venv
+# would not see. The wheels of DIR's list go in with --no-index --no-deps
+# (the list is complete; opencv-python-headless stands in for
+# opencv-python), mmcv is built from its source in DIR, then this package,
+# editable, without its extras.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$REPO_ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 MMCV_VERSION="2.1.0"
+WHEELHOUSE="${WHEELHOUSE:-}"
+PINS="$REPO_ROOT/tools/gpu_wheelhouse.txt"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 2; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-    log "creating virtual environment at $VENV"
-    "$PYTHON" -m venv "$VENV"
+if [ -n "$WHEELHOUSE" ]; then
+    [ -d "$WHEELHOUSE" ] || fail "WHEELHOUSE=$WHEELHOUSE is not a folder;" \
+        "fill it with bash tools/gpu_wheelhouse.sh where pip reaches an index"
+    cmp -s "$PINS" "$WHEELHOUSE/gpu_wheelhouse.txt" \
+        || fail "WHEELHOUSE=$WHEELHOUSE was not filled for" \
+            "tools/gpu_wheelhouse.txt as it is now; run" \
+            "bash tools/gpu_wheelhouse.sh again"
+    PY="$PYTHON"
+    pip_install() {
+        "$PY" -m pip install --disable-pip-version-check -q --no-index \
+            --find-links "$WHEELHOUSE" --no-deps "$@"
+    }
+else
+    VENV="${VENV:-$REPO_ROOT/.venv}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating virtual environment at $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    PY="$VENV/bin/python"
+    pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+    export VENV
 fi
-PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 # One interpreter start tells what is missing (each import costs seconds).
 MISSING="$("$PY" - "$MMCV_VERSION" <<'PYEOF'
@@ -54,14 +82,33 @@ fi
 # Respect a torch that is already installed (a CUDA build, say); otherwise
 # take the pinned release (a CPU build here), not a multi-GB CUDA download.
 if [[ " $MISSING " == *" torch "* ]]; then
+    [ -z "$WHEELHOUSE" ] || fail "$PY has no torch, and a wheelhouse carries" \
+        "none: install torch there first"
     log "installing torch==$TORCH_VERSION"
     pip_install "torch==$TORCH_VERSION"
+fi
+
+# The wheelhouse's list; pip skips what is installed at its version.
+if [ -n "$WHEELHOUSE" ]; then
+    log "installing the wheels of $WHEELHOUSE"
+    pip_install -r <(grep -v -E '^(mmcv|setuptools)==' "$PINS")
 fi
 
 # mmcv must be built against this torch, without build isolation (an
 # isolated build has no torch), and before the package: otherwise pip would
 # resolve it on its own.
-if [[ " $MISSING " == *" mmcv "* ]]; then
+if [[ " $MISSING " == *" mmcv "* ]] && [ -n "$WHEELHOUSE" ]; then
+    # mmseg only imports mmcv.ops (PSPNet, SyncBN and RepVGG run on torch's
+    # kernels): its ops for the CPU, the GPU hidden, unoptimized, take
+    # minutes; a failed quick build is retried with the default flags.
+    log "building mmcv==$MMCV_VERSION with CPU ops from $WHEELHOUSE"
+    (
+        export CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1 \
+            MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+        CFLAGS='-O0 -g0' pip_install --no-build-isolation "mmcv==$MMCV_VERSION" \
+            || pip_install --no-build-isolation "mmcv==$MMCV_VERSION"
+    )
+elif [[ " $MISSING " == *" mmcv "* ]]; then
     pip_install numpy ninja "mmengine>=0.10,<0.11" opencv-python
     if "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null \
         && command -v nvcc >/dev/null 2>&1; then
@@ -72,15 +119,21 @@ if [[ " $MISSING " == *" mmcv "* ]]; then
         pip_install --no-build-isolation "mmcv==$MMCV_VERSION"
 fi
 
-# The package itself, editable, with the test and export extras. Skipped
-# when setup.cfg has not changed since the last install.
-STAMP="$VENV/.mmseg_repvgg_setup"
-WANT="$(cat "$REPO_ROOT/setup.cfg" "$REPO_ROOT/pyproject.toml" | cksum) $REPO_ROOT"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] \
-    || [ -n "$MISSING" ] \
-    || ! "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmseg_repvgg") is None)'; then
-    log "installing mmseg-repvgg (editable) and its dependencies"
-    pip_install --no-build-isolation -e "$REPO_ROOT[tests]"
-    echo "$WANT" > "$STAMP"
+# The package itself, editable: from a wheelhouse without its extras; else
+# with the test and export extras, skipped when setup.cfg has not changed
+# since the last install.
+if [ -n "$WHEELHOUSE" ]; then
+    log "installing mmseg-repvgg (editable) into $PY"
+    pip_install --no-build-isolation -e "$REPO_ROOT"
+else
+    STAMP="$VENV/.mmseg_repvgg_setup"
+    WANT="$(cat "$REPO_ROOT/setup.cfg" "$REPO_ROOT/pyproject.toml" | cksum) $REPO_ROOT"
+    if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] \
+        || [ -n "$MISSING" ] \
+        || ! "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mmseg_repvgg") is None)'; then
+        log "installing mmseg-repvgg (editable) and its dependencies"
+        pip_install --no-build-isolation -e "$REPO_ROOT[tests]"
+        echo "$WANT" > "$STAMP"
+    fi
 fi
-export VENV PY REPO_ROOT
+export PY REPO_ROOT

@@ -1,6 +1,6 @@
 """The CUDA graph forms: refused on the CPU with the reason; on a GPU
-(the GPU check runs this file there) replayed, equal to the eager form,
-and captured again when the input shape changes."""
+replayed, equal to the eager form, and captured again when the input shape
+changes."""
 import pytest
 import torch
 
@@ -26,8 +26,7 @@ def test_graph_forms_are_refused_on_the_cpu(tiny_model):
                            'cpu') == reasons['reduced']
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason='CUDA graphs need a CUDA device')
+@pytest.mark.cuda
 @pytest.mark.parametrize('name', GRAPH_FORMS)
 def test_graph_replays_and_captures_again_for_a_new_shape(tiny_model, name):
     eager = deploy_model(tiny_model, name[:-len('_graph')], device='cuda')

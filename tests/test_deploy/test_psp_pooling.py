@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmseg.models.decode_heads.psp_head import PPM
 from torch import nn
 
@@ -44,6 +45,20 @@ def test_pool_equals_adaptive_pool(bins, size):
     assert torch.equal(safe(x_cl), expected)
     torch.testing.assert_close(
         safe(x_cl), reference(x_cl), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('bins', [1, 2, 3, 6])
+@pytest.mark.parametrize('size', [(128, 256), (64, 128), (7, 13)])
+def test_pool_equals_contiguous_pool_on_cuda_fp16(bins, size):
+    """What a channels_last fp16 form pools on a GPU (a contiguous copy:
+    CUDA's channels_last adaptive pooling is many times slower) equals
+    the contiguous pooling bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 256, *size, generator=gen).to('cuda', torch.float16)
+    actual = ContiguousAdaptiveAvgPool2d(bins)(x.contiguous(memory_format=CL))
+    assert actual.dtype == torch.float16
+    assert torch.equal(actual, F.adaptive_avg_pool2d(x, bins))
 
 
 @pytest.mark.parametrize('size', [(7, 13), (9, 5), (16, 32)])
