@@ -224,7 +224,8 @@ def why_unavailable(form: Form,
     return _runtime_missing(form)
 
 
-def _runs_instead(form: Form, device: str) -> Optional[Form]:
+def _runs_instead(form: Form, device: str,
+                  allow_emulated: bool) -> Optional[Form]:
     """The form with the fewest parts dropped that runs here, if any."""
     for change in (dict(cuda_graph=False), dict(channels_last=False),
                    dict(precision='fp32'), dict(runtime='torch'),
@@ -235,7 +236,7 @@ def _runs_instead(form: Form, device: str) -> Optional[Form]:
                        runtime='torch')):
         other = replace(form, **change)
         if (other != form and _conflict(other) is None
-                and why_unavailable(other, device) is None):
+                and why_unavailable(other, device, allow_emulated) is None):
             return other
     return None
 
@@ -254,7 +255,7 @@ def check_form(spec: Union[str, Form],
     reason = why_unavailable(form, device, allow_emulated)
     if reason is None:
         return form
-    instead = _runs_instead(form, device)
+    instead = _runs_instead(form, device, allow_emulated)
     hints = [f'{instead.name} runs here'] if instead else []
     if 'emulate' in reason:
         hints.append('--allow-emulated runs it emulated, slowly')

@@ -18,8 +18,9 @@ def test_graph_forms_are_refused_on_the_cpu(tiny_model):
     for name in GRAPH_FORMS:
         assert 'graph needs CUDA' in reasons[name]
         assert parse_form(name).label('cuda').endswith('CUDA graph')
-        with pytest.raises(FormUnavailable,
-                           match=f'{name} cannot run on cpu here: CUDA graph'):
+        with pytest.raises(
+                FormUnavailable,
+                match=f'{name} cannot run on cpu here: CUDA graph'):
             deploy_model(tiny_model, name)
     # The same forms without the graph run on the CPU where bf16 does.
     assert why_unavailable(parse_form('reduced_cl_lowres'),

@@ -34,7 +34,7 @@ def shape_text(shape: Sequence[int]) -> str:
 
 
 def time_candidate(fn: Callable[[Tensor], Tensor],
-               x: Tensor) -> Tuple[float, Tensor]:
+                   x: Tensor) -> Tuple[float, Tensor]:
     """Median milliseconds of ``fn(x)`` and its output.
 
     One warm-up call (oneDNN creates its primitive and NNPACK its
