@@ -309,8 +309,8 @@ def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
     for key in keys:
         mine = [(y, bar) for y, bar in rows if bar[1] == key]
         ax.barh([y for y, _ in mine], [bar[3] for _, bar in mine],
-                xerr=[[bar[3] - bar[4] for _, bar in mine],
-                      [bar[5] - bar[3] for _, bar in mine]],
+                xerr=[[max(bar[3] - bar[4], 0) for _, bar in mine],
+                      [max(bar[5] - bar[3], 0) for _, bar in mine]],
                 color=colors[key],
                 label=mine[0][1][2])
         for y, bar in mine:
@@ -343,9 +343,11 @@ def latency_bars(results: Dict) -> List[Bar]:
 def chart_title(results: Dict, what: str) -> str:
     """What was measured, on which machine (CPU features or GPU), when."""
     machine = results.get('machine') or {}
-    isa = (machine.get('features') or {}).get('isa_level')  # older runs
-    where = machine.get('description') or machine.get('gpu') or (
-        f'{machine.get("cpu", "?")} ({isa})' if isa else machine.get('cpu'))
+    # Older runs name the features by their flags only.
+    flags = [f for f, on in (machine.get('cpu_flags') or {}).items() if on]
+    isa = (machine.get('features') or {}).get('isa_level') or ' '.join(flags)
+    where = machine.get('description') or machine.get(
+        'gpu') or f'{machine.get("cpu", "?")} ({isa})'
     return f'{what}\n{where}, {machine.get("time_utc", "")} UTC'
 
 
