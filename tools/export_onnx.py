@@ -1,9 +1,5 @@
-"""Export a PSPNet-RepVGG segmentor to ONNX, fused, and check it.
-
-CHECKPOINT may be train-time (it is fused first) or a deploy checkpoint.
-The graph takes the normalized RGB image (N, 3, H, W) and returns logits at
-input size, or the label map with ``--argmax``. It is run in onnxruntime
-and compared with PyTorch; the tool fails above the tolerance::
+"""Export a PSPNet-RepVGG segmentor to ONNX, fused, and check it against
+PyTorch in onnxruntime (the tool fails above the tolerance)::
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
         --shape 512 1024 --dynamic

@@ -1,9 +1,5 @@
-"""Turn a trained PSPNet-RepVGG checkpoint into a deploy checkpoint.
-
-Fuses the RepVGG blocks, folds the heads' BatchNorms into their convs and
-drops the auxiliary head; checks on a random input that the fused logits
-equal the unfused ones; writes OUT (weights and meta, no optimizer state)
-and the deploy config beside it (OUT with ``.py``)::
+"""Turn a trained PSPNet-RepVGG checkpoint into a deploy checkpoint, fused
+and checked equal on a random input, with its config beside it::
 
     python tools/reparam.py CONFIG work_dirs/x/epoch_40.pth deploy.pth
     python tools/test.py deploy.py deploy.pth

@@ -1,18 +1,9 @@
 """Training numbers in mmseg's terms for the paper's six PSPNet configs.
 
-Seconds per iteration (fp32 as torch runs it by default, and AMP), peak
-training memory and inference fps, at the paper's crop (512x1024) and
-per-GPU batch (2), on synthetic data with each config's optimizer (see
-``mmseg_repvgg/benchmark/training.py``). Writes train_benchmark.json, .md
-(the table, beside the paper's mIoU, the machine
-named) and .png to --out-dir and prints the table::
+    python tools/train_benchmark.py [NAME=CONFIG ...] [--render JSON]
 
-    python tools/train_benchmark.py                  # the six, on CUDA
-    python tools/train_benchmark.py B2=configs/pspnet_repvgg_b2_cityscapes.py
-    python tools/train_benchmark.py --render DIR/train_benchmark.json
-
-``--dry-run`` marks every row as a dry run (the GPU check's CPU run of
-tiny models).
+Seconds per iteration (fp32, AMP), peak memory and inference fps; writes
+train_benchmark.json, .md and .png to --out-dir and prints the table.
 """
 import argparse
 import json
