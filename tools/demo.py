@@ -14,7 +14,7 @@ import time
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
-from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli import add_cfg_options, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_dir
 
@@ -39,12 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default='data/toy_cityscapes',
         help='toy Cityscapes; written there if missing (default: '
         '%(default)s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='further overrides of the config, key=value pairs as for '
-        'tools/train.py')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error('--epochs must be at least 1')

@@ -109,18 +109,9 @@ def run_training(config: str,
                  work_dir: str,
                  options: dict,
                  live: bool = True) -> Runner:
-    """Train as ``tools/train.py CONFIG --work-dir DIR --cfg-options ...``.
-
-    Args:
-        config (str): The config file.
-        work_dir (str): Checkpoints and logs go here.
-        options (dict): Config overrides.
-        live (bool): Show only the gist of the log on the console.
-
-    Returns:
-        Runner: The finished Runner (its message hub holds the last
-        checkpoint and validation scores).
-    """
+    """Train as ``tools/train.py CONFIG --work-dir DIR --cfg-options ...``;
+    the finished Runner's message hub holds the last checkpoint and scores
+    (``live``: only the gist of the log on the console)."""
     cfg = load_config(config, options)
     set_work_dir(cfg, work_dir, config)
     return _run(cfg, 'train', live)[0]
@@ -133,21 +124,8 @@ def run_test(config: str,
              options: dict,
              live: bool = True) -> Tuple[dict, Runner]:
     """Test as ``tools/test.py CONFIG CKPT --work-dir DIR --show-dir DIR``,
-    fused by the config's ReparamHook, scored by ``PerClassIoUMetric``.
-
-    Args:
-        config (str): The config file.
-        checkpoint (str): The checkpoint to test.
-        work_dir (str): The test's logs go here.
-        show_dir (str): Ground truth | prediction images go to
-            ``show_dir/vis_data/vis_image/``.
-        options (dict): Config overrides.
-        live (bool): Show only the gist of the log.
-
-    Returns:
-        tuple[dict, Runner]: What ``runner.test()`` returned, and the
-        Runner.
-    """
+    fused by the config's ReparamHook, scored by ``PerClassIoUMetric``;
+    returns what ``runner.test()`` returned, and the Runner."""
     check_checkpoint(checkpoint)
     cfg = load_config(config, options)
     set_work_dir(cfg, work_dir, config)
@@ -221,20 +199,9 @@ def run_demo(work_dir: str,
              cfg_options: Optional[dict] = None,
              live: bool = True,
              say=print) -> DemoResult:
-    """Write the toy data if missing, train, test fused.
-
-    Args:
-        work_dir (str): Training output; the test's goes to ``work_dir/test``.
-        data_root (str): The toy Cityscapes (written there if missing).
-        epochs (int, optional): Training epochs; None: the config's.
-        config (str): The config.
-        cfg_options (dict, optional): Overrides after data root and epochs.
-        live (bool): Show only the gist of the Runners' logs.
-        say (callable): Prints the step headers.
-
-    Returns:
-        DemoResult: For :func:`format_report`.
-    """
+    """Write the toy data if missing, train into ``work_dir``, test fused
+    into ``work_dir/test``; ``cfg_options`` apply after the data root and
+    ``epochs`` (None: the config's), ``say`` prints the step headers."""
     say(f'[demo] 1/3 toy Cityscapes in {data_root}')
     if ensure_toy_data(data_root):
         say(f'[demo] wrote {data_root}')

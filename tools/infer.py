@@ -14,7 +14,8 @@ import sys
 import mmseg_repvgg  # noqa: F401  isort: skip
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import CfgOptions, check_checkpoint, load_config, run_cli
+from mmseg_repvgg.cli import (add_cfg_options, check_checkpoint, load_config,
+                              run_cli)
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
@@ -69,12 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'DIR/STEM/NNNNNN.png')
     parser.add_argument(
         '--device', default='cpu', help='where the model runs (cpu, cuda)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value pairs (as tools/test.py '
-        'takes them)')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.calibration_images < 0:
         parser.error('--calibration-images must be 0 or more')

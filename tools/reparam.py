@@ -7,7 +7,7 @@ and checked equal on a random input, with its config beside it::
 import os.path as osp
 import sys
 
-from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli import add_cfg_options, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
@@ -36,11 +36,7 @@ def parse_args(argv=None):
         default=1e-4,
         help='largest allowed difference of the logits, relative to the '
         'largest logit (default: 1e-4)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 

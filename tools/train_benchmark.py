@@ -7,7 +7,6 @@ train_benchmark.json, .md and .png to --out-dir and prints the table.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
@@ -114,7 +113,6 @@ def main(argv=None) -> int:
     papers = paper_miou(osp.join(REPO_ROOT, 'configs', 'metafile.yml'))
     configs = [(name, load_config(path, args.cfg_options), path)
                for name, path in _models(args)]  # all read before any run
-    os.makedirs(args.out_dir, exist_ok=True)
     results = dict(
         machine=machine_info(args.device),
         device=args.device,
@@ -130,13 +128,9 @@ def main(argv=None) -> int:
         results['rows'].append(row)
         table = write_training_report(results, args.out_dir)  # so far
     print('\n'.join(table))
-    rows = results['rows']
-    failed = [
-        row['name'] for row in rows
-        for part in [*row['train'].values(), row['inference']]
-        if 'error' in part
-    ]
-    return 1 if failed else 0
+    parts = [[*row['train'].values(), row['inference']]
+             for row in results['rows']]
+    return 1 if any('error' in p for row in parts for p in row) else 0
 
 
 def _log(line: str) -> None:

@@ -186,11 +186,8 @@ class DeployInferencer(MMSegInferencer):
     # One image through mmseg's steps.
 
     def load_image(self, path: str) -> np.ndarray:
-        """Decode ``path`` with the test pipeline's loading transform.
-
-        Raises:
-            BadInput: It cannot be read or decoded.
-        """
+        """Decode ``path`` with the test pipeline's loader (BadInput if it
+        cannot)."""
         try:
             results = self._load(dict(img_path=path))
         except (OSError, ValueError, AssertionError, cv2.error) as err:
@@ -234,11 +231,7 @@ class DeployInferencer(MMSegInferencer):
             _write_npy(base + '.npy', logits)
 
     def image(self, path: str, out_dir: str) -> None:
-        """Segment one image file into ``out_dir``.
-
-        Raises:
-            BadInput: It cannot be read.
-        """
+        """Segment one image file into ``out_dir`` (BadInput if unreadable)."""
         image = self.load_image(path)
         result = self.predict(image)
         stem = osp.splitext(osp.basename(path))[0]
@@ -252,14 +245,8 @@ class DeployInferencer(MMSegInferencer):
               out_dir: str,
               on_frame: Callable[[], None] = lambda: None) -> int:
         """Segment every frame of a video into ``out_dir/vis/STEM.mp4``, of
-        its size and frame rate, without class names (they would jump).
-
-        Returns:
-            int: The frames segmented.
-
-        Raises:
-            BadInput: It cannot be opened or has no frame.
-        """
+        its size and frame rate, without class names (they would jump);
+        returns the frame count (BadInput if it has no frame)."""
         stem = osp.splitext(osp.basename(path))[0]
         capture = cv2.VideoCapture(path)
         try:

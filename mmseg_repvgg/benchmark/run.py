@@ -81,19 +81,14 @@ class FlopTable:
         return self._cache[key]
 
 
-def _weights_bytes(deployed) -> int:
-    if deployed.segmentor is not None:
-        # Winograd forms also keep each kernel's transform.
-        return (tensor_bytes(deployed.segmentor) +
-                transform_bytes(deployed.segmentor))
-    session = deployed.session
-    return session.weights_bytes() if session is not None else 0
-
-
 def _memory(deployed, probe: PeakMemory) -> Dict:
     mb = 1024.0**2
     run = None if probe.bytes is None else probe.bytes / mb
-    weights = _weights_bytes(deployed) / mb
+    segmentor, session = deployed.segmentor, deployed.session
+    if segmentor is not None:  # Winograd forms keep transforms too
+        weights = (tensor_bytes(segmentor) + transform_bytes(segmentor)) / mb
+    else:
+        weights = session.weights_bytes() / mb if session is not None else 0.0
     return dict(
         weights_mb=weights,
         run_mb=run,

@@ -65,13 +65,6 @@ def synthetic_batch(batch: int, crop: Tuple[int, int], num_classes: int,
     return dict(inputs=inputs, data_samples=samples)
 
 
-def _optim_cfg(cfg, amp: bool) -> Dict:
-    optim = dict(cfg.optim_wrapper)
-    if amp:  # as mmseg's tools/train.py --amp
-        optim.update(type='AmpOptimWrapper', loss_scale='dynamic')
-    return optim
-
-
 def _release(device: str) -> None:
     gc.collect()
     if str(device).startswith('cuda'):
@@ -94,7 +87,10 @@ def measure_training(cfg,
     model = copy.deepcopy(template).to(device).train()
     # The preprocessor pads each batch to its size: the crop measured.
     model.data_preprocessor.size = tuple(settings.crop)
-    optim_wrapper = build_optim_wrapper(model, _optim_cfg(cfg, amp))
+    optim = dict(cfg.optim_wrapper)
+    if amp:  # as mmseg's tools/train.py --amp
+        optim.update(type='AmpOptimWrapper', loss_scale='dynamic')
+    optim_wrapper = build_optim_wrapper(model, optim)
     data = synthetic_batch(settings.batch, settings.crop,
                            cfg.model.decode_head.num_classes, settings.seed)
     step = functools.partial(model.train_step, data, optim_wrapper)
