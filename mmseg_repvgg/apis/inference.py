@@ -112,8 +112,7 @@ class DeployInferencer(MMSegInferencer):
         cfg (Config): The config (training or deploy).
         checkpoint (str): A train-time or deploy checkpoint.
         form (str): A deploy form spec, or ``'auto'``.
-        calibration_images (int): Training images that calibrate the int8
-            forms (0 keeps ``'auto'`` to the float forms).
+        calibration_images (int): Training images that calibrate int8.
         device (str): Where the form runs.
         label_ids (bool): Write Cityscapes label IDs instead of train IDs.
         save_logits (bool): Also write the logits (``STEM.npy``).

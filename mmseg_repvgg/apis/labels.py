@@ -66,8 +66,7 @@ def train_id_to_label_id(classes: Sequence[str]) -> np.ndarray:
     (road 7) the test server wants, from cityscapesscripts.
 
     Args:
-        classes (Sequence[str]): The model's classes: the 19 Cityscapes
-            train classes in train ID order.
+        classes (Sequence[str]): The 19 Cityscapes classes, in order.
 
     Returns:
         np.ndarray: uint8 array of 256; entry ``t`` is train ID t's label ID.

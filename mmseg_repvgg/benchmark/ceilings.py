@@ -70,8 +70,7 @@ def measure_ceilings(device: str, matmul_size: int,
     Args:
         device (str): ``'cpu'`` or a CUDA device.
         matmul_size (int): N of the N x N x N matmul.
-        conv_shapes (Sequence[tuple]): (channels, H, W) of each 3x3 conv;
-            the best rate counts.
+        conv_shapes (Sequence[tuple]): (C, H, W) of 3x3 convs; the best counts.
 
     Returns:
         dict: Per precision (``fp32``, ``bf16`` or ``fp16``, CPU ``int8``

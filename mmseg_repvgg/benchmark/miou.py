@@ -29,8 +29,7 @@ def miou_check(config: str,
     Args:
         config (str): The training (or deploy) config.
         checkpoint (str): Train-time or deploy checkpoint.
-        forms (Sequence[str]): Form specs to score; ``'fused'``, the
-            reference, always comes first.
+        forms (Sequence[str]): Form specs to score after ``'fused'``.
         device (str): Where the forms are checked to run.
         max_images (int, optional): Only the first images of the data.
         log (callable): Progress lines.

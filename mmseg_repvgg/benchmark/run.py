@@ -252,9 +252,8 @@ def run_benchmark(specs: Sequence[ModelSpec],
     Args:
         specs (Sequence[ModelSpec]): Models (RepVGG ones and baselines).
         settings (Settings): How to measure.
-        pairs (Sequence[tuple], optional): (candidate, baseline) names to
-            compare; by default the paper's pairs (see
-            :func:`~mmseg_repvgg.benchmark.analysis.default_pairs`).
+        pairs (Sequence[tuple], optional): (candidate, baseline) names;
+            None: :func:`~.analysis.default_pairs`.
         log (callable): Progress lines.
         miou (dict, optional): A :func:`~.miou.miou_check` result to report.
 

@@ -38,17 +38,13 @@ class Settings:
         threads (int, optional): torch and onnxruntime threads.
         forms (Sequence[str]): Forms of RepVGG models.
         baseline_forms (Sequence[str]): Forms of the other models.
-        profile_forms (Sequence[str]): Forms whose backbone convs are
-            profiled once.
+        profile_forms (Sequence[str]): Forms whose backbone is profiled.
         matmul_size (int): N of the matmul ceiling.
-        conv_shapes (Sequence[tuple]): (C, H, W) of the conv ceiling's 3x3
-            convs (PSPNet-RepVGG-B's OS8 stages at 512x1024).
-        calibration_shape (tuple): (N, H, W) of the batch that gives
-            random-weight models their BN statistics.
+        conv_shapes (Sequence[tuple]): (C, H, W) of the conv ceiling.
+        calibration_shape (tuple): (N, H, W) of random weights' BN batch.
         seed (int): Weights and inputs.
         workdir (str, optional): For the temporary ONNX files.
-        allow_emulated (bool): Also measure precisions the machine only
-            emulates (minutes per form); else skipped, with the reason.
+        allow_emulated (bool): Also measure emulated (slow) precisions.
     """
 
     shape: Tuple[int, int] = (512, 1024)
@@ -92,8 +88,7 @@ class ModelSpec:
         checkpoint (str, optional): None measures random weights.
         name (str, optional): Defaults to the config's file name.
         cfg_options (dict): Overrides merged into the config.
-        forms (Sequence[str], optional): This model's forms instead of
-            the settings'.
+        forms (Sequence[str], optional): Its forms instead of the settings'.
     """
 
     config: str
