@@ -1,23 +1,10 @@
 """Measure segmentors' speed and memory in every inference form, side by side.
 
-In one process and one run: the machine's matmul and conv rates, then per
-model the train-time, backbone-fused, fully fused, reduced-precision
-(bf16 on CPU, fp16 on CUDA: only where the hardware runs it natively),
-channels_last, Winograd, int8 (x86 CPUs), onnxruntime and OpenVINO forms,
-with mmseg's PSPNet ResNet-50/101-D8 as baselines. A form this machine
-cannot run natively is skipped with one line saying why
-(``--allow-emulated`` runs it anyway).
-Writes benchmark.json, benchmark.md and benchmark.png to --out-dir (on
-Ctrl-C, with the forms measured so far) and prints the Markdown::
-
     python tools/benchmark.py configs/pspnet_repvgg_b1g2_fast_cityscapes.py \\
         configs/pspnet_repvgg_b2_fast_cityscapes.py --runs 3
 
-A model is CONFIG (random weights) or CONFIG=CHECKPOINT, optionally with
-its own forms: CONFIG@unfused,fused,reduced. ``--miou-check
-CONFIG CHECKPOINT`` also scores reduced precision and int8 on the validation
-data.
-See docs/benchmark.md.
+Against mmseg's PSPNet R50/R101-D8, with the machine's ceilings; writes
+benchmark.json, .md and .png to --out-dir. See docs/benchmark.md.
 """
 import sys
 

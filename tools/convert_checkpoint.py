@@ -1,15 +1,7 @@
-"""Convert a RepVGG checkpoint of any layout to ours.
+"""Convert a RepVGG checkpoint (official, mmpretrain, timm or ours;
+train-time or fused; a file, URL or ``mmpretrain://repvgg-B2``) to our
+layout, verified by a strict load; DST is replaced only on success::
 
-Reads official (``RepVGG-B2-train.pth``), mmpretrain, timm
-(``model.safetensors`` / ``pytorch_model.bin``) and our own checkpoints,
-train-time or fused, from a local file, a URL or a name such as
-``mmpretrain://repvgg-B2`` (downloaded once into torch's hub cache), and
-writes ``{'state_dict', 'meta'}`` in our layout, train-time or
-(``--deploy``) fused. The result is verified by loading it
-strictly into a fresh ``RepVGG(arch)``; DST is replaced only on success::
-
-    python tools/convert_checkpoint.py RepVGG-B2-train.pth \\
-        checkpoints/RepVGG-B2-train.pth --arch B2
     python tools/convert_checkpoint.py mmpretrain://repvgg-B2 \\
         checkpoints/repvgg-B2-deploy.pth --arch B2 --deploy
 """

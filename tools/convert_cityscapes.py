@@ -1,14 +1,8 @@
-"""Convert the official Cityscapes download into mmseg's label files.
+"""Convert the official Cityscapes download into mmseg's label files
+(``*_gtFine_labelTrainIds.png`` and, where missing, the label and instance
+ID maps) and the split lists::
 
     python tools/convert_cityscapes.py data/cityscapes --nproc 8
-
-DATA_ROOT holds ``leftImg8bit/`` and ``gtFine/`` as unzipped from
-leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip. Next to every
-``*_gtFine_polygons.json`` this writes ``*_gtFine_labelTrainIds.png`` (the
-19 training classes, 255 = ignore) and, where missing (the download has
-them), ``*_gtFine_labelIds.png`` and ``*_gtFine_instanceIds.png``, which
-the official evaluation (CityscapesMetric) reads; then ``train.txt``,
-``val.txt`` and ``test.txt`` into DATA_ROOT. Missing splits are skipped.
 """
 import sys
 import time

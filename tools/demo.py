@@ -1,22 +1,7 @@
-"""The main job: a small PSPNet-RepVGG trained and tested on toy Cityscapes.
+"""The main job: a small PSPNet-RepVGG trained on toy Cityscapes (written
+if missing) on the CPU, tested re-parameterized, per-class IoU printed.
 
     python tools/demo.py [--work-dir DIR] [--epochs N] [--data-root DIR]
-        [--cfg-options key=value ...]
-
-1. Writes the built-in toy Cityscapes (128x256 images, the 19 classes) to
-   ``data/toy_cityscapes`` unless it is there.
-2. Trains configs/pspnet_repvgg_toy_cityscapes.py from scratch on the CPU,
-   with the steps of ``tools/train.py``.
-3. Tests the last checkpoint with the steps of ``tools/test.py``: the
-   ReparamHook re-parameterizes the model first, so the scores are the
-   fused model's. mmseg's visualizer saves a few images, ground truth
-   beside prediction.
-4. Prints per-class IoU, mIoU, the score of a constant prediction for
-   comparison, and where the images and logs are.
-
-The steps are in ``tools/demo_steps.py``; the console shows the gist of
-the logs (progress, re-parameterization, problems), the log files
-everything.
 """
 import argparse
 import os
@@ -29,7 +14,7 @@ import time
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
-from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli import add_cfg_options, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_dir
 
@@ -54,12 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default='data/toy_cityscapes',
         help='toy Cityscapes; written there if missing (default: '
         '%(default)s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='further overrides of the config, key=value pairs as for '
-        'tools/train.py')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error('--epochs must be at least 1')

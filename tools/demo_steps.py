@@ -1,10 +1,6 @@
-"""The steps of tools/demo.py: train on toy Cityscapes, test fused, report.
-
-In-process, through the steps of ``tools/train.py`` and ``tools/test.py``
-(:mod:`mmseg_repvgg.cli`) and two mmengine Runners. Scores are what
-``runner.test()`` returns (``PerClassIoUMetric`` adds per-class IoU and
-Acc) and class names the test dataset's, whatever classes it defines.
-"""
+"""The steps of tools/demo.py, in-process: train and test through the steps
+of ``tools/train.py`` and ``tools/test.py`` (:mod:`mmseg_repvgg.cli`), then
+report what ``runner.test()`` returned for the test dataset's classes."""
 import contextlib
 import io
 import os.path as osp
@@ -25,25 +21,14 @@ from mmseg_repvgg.errors import ConfigError, DatasetError
 
 #: The demo's config, relative to the repository.
 CONFIG = 'configs/pspnet_repvgg_toy_cityscapes.py'
-# Log lines shown live (everything goes to the Runners' log files):
-# progress, the ReparamHook's report and the best checkpoint; errors
-# always (mmengine's deprecation warnings stay in the files).
+# Log lines shown live (the log files keep everything); problems always.
 SHOWN = ('Epoch(', 'ReparamHook:', 'Saving checkpoint', 'best checkpoint')
 PROBLEMS = ('ERROR', 'Error', 'error:', 'Traceback')
 
 
 def config_options(data_root: str, epochs: Optional[int] = None) -> dict:
-    """Overrides of the demo's config for the data root and epochs.
-
-    Args:
-        data_root (str): The toy Cityscapes.
-        epochs (int, optional): Training epochs; the poly decay, the
-            validation and the checkpoint follow them. Defaults to None
-            (the config's).
-
-    Returns:
-        dict: ``key: value`` for :func:`mmseg_repvgg.cli.load_config`.
-    """
+    """``--cfg-options`` of the demo's config for the data root and the
+    epochs (the poly decay, validation and checkpoint follow them)."""
     options = {}
     if epochs is not None:
         options.update({
@@ -59,11 +44,7 @@ def config_options(data_root: str, epochs: Optional[int] = None) -> dict:
 
 
 def ensure_toy_data(data_root: str) -> bool:
-    """Write the toy Cityscapes unless it exists.
-
-    Returns:
-        bool: True if it was written.
-    """
+    """Write the toy Cityscapes unless it exists; True if written."""
     if osp.isdir(osp.join(data_root, 'gtFine', 'val')):
         return False
     from mmseg_repvgg.datasets import make_toy_cityscapes
@@ -79,14 +60,9 @@ def worth_showing(line: str) -> bool:
 
 
 class LiveGist(io.TextIOBase):
-    """A stdout that passes on only the lines :func:`worth_showing`.
-
-    The Runner's logger writes its console lines to the ``sys.stdout`` of
-    the moment it is built; its log file keeps everything.
-
-    Args:
-        stream (TextIO): Where the shown lines go.
-    """
+    """A stdout passing on only the lines :func:`worth_showing` to
+    ``stream`` (a Runner's logger writes to the ``sys.stdout`` it is built
+    with)."""
 
     def __init__(self, stream: TextIO):
         self.stream = stream
@@ -112,43 +88,33 @@ def _console(live: bool):
 
 
 def _name_instances(cfg, name: str) -> None:
-    """Keep this Runner's logger, message hub and visualizer its own.
-
-    mmengine shares them between Runners of one process by name: the
-    Runner names its own after ``experiment_name`` and the start time,
-    but mmseg's runtime base names the visualizer 'visualizer', so a
-    second Runner would draw into the first one's ``save_dir``.
-    """
+    """Keep this Runner's logger, message hub and visualizer its own:
+    mmengine shares them by name, and mmseg's runtime base names the
+    visualizer 'visualizer' (a second Runner would draw into the first's)."""
     cfg.experiment_name = name
     if isinstance(cfg.get('visualizer'), dict):
         cfg.visualizer.pop('name', None)
+
+
+def _run(cfg, mode: str, live: bool) -> Tuple[Runner, dict]:
+    """Check and build the Runner as the tools do, then train or test."""
+    _name_instances(cfg, f'demo_{mode}')
+    check_before_run(cfg, mode)
+    with _console(live):
+        runner = build_runner(cfg, 'none')
+        return runner, runner.train() if mode == 'train' else runner.test()
 
 
 def run_training(config: str,
                  work_dir: str,
                  options: dict,
                  live: bool = True) -> Runner:
-    """Train as ``tools/train.py CONFIG --work-dir DIR --cfg-options ...``.
-
-    Args:
-        config (str): The config file.
-        work_dir (str): Checkpoints and logs go here.
-        options (dict): Config overrides.
-        live (bool): Show only the gist of the log on the console.
-            Defaults to True.
-
-    Returns:
-        Runner: The finished Runner; its message hub holds the last
-        checkpoint and validation scores.
-    """
+    """Train as ``tools/train.py CONFIG --work-dir DIR --cfg-options ...``;
+    the finished Runner's message hub holds the last checkpoint and scores
+    (``live``: only the gist of the log on the console)."""
     cfg = load_config(config, options)
     set_work_dir(cfg, work_dir, config)
-    _name_instances(cfg, 'demo_train')
-    check_before_run(cfg, 'train')
-    with _console(live):
-        runner = build_runner(cfg, 'none')
-        runner.train()
-    return runner
+    return _run(cfg, 'train', live)[0]
 
 
 def run_test(config: str,
@@ -157,26 +123,9 @@ def run_test(config: str,
              show_dir: str,
              options: dict,
              live: bool = True) -> Tuple[dict, Runner]:
-    """Test as ``tools/test.py CONFIG CKPT --work-dir DIR --show-dir DIR``.
-
-    The config's ReparamHook fuses the model before the test, so the
-    scores are the deployed model's; the test evaluator becomes a
-    ``PerClassIoUMetric`` with the config's settings (registered by
-    ``mmseg_repvgg``, which the config imports).
-
-    Args:
-        config (str): The config file.
-        checkpoint (str): The checkpoint to test.
-        work_dir (str): The test's logs go here.
-        show_dir (str): Ground truth | prediction images go to
-            ``show_dir/vis_data/vis_image/``.
-        options (dict): Config overrides.
-        live (bool): Show only the gist of the log. Defaults to True.
-
-    Returns:
-        tuple[dict, Runner]: What ``runner.test()`` returned, and the
-        Runner (its ``test_dataloader.dataset`` has the metainfo).
-    """
+    """Test as ``tools/test.py CONFIG CKPT --work-dir DIR --show-dir DIR``,
+    fused by the config's ReparamHook, scored by ``PerClassIoUMetric``;
+    returns what ``runner.test()`` returned, and the Runner."""
     check_checkpoint(checkpoint)
     cfg = load_config(config, options)
     set_work_dir(cfg, work_dir, config)
@@ -188,27 +137,16 @@ def run_test(config: str,
             f'the demo reports per-class IoU from an IoUMetric test '
             f'evaluator; {config} has {evaluator}')
     cfg.test_evaluator = dict(evaluator, type='PerClassIoUMetric')
-    _name_instances(cfg, 'demo_test')
-    check_before_run(cfg, 'test')
-    with _console(live):
-        runner = build_runner(cfg, 'none')
-        metrics = runner.test()
+    runner, metrics = _run(cfg, 'test', live)
     return metrics, runner
 
 
 def constant_prediction_miou(label_files: Sequence[str],
                              num_classes: int,
                              ignore_index: int = 255) -> float:
-    """mIoU (%) of predicting the most frequent class everywhere.
-
-    The reference for "learned something": that class scores its pixel
-    share as IoU and every other class present scores 0 (IoUMetric skips
-    classes absent from both ground truth and prediction).
-
-    Args:
-        label_files (Sequence[str]): Label maps (train IDs).
-        num_classes (int): The dataset's classes.
-        ignore_index (int): Label of unlabelled pixels. Defaults to 255.
+    """mIoU (%) of predicting the most frequent class everywhere, the
+    reference for "learned something": that class scores its pixel share,
+    every other class present 0.
 
     Raises:
         DatasetError: No label files, or none with a labelled pixel.
@@ -232,13 +170,10 @@ class DemoResult:
     """What a demo run produced.
 
     Args:
-        metrics (dict): ``runner.test()``'s return: aAcc, mIoU, mAcc and
-            ``IoU.<class>`` / ``Acc.<class>``.
-        classes (tuple): The test dataset's class names (its metainfo).
-        baseline_miou (float): :func:`constant_prediction_miou` of the test
-            labels.
-        train_miou (float, optional): mIoU of the last validation during
-            training (the train-time model), if one ran.
+        metrics (dict): ``runner.test()``'s return, per-class scores too.
+        classes (tuple): The test dataset's class names.
+        baseline_miou (float): :func:`constant_prediction_miou`'s.
+        train_miou (float, optional): The last validation's (unfused) mIoU.
         checkpoint (str): The tested (last) training checkpoint.
         work_dir (str): The training work dir (``deploy_final.pth``).
         images (list): The saved ground truth | prediction images.
@@ -264,22 +199,9 @@ def run_demo(work_dir: str,
              cfg_options: Optional[dict] = None,
              live: bool = True,
              say=print) -> DemoResult:
-    """Write the toy data if missing, train, test fused.
-
-    Args:
-        work_dir (str): Training output; the test's goes to
-            ``work_dir/test`` and its images to ``work_dir/test/show``.
-        data_root (str): The toy Cityscapes (written there if missing).
-        epochs (int, optional): Training epochs. Defaults to the config's.
-        config (str): The config. Defaults to :data:`CONFIG`.
-        cfg_options (dict, optional): Further overrides, applied after the
-            data root and epochs.
-        live (bool): Show only the gist of the Runners' logs.
-        say (callable): Prints the step headers.
-
-    Returns:
-        DemoResult: For :func:`format_report`.
-    """
+    """Write the toy data if missing, train into ``work_dir``, test fused
+    into ``work_dir/test``; ``cfg_options`` apply after the data root and
+    ``epochs`` (None: the config's), ``say`` prints the step headers."""
     say(f'[demo] 1/3 toy Cityscapes in {data_root}')
     if ensure_toy_data(data_root):
         say(f'[demo] wrote {data_root}')
@@ -321,12 +243,8 @@ def run_demo(work_dir: str,
 
 
 def per_class_table(metrics: dict, classes: Sequence[str]) -> str:
-    """Per-class IoU and Acc from ``PerClassIoUMetric``'s metrics.
-
-    Raises:
-        KeyError: A class without scores (the metrics are not of these
-            classes).
-    """
+    """Per-class IoU and Acc from ``PerClassIoUMetric``'s metrics
+    (KeyError for a class without scores)."""
     width = max(len('class'), *map(len, classes))
     rows = [f'{"class":<{width}}    IoU    Acc']
     for name in classes:
@@ -336,8 +254,7 @@ def per_class_table(metrics: dict, classes: Sequence[str]) -> str:
 
 
 def format_report(result: DemoResult) -> str:
-    """The demo's summary: per-class IoU, mIoU against the baseline, paths.
-    """
+    """The demo's summary: per-class IoU, mIoU against the baseline, paths."""
     metrics = result.metrics
     lines = [
         '[demo] results on the toy val images (re-parameterized model)',

@@ -10,23 +10,8 @@ if [ $# -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py options]" >&2
     exit 2
 fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
-    --launcher pytorch "${@:4}"
+"${PYTHON:-python}" -m torch.distributed.run --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$3" --master_port="${PORT:-29500}" \
+    "$(dirname "$0")/test.py" "$1" "$2" --launcher pytorch "${@:4}"

@@ -11,21 +11,8 @@ if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG GPUS [train.py options]" >&2
     exit 2
 fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+"${PYTHON:-python}" -m torch.distributed.run --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$2" --master_port="${PORT:-29500}" \
+    "$(dirname "$0")/train.py" "$1" --launcher pytorch "${@:3}"

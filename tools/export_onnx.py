@@ -1,9 +1,5 @@
-"""Export a PSPNet-RepVGG segmentor to ONNX, fused, and check it.
-
-CHECKPOINT may be train-time (it is fused first) or a deploy checkpoint.
-The graph takes the normalized RGB image (N, 3, H, W) and returns logits at
-input size, or the label map with ``--argmax``. It is run in onnxruntime
-and compared with PyTorch; the tool fails above the tolerance::
+"""Export a PSPNet-RepVGG segmentor to ONNX, fused, and check it against
+PyTorch in onnxruntime (the tool fails above the tolerance)::
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
         --shape 512 1024 --dynamic
@@ -11,7 +7,7 @@ and compared with PyTorch; the tool fails above the tolerance::
 import sys
 
 from mmseg_repvgg.checkpoint import load_segmentor
-from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli import add_cfg_options, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
@@ -47,11 +43,7 @@ def parse_args(argv=None):
         default=1e-4,
         help='largest allowed difference, relative to the largest logit '
         '(default: 1e-4)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 

@@ -1,21 +1,14 @@
 #!/usr/bin/env bash
-# The GPU check in one command: set-up, the CUDA tests, the benchmarks, one
-# report. On a CUDA machine (no package index needed there: carry
-# wheelhouse/, filled by bash tools/gpu_wheelhouse.sh):
+# The GPU check in one command: set-up from wheelhouse/ (filled by
+# bash tools/gpu_wheelhouse.sh), the CUDA tests, tools/benchmark.py and
+# tools/train_benchmark.py, one report (DIR/gpu_check.md; default DIR: $OUT,
+# else work_dirs/gpu_check). Each step gets what is left of the budget
+# (default 480 s on cuda, none on cpu). See docs/benchmark.md, "GPU".
 #   bash tools/gpu_check.sh [--budget SECONDS] [--out DIR] [--wheelhouse DIR]
 # Its dry run on a CPU (tiny models and shapes; the CUDA tests skipped):
 #   bash tools/gpu_check.sh --device cpu --skip-install --out DIR
-# Steps: WHEELHOUSE=DIR tools/setup_env.sh into PYTHON (default python3, a
-# CUDA torch installed there), python -m pytest -m cuda, tools/benchmark.py
-# at 1024x2048 and 512x1024 (RepVGG B1g2-fast and B2-fast against mmseg's
-# PSPNet R50-D8 and R101-D8, every GPU form), tools/train_benchmark.py (the
-# six paper configs). Each step gets at most what is left of the budget
-# (default 480 s on cuda, none on cpu); the report names what it skipped.
-# Writes DIR/gpu_check.md (the pytest summary, the tools' tables), the
-# tools' outputs beside it and gpu_check.log (default DIR: $OUT, else
-# work_dirs/gpu_check). Exit status 1 when the set-up, a tool or the CUDA
-# tests failed (the tests also when the budget stopped or skipped them), 2
-# on bad input (one error: line, nothing written).
+# Exit status 1 when a step failed (the CUDA tests also when the budget
+# stopped them), 2 on bad input (one error: line, nothing written).
 set -uo pipefail
 START=$SECONDS
 
@@ -92,8 +85,7 @@ if [ "$DEVICE" = cuda ]; then
     BENCH_ARGS=(--warmup 3 --runs 10)
     TRAIN_ARGS=(--warmup 2 --iters 6)  # the six paper configs
 else
-    # The toy config and mmseg's PSPNet R18-D8, both shrunk to a few
-    # channels: built and measured in seconds.
+    # The toy config and mmseg's PSPNet R18-D8, shrunk: measured in seconds.
     cat > "$SCRATCH/toy_tiny.py" <<EOF
 _base_ = ['$REPO_ROOT/configs/pspnet_repvgg_toy_cityscapes.py']
 model = dict(
@@ -121,10 +113,9 @@ fi
 
 say() { echo "[gpu-check] $*" >&2; }
 
-# run_step NAME COMMAND...: the command's output in the log and in
-# $SCRATCH/step.out; at most what is left of the budget (less a reserve
-# for the report), else skipped. Returns the command's exit status; a
-# failure (not the budget's stop) sets FAILED.
+# run_step NAME COMMAND...: output to the log and $SCRATCH/step.out, within
+# what is left of the budget (less a reserve for the report), else skipped;
+# returns the command's status; a failure (not the budget's stop) sets FAILED.
 run_step() {
     local name=$1 began=$SECONDS rc limit=() result=ok
     shift

@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Fill a wheelhouse for a CUDA machine without a package index:
+# Fill a wheelhouse for a CUDA machine without a package index, where pip
+# reaches one: the CPython 3.12 x86-64 wheels of tools/gpu_wheelhouse.txt
+# and mmcv's source; DEST is replaced only when every download succeeded.
+# There bash tools/gpu_check.sh (or WHEELHOUSE=DIR tools/setup_env.sh) uses it.
 #   bash tools/gpu_wheelhouse.sh [DEST]      (default: <repo>/wheelhouse)
-# Run it where pip reaches an index. It downloads the pinned CPython 3.12
-# x86-64 wheels of tools/gpu_wheelhouse.txt and mmcv's source (built there)
-# and replaces DEST only when every download succeeded; git ignores it.
-# Copy it along with the working tree; there bash tools/gpu_check.sh (or
-# WHEELHOUSE=wheelhouse bash tools/setup_env.sh) installs from it.
-#   PYTHON=...  the interpreter whose pip downloads (default: the project's
-#               .venv, else python3); it needs setuptools < 82, whose
-#               pkg_resources mmcv's setup.py imports to give its metadata.
+#   PYTHON=...  whose pip downloads (default: the project's .venv, else
+#               python3); it needs setuptools < 82 (mmcv's setup.py).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,45 +1,10 @@
 """Segment images, folders of images and videos with a trained segmentor.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [INPUT ...] --out-dir DIR
-        [--deploy-form FORM] [--calibration-images N] [--label-ids]
-        [--save-logits] [--save-frames] [--device cpu]
-        [--cfg-options key=value ...]
 
-INPUT is an image file, a folder (its images, recursively) or a video
-(.mp4 .avi .mov .mkv). CHECKPOINT is a train-time or deploy checkpoint
-(``deploy_final.pth``); the model runs in the deploy form ``--deploy-form``
-(default ``fused``: the re-parameterized fp32 model; ``auto`` picks the
-fastest form that runs here, the int8 forms calibrate on
-``--calibration-images`` training images). Each image goes through the
-config's test pipeline by mmseg's ``MMSegInferencer``, exactly as
-``tools/test.py`` runs it, so the label maps equal the test loop's
-predictions (``tools/test.py --out``).
-
-For each image ``STEM.EXT`` it writes:
-
-* ``DIR/STEM.png``: the label map at the image's size, uint8 train IDs
-  (``--label-ids``: Cityscapes label IDs, as the test server wants);
-* ``DIR/vis/STEM.png``: the prediction over the image, drawn by mmseg's
-  visualizer;
-* ``DIR/STEM.npy`` with ``--save-logits``: float32 C x H x W logits, after
-  mmseg's resize to the image's size.
-
-A video gives ``DIR/vis/STEM.mp4`` (the overlay, same size and frame
-rate) and, with ``--save-frames``, ``DIR/STEM/NNNNNN.png`` (and ``.npy``)
-per frame. Files are written atomically: never half-written.
-
-A bad input (missing, unreadable, an empty folder, an unknown extension)
-gets one line on stderr and the others go on. Two inputs with the same
-stem would write the same files: the first keeps the name, the later ones
-are reported and skipped (give them their own ``--out-dir``). Exit status:
-0 if every input was segmented, 1 if some failed, 2 for a usage error
-(bad config, checkpoint or option).
-
-Example, the Cityscapes test set for the server::
-
-    python tools/infer.py configs/pspnet_repvgg_b1g2_cityscapes.py \\
-        work_dirs/pspnet_repvgg_b1g2_cityscapes/deploy_final.pth \\
-        data/cityscapes/leftImg8bit/test --out-dir results --label-ids
+Writes ``DIR/STEM.png`` (label map), ``DIR/vis/STEM.png`` (overlay) per
+image and ``DIR/vis/STEM.mp4`` per video; a bad input gets one line and the
+others go on (exit 1). See docs/deployment.md.
 """
 import argparse
 import sys
@@ -49,7 +14,8 @@ import sys
 import mmseg_repvgg  # noqa: F401  isort: skip
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import CfgOptions, check_checkpoint, load_config, run_cli
+from mmseg_repvgg.cli import (add_cfg_options, check_checkpoint, load_config,
+                              run_cli)
 from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
 from mmseg_repvgg.cli.outputs import check_output_dir
 from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
@@ -104,12 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'DIR/STEM/NNNNNN.png')
     parser.add_argument(
         '--device', default='cpu', help='where the model runs (cpu, cuda)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value pairs (as tools/test.py '
-        'takes them)')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.calibration_images < 0:
         parser.error('--calibration-images must be 0 or more')

@@ -1,14 +1,7 @@
-"""Write the built-in toy Cityscapes (real layout, labels converted).
+"""Write the built-in toy Cityscapes (the real layout, labels converted),
+which configs/pspnet_repvgg_toy_cityscapes.py reads::
 
     python tools/make_toy_cityscapes.py data/toy_cityscapes
-    python tools/make_toy_cityscapes.py ROOT --num-train 8 --num-val 2 \
-        --size 64 128 --seed 1 --nproc 2 --overwrite
-
-Synthetic street scenes with 13 of the 19 Cityscapes classes, written as
-``ROOT/leftImg8bit/{train,val}/CITY/*_leftImg8bit.png`` and
-``ROOT/gtFine/{train,val}/CITY/*_gtFine_{polygons.json,labelTrainIds.png,
-labelIds.png,instanceIds.png}``, which configs/pspnet_repvgg_toy_cityscapes.py
-reads (its data_root is data/toy_cityscapes).
 """
 import sys
 import time

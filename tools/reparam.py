@@ -1,9 +1,5 @@
-"""Turn a trained PSPNet-RepVGG checkpoint into a deploy checkpoint.
-
-Fuses the RepVGG blocks, folds the heads' BatchNorms into their convs and
-drops the auxiliary head; checks on a random input that the fused logits
-equal the unfused ones; writes OUT (weights and meta, no optimizer state)
-and the deploy config beside it (OUT with ``.py``)::
+"""Turn a trained PSPNet-RepVGG checkpoint into a deploy checkpoint, fused
+and checked equal on a random input, with its config beside it::
 
     python tools/reparam.py CONFIG work_dirs/x/epoch_40.pth deploy.pth
     python tools/test.py deploy.py deploy.pth
@@ -11,7 +7,7 @@ and the deploy config beside it (OUT with ``.py``)::
 import os.path as osp
 import sys
 
-from mmseg_repvgg.cli import CfgOptions, run_cli
+from mmseg_repvgg.cli import add_cfg_options, run_cli
 from mmseg_repvgg.cli.args import ToolParser
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
@@ -40,11 +36,7 @@ def parse_args(argv=None):
         default=1e-4,
         help='largest allowed difference of the logits, relative to the '
         'largest logit (default: 1e-4)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 

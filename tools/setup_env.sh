@@ -1,23 +1,17 @@
 #!/usr/bin/env bash
-# Create or reuse the project's virtual environment and install everything.
-#
-# Sourced by tools/demo.sh and tools/run_tests.sh; run it alone to set up.
-# Idempotent: a second run only checks what is there (seconds).
+# Create or reuse the project's virtual environment and install everything;
+# a second run only checks (seconds). Sourced by tools/demo.sh and
+# tools/run_tests.sh.
 #   VENV=/path   where the environment lives (default: <repo>/.venv)
 #   PYTHON=...   the interpreter that creates it (default: python3)
-# The first run on a machine builds mmcv 2.1.0 with its compiled ops from
-# source (PyPI has no wheel for current torch): about 14 minutes on 2 cores.
-# pip keeps the built wheel in its cache, so later set-ups take seconds.
+# The first run builds mmcv 2.1.0 with its ops from source (no wheel for
+# current torch): about 14 minutes on 2 cores; pip caches the wheel.
 #
-# Offline, on a machine without a package index (a CUDA machine, say):
+# Offline, from what tools/gpu_wheelhouse.sh filled (a CUDA machine, say):
 #   WHEELHOUSE=DIR bash tools/setup_env.sh
-# DIR is what tools/gpu_wheelhouse.sh fills where pip reaches an index.
-# Everything goes into PYTHON's own environment, no venv: the torch already
-# installed there (a CUDA build) stays the one in use, which a fresh venv
-# would not see. The wheels of DIR's list go in with --no-index --no-deps
-# (the list is complete; opencv-python-headless stands in for
-# opencv-python), mmcv is built from its source in DIR, then this package,
-# editable, without its extras.
+# installs into PYTHON's own environment, no venv, so its CUDA torch stays
+# in use: DIR's wheels with --no-index --no-deps, mmcv built from its
+# source, then this package, editable, without its extras.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -94,13 +88,11 @@ if [ -n "$WHEELHOUSE" ]; then
     pip_install -r <(grep -v -E '^(mmcv|setuptools)==' "$PINS")
 fi
 
-# mmcv must be built against this torch, without build isolation (an
-# isolated build has no torch), and before the package: otherwise pip would
-# resolve it on its own.
+# mmcv is built against this torch (no build isolation: it would have no
+# torch), before the package, which pip would otherwise resolve it for.
 if [[ " $MISSING " == *" mmcv "* ]] && [ -n "$WHEELHOUSE" ]; then
-    # mmseg only imports mmcv.ops (PSPNet, SyncBN and RepVGG run on torch's
-    # kernels): its ops for the CPU, the GPU hidden, unoptimized, take
-    # minutes; a failed quick build is retried with the default flags.
+    # mmseg only imports mmcv.ops: CPU ops, unoptimized, take minutes; a
+    # failed quick build is retried with the default flags.
     log "building mmcv==$MMCV_VERSION with CPU ops from $WHEELHOUSE"
     (
         export CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1 \
@@ -119,9 +111,8 @@ elif [[ " $MISSING " == *" mmcv "* ]]; then
         pip_install --no-build-isolation "mmcv==$MMCV_VERSION"
 fi
 
-# The package itself, editable: from a wheelhouse without its extras; else
-# with the test and export extras, skipped when setup.cfg has not changed
-# since the last install.
+# The package, editable: from a wheelhouse without extras; else with the
+# test and export extras, unless setup.cfg is unchanged since last time.
 if [ -n "$WHEELHOUSE" ]; then
     log "installing mmseg-repvgg (editable) into $PY"
     pip_install --no-build-isolation -e "$REPO_ROOT"

@@ -2,27 +2,14 @@
 # Testing on a Slurm cluster (as mmseg's tools/slurm_test.sh).
 #   GPUS=8 bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT \
 #       [options]
+# GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS and PYTHON as in mmseg.
 set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=("${@:5}")
-PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/test.py" "${CONFIG}" "${CHECKPOINT}" \
-    --launcher="slurm" "${PY_ARGS[@]}"
+srun -p "$1" --job-name="$2" --gres=gpu:"${GPUS_PER_NODE}" \
+    --ntasks="${GPUS:-8}" --ntasks-per-node="${GPUS_PER_NODE}" \
+    --cpus-per-task="${CPUS_PER_TASK:-5}" --kill-on-bad-exit=1 \
+    ${SRUN_ARGS:-} \
+    "${PYTHON:-python}" -u "$(dirname "$0")/test.py" "$3" "$4" \
+    --launcher="slurm" "${@:5}"

@@ -2,26 +2,14 @@
 # Training on a Slurm cluster (as mmseg's tools/slurm_train.sh).
 #   GPUS=8 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [options]
 # The paper's global batch of 16 is GPUS=8 (2 images per GPU).
+# GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS and PYTHON as in mmseg.
 set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=("${@:4}")
-PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/train.py" "${CONFIG}" --launcher="slurm" \
-    "${PY_ARGS[@]}"
+srun -p "$1" --job-name="$2" --gres=gpu:"${GPUS_PER_NODE}" \
+    --ntasks="${GPUS:-8}" --ntasks-per-node="${GPUS_PER_NODE}" \
+    --cpus-per-task="${CPUS_PER_TASK:-5}" --kill-on-bad-exit=1 \
+    ${SRUN_ARGS:-} \
+    "${PYTHON:-python}" -u "$(dirname "$0")/train.py" "$3" \
+    --launcher="slurm" "${@:4}"

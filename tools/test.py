@@ -1,19 +1,11 @@
 """Test (and evaluate) a segmentor: mmseg's tools/test.py for this project.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR]
-        [--out DIR] [--tta] [--cfg-options key=value ...]
+    python tools/test.py CONFIG CHECKPOINT [--deploy-form FORM] [...]
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
-With the ReparamHook of the RepVGG configs the model is re-parameterized
-(fused) after the checkpoint loads, so the metrics are the deployed
-model's. A deploy checkpoint (``deploy_final.pth``) works too.
-
-``--deploy-form FORM`` scores one deploy form (a name such as int8_lowres,
-or its parts joined by ``+``, or ``auto``: see ``mmseg_repvgg.deploy.forms``)
-with the config's own evaluator (``DeployFormTestLoop``), so the mIoU
-printed is the shipped model's; int8 forms are calibrated on
-``--calibration-images`` training images first. ``--list-forms`` prints
-which forms run on this machine, and why the others do not.
+The ReparamHook fuses the model after the checkpoint loads, so the metrics
+are the deployed model's; ``--deploy-form`` scores one deploy form with the
+config's evaluator, ``--list-forms`` says which run here.
 """
 import argparse
 import sys

@@ -1,11 +1,7 @@
 """Train a segmentor: mmseg's tools/train.py for the project's configs.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options key=value ...]
     bash tools/dist_train.sh CONFIG GPUS [same options]
-
-Checkpoints and logs go to the work dir; with the ReparamHook of the
-RepVGG configs, ``deploy_final.pth`` (fused) is written there at the end.
 """
 import argparse
 import sys

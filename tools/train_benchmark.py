@@ -1,22 +1,12 @@
 """Training numbers in mmseg's terms for the paper's six PSPNet configs.
 
-Seconds per iteration (fp32 as torch runs it by default, and AMP), peak
-training memory and inference fps, at the paper's crop (512x1024) and
-per-GPU batch (2), on synthetic data with each config's optimizer (see
-``mmseg_repvgg/benchmark/training.py``). Writes train_benchmark.json, .md
-(the table, beside the paper's mIoU, the machine
-named) and .png to --out-dir and prints the table::
+    python tools/train_benchmark.py [NAME=CONFIG ...] [--render JSON]
 
-    python tools/train_benchmark.py                  # the six, on CUDA
-    python tools/train_benchmark.py B2=configs/pspnet_repvgg_b2_cityscapes.py
-    python tools/train_benchmark.py --render DIR/train_benchmark.json
-
-``--dry-run`` marks every row as a dry run (the GPU check's CPU run of
-tiny models).
+Seconds per iteration (fp32, AMP), peak memory and inference fps; writes
+train_benchmark.json, .md and .png to --out-dir and prints the table.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
@@ -123,7 +113,6 @@ def main(argv=None) -> int:
     papers = paper_miou(osp.join(REPO_ROOT, 'configs', 'metafile.yml'))
     configs = [(name, load_config(path, args.cfg_options), path)
                for name, path in _models(args)]  # all read before any run
-    os.makedirs(args.out_dir, exist_ok=True)
     results = dict(
         machine=machine_info(args.device),
         device=args.device,
@@ -139,13 +128,9 @@ def main(argv=None) -> int:
         results['rows'].append(row)
         table = write_training_report(results, args.out_dir)  # so far
     print('\n'.join(table))
-    rows = results['rows']
-    failed = [
-        row['name'] for row in rows
-        for part in [*row['train'].values(), row['inference']]
-        if 'error' in part
-    ]
-    return 1 if failed else 0
+    parts = [[*row['train'].values(), row['inference']]
+             for row in results['rows']]
+    return 1 if any('error' in p for row in parts for p in row) else 0
 
 
 def _log(line: str) -> None:

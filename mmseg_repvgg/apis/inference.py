@@ -1,13 +1,9 @@
-"""Segment images and videos with a deploy form, on mmseg's inferencer.
+"""Segment images and videos with a deploy form on mmseg's inferencer.
 
 :class:`DeployInferencer` is mmseg's ``MMSegInferencer`` with its model
-swapped for a strictly loaded deploy form; pipeline, forward, visualizer
-and postprocessing stay mmseg's. Written by hand (mmseg's ``__call__``
-lacks it): outputs named after each input and written atomically,
-Cityscapes label IDs, logits, videos frame by frame, one line per bad
-input. Per image ``STEM``: ``OUT/STEM.png`` (label map), ``OUT/vis/STEM.png``
-(overlay), optionally ``OUT/STEM.npy`` (logits); a video gives
-``OUT/vis/STEM.mp4`` and optionally ``OUT/STEM/NNNNNN.png`` per frame.
+swapped for a strictly loaded deploy form. Written by hand, as mmseg's
+``__call__`` lacks them: outputs named after each input and written
+atomically, Cityscapes label IDs, logits, videos, one line per bad input.
 """
 import copy
 import os
@@ -40,8 +36,7 @@ from .sources import BadInput, Report, Source
 DEFAULT_FPS = 25.0
 #: Codec of the overlay videos (``OUT/vis/STEM.mp4``).
 VIDEO_FOURCC = 'mp4v'
-#: Opacity of the drawn classes: the image shows through, as with
-#: ``mmseg.apis.show_result_pyplot``'s default.
+#: Opacity of the drawn classes (``show_result_pyplot``'s default).
 OVERLAY_ALPHA = 0.5
 
 
@@ -78,8 +73,7 @@ def _write_npy(path: str, array: np.ndarray) -> None:
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
-    """A BGR (or gray, or float) image as the uint8 RGB the visualizer
-    draws on."""
+    """A BGR, gray or float image as the uint8 RGB the visualizer draws on."""
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 2 or image.shape[2] == 1:
@@ -88,15 +82,12 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def inference_pipeline(cfg: Config) -> List[dict]:
-    """A copy of the pipeline the test loop runs.
-
-    That is the test (else val) dataloader's pipeline, which
-    ``--cfg-options`` changes, as mmseg's ``_init_pipeline`` reads it; the
-    top-level ``test_pipeline`` variable only when there is no dataloader.
+    """A copy of the pipeline the test loop runs: the test (else val)
+    dataloader's, as mmseg's ``_init_pipeline`` reads it, else the config's
+    ``test_pipeline``.
 
     Raises:
-        ConfigError: No test pipeline, or one that does not start by
-            loading the image from a file.
+        ConfigError: None, or one that does not start by loading a file.
     """
     pipeline = eval_dataset_cfg(cfg).get('pipeline') or cfg.get(
         'test_pipeline')
@@ -120,14 +111,10 @@ class DeployInferencer(MMSegInferencer):
     Args:
         cfg (Config): The config (training or deploy).
         checkpoint (str): A train-time or deploy checkpoint.
-        form (str): A deploy form name, or ``'auto'``
-            (:func:`~mmseg_repvgg.deploy.deploy_model`).
-        calibration_images (int): Training images that calibrate the int8
-            forms (and let ``'auto'`` consider them; 0: ``'auto'`` picks
-            among the float forms only). Unused by the other forms.
+        form (str): A deploy form spec, or ``'auto'``.
+        calibration_images (int): Training images that calibrate int8.
         device (str): Where the form runs.
-        label_ids (bool): Write Cityscapes label IDs instead of train IDs
-            (the test server's format).
+        label_ids (bool): Write Cityscapes label IDs instead of train IDs.
         save_logits (bool): Also write the logits (``STEM.npy``).
         save_frames (bool): Also write each video frame's label map.
 
@@ -145,9 +132,8 @@ class DeployInferencer(MMSegInferencer):
                  label_ids: bool = False,
                  save_logits: bool = False,
                  save_frames: bool = False):
-        # Read by _init_model and _init_pipeline, which mmengine's
-        # BaseInferencer.__init__ calls. The pipeline is checked first, so
-        # a bad config fails before the checkpoint is loaded.
+        # Read by _init_model and _init_pipeline (BaseInferencer.__init__);
+        # checked first, so a bad config fails before the checkpoint loads.
         self._pipeline_cfg = inference_pipeline(cfg)
         self.form = form
         self.calibration_images = calibration_images
@@ -165,8 +151,7 @@ class DeployInferencer(MMSegInferencer):
     # The pieces of mmseg's inferencer that differ.
 
     def _init_model(self, cfg: Config, weights: str, device: str) -> nn.Module:
-        """The deploy form inside the segmentor, in place of mmseg's
-        non-strict load of the train-time model."""
+        """The deploy form, in place of mmseg's non-strict load."""
         model, ckpt = load_segmentor(cfg, weights)
         [(self.deployed, segmentor)
          ] = deploy_segmentors(cfg, model, [self.form],
@@ -178,8 +163,8 @@ class DeployInferencer(MMSegInferencer):
         return segmentor
 
     def _init_pipeline(self, cfg: Config):
-        """mmseg's pipeline built from :func:`inference_pipeline`; the
-        config's own loader is kept to decode each image once."""
+        """mmseg's pipeline from :func:`inference_pipeline`; the config's
+        own loader is kept to decode each image once."""
         pipeline = copy.deepcopy(self._pipeline_cfg)
         self._load = TRANSFORMS.build(copy.deepcopy(pipeline[0]))
         # mmseg finds the loader by this exact name; a subclass of it was
@@ -189,8 +174,8 @@ class DeployInferencer(MMSegInferencer):
             ConfigDict(test_dataloader=dict(dataset=dict(pipeline=pipeline))))
 
     def _init_visualizer(self, cfg: Config):
-        """The config's visualizer (mmseg's default if none) without its
-        storage backends: the overlays are written here, atomically."""
+        """The config's visualizer without its storage backends: the
+        overlays are written here, atomically."""
         vis_cfg = copy.deepcopy(
             cfg.get('visualizer') or dict(type='SegLocalVisualizer'))
         vis_cfg.pop('vis_backends', None)
@@ -200,11 +185,8 @@ class DeployInferencer(MMSegInferencer):
     # One image through mmseg's steps.
 
     def load_image(self, path: str) -> np.ndarray:
-        """Decode ``path`` with the test pipeline's loading transform.
-
-        Raises:
-            BadInput: It cannot be read or decoded.
-        """
+        """Decode ``path`` with the test pipeline's loader (BadInput if it
+        cannot)."""
         try:
             results = self._load(dict(img_path=path))
         except (OSError, ValueError, AssertionError, cv2.error) as err:
@@ -215,18 +197,15 @@ class DeployInferencer(MMSegInferencer):
         return results['img']
 
     def predict(self, image: np.ndarray) -> SegDataSample:
-        """mmseg's ``preprocess`` and ``forward`` on one decoded (BGR)
-        image."""
+        """mmseg's ``preprocess`` and ``forward`` on one BGR image."""
         return self.forward(next(self.preprocess([image])))[0]
 
     def overlay(self,
                 image: np.ndarray,
                 result: SegDataSample,
                 with_labels: bool = True) -> np.ndarray:
-        """The prediction drawn over ``image`` by mmseg's ``visualize``
-        (BGR in, BGR out)."""
-        # mmseg's visualize converts only file inputs to RGB; an array is
-        # drawn on as it is given.
+        """The prediction drawn over ``image`` (BGR) by mmseg's
+        ``visualize``, which converts only file inputs to RGB."""
         drawn = self.visualize([_to_rgb(image)], [result],
                                return_vis=True,
                                opacity=OVERLAY_ALPHA,
@@ -234,8 +213,8 @@ class DeployInferencer(MMSegInferencer):
         return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
 
     def label_map(self, result: SegDataSample) -> np.ndarray:
-        """The uint8 label map (mmseg's ``postprocess``) at the image's
-        size: train IDs, or label IDs with ``label_ids``."""
+        """The uint8 label map (mmseg's ``postprocess``): train IDs, or
+        label IDs with ``label_ids``."""
         labels = self.postprocess([result], None)['predictions']
         labels = labels.astype(np.uint8)
         if self.label_table is not None:
@@ -251,11 +230,7 @@ class DeployInferencer(MMSegInferencer):
             _write_npy(base + '.npy', logits)
 
     def image(self, path: str, out_dir: str) -> None:
-        """Segment one image file into ``out_dir``.
-
-        Raises:
-            BadInput: It cannot be read.
-        """
+        """Segment one image file into ``out_dir`` (BadInput if unreadable)."""
         image = self.load_image(path)
         result = self.predict(image)
         stem = osp.splitext(osp.basename(path))[0]
@@ -268,18 +243,9 @@ class DeployInferencer(MMSegInferencer):
               path: str,
               out_dir: str,
               on_frame: Callable[[], None] = lambda: None) -> int:
-        """Segment every frame of a video into an overlay video.
-
-        The overlay, ``out_dir/vis/STEM.mp4``, has the input's size and
-        frame rate (:data:`DEFAULT_FPS` if it gives none), without class
-        names (they would jump from frame to frame).
-
-        Returns:
-            int: The frames segmented.
-
-        Raises:
-            BadInput: It cannot be opened or has no frame.
-        """
+        """Segment every frame of a video into ``out_dir/vis/STEM.mp4``, of
+        its size and frame rate, without class names (they would jump);
+        returns the frame count (BadInput if it has no frame)."""
         stem = osp.splitext(osp.basename(path))[0]
         capture = cv2.VideoCapture(path)
         try:
@@ -325,11 +291,8 @@ class DeployInferencer(MMSegInferencer):
 
     def run(self, sources: Sequence[Source], out_dir: str,
             report: Report) -> Summary:
-        """Segment every source into ``out_dir`` under a progress bar.
-
-        A source that turns out unreadable is reported (one line) and
-        counted in ``Summary.failed``; the others still run.
-        """
+        """Segment every source into ``out_dir`` under a progress bar; an
+        unreadable one is reported and counted in ``Summary.failed``."""
         summary = Summary()
         bar = ProgressBar(sum(source.frames for source in sources))
         start = time.perf_counter()

@@ -1,13 +1,6 @@
-"""What a prediction's labels mean: the classes and palette to draw with,
-and Cityscapes label IDs for the test server.
-
-Both are written by hand. mmseg's ``MMSegInferencer`` takes the classes
-from the checkpoint's meta only and otherwise falls back to Cityscapes'
-(whatever the model's class count); :func:`dataset_meta` also looks at the
-config's test dataset and checks the count. mmseg has no train ID -> label
-ID table; cityscapesscripts has it, and :func:`train_id_to_label_id` turns
-it into a lookup array.
-"""
+"""What a prediction's labels mean: the classes and palette to draw with
+(mmseg's inferencer looks only at the checkpoint, then assumes
+Cityscapes), and Cityscapes label IDs for the test server."""
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -27,20 +20,15 @@ def _default_palette(num_classes: int) -> List[List[int]]:
 def dataset_meta(cfg: Config,
                  checkpoint: dict,
                  num_classes: Optional[int] = None) -> dict:
-    """The classes and palette to draw with, as mmseg's ``init_model``
-    finds them.
-
-    In order: the checkpoint's ``meta['dataset_meta']`` (what the Runner
-    saves), the config's test dataset ``metainfo``, the ``METAINFO`` of its
-    dataset class in mmseg's DATASETS (Cityscapes' for
-    CityscapesDataset and its subclasses), else numbered classes. A
+    """The classes and palette to draw with: the first of the checkpoint's
+    ``meta['dataset_meta']``, the test dataset's ``metainfo`` and its class's
+    ``METAINFO`` with the model's class count, else numbered classes; a
     missing or mis-sized palette is drawn as mmseg's datasets do.
 
     Args:
         cfg (Config): The config.
         checkpoint (dict): The loaded checkpoint.
-        num_classes (int, optional): The model's output channels; classes
-            of another count are not this model's and are skipped.
+        num_classes (int, optional): The model's output channels.
 
     Returns:
         dict: ``classes`` (tuple of str) and ``palette`` (list of RGB).
@@ -74,19 +62,14 @@ def dataset_meta(cfg: Config,
 
 
 def train_id_to_label_id(classes: Sequence[str]) -> np.ndarray:
-    """A lookup table from train IDs to Cityscapes label IDs.
-
-    The Cityscapes test server wants label IDs (road 7, car 26); the
-    models predict train IDs (road 0, car 13). The table is
-    cityscapesscripts' ``trainId2label``.
+    """A lookup table from train IDs (road 0) to the Cityscapes label IDs
+    (road 7) the test server wants, from cityscapesscripts.
 
     Args:
-        classes (Sequence[str]): The model's classes; they must be the 19
-            Cityscapes train classes in train ID order.
+        classes (Sequence[str]): The 19 Cityscapes classes, in order.
 
     Returns:
-        np.ndarray: uint8 array of 256; entry ``t`` is train ID t's label
-        ID.
+        np.ndarray: uint8 array of 256; entry ``t`` is train ID t's label ID.
 
     Raises:
         ConfigError: The classes are not Cityscapes'.

@@ -1,13 +1,7 @@
 """The images and videos a command line names, checked before any model
-is built.
-
-mmengine's ``BaseInferencer._inputs_to_list`` lists one folder level and
-takes every file in it; ``tools/infer.py`` needs more, so this is written
-by hand: folders are searched recursively (mmengine's ``scandir``) for
-image extensions only, the output folder is skipped, videos are told from
-images, the same file named twice runs once, and a bad input is reported
-in one line while the others go on.
-"""
+is built. Beyond mmengine's ``_inputs_to_list``: folders searched
+recursively for images only, the output folder skipped, one line per bad
+input while the others go on."""
 import os
 import os.path as osp
 from dataclasses import dataclass
@@ -37,8 +31,7 @@ class Source:
     Args:
         path (str): The file.
         kind (str): ``'image'`` or ``'video'``.
-        frames (int): Frames a video says it has (1 for an image); only
-            the progress bar's total.
+        frames (int): Frames a video says it has (the progress bar's).
     """
 
     path: str
@@ -47,7 +40,7 @@ class Source:
 
     @property
     def stem(self) -> str:
-        """The name its outputs take (the file name less its extension)."""
+        """The name its outputs take."""
         return osp.splitext(osp.basename(self.path))[0]
 
 
@@ -63,8 +56,8 @@ def _video_frames(path: str) -> int:
 
 
 def _folder_images(folder: str, skip: Optional[str]) -> List[str]:
-    """The images under ``folder`` (recursively, sorted), less those under
-    ``skip`` (the output folder, whose PNGs a rerun must not re-read)."""
+    """The images under ``folder``, sorted, less those under ``skip`` (the
+    output folder, whose PNGs a rerun must not read)."""
     paths = []
     for rel in sorted(
             scandir(
@@ -83,21 +76,14 @@ def collect_sources(inputs: Sequence[str],
                     out_dir: Optional[str] = None) -> Tuple[List[Source], int]:
     """Turn the command line's inputs into the images and videos to run.
 
-    A bad input is reported (``report(path, why)``, one line) and skipped,
-    so the others still run: a missing path, a file whose extension is
-    neither an image's nor a video's, a folder without images, a video
-    cv2 cannot open. The same file named twice (directly and through its
-    folder, say) runs once. Two different files with the same stem would
-    write the same outputs: the first (in command line order) keeps the
-    name and each later one is reported and skipped, so no output is ever
-    overwritten by another input's; run it with its own ``--out-dir``.
+    A bad input (missing, unknown extension, an empty folder, an unreadable
+    video) is reported and skipped. The same file named twice runs once; of
+    files with the same stem, whose outputs would collide, the first runs.
 
     Args:
         inputs (Sequence[str]): Image files, folders of images, videos.
-        report (callable): Called with the input and the reason for each
-            bad one.
-        out_dir (str, optional): The output folder; images found under it
-            while scanning a folder are not inputs.
+        report (callable): ``report(path, why)`` for each bad input.
+        out_dir (str, optional): The output folder, not scanned for inputs.
 
     Returns:
         tuple[list[Source], int]: The sources, and how many inputs failed.

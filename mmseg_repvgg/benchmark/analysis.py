@@ -1,20 +1,15 @@
 """From measured forms to answers: fusion and its Amdahl ceiling, the fast
-deploy path, RepVGG against its ResNet baseline. Measurements only: what
-the numbers should reach is the business of docs/benchmark.md, not of the
-library.
-"""
+deploy path, RepVGG against its ResNet baseline. No targets: what the
+numbers should reach is docs/benchmark.md's business."""
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..deploy.forms import NAMED_FORMS, parse_form
-from ..errors import ConfigError
 
-#: A deploy form that loses more mIoU than this (points, against fp32
-#: fused) in the mIoU check cannot be a fast path: it does not keep the
-#: model's accuracy.
+#: mIoU points a fast path may lose against fp32 fused in the mIoU check.
 MIOU_BOUND = 0.5
-#: The paper's comparisons: RepVGG-B1g2 against ResNet-50, B2 against
-#: ResNet-101, matched on tokens of the model names.
+#: The paper's pairs (B1g2 vs ResNet-50, B2 vs ResNet-101), matched on
+#: tokens of the model names.
 PAPER_PAIRS = (('b1g2', 'r50'), ('b2', 'r101'))
 
 
@@ -37,8 +32,7 @@ def _shipped(name: str) -> bool:
 
 
 def fast_path(model: Dict, rejected: Sequence[str] = ()) -> Optional[Dict]:
-    """The fastest deploy form measured (chosen by measurement), leaving
-    out the ``rejected`` forms (those that failed the mIoU check)."""
+    """The fastest deploy form measured, less the ``rejected`` ones."""
     forms = _ok_forms(model)
     ranked = sorted((form for name, form in forms.items()
                      if _shipped(name) and name not in rejected),
@@ -149,10 +143,8 @@ def compare(candidate: Dict, baseline: Dict) -> Dict:
 
 
 def miou_rejected(miou: Optional[Dict]) -> List[str]:
-    """Forms whose mIoU check lost more than the target allows: a fast
-    path must keep the model's accuracy, so these cannot be one. A deploy
-    form the check did not score (onnxruntime's cannot be) goes with them
-    when a scored form of its precision failed: it is no safer."""
+    """Forms that lost more than :data:`MIOU_BOUND` in the mIoU check, and
+    the unscored forms of a failed one's precision (no safer)."""
     rows = (miou or {}).get('forms', [])
     failed = [
         row['form'] for row in rows if row.get('miou_diff') is not None
@@ -176,10 +168,6 @@ def analyze(results: Dict,
         model['fusion'] = fusion_summary(model)
         model['fast_path'] = fast_path(model, rejected)
     pairs = default_pairs(results['models']) if pairs is None else pairs
-    missing = [name for pair in pairs for name in pair if name not in models]
-    if missing:
-        raise ConfigError(f'--pair names unknown models: {", ".join(missing)}'
-                          f'; measured: {", ".join(models)}')
     comparisons = [compare(models[c], models[b]) for c, b in pairs]
     return dict(
         comparisons=comparisons,

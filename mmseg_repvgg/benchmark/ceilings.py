@@ -63,26 +63,20 @@ def machine_info(device: str) -> Dict:
 def measure_ceilings(device: str, matmul_size: int,
                      conv_shapes: Sequence[Tuple[int, int, int]]) -> Dict:
     """The machine's fp32 matmul and 3x3 conv rates, and those of the
-    reduced float type and int8 where the machine runs them natively
-    (:mod:`mmseg_repvgg.deploy.machine`); an emulated precision is not
-    measured (on an AVX2 CPU one bf16 conv would take minutes).
-
-    Measured first in a run, which also warms up oneDNN (or cuBLAS/cuDNN)
-    and the thread pool before any model is timed.
+    reduced float type and int8 where they run natively (an emulated bf16
+    conv would take minutes). Measured first: it also warms up the kernels
+    and the thread pool.
 
     Args:
         device (str): ``'cpu'`` or a CUDA device.
         matmul_size (int): N of the N x N x N matmul.
-        conv_shapes (Sequence[tuple]): (channels, H, W) of each 3x3 conv
-            (channels in and out, batch 1); the best rate counts.
+        conv_shapes (Sequence[tuple]): (C, H, W) of 3x3 convs; the best counts.
 
     Returns:
-        dict: ``{'fp32': {...}, 'bf16' or 'fp16': {...}}``, each with
-        ``matmul``, ``conv3x3`` (the best shape), ``conv3x3_shapes`` (by
-        ``CxHxW``) and ``ceiling`` (the larger of matmul and conv) in
-        GFLOP/s, plus the sizes used; on a CPU with oneDNN's int8 convs
-        also ``'int8'`` (conv only: its ``matmul`` is None); ``skipped``:
-        ``{precision: why}`` for those not measured.
+        dict: Per precision (``fp32``, ``bf16`` or ``fp16``, CPU ``int8``
+        without a matmul) ``matmul``, ``conv3x3``, ``conv3x3_shapes`` and
+        ``ceiling`` (the larger) in GFLOP/s; the sizes; ``skipped``
+        (``{precision: why}``).
     """
     ceilings = dict(
         matmul_size=matmul_size, conv_shapes=[list(s) for s in conv_shapes])

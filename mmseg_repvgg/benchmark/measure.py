@@ -1,47 +1,34 @@
-"""Measuring primitives: wall time, peak memory, FLOPs, conv time.
-
-Everything here measures one thing and knows nothing about segmentors
-beyond ``model.backbone``; :mod:`.run` puts the pieces together.
-"""
+"""Measuring primitives: a submodule's time, peak memory, FLOPs, conv time,
+the machine's rates; :mod:`.run` puts them together."""
 import contextlib
-import copy
 import ctypes
 import ctypes.util
 import gc
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..compare import agreeing_labels, relative_error
 from ..deploy.kernels import WINOGRAD_PROFILER_NAME, Int8Conv2d
-from ..deploy.timing import synchronizer, time_calls
+from ..deploy.timing import median_seconds, synchronizer
 
 
 class ModuleTimer:
-    """Wall time of every call of one submodule, through forward hooks.
-
-    mmseg calls ``decode_head.forward`` directly (hooks do not fire there),
-    but the backbone is called as a module, so its share of each timed run
-    comes for free: the head's is the rest.
-
-    On CUDA the hooks record CUDA events instead of synchronizing: a
-    synchronize in the middle of each timed forward would stall the launch
-    queue and add to the very latency being measured.
+    """Wall time of every call of one submodule (the backbone: mmseg calls
+    the head's ``forward`` directly, so its share is the rest), by forward
+    hooks. On CUDA they record events: a synchronize mid-forward would add
+    to the latency measured.
 
     Args:
-        module (nn.Module): The module to time (e.g. ``model.backbone``).
-        sync (callable): Device synchronization
-            (:func:`~mmseg_repvgg.deploy.timing.synchronizer`).
-        cuda (bool): Time the module's work on the current CUDA stream
-            with events. Defaults to False.
+        module (nn.Module): The module to time.
+        sync (callable): Device synchronization.
+        cuda (bool): Time with CUDA events on the current stream.
     """
 
     def __init__(self,
@@ -103,11 +90,8 @@ _LIBC = _glibc()
 
 
 def release_memory() -> None:
-    """Collect garbage and return free heap pages to the OS.
-
-    glibc keeps freed chunks resident; without ``malloc_trim`` one form's
-    leftovers would hide the next form's growth. No library does this.
-    """
+    """Collect garbage and return free heap pages to the OS (glibc keeps
+    them: one form's leftovers would hide the next one's growth)."""
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
@@ -138,12 +122,10 @@ def _reset_peak_rss() -> bool:
 class PeakMemory:
     """Peak memory growth of the code run inside ``with``, in bytes.
 
-    CPU: growth of the process's peak resident set (Linux VmHWM, reset
-    through ``/proc/self/clear_refs`` after trimming the heap) over the
-    resident set at entry; it sees every allocator (torch, oneDNN,
-    onnxruntime). CUDA: torch's peak allocated bytes over those allocated
-    at entry (onnxruntime's CUDA memory is not seen). ``bytes`` stays None
-    where neither works; ``method`` says which was used.
+    CPU: the peak resident set (VmHWM, reset through ``clear_refs``) over
+    the one at entry, which sees every allocator; CUDA: torch's peak
+    allocated bytes. ``bytes`` stays None where neither works; ``method``
+    says which was used.
 
     Args:
         device (str): ``'cpu'`` or a CUDA device.
@@ -192,14 +174,8 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A weightless copy of ``model`` (meta tensors) for FLOP counting."""
-    return copy.deepcopy(model).to('meta')
-
-
-#: Profiler keys of a convolution: float convs, the int8 forms' oneDNN
-#: kernel (its input quantization is a separate op, not counted) and the
-#: Winograd forms' NNPACK convs.
+#: Profiler keys of a convolution: float, oneDNN int8 (its input
+#: quantization not counted), NNPACK and Winograd convs.
 CONV_OPS = ('aten::convolution', 'onednn::qconv_pointwise',
             'aten::_nnpack_spatial_convolution', WINOGRAD_PROFILER_NAME)
 
@@ -209,8 +185,7 @@ _USDT = re.compile(r'^USDT:.*\] profiler_(start|stop)\s*$')
 
 @contextlib.contextmanager
 def without_usdt_lines() -> Iterator[None]:
-    """Around a profiler run: its ``USDT:`` lines dropped, the rest of
-    what reaches stderr (Python's or C++'s) passed on afterwards."""
+    """Drop the profiler's ``USDT:`` lines from stderr; pass on the rest."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -271,17 +246,14 @@ def conv_profile(fn: Callable[[], object],
                  device: str,
                  top: int = 6,
                  calls: int = 2) -> Dict:
-    """Profile ``calls`` calls: time inside convolutions and the top ops.
-
-    The call with the least convolution time is kept: on a shared machine
-    one call can be slowed by a neighbour, and the profile is what the
-    "% of ceiling" figures rest on.
+    """Profile ``calls`` calls, keeping the one with the least conv time (a
+    neighbour can slow one, and "% of ceiling" rests on it).
 
     Args:
         fn (callable): What to profile (e.g. one backbone forward).
         device (str): CUDA devices are profiled by kernel time.
         top (int): How many ops to list by self time.
-        calls (int): Profiled calls. Defaults to 2.
+        calls (int): Profiled calls.
 
     Returns:
         dict: ``conv_ms`` (total time of :data:`CONV_OPS`: CPU time,
@@ -300,11 +272,8 @@ def matmul_rate(n: int,
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    sync = synchronizer(device)
     with torch.inference_mode():
-        torch.mm(a, b)
-        seconds = statistics.median(
-            time_calls(lambda: torch.mm(a, b), runs, sync))
+        seconds = median_seconds(lambda: torch.mm(a, b), runs, device)
     return 2.0 * n**3 / seconds / 1e9
 
 
@@ -314,13 +283,9 @@ def conv_rate(channels: int,
               dtype: torch.dtype,
               device: str,
               runs: int = 5) -> float:
-    """GFLOP/s of a plain 3x3 conv, ``channels`` in and out, batch 1.
-
-    ``dtype`` ``torch.int8`` measures oneDNN's int8 kernel as the int8
-    forms run it (:class:`~mmseg_repvgg.deploy.kernels.int8.Int8Conv2d`,
-    fp32 out) on a post-ReLU input quantized beforehand: the kernel alone,
-    as the profile of a model's convs counts it.
-    """
+    """GFLOP/s of a plain 3x3 conv, ``channels`` in and out, batch 1;
+    ``torch.int8``: the int8 forms' oneDNN kernel alone (input quantized
+    beforehand), as a model's conv profile counts it."""
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).eval()
     x = torch.randn(1, channels, height, width)
     if dtype == torch.int8:
@@ -331,18 +296,6 @@ def conv_rate(channels: int,
         conv = conv.to(device=device, dtype=dtype)
         x = x.to(device=device, dtype=dtype)
     flops = 2.0 * channels * channels * 9 * height * width
-    sync = synchronizer(device)
     with torch.inference_mode():
-        conv(x)
-        seconds = statistics.median(time_calls(lambda: conv(x), runs, sync))
+        seconds = median_seconds(lambda: conv(x), runs, device)
     return flops / seconds / 1e9
-
-
-def relative_difference(reference: Tensor, actual: Tensor) -> Dict:
-    """Max abs logit difference over the largest logit, and the share of
-    pixels whose argmax label agrees."""
-    same, total = agreeing_labels(reference, actual)
-    agree = same / max(total, 1)
-    return dict(
-        max_rel_diff=relative_error(reference, actual)[1],
-        label_agreement=agree)

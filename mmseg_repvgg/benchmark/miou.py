@@ -1,6 +1,5 @@
-"""What each deploy form costs in accuracy: the forms scored by the test
-loop of ``tools/test.py --deploy-form`` (:class:`DeployFormTestLoop`), all
-in one pass over the config's test data, against fp32 fused."""
+"""What each deploy form costs in mIoU against fp32 fused, scored in one
+pass over the test data by ``tools/test.py --deploy-form``'s test loop."""
 import contextlib
 import sys
 import tempfile
@@ -30,14 +29,12 @@ def miou_check(config: str,
     Args:
         config (str): The training (or deploy) config.
         checkpoint (str): Train-time or deploy checkpoint.
-        forms (Sequence[str]): Form specs to score; ``'fused'`` (fp32) is
-            always included, first, as the reference.
-        device (str): Where the forms run (the Runner picks its device).
+        forms (Sequence[str]): Form specs to score after ``'fused'``.
+        device (str): Where the forms are checked to run.
         max_images (int, optional): Only the first images of the data.
         log (callable): Progress lines.
         calibration_images (int): Training images that calibrate int8.
-        allow_emulated (bool): Also score precisions the hardware only
-            emulates (otherwise skipped, with the reason).
+        allow_emulated (bool): Also score emulated precisions.
 
     Returns:
         dict: ``forms``: one row per form with ``mIoU``, ``miou_diff``
@@ -74,16 +71,10 @@ def miou_check(config: str,
     base = _miou(results[0]['metrics'])
     rows = []
     for result in results:
-        miou = _miou(result['metrics'])
-        rows.append(
-            dict(
-                result,
-                metrics={
-                    k: float(v)
-                    for k, v in result['metrics'].items()
-                },
-                mIoU=miou,
-                miou_diff=None if None in (miou, base) else miou - base))
+        metrics = {k: float(v) for k, v in result['metrics'].items()}
+        miou = _miou(metrics)
+        diff = None if None in (miou, base) else miou - base
+        rows.append(dict(result, metrics=metrics, mIoU=miou, miou_diff=diff))
         log(f'mIoU check: {result["label"]}: mIoU {miou}')
     return dict(
         config=config,

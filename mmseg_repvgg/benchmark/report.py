@@ -2,6 +2,7 @@
 import json
 import os
 import os.path as osp
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..atomic_io import atomic_open, atomic_write
@@ -30,7 +31,7 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
 
 
 def _isa_note(features: Optional[Dict]) -> str:
-    """What the kernels use, since every figure depends on it."""
+    # What the kernels use: every figure depends on it.
     if not features:
         return ''
     cap = features.get('onednn_max_cpu_isa')
@@ -212,8 +213,8 @@ def _miou_table(results: Dict) -> List[str]:
 
 
 def _winograd_table(results: Dict) -> List[str]:
-    """Per Winograd form: how many 3x3 convs chose which algorithm, and
-    the measured time of those convs each way."""
+    """Per Winograd form: 3x3 convs by chosen algorithm, their time each
+    way."""
     rows = []
     for model in results['models']:
         for form in model['forms']:
@@ -222,9 +223,7 @@ def _winograd_table(results: Dict) -> List[str]:
             ]
             if not choices:
                 continue
-            counts = {}
-            for c in choices:
-                counts[c['choice']] = counts.get(c['choice'], 0) + 1
+            counts = Counter(c['choice'] for c in choices)
             direct = sum(c['direct_ms'] or 0 for c in choices)
             best = sum(
                 min(c['direct_ms'] or 0, c['winograd_ms'] or float('inf'))
@@ -274,8 +273,7 @@ def render_markdown(results: Dict) -> str:
 
 
 def _colors(keys: Sequence[str]) -> Dict[str, tuple]:
-    """One colour per key: tab10's ten, then tab20's light shades and
-    Dark2, so no two of up to 28 keys share one."""
+    """One colour per key, no two alike for up to 28 keys."""
     from matplotlib import colormaps
     palette = (
         list(colormaps['tab10'].colors) +
@@ -289,9 +287,8 @@ Bar = Tuple[str, str, str, float, float, float]
 
 
 def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
-    """Horizontal bars grouped under bold headings, each labelled and
-    coloured by its key, whiskers from min to max, the value at the tip,
-    the legend beside the axes (clear of them)."""
+    """Horizontal bars under bold group headings, coloured by key, with
+    min-max whiskers and the legend beside the axes."""
     # The Agg canvas directly, not pyplot: no global backend is switched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -354,8 +351,8 @@ def chart_title(results: Dict, what: str) -> str:
 def write_report(results: Dict, out_dir: str, stem: str, markdown: str,
                  bars: Sequence[Bar], title: str,
                  xlabel: str) -> Dict[str, str]:
-    """Write ``STEM.json``, ``STEM.md`` and ``STEM.png`` (a bar chart)
-    into ``out_dir``, each atomically: the one writer of the benchmarks.
+    """Write ``STEM.json``, ``.md`` and ``.png`` (a bar chart) into
+    ``out_dir`` atomically: the one writer of the benchmarks.
 
     Returns:
         dict: Paths by kind (``json``, ``markdown``, ``png``).
@@ -373,8 +370,7 @@ def write_report(results: Dict, out_dir: str, stem: str, markdown: str,
 
 
 def write_outputs(results: Dict, out_dir: str) -> Dict[str, str]:
-    """``benchmark.json``, ``.md`` and ``.png`` of a :func:`run_benchmark`
-    result."""
+    """``benchmark.json``, ``.md`` and ``.png`` of :func:`run_benchmark`."""
     s = results['settings']
     title = chart_title(
         results, f'latency at {s["shape"][0]}x{s["shape"][1]}, batch '

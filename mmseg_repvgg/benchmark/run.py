@@ -1,4 +1,5 @@
 """Measure every form of every model in one process and one run."""
+import copy
 import os
 import sys
 import tempfile
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import build_segmentor, load_segmentor
+from ..compare import agreeing_labels, relative_error
 from ..config import load_config
 from ..deploy.api import deploy_model
 from ..deploy.forms import Form, FormUnavailable, parse_form
@@ -22,7 +24,7 @@ from ..models.fuse import random_inputs, segmentor_logits
 from .analysis import analyze
 from .ceilings import machine_info, measure_ceilings
 from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
-                      meta_copy, relative_difference, tensor_bytes)
+                      tensor_bytes)
 from .settings import ModelSpec, Settings
 from .winograd_report import choices_table, transform_bytes
 
@@ -31,13 +33,9 @@ Pairs = Sequence[Tuple[str, str]]
 
 @torch.no_grad()
 def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
-    """Give a random-weight model's BatchNorms the statistics of a batch.
-
-    PyTorch's default init leaves RepVGG's summed branches growing block
-    by block (logits ~1e5, fp16 overflows); with batch statistics the
-    activations have a trained network's scale, so reduced precision and
-    label agreement are judged on realistic values.
-    """
+    """Give a random-weight model's BatchNorms the statistics of a batch:
+    with PyTorch's default init RepVGG's summed branches grow block by
+    block (logits ~1e5, fp16 overflows), not a trained network's scale."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -65,7 +63,7 @@ def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
 
 class FlopTable:
     """FLOPs of a model in each form's structure, counted on weightless
-    copies."""
+    (meta) copies."""
 
     def __init__(self, model: nn.Module, shape: Sequence[int]):
         self.model = model
@@ -73,30 +71,24 @@ class FlopTable:
         self._cache: Dict[Tuple[str, bool], Tuple[int, int]] = {}
 
     def __call__(self, form: Form) -> Tuple[int, int]:
-        """(whole model, backbone) FLOPs of ``form``'s structure: its
-        fusion level and, if it has one, the low-res PSP bottleneck."""
+        """(whole model, backbone) FLOPs of ``form``'s structure."""
         key = (form.fuse, form.lowres_psp)
         if key not in self._cache:
-            meta = structure(form, meta_copy(self.model))
+            meta = structure(form, copy.deepcopy(self.model).to('meta'))
             x = torch.empty(self.shape, device='meta')
             self._cache[key] = (count_flops(lambda: segmentor_logits(meta, x)),
                                 count_flops(lambda: meta.backbone(x)))
         return self._cache[key]
 
 
-def _weights_bytes(deployed) -> int:
-    if deployed.segmentor is not None:
-        # Winograd forms also keep each kernel's transform.
-        return (tensor_bytes(deployed.segmentor) +
-                transform_bytes(deployed.segmentor))
-    session = deployed.session
-    return session.weights_bytes() if session is not None else 0
-
-
 def _memory(deployed, probe: PeakMemory) -> Dict:
     mb = 1024.0**2
     run = None if probe.bytes is None else probe.bytes / mb
-    weights = _weights_bytes(deployed) / mb
+    segmentor, session = deployed.segmentor, deployed.session
+    if segmentor is not None:  # Winograd forms keep transforms too
+        weights = (tensor_bytes(segmentor) + transform_bytes(segmentor)) / mb
+    else:
+        weights = session.weights_bytes() / mb if session is not None else 0.0
     return dict(
         weights_mb=weights,
         run_mb=run,
@@ -126,10 +118,8 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     def run():
         return deployed(x)
 
-    # Winograd forms choose each layer's algorithm on their first call at a
-    # shape, and on CUDA the first call autotunes cuDNN (cudnn.benchmark)
-    # and compiles a torch.compile form: part of preparing the form, not of
-    # its timed calls nor of its peak memory (autotuning tries workspaces).
+    # A first call chooses Winograd's algorithms, autotunes cuDNN and
+    # compiles: preparation, not timed calls nor peak memory.
     cuda = str(device).startswith('cuda')
     if form.winograd or cuda:
         run()
@@ -196,11 +186,8 @@ def _log_form(log, name: str, result: Dict) -> None:
 
 def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
                     log: Callable[[str], None], done: list) -> Dict:
-    """Measure each form of one model; see :func:`run_benchmark`.
-
-    The model's entry joins ``done`` before its first form and each form's
-    result as it is measured, so a Ctrl-C keeps the finished ones.
-    """
+    """Measure each form of one model into its entry in ``done``, form by
+    form, so a Ctrl-C keeps the finished ones."""
     model = load_model(spec, settings)
     candidate = isinstance(model.backbone, RepVGG)
     height, width = settings.shape
@@ -222,24 +209,22 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
         try:
             result, logits = measure_form(form, model, inputs, settings, flops,
                                           ceilings)
-        except FormUnavailable as err:
-            result = dict(
-                form=name,
-                label=form.label(settings.device),
-                status='skipped',
-                note=str(err))
         except Exception as err:  # keep the run's other forms
+            skipped = isinstance(err, FormUnavailable)
+            failure = f'{type(err).__name__}: {err}'[:500]
             result = dict(
                 form=name,
                 label=form.label(settings.device),
-                status='failed',
-                note=f'{type(err).__name__}: '
-                f'{err}'[:500])
+                status='skipped' if skipped else 'failed',
+                note=str(err) if skipped else failure)
         if result['status'] == 'ok':
             if reference is None and form.precision == 'fp32':
                 reference = logits
             if reference is not None:
-                result['accuracy'] = relative_difference(reference, logits)
+                same, total = agreeing_labels(reference, logits)
+                result['accuracy'] = dict(
+                    max_rel_diff=relative_error(reference, logits)[1],
+                    label_agreement=same / max(total, 1))
         _log_form(log, spec.name, result)
         entry['forms'].append(result)
     return entry
@@ -267,19 +252,17 @@ def run_benchmark(specs: Sequence[ModelSpec],
     Args:
         specs (Sequence[ModelSpec]): Models (RepVGG ones and baselines).
         settings (Settings): How to measure.
-        pairs (Sequence[tuple], optional): (candidate, baseline) names to
-            compare; by default the paper's pairs (see
-            :func:`~mmseg_repvgg.benchmark.analysis.default_pairs`).
-        log (callable): Progress lines. Defaults to stderr.
-        miou (dict, optional): A :func:`~.miou.miou_check` result to
-            report (and check) beside the speeds.
+        pairs (Sequence[tuple], optional): (candidate, baseline) names;
+            None: :func:`~.analysis.default_pairs`.
+        log (callable): Progress lines.
+        miou (dict, optional): A :func:`~.miou.miou_check` result to report.
 
     Returns:
         dict: JSON-ready results (see ``docs/benchmark.md``).
 
     Raises:
         BenchmarkInterrupted: Ctrl-C after a form was measured; its
-            ``results`` hold the finished forms (``interrupted`` True).
+            ``results`` hold the finished forms.
     """
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):

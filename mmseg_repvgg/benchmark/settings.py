@@ -1,6 +1,6 @@
-"""What a benchmark run measures: its settings and the models in it. Forms
-are specs (:func:`~mmseg_repvgg.deploy.forms.parse_form`): the steps on the
-way to a deploy form (unfused, backbone_fused, fused_cl) are specs too."""
+"""What a benchmark run measures: its settings and its models. Forms are
+specs of :func:`~mmseg_repvgg.deploy.forms.parse_form`, the steps towards
+a deploy form (unfused, backbone_fused, fused_cl) too."""
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
@@ -27,32 +27,24 @@ DEFAULT_BASELINES = (
 
 @dataclass
 class Settings:
-    """How to measure.
+    """How to measure (checked as made: ConfigError).
 
     Args:
-        shape (tuple): Input H, W. Defaults to (512, 1024).
-        batch (int): Batch size. Defaults to 1.
-        warmup (int): Untimed runs first (>= 1; the first one measures
-            memory). Defaults to 1.
-        runs (int): Timed runs; the median is reported. Defaults to 3.
+        shape (tuple): Input H, W.
+        batch (int): Batch size.
+        warmup (int): Untimed runs first; the first one measures memory.
+        runs (int): Timed runs; the median is reported.
         device (str): ``'cpu'``, ``'cuda'`` or ``'auto'``.
-        threads (int, optional): torch and onnxruntime threads; None keeps
-            torch's default.
+        threads (int, optional): torch and onnxruntime threads.
         forms (Sequence[str]): Forms of RepVGG models.
         baseline_forms (Sequence[str]): Forms of the other models.
-        profile_forms (Sequence[str]): Forms whose backbone is profiled
-            once for its time inside convolutions.
+        profile_forms (Sequence[str]): Forms whose backbone is profiled.
         matmul_size (int): N of the matmul ceiling.
-        conv_shapes (Sequence[tuple]): (C, H, W) of the 3x3 convs of the
-            conv ceiling: the first stage PSPNet-RepVGG-B runs at OS8 on
-            512x1024, and its 512-channel stage.
-        calibration_shape (tuple): Random-weight models get BN statistics
-            from one train-mode forward of this (N, H, W).
+        conv_shapes (Sequence[tuple]): (C, H, W) of the conv ceiling.
+        calibration_shape (tuple): (N, H, W) of random weights' BN batch.
         seed (int): Weights and inputs.
         workdir (str, optional): For the temporary ONNX files.
-        allow_emulated (bool): Also measure reduced float precisions that
-            the machine only emulates (slow: minutes per form on an AVX2
-            CPU); by default they are skipped, with the reason.
+        allow_emulated (bool): Also measure emulated (slow) precisions.
     """
 
     shape: Tuple[int, int] = (512, 1024)
@@ -73,7 +65,6 @@ class Settings:
     allow_emulated: bool = False
 
     def __post_init__(self):
-        """Check the settings once, as they are made (ConfigError)."""
         self.device = resolve_device(self.device)
         self.forms = canonical_forms(self.forms)
         self.baseline_forms = canonical_forms(self.baseline_forms)
@@ -90,16 +81,14 @@ class Settings:
 
 @dataclass
 class ModelSpec:
-    """A model to measure: a config and, optionally, its checkpoint.
+    """A model to measure.
 
     Args:
         config (str): Config file, or ``mmseg::path`` in mmseg's configs.
-        checkpoint (str, optional): None measures random weights (BN
-            statistics calibrated, see :func:`calibrate_norms`).
+        checkpoint (str, optional): None measures random weights.
         name (str, optional): Defaults to the config's file name.
         cfg_options (dict): Overrides merged into the config.
-        forms (Sequence[str], optional): This model's forms instead of
-            the settings' (e.g. fewer for a slow model).
+        forms (Sequence[str], optional): Its forms instead of the settings'.
     """
 
     config: str

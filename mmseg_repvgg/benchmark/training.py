@@ -1,25 +1,8 @@
-"""Training numbers in mmseg's terms: seconds per iteration, peak memory,
-inference fps.
-
-mmseg's model zoo gives each config's training time per iteration, its
-training memory and its inference speed, and users choose a config by
-them. :func:`benchmark_config` measures the same for one config on this
-machine:
-
-* seconds per iteration: the median, after warm-up iterations (cuDNN's
-  autotuning, the allocator's first growth), of real optimizer steps
-  (``model.train_step`` with the config's optimizer, as mmengine's train
-  loop calls it) on one synthetic batch at the crop size, in fp32 as
-  torch runs it by default (cuDNN convs may use TF32) or with AMP
-  (mmengine's ``AmpOptimWrapper``, as ``tools/train.py --amp``);
-* peak training memory: ``torch.cuda.max_memory_allocated`` over those
-  iterations (what mmengine logs as ``memory``);
-* inference fps: batch 1 of the fused fp32 form at the test size.
-
-One process, one GPU: SyncBN runs as BN (as mmengine's Runner reverts it
-when not distributed), so the all-reduces of a multi-GPU run are not in it.
-Synthetic data: no data loading either.
-"""
+"""Training numbers in mmseg's model-zoo terms for one config on this
+machine: seconds per iteration (median of real optimizer steps on one
+synthetic batch at the crop size, fp32 or AMP), peak training memory and
+the fused fp32 form's inference fps. One process and GPU: SyncBN runs as
+BN and no data is loaded."""
 import copy
 import functools
 import gc
@@ -35,7 +18,7 @@ from torch import nn
 
 from ..checkpoint import build_segmentor
 from ..deploy.api import deploy_model
-from ..deploy.timing import synchronizer, time_calls
+from ..deploy.timing import median_seconds, synchronizer, time_calls
 from ..models.fuse import random_inputs
 from .measure import PeakMemory, op_times, top_ops
 from .report import Bar, chart_title, write_report
@@ -64,8 +47,7 @@ class TrainSettings:
 
 def synthetic_batch(batch: int, crop: Tuple[int, int], num_classes: int,
                     seed: int) -> Dict:
-    """One batch as mmseg's dataloader gives it: uint8 images and their
-    label maps at the crop size."""
+    """One batch as mmseg's dataloader gives it, at the crop size."""
     gen = torch.Generator().manual_seed(seed)
     height, width = crop
     inputs, samples = [], []
@@ -83,13 +65,6 @@ def synthetic_batch(batch: int, crop: Tuple[int, int], num_classes: int,
     return dict(inputs=inputs, data_samples=samples)
 
 
-def _optim_cfg(cfg, amp: bool) -> Dict:
-    optim = dict(cfg.optim_wrapper)
-    if amp:  # as mmseg's tools/train.py --amp
-        optim.update(type='AmpOptimWrapper', loss_scale='dynamic')
-    return optim
-
-
 def _release(device: str) -> None:
     gc.collect()
     if str(device).startswith('cuda'):
@@ -105,15 +80,17 @@ def measure_training(cfg,
     ``template`` (``cfg``'s model, built on the CPU).
 
     Returns:
-        dict: ``s_per_iter`` (median), ``iter_s`` (every timed iteration),
-        ``peak_mb`` and ``method`` (how the memory was measured); with
-        ``profile``, where one step's time goes (:func:`profile_step`).
+        dict: ``s_per_iter`` (median), ``iter_s``, ``peak_mb``, ``method``
+        (of the memory) and, with ``profile``, :func:`profile_step`'s.
     """
     device, sync = settings.device, synchronizer(settings.device)
     model = copy.deepcopy(template).to(device).train()
     # The preprocessor pads each batch to its size: the crop measured.
     model.data_preprocessor.size = tuple(settings.crop)
-    optim_wrapper = build_optim_wrapper(model, _optim_cfg(cfg, amp))
+    optim = dict(cfg.optim_wrapper)
+    if amp:  # as mmseg's tools/train.py --amp
+        optim.update(type='AmpOptimWrapper', loss_scale='dynamic')
+    optim_wrapper = build_optim_wrapper(model, optim)
     data = synthetic_batch(settings.batch, settings.crop,
                            cfg.model.decode_head.num_classes, settings.seed)
     step = functools.partial(model.train_step, data, optim_wrapper)
@@ -135,8 +112,7 @@ def measure_training(cfg,
     return result
 
 
-#: Profiler keys of the ops a training step is split into; each one's
-#: total includes the kernels it launched.
+#: Profiler keys of a training step's parts (totals include their kernels).
 STEP_PARTS = dict(
     conv=('aten::convolution', 'aten::convolution_backward'),
     batch_norm=('aten::batch_norm', 'aten::native_batch_norm_backward',
@@ -145,10 +121,8 @@ STEP_PARTS = dict(
 
 
 def profile_step(step, device: str, top: int = 8) -> Dict:
-    """Where one training step's time goes: ms in convolutions (forward
-    and backward), in BatchNorm, in the optimizer, in all (device time on
-    CUDA, CPU time otherwise), and the ops with the most time of their
-    own."""
+    """ms of one training step in convolutions, BatchNorm, the optimizer
+    and all (device time on CUDA), and the ops with most time of their own."""
     ops, _ = op_times(step, device)
     result = {
         f'{part}_ms': sum(total for key, total, _, _ in ops if key in keys)
@@ -165,10 +139,9 @@ def measure_inference(template: nn.Module, settings: TrainSettings) -> Dict:
     deployed = deploy_model(template.eval(), 'fused', device=settings.device)
     x = random_inputs((1, 3, *settings.infer_shape),
                       settings.seed).to(settings.device)
-    sync = synchronizer(settings.device)
     run = functools.partial(deployed, x)
-    ms = 1000.0 * statistics.median(
-        time_calls(run, settings.infer_runs, sync, settings.infer_warmup))
+    ms = 1000.0 * median_seconds(run, settings.infer_runs, settings.device,
+                                 settings.infer_warmup)
     del deployed, run
     _release(settings.device)
     return dict(ms=ms, fps=1000.0 / ms, form='fused fp32')
@@ -179,7 +152,7 @@ def benchmark_config(name: str,
                      settings: TrainSettings,
                      log=print) -> Dict:
     """Every training precision of ``settings`` and the inference fps of
-    one config; a part that fails is recorded, not raised."""
+    one config; a failing part is recorded, not raised."""
     if str(settings.device).startswith('cuda'):
         # The config's own setting, as mmengine's Runner applies it.
         torch.backends.cudnn.benchmark = bool(
@@ -273,8 +246,7 @@ def _memory_method(results: Dict) -> str:
 
 
 def render_table(results: Dict) -> List[str]:
-    """The Markdown table of :func:`benchmark_config` rows in ``results``
-    (``rows``, ``settings``, ``machine``, ``dry_run``), mmseg zoo style."""
+    """The Markdown table of ``results['rows']``, mmseg zoo style."""
     settings = results['settings']
     crop = 'x'.join(map(str, settings['crop']))
     infer = 'x'.join(map(str, settings['infer_shape']))

@@ -1,6 +1,5 @@
-"""What a Winograd form chose per layer, and what its kernel transforms
-hold in memory: the benchmark's report on the kernel layer, read through
-that layer's public names only."""
+"""What a Winograd form chose per layer and what its kernel transforms
+hold in memory, read through the kernel layer's public names."""
 from typing import List
 
 from torch import nn
@@ -9,23 +8,17 @@ from ..deploy.kernels import WinogradConv2d
 
 
 def transform_bytes(model: nn.Module) -> int:
-    """Bytes held by the kernel transforms of ``model``'s
-    :class:`WinogradConv2d` modules (weights the deployed model keeps
-    besides its parameters)."""
+    """Bytes of the kernel transforms ``model``'s :class:`WinogradConv2d`
+    modules keep besides their parameters."""
     return sum(module.transform_nbytes for module in model.modules()
                if isinstance(module, WinogradConv2d))
 
 
 def choices_table(model: nn.Module) -> List[dict]:
-    """One row per Winograd conv and input shape it has seen (a conv that
-    has not run yet gets one row with shape and choice None).
-
-    Rows have ``name``, ``shape``, ``in_channels``, ``out_channels``,
-    ``dilation``, ``groups``, ``choice``, ``direct_ms``, ``winograd_ms``
-    (plain or space-to-batch, whichever is the conv's candidate) and
-    ``rejected`` (failed candidates, with why). Times are None where not
-    measured; a choice from the on-disk cache has the times measured then.
-    """
+    """One row per Winograd conv and input shape it has seen (shape and
+    choice None if none yet): the conv's name and geometry, ``choice``,
+    ``direct_ms``, ``winograd_ms`` (plain or space-to-batch; None where not
+    measured) and ``rejected`` candidates with why."""
     rows = []
     for name, module in model.named_modules():
         if not isinstance(module, WinogradConv2d):
