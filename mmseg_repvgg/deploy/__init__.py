@@ -1,21 +1,10 @@
-"""Everything a user ships: deploy artifacts and the deploy forms.
+"""Everything a user ships: deploy artifacts (:mod:`.artifacts`), ONNX
+export (:mod:`.onnx_export`) and the deploy forms (:func:`deploy_model`,
+parsed by :mod:`.forms`, made by :mod:`.steps` from the leaves
+:mod:`.kernels` and :mod:`.backends`).
 
-Nothing here is loaded by ``import mmseg_repvgg`` (what a config's
-``custom_imports`` runs): training needs none of it. The names below load
-their module on first use.
-
-* :mod:`.artifacts`: deploy checkpoint + config (the fused model, see
-  :func:`mmseg_repvgg.models.fuse_segmentor`), checked fused == unfused.
-* :mod:`.onnx_export`: ONNX export of the fused segmentor, checked in
-  onnxruntime.
-* :mod:`.api`: :func:`deploy_model`, the one entry to every form, and
-  :func:`deploy_segmentors`, the calibrate-deploy-wrap recipe;
-  :mod:`.forms` forms composed from parts (the one parser of specs, and
-  what runs here), :mod:`.steps` how a form is made, :mod:`.auto` the
-  fastest form measured here, :mod:`.timing` how anything is timed;
-  :mod:`.cuda_graphs` replays the ``*_graph`` forms as CUDA graphs.
-* :mod:`.kernels`, :mod:`.backends`: leaves only the steps import
-  (hand-written CPU kernels; one module per runtime).
+Training needs none of it, so ``import mmseg_repvgg`` loads nothing here:
+the names below load their module on first use.
 """
 import importlib
 

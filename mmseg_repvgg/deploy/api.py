@@ -24,12 +24,10 @@ def deploy_model(model: nn.Module,
     Args:
         model (nn.Module): The segmentor (train-time or fused, eval mode,
             on the CPU); left unchanged.
-        form (str | Form): A form spec (:func:`~.forms.parse_form`), or
-            ``'auto'``: the fastest form measured here among those that
-            label held-out calibration pixels as fp32 does (:mod:`.auto`).
+        form (str | Form): A form spec (:func:`~.forms.parse_form`) or
+            ``'auto'`` (:mod:`.auto`).
         calibration (Sequence[Tensor], optional): Normalized fp32 batches
-            (:func:`~.calibration.calibration_batches`); the int8 forms
-            need them.
+            (:func:`~.calibration.calibration_batches`) for the int8 forms.
         device (str): Where the form runs.
         allow_emulated (bool): Run a reduced float precision the hardware
             only emulates.
@@ -59,12 +57,10 @@ def deploy_segmentors(
         calibration_images: int = CALIBRATION_IMAGES,
         device: str = 'cpu',
         allow_emulated: bool = False) -> List[Tuple[DeployedModel, nn.Module]]:
-    """Each form of ``model`` inside its segmentor, so mmseg's inference,
-    test loop and evaluator run it as they run the PyTorch model.
-
-    The int8 forms (and ``'auto'``) are calibrated on the config's first
-    ``calibration_images`` training images, read once for all forms; with
-    0, ``'auto'`` chooses among the float forms.
+    """Each form of ``model`` inside its segmentor, for mmseg's inference,
+    test loop and evaluator. The int8 forms and ``'auto'`` calibrate on the
+    config's first ``calibration_images`` training images (read once; with
+    0, ``'auto'`` chooses among the float forms).
 
     Returns:
         list[tuple]: ``(deployed, segmentor)`` per form, in order.

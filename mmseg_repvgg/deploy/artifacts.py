@@ -1,12 +1,6 @@
-"""Deploy artifacts: the fused model's checkpoint and config.
-
-:func:`deploy_config` derives the config that builds the fused model
-(:func:`~mmseg_repvgg.models.fuse_segmentor`); :func:`save_deploy_checkpoint`
-writes checkpoint and config side by side; :func:`reparam_checkpoint` does
-all of it for a checkpoint file, and :func:`save_verified_deploy` for a
-model in memory, after checking fused == unfused. Whether a checkpoint
-fits a model is :mod:`mmseg_repvgg.checkpoint.fit`'s rule.
-"""
+"""Deploy artifacts: the fused model's checkpoint and the config beside it,
+written only after fused == unfused was checked (whether a checkpoint fits
+a model is :mod:`mmseg_repvgg.checkpoint.fit`'s rule)."""
 import copy
 import os.path as osp
 import time
@@ -37,14 +31,14 @@ def deploy_config(cfg: Config) -> Config:
     """The config that builds the model :func:`fuse_segmentor` returns.
 
     RepVGG in deploy form, no auxiliary head, heads (and neck) without a
-    norm so that each ConvModule has the conv bias the folded BN became,
-    and no pretrained init: every weight comes from the deploy checkpoint.
+    norm (each ConvModule keeps the bias the folded BN became), and no
+    pretrained init.
 
     Args:
-        cfg (Config): The training config.
+        cfg (Config): The training config (left unchanged).
 
     Returns:
-        Config: A copy; ``cfg`` is left unchanged.
+        Config: The deploy config.
     """
     cfg = copy.deepcopy(cfg)
     model = cfg.get('model')
@@ -77,8 +71,8 @@ def deploy_meta(report: FusionReport,
     Args:
         report (FusionReport): What the fusion changed.
         source (str): The train-time checkpoint (or a description).
-        source_meta (dict, optional): Its ``meta``; dataset_meta, epoch,
-            iter and seed are kept.
+        source_meta (dict, optional): Its ``meta`` (dataset_meta, epoch,
+            iter, seed and experiment_name are kept).
     """
     source_meta = source_meta or {}
     meta = {
@@ -99,14 +93,13 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
     """Write a fused model's weights and its deploy config beside them.
 
-    The checkpoint holds ``state_dict`` and ``meta`` only (no optimizer),
-    with the digest of its tensors. Both files are written atomically
-    (temp file + ``os.replace``).
+    The checkpoint holds ``state_dict`` and ``meta`` only, with the digest
+    of its tensors; both files are written atomically.
 
     Args:
         model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
-        cfg (Config, optional): Its training config; the deploy config is
-            written to ``OUT`` with suffix ``.py``. None writes no config.
+        cfg (Config, optional): Its training config; the deploy config goes
+            to ``out`` with suffix ``.py`` (none for None).
         out (str): Checkpoint path, e.g. ``deploy.pth``.
         meta (dict): From :func:`deploy_meta`.
 
@@ -163,14 +156,13 @@ def reparam_checkpoint(cfg: Config,
     Args:
         cfg (Config): The training config of ``checkpoint``.
         checkpoint (str): The train-time checkpoint.
-        out (str): The deploy checkpoint to write; its config goes to the
-            same path with ``.py``.
+        out (str): The deploy checkpoint (its config: same path, ``.py``).
         shape (Sequence[int]): Random input of the equality check.
         tol (float): See :func:`check_fused_equal`.
 
     Raises:
-        CheckpointError: ``checkpoint`` is already fused (never fused
-            twice) or does not match ``cfg``.
+        CheckpointError: ``checkpoint`` is already fused or does not match
+            ``cfg``.
         FusionMismatchError: The fused logits differ; nothing is written.
     """
     if osp.abspath(out) == osp.abspath(checkpoint):
@@ -194,18 +186,11 @@ def save_verified_deploy(model: nn.Module,
                          source_meta: Optional[Dict] = None,
                          shape: Sequence[int] = (1, 3, 128, 256),
                          tol: float = 1e-4) -> ReparamResult:
-    """Fuse an in-memory train-time segmentor, check it and save it.
-
-    What :func:`reparam_checkpoint` does after loading, for a model already
-    in memory (the ReparamHook at the end of training): the fused copy's
-    logits must equal ``model``'s on a random input before anything is
-    written.
+    """:func:`reparam_checkpoint` for a model in memory (SaveDeployHook).
 
     Args:
-        model (nn.Module): The unfused segmentor (unwrapped); it is set to
-            eval mode and otherwise left as it is.
-        cfg (Config, optional): Its training config; None writes no
-            deploy config.
+        model (nn.Module): The unfused segmentor (set to eval mode).
+        cfg (Config, optional): Its training config (None: no config).
         out (str): The deploy checkpoint to write.
         source (str): Where the weights come from, recorded in ``meta``.
         source_meta (dict, optional): The source checkpoint's ``meta``.

@@ -1,11 +1,7 @@
-"""The one on-disk cache of what was measured on this machine.
-
-Measurements that decide what runs (auto's ranking of forms, Winograd's
-per-layer choices) are made once per machine and reused, so every process
-runs the same kernels. Each cache is one JSON file under :func:`cache_dir`;
-a write merges into the file as it is on disk (under a lock, replaced
-atomically), so processes measuring at once keep each other's entries. A
-missing or unreadable file is an empty cache, never an error.
+"""The one on-disk cache of what was measured on this machine (auto's
+ranking, Winograd's per-layer choices), so every process runs the same
+kernels. One JSON file per cache; writes merge under a lock, so processes
+measuring at once keep each other's entries; an unreadable file is empty.
 """
 import contextlib
 import json
@@ -40,7 +36,7 @@ def cache_path(name: str) -> str:
 
 def read_cache(name: str, warn: bool = True) -> Dict:
     """The cache's contents; ``{}`` when missing or unreadable (logged
-    once per reader: ``warn=False`` where the caller read it before)."""
+    unless ``warn=False``, where the caller read it before)."""
     path = cache_path(name)
     try:
         with open(path, encoding='utf-8') as file:
@@ -71,7 +67,7 @@ def merge_entries(old: Dict, new: Dict) -> Dict:
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path.lock`` (released if we die)."""
+    """An exclusive lock on ``path.lock`` (released if we die)."""
     if fcntl is None:
         yield
         return
@@ -84,13 +80,8 @@ def _locked(path: str) -> Iterator[None]:
 
 
 def write_cache(name: str, data: Dict) -> Dict:
-    """Merge ``data`` into the cache on disk; returns what is there now.
-
-    The file is re-read under a lock, ``data`` merged in
-    (:func:`merge_entries`: its entries win, others are kept) and the
-    result replaced atomically, so no entry of another process is lost
-    and no reader sees a half-written file.
-    """
+    """Merge ``data`` into the cache on disk (re-read under the lock, its
+    entries win, replaced atomically); returns what is there now."""
     path = cache_path(name)
     try:
         os.makedirs(cache_dir(), exist_ok=True)

@@ -16,26 +16,14 @@ import torch
 #: Features this module reasons about, named as ``/proc/cpuinfo`` names them.
 CPU_FEATURES = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
                 'avx512_fp16', 'amx_bf16', 'amx_int8', 'amx_fp16')
-
-_FEATURE_NAMES = dict(
-    avx2='AVX2',
-    avx512f='AVX-512',
-    avx512_vnni='AVX512-VNNI',
-    avx_vnni='AVX-VNNI',
-    avx512_bf16='AVX512-BF16',
-    avx512_fp16='AVX512-FP16',
-    amx_bf16='AMX-BF16',
-    amx_int8='AMX-INT8',
-    amx_fp16='AMX-FP16')
 _AVX2 = {'avx2'}
 _AVX512 = _AVX2 | {'avx512f'}
 _AVX512_VNNI = _AVX512 | {'avx512_vnni'}
 _AVX512_BF16 = _AVX512_VNNI | {'avx512_bf16'}
 _AVX512_FP16 = _AVX512_BF16 | {'avx512_fp16'}
 _AMX = _AVX512_FP16 | {'amx_bf16', 'amx_int8'}
-#: What each ``ONEDNN_MAX_CPU_ISA`` value lets oneDNN use (oneDNN's
-#: ``cpu_isa_t`` hierarchy: an ISA allows its subsets). AVX2_VNNI is not
-#: a subset of AVX512_CORE, and the reverse.
+#: What each ``ONEDNN_MAX_CPU_ISA`` value lets oneDNN use (an ISA allows its
+#: subsets). AVX2_VNNI is not a subset of AVX512_CORE, and the reverse.
 ONEDNN_ISA_FEATURES: Dict[str, FrozenSet[str]] = {
     name: frozenset(features)
     for name, features in (
@@ -55,6 +43,10 @@ ONEDNN_ISA_FEATURES: Dict[str, FrozenSet[str]] = {
         ('AVX10_1_512_AMX_FP16', _AMX | {'amx_fp16'}),
     )
 }
+#: :attr:`Machine.isa_level` names, best first, by the feature that decides.
+_ISA_LEVELS = (('AMX', 'amx_bf16'), ('AVX512-BF16', 'avx512_bf16'),
+               ('AVX512-VNNI', 'avx512_vnni'), ('AVX512', 'avx512f'),
+               ('AVX2-VNNI', 'avx_vnni'), ('AVX2', 'avx2'))
 #: Precisions the deploy forms use, and what runs each natively.
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'int8')
 
@@ -131,12 +123,8 @@ class Machine:
     @property
     def isa_level(self) -> str:
         """A short name of what oneDNN uses, for reports."""
-        for name, features in (('AMX', {'amx_bf16'}), ('AVX512-BF16', {
-                'avx512_bf16'
-        }), ('AVX512-VNNI', {'avx512_vnni'}), ('AVX512', {'avx512f'}),
-                               ('AVX2-VNNI', {'avx_vnni'}), ('AVX2', {'avx2'
-                                                                      })):
-            if features <= self.features:
+        for name, feature in _ISA_LEVELS:
+            if feature in self.features:
                 return name
         return 'baseline' if self.x86 else self.arch
 
@@ -183,21 +171,15 @@ class Machine:
         return self.why_not(precision, device) is None
 
     def reduced_dtype(self, device: str = 'cpu') -> torch.dtype:
-        """The reduced float type of ``device``: fp16 on CUDA, bf16 on the
-        CPU (whether native or not: see :meth:`why_not`)."""
+        """fp16 on CUDA, bf16 on the CPU (native or not: see
+        :meth:`why_not`)."""
         return (torch.float16
                 if str(device).startswith('cuda') else torch.bfloat16)
 
     def fingerprint(self) -> str:
-        """What decides which kernel is fastest here, as one string: the
-        key under which measurements are cached on disk
-        (:mod:`mmseg_repvgg.deploy.cache`).
-
-        The CPU model and architecture, the features the kernels use
-        (after ``ONEDNN_MAX_CPU_ISA``), ATen's capability, torch's version
-        and the thread count now (read at each call: it may change after
-        :func:`machine` was detected).
-        """
+        """What decides which kernel is fastest here, as one string (the key
+        of :mod:`.cache`'s measurements); the thread count is read at each
+        call, as it may change after :func:`machine` was detected."""
         return '|'.join(
             (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
              f'aten={self.aten_capability}', f'torch={torch.__version__}',
@@ -208,7 +190,10 @@ class Machine:
         features its kernels use (after ``ONEDNN_MAX_CPU_ISA``)."""
         if str(device).startswith('cuda') and self.cuda:
             return f'{self.cuda[0]}, torch {torch.__version__}'
-        names = [_FEATURE_NAMES[f] for f in CPU_FEATURES if f in self.features]
+        names = [
+            'AVX-512' if f == 'avx512f' else f.upper().replace('_', '-')
+            for f in CPU_FEATURES if f in self.features
+        ]
         cap = f', ONEDNN_MAX_CPU_ISA={self.onednn_cap}' if self.onednn_cap \
             else ''
         return (
@@ -233,12 +218,6 @@ class Machine:
             cuda=list(self.cuda))
 
 
-def _has_onednn_int8() -> bool:
-    return (torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.onednn, 'qconv_pointwise')
-            and hasattr(torch.ops.onednn, 'qconv_prepack'))
-
-
 def detect() -> Machine:
     """Read this machine's features now (see :func:`machine`)."""
     cpu, flags = _read_cpuinfo()
@@ -254,16 +233,15 @@ def detect() -> Machine:
         cpu_flags=flags,
         onednn_cap=onednn_isa_cap(),
         aten_capability=torch.backends.cpu.get_cpu_capability(),
-        onednn_int8=_has_onednn_int8(),
+        onednn_int8=(torch.backends.mkldnn.is_available()
+                     and hasattr(torch.ops.onednn, 'qconv_pointwise')
+                     and hasattr(torch.ops.onednn, 'qconv_prepack')),
         cuda=cuda,
         cuda_capability=capability)
 
 
 @functools.lru_cache(maxsize=None)
 def machine() -> Machine:
-    """This process's :class:`Machine`, detected once.
-
-    oneDNN reads ``ONEDNN_MAX_CPU_ISA`` once, when it first runs, so a
-    change of the variable later in the process changes nothing either.
-    """
+    """This process's :class:`Machine`, detected once (oneDNN too reads
+    ``ONEDNN_MAX_CPU_ISA`` once, when it first runs)."""
     return detect()

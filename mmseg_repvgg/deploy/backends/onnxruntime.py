@@ -1,10 +1,6 @@
-"""onnxruntime: the session every ONNX file of the project runs in.
-
-:func:`onnxruntime_session` is the one place that opens an onnxruntime
-session: :class:`OnnxRuntimeSession` (the ``onnxruntime*`` forms) and
-:func:`~mmseg_repvgg.deploy.onnx_export.check_onnx` (the export's check)
-both call it. ``onnxruntime`` is imported inside the functions (and,
-imports being absolute, is the runtime, not this module).
+"""onnxruntime: :func:`onnxruntime_session` is the one place that opens a
+session, for the ``onnxruntime*`` forms and the export's check. (Imports
+being absolute, ``import onnxruntime`` is the runtime, not this module.)
 """
 from typing import Optional
 
@@ -18,20 +14,16 @@ from .base import RuntimeSession, Shape, batches_at
 def onnxruntime_session(path: str,
                         device: str = 'cpu',
                         threads: Optional[int] = None):
-    """An onnxruntime session of ``path``: CPU provider (CUDA's on a CUDA
-    device), all graph optimizations, ``threads`` intra-op threads.
+    """An onnxruntime session of ``path`` with all graph optimizations.
 
     Args:
         path (str): The ``.onnx`` file.
-        device (str): ``'cpu'`` or a CUDA device. Defaults to ``'cpu'``.
-        threads (int, optional): Intra-op threads; onnxruntime's default
-            when None.
+        device (str): ``'cpu'`` or a CUDA device (CUDA's provider).
+        threads (int, optional): Intra-op threads (onnxruntime's default
+            when None).
 
     Returns:
         onnxruntime.InferenceSession: The session.
-
-    Raises:
-        ConfigError: onnxruntime or the device's provider is missing.
     """
     try:
         import onnxruntime as ort
@@ -52,11 +44,9 @@ def onnxruntime_session(path: str,
 
 
 class OnnxRuntimeSession(RuntimeSession):
-    """onnxruntime (CPU or CUDA provider); int8 by ``quantize_static``:
-    QDQ, weights int8 per channel, activations uint8 per tensor, min/max
-    calibration. On CPUs without VNNI ``reduce_range`` keeps the weights
-    to 7 bits, onnxruntime's own remedy for the int16 saturation of the
-    u8 x s8 kernels there.
+    """onnxruntime; int8 by ``quantize_static`` (QDQ, weights int8 per
+    channel, activations uint8 per tensor). Without VNNI ``reduce_range``
+    (7-bit weights) is onnxruntime's remedy for int16 saturation.
 
     Args: as :class:`~.base.RuntimeSession`.
     """

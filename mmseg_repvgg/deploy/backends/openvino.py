@@ -1,8 +1,5 @@
-"""OpenVINO's CPU plugin, int8 through NNCF.
-
-``openvino`` and ``nncf`` are imported inside the methods (and, imports
-being absolute, ``import openvino`` is the runtime, not this module).
-"""
+"""OpenVINO's CPU plugin, int8 through NNCF (both imported inside the
+methods; ``import openvino`` is the runtime, not this module)."""
 import contextlib
 import os.path as osp
 import sys
@@ -16,8 +13,8 @@ from .base import RuntimeSession, Shape, batches_at
 
 @contextlib.contextmanager
 def _recursion_limit(limit: int):
-    """NNCF walks the graph recursively; a full-size PSPNet export goes
-    deeper than Python's default limit. Raised only for that call."""
+    """NNCF's recursive graph walk goes deeper than Python's default on a
+    full-size PSPNet; raised only for that call."""
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, limit))
     try:
@@ -27,10 +24,8 @@ def _recursion_limit(limit: int):
 
 
 class OpenVINOSession(RuntimeSession):
-    """OpenVINO's CPU plugin on the exported ONNX (latency hint); int8 by
-    NNCF's post-training ``quantize`` calibrated on the given batches. On
-    CPUs without VNNI NNCF's overflow fix is applied to every layer (its
-    remedy for the same int16 saturation).
+    """OpenVINO's CPU plugin (latency hint); int8 by NNCF's ``quantize``,
+    with its overflow fix on every layer without VNNI (int16 saturation).
 
     Args: as :class:`~.base.RuntimeSession`; ``device`` must be ``'cpu'``.
     """

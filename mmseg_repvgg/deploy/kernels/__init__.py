@@ -1,9 +1,7 @@
-"""Hand-written CPU kernels behind the ``winograd*``, ``int8*``, ``*_cl*`` and
-``*lowres`` forms, written only where torch, NNPACK and oneDNN lack a piece.
-A leaf of the deploy pipeline (:mod:`..steps` imports it, lazily). Private
-torch routes (NNPACK's C entry point, ``torch._nnpack_spatial_convolution``,
-``torch.ops.onednn.qconv_*``) are used only behind :mod:`.guard`'s checks;
-the names below are the layer's public API, each loaded on first use.
+"""Hand-written kernels behind the ``winograd*``, ``int8*``, ``*_cl*`` and
+``*lowres`` forms, only where torch, NNPACK and oneDNN lack a piece: a leaf
+:mod:`..steps` imports lazily. Private torch routes are used only behind
+:mod:`.guard`'s checks. The names below load their module on first use.
 """
 from .. import lazy_exports
 

@@ -1,13 +1,11 @@
-"""NNPACK's own Winograd entry point, each kernel transformed once.
-
-torch's op recomputes the kernel transform on every call and has no fused
-ReLU; NNPACK (shipped inside ``libtorch_cpu``) can precompute it, so this
-module binds ``nnp_convolution_inference`` with ``ctypes``. Private: a
-changed struct would crash, so :func:`check_c_api` runs in a child process
-first (:mod:`.guard`). Imports only torch, so the child can load it alone.
+"""NNPACK's own Winograd entry point (in ``libtorch_cpu``) bound with
+``ctypes``, each kernel transformed once: torch's op transforms it on every
+call and fuses no ReLU. A changed struct would crash, so :func:`check_c_api`
+runs in a child process first (:mod:`.guard`); imports only torch for that.
 """
 import ctypes
 import functools
+import itertools
 import os
 import threading
 from typing import List, Optional, Sequence, Tuple
@@ -50,15 +48,14 @@ _ALIGN = 64
 #: NNPACK's input padding must be smaller than the kernel.
 MAX_PADDING = 2
 #: Relative error (Frobenius norm) a Winograd result may have against
-#: ``F.conv2d``. Winograd's transforms round differently from a direct sum,
-#: so results are not bit-equal, but they are far inside this bound.
+#: ``F.conv2d`` (its transforms round differently from a direct sum).
 TOLERANCE = 1e-4
 
 
 def pad_beyond_limit(x: Tensor,
                      padding: Sequence[int]) -> Tuple[Tensor, List[int]]:
-    """Pad ``x`` explicitly by whatever of ``padding`` exceeds
-    :data:`MAX_PADDING`; returns it and the padding left for NNPACK."""
+    """``x`` padded by what of ``padding`` exceeds :data:`MAX_PADDING`, and
+    the padding left for NNPACK."""
     pad_h, pad_w = padding
     extra_h = max(pad_h - MAX_PADDING, 0)
     extra_w = max(pad_w - MAX_PADDING, 0)
@@ -110,13 +107,11 @@ def _api():
 
 @functools.lru_cache(maxsize=None)
 def _threadpool(threads: int) -> int:
-    """A pthreadpool of ``threads`` threads, kept for the process (torch's
-    own pool is not exported; this one follows ``torch.get_num_threads``)."""
+    """A pthreadpool kept for the process (torch's is not exported)."""
     return _api()[1](threads)
 
 
-#: The profiler's name for these convs (the benchmark counts it as conv
-#: time, like ``aten::convolution``).
+#: The profiler's name for these convs (the benchmark counts it as conv).
 WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
 
 
@@ -148,8 +143,8 @@ _workspaces = threading.local()
 
 
 def _workspace(nbytes: int) -> _Aligned:
-    """One scratch buffer per thread, grown as needed: consecutive convs
-    reuse it instead of NNPACK allocating (and faulting in) its own."""
+    """One scratch buffer per thread, grown as needed, so NNPACK does not
+    allocate (and fault in) its own per conv."""
     buf = getattr(_workspaces, 'buffer', None)
     if buf is None or buf.nbytes < nbytes:
         buf = _workspaces.buffer = _Aligned(nbytes)
@@ -157,15 +152,12 @@ def _workspace(nbytes: int) -> _Aligned:
 
 
 class KernelTransform:
-    """The Winograd transforms of a 3x3 kernel, one per group.
-
-    Made once from a weight and reused for any input size (NNPACK's layout
-    depends only on the channels and the CPU's caches). It costs
-    ``64 / 9`` times the weight's memory (8 x 8 transformed taps per 3 x 3).
+    """The Winograd transforms of a 3x3 kernel, one per group, for any
+    input size; ``64 / 9`` times the weight's memory (8 x 8 taps per 3 x 3).
 
     Args:
         weight (Tensor): ``(O, C / groups, 3, 3)`` float32 CPU.
-        groups (int): As ``F.conv2d``'s; each group its own transform.
+        groups (int): As ``F.conv2d``'s.
     """
 
     def __init__(self, weight: Tensor, groups: int = 1):
@@ -175,18 +167,15 @@ class KernelTransform:
         self.key = _weight_key(weight)
         weight = weight.detach().contiguous()
         self.buffers = []
-        for g in range(groups):
-            kernel = weight[g * self.out_per_group:(g + 1) *
-                            self.out_per_group]
+        # Any input size gives the same transform; NNPACK wants one.
+        shape, pad = (8, 8), _Padding(1, 1, 1, 1)
+        for kernel in weight.split(self.out_per_group):
+            args = (self.in_per_group, self.out_per_group, shape, pad, None,
+                    kernel.data_ptr(), None, None)
             size = ctypes.c_size_t(0)
-            # Any input size gives the same transform; NNPACK wants one.
-            shape, pad = (8, 8), _Padding(1, 1, 1, 1)
-            _call(_PRECOMPUTE, self.in_per_group, self.out_per_group, shape,
-                  pad, None, kernel.data_ptr(), None, None, None, size, False)
+            _call(_PRECOMPUTE, *args, None, size, False)  # asks the size
             buf = _Aligned(size.value)
-            _call(_PRECOMPUTE,
-                  self.in_per_group, self.out_per_group, shape, pad, None,
-                  kernel.data_ptr(), None, None, buf.ptr, size, False)
+            _call(_PRECOMPUTE, *args, buf.ptr, size, False)
             self.buffers.append(buf)
 
     @property
@@ -194,9 +183,8 @@ class KernelTransform:
         return sum(buf.nbytes for buf in self.buffers)
 
     def matches(self, weight: Tensor, groups: int) -> bool:
-        """Whether this transform is still that of ``weight``: same
-        storage, not written to since (a loaded state dict bumps the
-        version, a deep copy has other storage)."""
+        """Whether this is still ``weight``'s transform: same storage, not
+        written to since."""
         return groups == self.groups and _weight_key(weight) == self.key
 
 
@@ -211,20 +199,9 @@ def winograd_conv(x: Tensor,
                   bias: Optional[Tensor],
                   padding: Sequence[int],
                   relu: bool = False) -> Tensor:
-    """A stride-1 undilated 3x3 conv on a precomputed kernel transform.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` float32 CPU input.
-        transform (KernelTransform): Of the conv's weight.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): ``(pH, pW)``; more than
-            :data:`MAX_PADDING` is padded explicitly first.
-        relu (bool): Apply ReLU in NNPACK's output transform.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding,
-        groups=transform.groups)``, then ReLU if asked, up to rounding.
-    """
+    """``F.conv2d(x, weight, bias, padding=padding,
+    groups=transform.groups)`` up to rounding, from the weight's
+    ``transform`` (ReLU, if asked, in NNPACK's output transform)."""
     if x.dim() != 4 or x.shape[1] != transform.in_per_group * transform.groups:
         raise ValueError(
             f'input {tuple(x.shape)} does not fit a kernel transform of '
@@ -244,37 +221,22 @@ def winograd_conv(x: Tensor,
           None, None, size, relu)  # the workspace it needs
     workspace = _workspace(size.value)
     with torch.profiler.record_function(WINOGRAD_PROFILER_NAME):
-        _run_images(x, out, transform, bias, pad, workspace, relu)
-    return out
-
-
-def _run_images(x: Tensor, out: Tensor, transform: KernelTransform,
-                bias: Tensor, pad: _Padding, workspace: _Aligned,
-                relu: bool) -> None:
-    n, _, h, w = x.shape
-    cin, cout, groups = (transform.in_per_group, transform.out_per_group,
-                         transform.groups)
-    item = x.element_size()
-    for i in range(n):
-        for g in range(groups):
+        for i, g in itertools.product(range(n), range(groups)):
             # Channel slices of one NCHW image are contiguous: NNPACK reads
             # and writes them in place.
             size = ctypes.c_size_t(workspace.nbytes)
             _call(_REUSE, cin, cout, (h, w), pad, x[i, g * cin].data_ptr(),
                   transform.buffers[g].ptr,
-                  bias.data_ptr() + g * cout * item,
+                  bias.data_ptr() + g * cout * x.element_size(),
                   out[i, g * cout].data_ptr(), workspace.ptr, size, relu)
+    return out
 
 
 def check_c_api() -> Optional[str]:
-    """Why NNPACK's C entry point cannot be used here, or None if it can.
-
-    The library and its symbols load, NNPACK initializes, and small convs
-    (odd sizes, two paddings, two groups, with and without ReLU, a missing
-    bias) match ``F.conv2d`` within :data:`TOLERANCE`. Call it through
-    :func:`.guard.c_api_problem` (child process first, cached per process):
-    a wrong binding may crash instead of returning.
-    """
+    """Why NNPACK's C entry point cannot be used here, or None: it loads,
+    initializes, and small convs (odd sizes, paddings, groups, ReLU, no
+    bias) match ``F.conv2d``. Call it through :func:`.guard.c_api_problem`:
+    a wrong binding may crash."""
     try:
         _api()
     except (OSError, AttributeError, NNPackError) as error:

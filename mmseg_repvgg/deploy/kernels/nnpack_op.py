@@ -1,8 +1,7 @@
-"""NNPACK through torch's own op, ``torch._nnpack_spatial_convolution``: the
-fallback where NNPACK's C entry point is unusable (the kernel transformed on
-every call). Private and without groups, and slower on batches than per
-image, which :func:`torch_op_conv` works around; :func:`check_torch_op` is
-its guard check. Imports only torch, so a child process can load it alone.
+"""NNPACK through torch's private op ``torch._nnpack_spatial_convolution``,
+where NNPACK's C entry point is unusable. It has no groups and is slower on
+batches than per image; :func:`check_torch_op` is its guard check (imports
+only torch, so a child process can load it alone).
 """
 from typing import Optional, Sequence
 
@@ -16,21 +15,9 @@ from .nnpack import TOLERANCE, pad_beyond_limit
 
 def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                   padding: Sequence[int], groups: int) -> Tensor:
-    """A stride-1 undilated conv by torch's op, one image and group a call.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` float32 CPU input; may be a strided
-            view (NNPACK copies it into the layout it needs).
-        weight (Tensor): ``(O, C / groups, kH, kW)``.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): Zero padding ``(pH, pW)``.
-        groups (int): As ``F.conv2d``'s; each group is its own call on a
-            channel slice.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding, groups=groups)``
-        up to rounding.
-    """
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` up to
+    rounding, by torch's op, one image and group a call (``x`` may be a
+    strided view: NNPACK copies it)."""
     x, pad = pad_beyond_limit(x, padding)
     # Looked up at call time: a missing or replaced op is then seen.
     op = torch._nnpack_spatial_convolution
@@ -53,17 +40,10 @@ def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 def check_torch_op() -> Optional[str]:
-    """Why torch's NNPACK op cannot run convs here, or None if it can.
-
-    A torch build may lack the op, lack NNPACK, or (on a CPU its kernels
-    were not made for) give wrong results. Checked on two small random
-    convs against ``F.conv2d``, at batch 1 (the only entry point
-    :func:`torch_op_conv` uses) with bias, odd sizes and two paddings.
-
-    Returns:
-        Optional[str]: None when the op exists, NNPACK is available and its
-        results match; otherwise one sentence saying why not.
-    """
+    """Why torch's NNPACK op cannot run convs here, or None: a build may
+    lack it or NNPACK, or give wrong results on a CPU its kernels were not
+    made for; checked against ``F.conv2d`` at batch 1 (what
+    :func:`torch_op_conv` uses), odd sizes and two paddings."""
     op = getattr(torch, '_nnpack_spatial_convolution', None)
     if op is None:
         return 'this torch build has no torch._nnpack_spatial_convolution'

@@ -12,11 +12,9 @@ upsampling and shifting, so::
                    = L @ R,  L = [shift_t(A_h)] (H x 3S),
                              R = [W_t p] A_w^T  (3S x W per channel)
 
-where ``A_h``, ``A_w`` are the upsampling matrices (taken from
-``F.interpolate`` itself, so they are torch's weights). The pooled part
-then costs a few small matmuls instead of a 2048-channel conv at full
-resolution. The result equals the original head up to rounding. Written by
-hand: neither mmseg nor torch has it.
+with ``A_h``, ``A_w`` the upsampling matrices (from ``F.interpolate``
+itself): a few small matmuls instead of a 2048-channel conv at full
+resolution, equal up to rounding. Neither mmseg nor torch has it.
 """
 from typing import List, Sequence
 
@@ -29,8 +27,7 @@ from torch import Tensor, nn
 
 def interpolation_matrix(src: int, dst: int, align_corners: bool,
                          like: Tensor) -> Tensor:
-    """(dst, src) matrix of 1-D bilinear resizing, as ``F.interpolate``
-    resizes (it is applied to each unit vector)."""
+    """(dst, src) matrix of ``F.interpolate``'s 1-D bilinear resizing."""
     eye = torch.eye(src, device=like.device).reshape(src, 1, src, 1)
     out = F.interpolate(
         eye, size=(dst, 1), mode='bilinear', align_corners=align_corners)
@@ -38,8 +35,7 @@ def interpolation_matrix(src: int, dst: int, align_corners: bool,
 
 
 def _shifted(matrix: Tensor, offsets: Sequence[int]) -> Tensor:
-    """Stack of ``matrix`` with rows shifted by each offset, zero-filled:
-    ``out[t, i] = matrix[i + offsets[t]]`` (the conv's zero padding)."""
+    """``out[t, i] = matrix[i + offsets[t]]``, zero outside (padding)."""
     rows = matrix.shape[0]
     index = torch.arange(rows, device=matrix.device)
     shifted = []
@@ -55,10 +51,9 @@ class LowResPSPBottleneck(nn.Module):
     ``conv(x) + L @ R``.
 
     Args:
-        bottleneck (ConvModule): PSPHead's bottleneck (conv, norm, act in
-            this order; stride 1, no groups). Its weights are copied.
-        in_channels (int): Channels of ``x``; the remaining input channels
-            belong to the pooled maps.
+        bottleneck (ConvModule): PSPHead's bottleneck (conv, norm, act;
+            stride 1, no groups), whose weights are copied.
+        in_channels (int): Channels of ``x`` (the rest are the pooled maps').
         align_corners (bool): The PPM's upsampling setting.
     """
 
@@ -125,11 +120,8 @@ class LowResPSPBottleneck(nn.Module):
 
 
 class LowResPSPHead(PSPHead):
-    """PSPHead whose bottleneck takes the pyramid at pool resolution.
-
-    Made by :func:`lowres_psp_heads` from a built PSPHead (never from a
-    config), with its ``bottleneck`` a :class:`LowResPSPBottleneck`.
-    """
+    """PSPHead whose bottleneck (a :class:`LowResPSPBottleneck`) takes the
+    pyramid at pool resolution; made by :func:`lowres_psp_heads` only."""
 
     def _forward_feature(self, inputs):
         x = self._transform_inputs(inputs)
@@ -154,11 +146,8 @@ def lowres_psp_heads(model: nn.Module) -> List[str]:
                                              for stage in module.psp_modules)
         module.bottleneck = LowResPSPBottleneck(
             module.bottleneck, in_channels, module.psp_modules.align_corners)
-        # The one class switch of this layer, kept on purpose: the heads
-        # differ in one method and share every attribute, and a built
-        # PSPHead cannot be built again (mmseg keeps no config of its
-        # losses, sampler and init), so a new head would copy all its
-        # state by hand. LowResPSPHead adds no attribute of its own.
+        # A class switch: the heads differ in one method only, and mmseg
+        # keeps no config to build a PSPHead again (losses, sampler, init).
         module.__class__ = LowResPSPHead
         switched.append(name)
     return switched

@@ -1,8 +1,7 @@
 """A 3x3 conv that runs NNPACK's Winograd where that beats oneDNN's direct
 conv, chosen per input shape (:mod:`.tuning`): no fixed rule predicts it.
-Written by hand only what NNPACK lacks: groups (one call per group) and
-dilation (:mod:`.space_to_batch`). Both NNPACK routes are private torch API
-behind :mod:`.guard`; where unusable, the conv runs direct.
+Only what NNPACK lacks is hand-written: groups and dilation. Both NNPACK
+routes are private torch API behind :mod:`.guard`, else the conv runs direct.
 """
 import functools
 from typing import Dict, Optional, Sequence, Tuple
@@ -21,15 +20,11 @@ MAX_GROUPS = 8
 
 
 def _nnpack_usable() -> bool:
-    """:func:`.guard.nnpack_problem` is None; logs one line, once, when
-    not."""
     return guard.usable('nnpack', 'NNPACK', guard.nnpack_problem(),
                         'Winograd convs run direct (F.conv2d)')
 
 
 def _c_api_usable() -> bool:
-    """:func:`.guard.c_api_problem` is None; logs one line, once, when
-    not (Winograd then runs through torch's op: slower, still exact)."""
     return guard.usable(
         'c_api', "NNPACK's C entry point", guard.c_api_problem(),
         'Winograd convs call torch._nnpack_spatial_convolution, which '
@@ -43,26 +38,9 @@ def nnpack_conv(x: Tensor,
                 groups: int = 1,
                 relu: bool = False,
                 transform: Optional[nnpack.KernelTransform] = None) -> Tensor:
-    """A stride-1 undilated conv through NNPACK.
-
-    With a precomputed ``transform`` NNPACK's C entry point runs on it
-    (:func:`.nnpack.winograd_conv`, ReLU fused); without one, torch's op
-    (:func:`.nnpack_op.torch_op_conv`, one call per image and group).
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` float32 CPU input.
-        weight (Tensor): ``(O, C / groups, kH, kW)``.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): Zero padding ``(pH, pW)``.
-        groups (int): As ``F.conv2d``'s.
-        relu (bool): Apply ReLU to the result.
-        transform (KernelTransform, optional): ``weight``'s, with
-            ``groups``; None uses torch's op.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding, groups=groups)``
-        (then ReLU if asked) up to rounding.
-    """
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` (then
+    ReLU if asked) through NNPACK, up to rounding: NNPACK's C entry point
+    on ``weight``'s precomputed ``transform``, else torch's op."""
     if transform is not None:
         return nnpack.winograd_conv(x, transform, bias, padding, relu)
     out = torch_op_conv(x, weight, bias, padding, groups)
@@ -88,19 +66,9 @@ def _conv_problem(conv: nn.Module) -> Optional[str]:
 
 def ineligible_reason(module: nn.Module) -> Optional[str]:
     """Why :func:`~.winograd_convs.winograd_convs` leaves a module alone,
-    or None.
-
-    Only plain ``nn.Conv2d`` (not subclasses, whose forward may differ) 3x3
-    convs of stride 1 with numeric zero padding and at most
-    :data:`MAX_GROUPS` groups are replaced. Strided convs are not: NNPACK's
-    Winograd kernels are stride 1 only, so they would always run direct.
-
-    Args:
-        module (nn.Module): Any module.
-
-    Returns:
-        Optional[str]: None if eligible, else a short reason.
-    """
+    or None: only plain ``nn.Conv2d`` (a subclass's forward may differ) 3x3
+    convs of stride 1 (NNPACK's only), with numeric zero padding and at
+    most :data:`MAX_GROUPS` groups are replaced."""
     if type(module) is not nn.Conv2d:
         return 'not a plain nn.Conv2d'
     return _conv_problem(module)
@@ -109,47 +77,29 @@ def ineligible_reason(module: nn.Module) -> Optional[str]:
 class WinogradConv2d(nn.Conv2d):
     """A 3x3 conv that runs the fastest of oneDNN and NNPACK per shape.
 
-    The first forward at each input shape picks the algorithm
-    (:meth:`_choose`): a choice found in the on-disk cache of this machine
-    (:mod:`.tuning`) is reused without timing; otherwise every candidate
-    is timed briefly and the fastest by median time kept (and cached on
-    disk when ``cache``). Either way a
-    Winograd result outside :data:`.nnpack.TOLERANCE` of the direct one is
-    rejected, with one log line. :attr:`choices` holds the outcome per
-    shape; later forwards at that shape run it without timing anything.
+    The first forward at a shape picks the algorithm: this machine's cached
+    choice (:mod:`.tuning`), else the fastest by median time (then cached);
+    a Winograd result outside :data:`.nnpack.TOLERANCE` of direct is
+    rejected with one log line. :attr:`choices` keeps the pick per shape.
+    It shares the source conv's parameters, so state dicts and code that
+    inspects convs see the same ``nn.Conv2d``.
 
-    It is an ``nn.Conv2d`` built from the source conv's hyper-parameters
-    and sharing its parameters, so code that inspects convs, state dicts
-    (same keys) and BN folding see the same conv.
+    Candidates: ``'direct'`` (oneDNN), ``'winograd'`` for undilated convs,
+    ``'winograd_s2b'`` (:mod:`.space_to_batch`) for dilated ones. Winograd
+    runs on the kernel's transform (:class:`.nnpack.KernelTransform`, 64/9
+    of the weight's memory) where NNPACK's C entry point works.
 
-    Candidates: ``'direct'`` (``F.conv2d``, oneDNN) always; ``'winograd'``
-    (:func:`nnpack_conv`, groups split by hand) for undilated convs;
-    ``'winograd_s2b'`` (:func:`.space_to_batch.space_to_batch_conv`) for
-    dilated ones. Winograd runs on the kernel's transform, made at its
-    first use and kept (:class:`.nnpack.KernelTransform`, 64/9 of the
-    weight's memory; made again if the weight changes) where NNPACK's C
-    entry point works, else through torch's op.
-
-    With ``relu=True`` the module computes ``relu(conv(x))``: NNPACK
-    applies it in its output transform, the direct path in place after the
-    conv.
-
-    Inputs NNPACK cannot or should not take run direct, without choosing:
-    anything but a 4-D float32 CPU tensor, channels-last inputs (kept in
-    their layout for oneDNN), inputs under CPU autocast, and forwards under
-    tracing, scripting, ONNX export, ``torch.compile`` or fx tracing (so
-    that exports record a plain conv). So does everything when
-    :func:`.guard.nnpack_problem` finds NNPACK unusable. A forced algorithm
-    (``algorithm='winograd'``) still falls back then, but is not timed or
-    checked per shape.
+    Runs direct without choosing: anything but a 4-D float32 CPU tensor,
+    channels-last inputs (kept for oneDNN), CPU autocast, tracing,
+    scripting, export, ``torch.compile`` and fx (exports record a plain
+    conv), and everything when NNPACK is unusable (even a forced one).
 
     Args:
-        conv (nn.Conv2d): The conv to run; its parameters are shared, not
-            copied. Must be eligible (:func:`ineligible_reason`) apart from
-            being a subclass: a subclass is taken as a plain conv.
-        algorithm (str): ``'auto'`` (choose per shape) or one of this
-            conv's candidates to force it, for tests and ablations.
-        relu (bool): Apply ReLU to the output.
+        conv (nn.Conv2d): The eligible conv (:func:`ineligible_reason`; a
+            subclass is taken as a plain conv) whose parameters are shared.
+        algorithm (str): ``'auto'`` or a candidate to force (untimed and
+            unchecked).
+        relu (bool): Apply ReLU to the output (NNPACK fuses it).
         cache (bool): Read and write choices in the on-disk cache.
     """
 
@@ -161,8 +111,7 @@ class WinogradConv2d(nn.Conv2d):
         reason = _conv_problem(conv)
         if reason is not None:
             raise ValueError(f'WinogradConv2d cannot run this conv: {reason}')
-        # Built on the meta device: no weight is allocated or initialized,
-        # and the source conv's parameters are registered instead.
+        # On the meta device: no weight is allocated; conv's are registered.
         super().__init__(
             conv.in_channels,
             conv.out_channels,
@@ -179,9 +128,8 @@ class WinogradConv2d(nn.Conv2d):
         if conv.bias is not None:
             self.bias = conv.bias
         self.train(conv.training)
-        #: Input shape -> dict(choice=..., ms={candidate: median ms}), plus
-        #: ``rejected={candidate: reason}`` where one failed and
-        #: ``source='cache'`` where not measured here.
+        #: Input shape -> dict(choice=, ms={candidate: median ms}), plus
+        #: ``rejected={candidate: reason}``, ``source='cache'`` if so.
         self.choices: Dict[Tuple[int, ...], dict] = {}
         self.algorithm = algorithm
         self.relu = relu
@@ -189,8 +137,7 @@ class WinogradConv2d(nn.Conv2d):
         self._transform: Optional[nnpack.KernelTransform] = None
 
     def __getstate__(self):
-        # Deep copies and pickles leave the kernel transform behind (it is
-        # made again on first use; its buffer addresses would be stale).
+        # Copies drop the transform: its buffer addresses would be stale.
         state = super().__getstate__()
         state['_transform'] = None
         return state
@@ -235,8 +182,7 @@ class WinogradConv2d(nn.Conv2d):
 
     @property
     def transform_nbytes(self) -> int:
-        """Bytes held by the kernel transform (0 before the first
-        Winograd call): weights the model keeps besides its parameters."""
+        """Bytes the kernel transform holds besides the parameters."""
         return 0 if self._transform is None else self._transform.nbytes
 
     def extra_repr(self) -> str:
@@ -263,7 +209,7 @@ class WinogradConv2d(nn.Conv2d):
         return F.relu(out, inplace=True) if self.relu else out
 
     def _direct_only(self, x: Tensor) -> bool:
-        """Whether this input must run direct (see the class docstring)."""
+        """Whether ``x`` must run direct (see the class docstring)."""
         if isinstance(x, torch.fx.Proxy):
             return True
         # The legacy ONNX exporter traces; the dynamo one compiles.
@@ -295,8 +241,7 @@ class WinogradConv2d(nn.Conv2d):
         return out
 
     def _choose(self, x: Tensor) -> Tuple[dict, Tensor]:
-        """The :attr:`choices` entry for ``x``'s shape and its output: the
-        disk cache's, else measured (then cached)."""
+        """The :attr:`choices` entry at ``x``'s shape, and the output."""
         key = tuple(x.shape)
         if self.cache:
             found = tuning.lookup(self, key)
@@ -308,6 +253,4 @@ class WinogradConv2d(nn.Conv2d):
         return entry, out
 
     def _measure(self, x: Tensor) -> Tuple[dict, Tensor]:
-        """Time and check every candidate at ``x``'s shape
-        (:func:`.tuning.measure`)."""
         return tuning.measure(self, x)
