@@ -1,34 +1,23 @@
-"""Everything a user ships: deploy artifacts (:mod:`.artifacts`), ONNX
-export (:mod:`.onnx_export`) and the deploy forms (:func:`deploy_model`,
-parsed by :mod:`.forms`, made by :mod:`.steps` from the leaves
-:mod:`.kernels` and :mod:`.backends`).
-
-Training needs none of it, so ``import mmseg_repvgg`` loads nothing here:
-the names below load their module on first use.
+"""Everything a user ships: deploy artifacts, ONNX export and the deploy
+forms (:func:`deploy_model`; parsed by :mod:`.forms`, made by :mod:`.steps`
+from the leaves :mod:`.kernels` and :mod:`.backends`). Training needs none
+of it, so ``import mmseg_repvgg`` loads nothing here; names load on use.
 """
 import importlib
 
 #: Public name -> the submodule that defines it (loaded on first access).
 _EXPORTS = {
-    'DeployedModel': 'deployed',
-    'deploy_model': 'api',
-    'deploy_segmentors': 'api',
-    'deployed_segmentor': 'deployed',
-    'NAMED_FORMS': 'forms',
-    'Form': 'forms',
-    'FormUnavailable': 'forms',
-    'available_forms': 'forms',
-    'check_form': 'forms',
-    'parse_form': 'forms',
-    'why_unavailable': 'forms',
-    'ReparamResult': 'artifacts',
-    'deploy_config': 'artifacts',
-    'deploy_meta': 'artifacts',
-    'reparam_checkpoint': 'artifacts',
-    'save_deploy_checkpoint': 'artifacts',
-    'save_verified_deploy': 'artifacts',
-    'export_onnx': 'onnx_export',
-    'check_onnx': 'onnx_export',
+    name: module
+    for module, names in (
+        ('api', 'deploy_model deploy_segmentors'),
+        ('deployed', 'DeployedModel deployed_segmentor'),
+        ('forms', 'NAMED_FORMS Form FormUnavailable available_forms '
+         'check_form parse_form why_unavailable'),
+        ('artifacts', 'ReparamResult deploy_config deploy_meta '
+         'reparam_checkpoint save_deploy_checkpoint save_verified_deploy'),
+        ('onnx_export', 'export_onnx check_onnx'),
+    )
+    for name in names.split()
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,30 +19,22 @@ def deploy_model(model: nn.Module,
                  allow_emulated: bool = False,
                  input_shape: Optional[Sequence[int]] = None,
                  workdir: Optional[str] = None) -> DeployedModel:
-    """Make one deploy form of a segmentor.
+    """Make one deploy form of a segmentor; ConfigError for a spec that is
+    not a form, FormUnavailable (saying why) for one that cannot run here.
 
     Args:
-        model (nn.Module): The segmentor (train-time or fused, eval mode,
-            on the CPU); left unchanged.
-        form (str | Form): A form spec (:func:`~.forms.parse_form`) or
-            ``'auto'`` (:mod:`.auto`).
-        calibration (Sequence[Tensor], optional): Normalized fp32 batches
-            (:func:`~.calibration.calibration_batches`) for the int8 forms.
+        model (nn.Module): Train-time or fused, eval mode, CPU (unchanged).
+        form (str | Form): A spec (:func:`~.forms.parse_form`) or ``'auto'``.
+        calibration (Sequence[Tensor], optional): Batches for int8 forms.
         device (str): Where the form runs.
-        allow_emulated (bool): Run a reduced float precision the hardware
-            only emulates.
-        input_shape (Sequence[int], optional): N, C, H, W the runtime forms
-            prepare for now (else on first use of each shape).
-        workdir (str, optional): Where runtime forms write their model
-            files (a temporary folder by default).
+        allow_emulated (bool): Run a reduced precision that is emulated.
+        input_shape (Sequence[int], optional): N, C, H, W runtimes prepare
+            now (else at each new shape).
+        workdir (str, optional): Where runtimes write their model files.
 
     Returns:
-        DeployedModel: ``forward(inputs) -> logits``; ``.form`` is the
-        form made, ``.notes`` what was decided.
-
-    Raises:
-        ConfigError: The spec is not a form.
-        FormUnavailable: The form cannot run here (the message says why).
+        DeployedModel: ``forward(inputs) -> logits``, with ``.form`` and
+        ``.notes`` (what was decided).
     """
     if form == AUTO:
         return auto_deploy(model, calibration, device, input_shape)

@@ -28,17 +28,9 @@ def _output_path(out: str, suffix: str) -> str:
 
 
 def deploy_config(cfg: Config) -> Config:
-    """The config that builds the model :func:`fuse_segmentor` returns.
-
-    RepVGG in deploy form, no auxiliary head, heads (and neck) without a
-    norm (each ConvModule keeps the bias the folded BN became), and no
-    pretrained init.
-
-    Args:
-        cfg (Config): The training config (left unchanged).
-
-    Returns:
-        Config: The deploy config.
+    """A copy of ``cfg`` that builds the model :func:`fuse_segmentor`
+    returns: RepVGG in deploy form, no auxiliary head, no pretrained init,
+    heads (and neck) without a norm (each conv keeps the folded BN's bias).
     """
     cfg = copy.deepcopy(cfg)
     model = cfg.get('model')
@@ -71,8 +63,7 @@ def deploy_meta(report: FusionReport,
     Args:
         report (FusionReport): What the fusion changed.
         source (str): The train-time checkpoint (or a description).
-        source_meta (dict, optional): Its ``meta`` (dataset_meta, epoch,
-            iter, seed and experiment_name are kept).
+        source_meta (dict, optional): Its ``meta``, partly kept.
     """
     source_meta = source_meta or {}
     meta = {
@@ -91,16 +82,13 @@ def deploy_meta(report: FusionReport,
 
 def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
-    """Write a fused model's weights and its deploy config beside them.
-
-    The checkpoint holds ``state_dict`` and ``meta`` only, with the digest
-    of its tensors; both files are written atomically.
+    """Write a fused model's weights (``state_dict``, ``meta`` and their
+    digest) and its deploy config beside them, atomically.
 
     Args:
         model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
-        cfg (Config, optional): Its training config; the deploy config goes
-            to ``out`` with suffix ``.py`` (none for None).
-        out (str): Checkpoint path, e.g. ``deploy.pth``.
+        cfg (Config, optional): Its training config (None: no config).
+        out (str): Checkpoint path; the config goes to its ``.py``.
         meta (dict): From :func:`deploy_meta`.
 
     Returns:
@@ -151,19 +139,15 @@ def reparam_checkpoint(cfg: Config,
                        out: str,
                        shape: Sequence[int] = (1, 3, 128, 256),
                        tol: float = 1e-4) -> ReparamResult:
-    """Fuse a train-time checkpoint, check it and save its deploy form.
+    """Fuse a train-time checkpoint and save its deploy form, only if the
+    fused logits equal the unfused ones (else FusionMismatchError).
 
     Args:
         cfg (Config): The training config of ``checkpoint``.
-        checkpoint (str): The train-time checkpoint.
+        checkpoint (str): The train-time checkpoint (not a fused one).
         out (str): The deploy checkpoint (its config: same path, ``.py``).
         shape (Sequence[int]): Random input of the equality check.
         tol (float): See :func:`check_fused_equal`.
-
-    Raises:
-        CheckpointError: ``checkpoint`` is already fused or does not match
-            ``cfg``.
-        FusionMismatchError: The fused logits differ; nothing is written.
     """
     if osp.abspath(out) == osp.abspath(checkpoint):
         raise ConfigError(f'{out}: OUT must differ from CHECKPOINT')
@@ -196,10 +180,6 @@ def save_verified_deploy(model: nn.Module,
         source_meta (dict, optional): The source checkpoint's ``meta``.
         shape (Sequence[int]): Random input of the equality check.
         tol (float): See :func:`check_fused_equal`.
-
-    Raises:
-        CheckpointError: The model is already in deploy form.
-        FusionMismatchError: The fused logits differ; nothing is written.
     """
     fused, report = fuse_segmentor(model)
     if not report.changed:

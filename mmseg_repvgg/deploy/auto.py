@@ -1,11 +1,6 @@
-"""``form='auto'``: the fastest form this machine runs, measured here.
-
-The fastest form depends on the CPU, the model and the input size, so no
-table in code can say it. Auto makes each candidate that runs here, drops
-those that label held-out calibration pixels unlike fp32, times the rest at
-the input size and takes the fastest. The ranking is cached per machine,
-model structure, input shape and device, so every later process (any tool)
-makes the same choice.
+"""``form='auto'``: the fastest form that labels held-out calibration pixels
+as fp32 does, measured here (it depends on the CPU, model and input size);
+the ranking is cached, so every later process (any tool) chooses the same.
 """
 import hashlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -21,8 +16,7 @@ from .forms import FormUnavailable, parse_form, why_unavailable
 from .machine import machine
 from .timing import label_agreement, median_seconds
 
-#: The forms auto may choose: PyTorch forms that need no export (runtimes
-#: and ``torch.compile`` take minutes to prepare). The order breaks ties.
+#: PyTorch forms that need no export (minutes to prepare); order breaks ties.
 AUTO_CANDIDATES = ('winograd_lowres', 'int8_lowres', 'reduced_cl_lowres_graph',
                    'reduced_graph', 'reduced_cl_lowres', 'reduced_lowres',
                    'lowres', 'winograd', 'int8', 'reduced', 'fused')
@@ -89,27 +83,10 @@ def auto_deploy(model: nn.Module,
                 device: str = 'cpu',
                 input_shape: Optional[Sequence[int]] = None,
                 log: Callable[[str], None] = lambda line: None):
-    """``deploy_model(form='auto')``: see the module's docstring. The
-    ranking (which depends on the structure) is cached; the label check
-    (which depends on the weights) runs every time.
-
-    Args:
-        model (nn.Module): The segmentor (left unchanged).
-        calibration (Sequence[Tensor], optional): Normalized batches: int8
-            calibrates on all but the last quarter, labels are checked and
-            timed on the rest.
-        device (str): Where the form runs.
-        input_shape (Sequence[int], optional): N, C, H, W to time when no
-            calibration batch gives it.
-        log (callable): Receives one line per decision.
-
-    Returns:
-        DeployedModel: The chosen form; its ``notes`` say what was refused,
-        measured and chosen.
-
-    Raises:
-        FormUnavailable: No candidate runs here.
-    """
+    """``deploy_model(form='auto')``: int8 calibrates on all but the last
+    quarter of ``calibration``, the rest is checked and timed (else an
+    ``input_shape`` input); ``log`` gets each decision, also in the notes.
+    The ranking (of the structure) is cached, the label check is not."""
     calibrate = check = list(calibration or [])
     if len(calibrate) >= 2:  # calibrate on the first, check on the rest
         held = max(1, len(calibrate) // 4)

@@ -1,16 +1,13 @@
-"""The one on-disk cache of what was measured on this machine (auto's
-ranking, Winograd's per-layer choices), so every process runs the same
-kernels. One JSON file per cache; writes merge under a lock, so processes
-measuring at once keep each other's entries; an unreadable file is empty.
-"""
+"""The on-disk cache of what was measured on this machine (auto's ranking,
+Winograd's choices), so every process runs the same: one JSON file per
+cache, merged under a lock on write; an unreadable file is empty."""
 import contextlib
 import json
-import logging
 import os
 import os.path as osp
 from typing import Dict, Iterator
 
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 
 from ..atomic_io import atomic_write
 
@@ -44,13 +41,10 @@ def read_cache(name: str, warn: bool = True) -> Dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        if not warn:
-            return {}
-        print_log(
-            f'ignoring the unreadable cache {path} ({err}); it is '
-            'measured again and rewritten',
-            logger='current',
-            level=logging.WARNING)
+        if warn:
+            MMLogger.get_current_instance().warning(
+                f'ignoring the unreadable cache {path} ({err}); it is '
+                'measured again and rewritten')
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -67,16 +61,14 @@ def merge_entries(old: Dict, new: Dict) -> Dict:
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    """An exclusive lock on ``path.lock`` (released if we die)."""
+    """An exclusive lock on ``path.lock``, released when the file closes
+    (also if we die)."""
     if fcntl is None:
         yield
         return
     with open(f'{path}.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 def write_cache(name: str, data: Dict) -> Dict:
@@ -89,9 +81,7 @@ def write_cache(name: str, data: Dict) -> Dict:
             merged = merge_entries(read_cache(name, warn=False), data)
             atomic_write(path, json.dumps(merged, indent=1, sort_keys=True))
     except OSError as err:  # a read-only home must not stop a deployment
-        print_log(
-            f'could not write the cache {path}: {err}',
-            logger='current',
-            level=logging.WARNING)
+        MMLogger.get_current_instance().warning(
+            f'could not write the cache {path}: {err}')
         return data
     return merged

@@ -32,15 +32,9 @@ def eval_dataset_cfg(cfg) -> dict:
 def calibration_batches(cfg,
                         model: nn.Module,
                         count: int = CALIBRATION_IMAGES) -> List[Tensor]:
-    """The first ``count`` training images, one per batch, loaded by the
-    evaluation pipeline (no random augmentation) and normalized by the
-    model's data preprocessor.
-
-    Args:
-        cfg (Config): The training (or deploy) config.
-        model (nn.Module): The segmentor (its ``data_preprocessor``).
-        count (int): How many images.
-    """
+    """The first ``count`` training images of ``cfg``, one per batch, by
+    the evaluation pipeline (no random augmentation), normalized by
+    ``model``'s data preprocessor."""
     if count < 1:
         raise ConfigError('--calibration-images must be at least 1')
     train_cfg = copy.deepcopy(cfg.get('train_dataloader'))

@@ -1,29 +1,19 @@
-"""The ``*_graph`` forms: an eager form replayed as a CUDA graph.
-
-At batch 1 a fast GPU finishes many of PSPNet's kernels sooner than Python
-launches the next; a graph replays one forward's kernels with one launch.
-torch's API, used as its docs show (warm-up on a side stream, one capture,
-copy the input in and replay); another input shape captures again, noted.
+"""The ``*_graph`` forms: at batch 1 a fast GPU finishes many of PSPNet's
+kernels sooner than Python launches the next, so one forward's kernels are
+replayed with one launch (torch's CUDA graph API, used as its docs show).
 """
 from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-#: Calls before the capture: cuDNN's autotuning (``cudnn.benchmark``) and
-#: lazy initialization must happen outside the graph.
+#: Calls before capture: cuDNN's autotuning and lazy init stay outside it.
 WARMUP_CALLS = 2
 
 
 class GraphedCall:
-    """``fn`` replayed as a CUDA graph.
-
-    Args:
-        fn (callable): A pure function of one CUDA tensor that does not
-            synchronize with the host (no ``.item()``).
-        notes (list[str], optional): Receives one line per capture.
-        warmup (int): Calls before each capture.
-    """
+    """``fn`` (a pure function of one CUDA tensor, no host sync) replayed
+    as a CUDA graph, captured after ``warmup`` calls and noted."""
 
     def __init__(self,
                  fn: Callable[[Tensor], Tensor],
@@ -60,8 +50,7 @@ class GraphedCall:
     def __call__(self, x: Tensor) -> Tensor:
         if not x.is_cuda:
             raise ValueError('a CUDA graph form takes CUDA tensors')
-        # An inference tensor (the captured input) is updated in place only
-        # in inference mode.
+        # The captured input, an inference tensor, is updated in place.
         with torch.inference_mode():
             if (tuple(x.shape), x.dtype, x.device) != self._key:
                 self._capture(x)

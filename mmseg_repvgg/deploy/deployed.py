@@ -18,12 +18,9 @@ class DeployedModel(nn.Module):
         device (str): Where it runs; inputs are moved there.
         segmentor (nn.Module, optional): The PyTorch model inside, if any.
         notes (list[str]): What was decided while making it.
-        session (RuntimeSession, optional): A runtime form's session (also
-            what ``run`` calls).
-        cast (callable, optional): An eager form's cast of an fp32 batch to
-            its module's input; with ``context`` (the context it runs
-            under), a caller can run a part of ``segmentor`` as it runs.
-        context (callable, optional): See ``cast``.
+        session (RuntimeSession, optional): A runtime form's session.
+        cast (callable, optional): An eager form's cast of its input.
+        context (callable, optional): What an eager form runs under.
     """
 
     def __init__(self,
@@ -39,8 +36,7 @@ class DeployedModel(nn.Module):
         self.form = form
         self.device = str(device)
         self.session = session
-        # A plain attribute: a session passed as ``run`` is registered once,
-        # as ``session``, not a second time under this name.
+        # Not a submodule: a session ``run`` is registered once, as session.
         object.__setattr__(self, '_run', run)
         self.segmentor = segmentor
         self.notes = list(notes)

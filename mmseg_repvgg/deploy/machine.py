@@ -1,9 +1,6 @@
-"""The one place that knows what this machine's CPU and GPU run natively.
-
-What counts is what the kernels use: the CPU's flags intersected with
-``ONEDNN_MAX_CPU_ISA``. int8 without VNNI saturates int16 pair sums (so 7
-bits); bf16 without AVX512-BF16/AMX and fp16 without AVX512-FP16 are
-emulated, many times slower; fp16 is native on CUDA.
+"""The one place that knows what this machine runs natively: the CPU flags
+the kernels may use (as ``ONEDNN_MAX_CPU_ISA`` caps them; int8 without VNNI
+gets 7 bits, bf16 and fp16 without AVX-512 support are emulated) and GPUs.
 """
 import functools
 import os
@@ -22,26 +19,22 @@ _AVX512_VNNI = _AVX512 | {'avx512_vnni'}
 _AVX512_BF16 = _AVX512_VNNI | {'avx512_bf16'}
 _AVX512_FP16 = _AVX512_BF16 | {'avx512_fp16'}
 _AMX = _AVX512_FP16 | {'amx_bf16', 'amx_int8'}
-#: What each ``ONEDNN_MAX_CPU_ISA`` value lets oneDNN use (an ISA allows its
-#: subsets). AVX2_VNNI is not a subset of AVX512_CORE, and the reverse.
+#: What each ``ONEDNN_MAX_CPU_ISA`` lets oneDNN use (names on a line are
+#: aliases; AVX2_VNNI is no subset of AVX512_CORE).
 ONEDNN_ISA_FEATURES: Dict[str, FrozenSet[str]] = {
     name: frozenset(features)
-    for name, features in (
-        ('SSE41', ()),
-        ('AVX', ()),
+    for names, features in (
+        ('SSE41 AVX', ()),
         ('AVX2', _AVX2),
-        ('AVX2_VNNI', _AVX2 | {'avx_vnni'}),
-        ('AVX2_VNNI_2', _AVX2 | {'avx_vnni'}),
+        ('AVX2_VNNI AVX2_VNNI_2', _AVX2 | {'avx_vnni'}),
         ('AVX512_CORE', _AVX512),
         ('AVX512_CORE_VNNI', _AVX512_VNNI),
         ('AVX512_CORE_BF16', _AVX512_BF16),
-        ('AVX512_CORE_FP16', _AVX512_FP16),
-        ('AVX10_1_512', _AVX512_FP16),
-        ('AVX512_CORE_AMX', _AMX),
-        ('AVX10_1_512_AMX', _AMX),
-        ('AVX512_CORE_AMX_FP16', _AMX | {'amx_fp16'}),
-        ('AVX10_1_512_AMX_FP16', _AMX | {'amx_fp16'}),
+        ('AVX512_CORE_FP16 AVX10_1_512', _AVX512_FP16),
+        ('AVX512_CORE_AMX AVX10_1_512_AMX', _AMX),
+        ('AVX512_CORE_AMX_FP16 AVX10_1_512_AMX_FP16', _AMX | {'amx_fp16'}),
     )
+    for name in names.split()
 }
 #: :attr:`Machine.isa_level` names, best first, by the feature that decides.
 _ISA_LEVELS = (('AMX', 'amx_bf16'), ('AVX512-BF16', 'avx512_bf16'),

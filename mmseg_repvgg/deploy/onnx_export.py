@@ -1,9 +1,6 @@
-"""Export a fused segmentor to ONNX and check it in onnxruntime.
-
-torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``) is used:
-the legacy exporter fails on PSPNet's adaptive pooling when the feature size
-is not a multiple of the pool sizes.
-"""
+"""Export a fused segmentor to ONNX and check it in onnxruntime. With the
+dynamo exporter: the legacy one fails on PSPNet's adaptive pooling when the
+feature size is not a multiple of the pool sizes."""
 import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -55,15 +52,9 @@ def _pool_matrix(length, out: int, like: Tensor) -> Tensor:
 
 
 class ShapeGenericAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` as two matmuls with size-derived bins.
-
-    The dynamo exporter freezes ``nn.AdaptiveAvgPool2d``'s bins at the
-    example's size (wrong values or a crash at other sizes); neither torch
-    nor onnxscript has a size-generic adaptive pool.
-
-    Args:
-        output_size (int | tuple): As for ``nn.AdaptiveAvgPool2d``.
-    """
+    """``nn.AdaptiveAvgPool2d(output_size)`` as two matmuls with bins from
+    the input size: the dynamo exporter freezes its bins at the example's
+    size (wrong values or a crash at other sizes)."""
 
     def __init__(self, output_size):
         super().__init__()
@@ -97,11 +88,8 @@ def export_onnx(model: nn.Module,
                 argmax: bool = False,
                 dynamic: bool = False,
                 in_channels: int = 3) -> FusionReport:
-    """Fuse a copy of ``model`` and export it to ONNX with torch's dynamo.
-
-    The graph takes the image as the data preprocessor leaves it
-    (normalized RGB NCHW float) and returns logits ``(N, classes, H, W)``
-    or, with ``argmax``, labels ``(N, H, W)``.
+    """Fuse a copy of ``model`` and export it to ONNX: normalized RGB NCHW
+    image in, logits ``(N, classes, H, W)`` or labels ``(N, H, W)`` out.
 
     Args:
         model (nn.Module): A segmentor, fused or not (left unchanged).
@@ -122,8 +110,7 @@ def export_onnx(model: nn.Module,
             if isinstance(child, nn.AdaptiveAvgPool2d):
                 setattr(module, name,
                         ShapeGenericAdaptiveAvgPool2d(child.output_size))
-    # torch.export specializes a dimension that is 1 in the example input,
-    # so a dynamic batch needs an example batch of 2.
+    # torch.export specializes a dimension of size 1: a dynamic batch of 2.
     inputs = random_inputs((2 if dynamic else 1, in_channels, height, width))
     dims = dict.fromkeys((0, 2, 3), torch.export.Dim.DYNAMIC)  # N, H, W
     with atomic_path(out) as tmp, torch.no_grad():
@@ -141,14 +128,9 @@ def export_onnx(model: nn.Module,
 
 @dataclass
 class OnnxCheck:
-    """One comparison of onnxruntime with PyTorch.
-
-    Args:
-        shape (tuple): Input shape.
-        max_abs (float): Max abs logit difference (NaN for label maps).
-        rel (float): ``max_abs`` over the largest logit (NaN for labels).
-        mismatched (int): Differing labels (label maps only).
-    """
+    """One comparison of onnxruntime with PyTorch at input ``shape``: the
+    max abs logit difference and its ``rel``ative size, or (label maps)
+    the ``mismatched`` labels."""
 
     shape: Tuple[int, ...]
     max_abs: float = float('nan')
@@ -162,21 +144,18 @@ def check_onnx(path: str,
                shapes: Sequence[Sequence[int]],
                argmax: bool = False,
                tol: float = 1e-4) -> List[OnnxCheck]:
-    """Run the ONNX file in onnxruntime and compare with PyTorch.
+    """Run the ONNX file in onnxruntime; FusionMismatchError where it
+    differs from PyTorch beyond ``tol`` (labels: but for near-ties).
 
     Args:
         path (str): The ``.onnx`` file.
         model (nn.Module): The PyTorch segmentor (eval mode is set).
         shapes (Sequence): Input shapes (N, C, H, W) to try.
-        argmax (bool): The graph returns labels (only near-tie pixels may
-            differ).
+        argmax (bool): The graph returns labels.
         tol (float): Relative tolerance (see :func:`check_fused_equal`).
 
     Returns:
         list[OnnxCheck]: One per shape.
-
-    Raises:
-        FusionMismatchError: The outputs differ beyond ``tol``.
     """
     # Imported here: the backends export through this module.
     from .backends.onnxruntime import onnxruntime_session

@@ -1,8 +1,5 @@
-"""What the runtime sessions share: export to ONNX per input shape (a
-static graph, which both runtimes optimize best), quantize if asked, run.
-Calibration batches are resized to the exported shape: activation ranges
-do not depend on the image size.
-"""
+"""What the runtime sessions share: export to ONNX per input shape (static
+graphs, which both runtimes optimize best), quantize if asked, run."""
 import os.path as osp
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -20,16 +17,14 @@ Shape = Tuple[int, ...]
 
 def batches_at(calibration: Sequence[Tensor],
                shape: Shape) -> List[np.ndarray]:
-    """Calibration batches as contiguous fp32 arrays of exactly ``shape``
-    (resized, split into batches of N; a smaller remainder is dropped)."""
+    """Calibration batches as contiguous fp32 arrays of exactly ``shape``:
+    resized (activation ranges do not depend on the size), split into
+    batches of N (a smaller remainder is dropped)."""
     out = []
     for batch in calibration:
         if tuple(batch.shape[2:]) != tuple(shape[2:]):
             batch = F.interpolate(
-                batch,
-                size=tuple(shape[2:]),
-                mode='bilinear',
-                align_corners=False)
+                batch, tuple(shape[2:]), mode='bilinear', align_corners=False)
         for image in batch.split(shape[0]):
             if image.shape[0] == shape[0]:
                 out.append(np.ascontiguousarray(image.float().numpy()))
@@ -37,19 +32,10 @@ def batches_at(calibration: Sequence[Tensor],
 
 
 class RuntimeSession(nn.Module):
-    """Base: subclasses set :attr:`name` (the form's ``runtime``) and
-    implement :meth:`_build` (a session for one shape) and :meth:`_run`.
-
-    Args:
-        structure (nn.Module): The segmentor in the form's structure.
-        export (callable): ``export(structure, path, (H, W))`` writes the
-            ONNX file (:func:`~mmseg_repvgg.deploy.export_onnx`).
-        int8 (bool): Quantize with the runtime's own tool.
-        calibration (Sequence[Tensor], optional): Batches for int8.
-        device (str): ``'cpu'`` (or ``'cuda'`` for onnxruntime).
-        workdir (str, optional): Where the model files go (a temporary
-            folder, removed with the session, by default).
-        threads (int, optional): Intra-op threads (torch's by default).
+    """A runtime's sessions of ``structure``, exported by ``export(structure,
+    path, (H, W))`` into ``workdir`` (by default a temporary folder), int8
+    by the runtime's tool on ``calibration`` if asked. Subclasses set
+    :attr:`name` (the form's ``runtime``), :meth:`_build` and :meth:`_run`.
     """
 
     name = 'runtime'

@@ -1,6 +1,5 @@
-"""onnxruntime: :func:`onnxruntime_session` is the one place that opens a
-session, for the ``onnxruntime*`` forms and the export's check. (Imports
-being absolute, ``import onnxruntime`` is the runtime, not this module.)
+"""onnxruntime: :func:`onnxruntime_session` opens every session (forms and
+the export's check). ``import onnxruntime`` is the runtime, not this file.
 """
 from typing import Optional
 
@@ -14,16 +13,8 @@ from .base import RuntimeSession, Shape, batches_at
 def onnxruntime_session(path: str,
                         device: str = 'cpu',
                         threads: Optional[int] = None):
-    """An onnxruntime session of ``path`` with all graph optimizations.
-
-    Args:
-        path (str): The ``.onnx`` file.
-        device (str): ``'cpu'`` or a CUDA device (CUDA's provider).
-        threads (int, optional): Intra-op threads (onnxruntime's default
-            when None).
-
-    Returns:
-        onnxruntime.InferenceSession: The session.
+    """An onnxruntime session of ``path`` with all graph optimizations, by
+    the CPU (or on ``'cuda'`` CUDA) provider, ``threads`` intra-op threads.
     """
     try:
         import onnxruntime as ort

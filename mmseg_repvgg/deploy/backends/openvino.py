@@ -11,18 +11,6 @@ from ..machine import machine
 from .base import RuntimeSession, Shape, batches_at
 
 
-@contextlib.contextmanager
-def _recursion_limit(limit: int):
-    """NNCF's recursive graph walk goes deeper than Python's default on a
-    full-size PSPNet; raised only for that call."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
 class OpenVINOSession(RuntimeSession):
     """OpenVINO's CPU plugin (latency hint); int8 by NNCF's ``quantize``,
     with its overflow fix on every layer without VNNI (int16 saturation).
@@ -47,14 +35,20 @@ class OpenVINOSession(RuntimeSession):
         batches = batches_at(self.calibration, shape)
         overflow = (
             OverflowFix.FIRST_LAYER if machine().vnni else OverflowFix.ENABLE)
-        # NNCF draws progress bars on stdout, which is the tools' report.
-        with _recursion_limit(100000), contextlib.redirect_stdout(sys.stderr):
-            return nncf.quantize(
-                model,
-                nncf.Dataset(batches),
-                subset_size=len(batches),
-                advanced_parameters=AdvancedQuantizationParameters(
-                    overflow_fix=overflow))
+        # NNCF's recursive graph walk goes deeper than the default limit.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 100000))
+        try:
+            # NNCF draws progress bars on stdout, which is the tools' report.
+            with contextlib.redirect_stdout(sys.stderr):
+                return nncf.quantize(
+                    model,
+                    nncf.Dataset(batches),
+                    subset_size=len(batches),
+                    advanced_parameters=AdvancedQuantizationParameters(
+                        overflow_fix=overflow))
+        finally:
+            sys.setrecursionlimit(limit)
 
     def _build(self, shape: Shape):
         import openvino as ov
@@ -65,16 +59,13 @@ class OpenVINOSession(RuntimeSession):
             path = osp.splitext(path)[0] + '.int8.xml'
             ov.save_model(model, path)
         self.files[shape] = path
-        return self.core.compile_model(
-            model,
-            'CPU',
-            {
-                'PERFORMANCE_HINT': 'LATENCY',
-                'INFERENCE_NUM_THREADS': self.threads,
-                # OpenVINO runs "fp32" models in bf16 on CPUs with native
-                # bf16 unless told otherwise; this form is the fp32 one.
-                'INFERENCE_PRECISION_HINT': 'f32',
-            })
+        config = {
+            'PERFORMANCE_HINT': 'LATENCY',
+            'INFERENCE_NUM_THREADS': self.threads,
+            # Else OpenVINO runs fp32 in bf16 where bf16 is native.
+            'INFERENCE_PRECISION_HINT': 'f32',
+        }
+        return self.core.compile_model(model, 'CPU', config)
 
     def _run(self, compiled, array: np.ndarray) -> np.ndarray:
         return compiled(array)[0]

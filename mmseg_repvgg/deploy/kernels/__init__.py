@@ -1,8 +1,6 @@
-"""Hand-written kernels behind the ``winograd*``, ``int8*``, ``*_cl*`` and
-``*lowres`` forms, only where torch, NNPACK and oneDNN lack a piece: a leaf
-:mod:`..steps` imports lazily. Private torch routes are used only behind
-:mod:`.guard`'s checks. The names below load their module on first use.
-"""
+"""Hand-written kernels of the ``winograd*``, ``int8*``, ``*_cl*`` and
+``*lowres`` forms, where torch, NNPACK and oneDNN lack a piece: a leaf that
+:mod:`..steps` imports lazily; the names below load on first use."""
 from .. import lazy_exports
 
 #: Public name -> the submodule that defines it (loaded on first access).

@@ -1,11 +1,8 @@
-"""The guard in front of every private torch route the kernels call: a
-route is used only after its check (small convs against ``F.conv2d``)
-passed in a child process (a crash or hang there cannot take the caller
-down) and then in this one; otherwise its caller falls back, with one line.
-"""
+"""The guard of the private torch routes: one is used only after its check
+passed in a child process (where a crash or hang harms nobody) and then
+here; otherwise its caller falls back, with one log line."""
 import functools
 import importlib
-import logging
 import os.path as osp
 import signal
 import subprocess
@@ -13,7 +10,7 @@ import sys
 from typing import List, Optional, Set
 
 import torch
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 
 #: torch versions (major.minor) the private routes were checked on.
 CHECKED_TORCH = ('2.13', )
@@ -23,8 +20,7 @@ PROBE_TIMEOUT_S = 120
 #: The keys that have logged their one line (routes, 'torch_version').
 _logged: Set[str] = set()
 
-# Loads the kernels folder and its parents as bare packages (no __init__
-# runs, so mmseg is not imported; torch-only modules such as compare load).
+# The kernels' folder and parents as bare packages: no __init__ (mmseg).
 _CHILD_CODE = '''
 import importlib, os, sys, types
 folder, module, function = sys.argv[1:4]
@@ -50,12 +46,10 @@ def _child_command(module: str, function: str) -> List[str]:
 def child_problem(module: str, function: str) -> Optional[str]:
     """What the check ``module.function()`` found in a child process, or
     None (cached per process)."""
+    command = _child_command(module, function)
     try:
         result = subprocess.run(
-            _child_command(module, function),
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S)
+            command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return (f'its check did not finish within {PROBE_TIMEOUT_S} s in a '
                 'child process')
@@ -89,12 +83,10 @@ def route_problem(module: str, function: str) -> Optional[str]:
     torch version not in :data:`CHECKED_TORCH` is logged once)."""
     if not torch_checked() and 'torch_version' not in _logged:
         _logged.add('torch_version')
-        print_log(
+        MMLogger.get_current_instance().warning(
             f'torch {torch.__version__}: the private kernel routes were '
             f'checked on torch {", ".join(CHECKED_TORCH)}; each is probed '
-            'here and used only if its check passes',
-            logger='current',
-            level=logging.WARNING)
+            'here and used only if its check passes')
     problem = child_problem(module, function)
     if problem is not None:
         return problem
@@ -104,22 +96,19 @@ def route_problem(module: str, function: str) -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def nnpack_problem() -> Optional[str]:
-    """Why torch's NNPACK op is unusable here, or None (once per
-    process)."""
+    """Why torch's NNPACK op is unusable here, or None (cached)."""
     return route_problem('nnpack_op', 'check_torch_op')
 
 
 @functools.lru_cache(maxsize=None)
 def c_api_problem() -> Optional[str]:
-    """Why NNPACK's C entry point is unusable here, or None (once per
-    process)."""
+    """Why NNPACK's C entry point is unusable here, or None (cached)."""
     return route_problem('nnpack', 'check_c_api')
 
 
 @functools.lru_cache(maxsize=None)
 def int8_problem() -> Optional[str]:
-    """Why oneDNN's int8 conv ops are unusable here, or None (once per
-    process)."""
+    """Why oneDNN's int8 conv ops are unusable here, or None (cached)."""
     return route_problem('onednn_int8', 'check_qconv')
 
 
@@ -131,8 +120,6 @@ def usable(key: str, what: str, problem: Optional[str],
         return True
     if key not in _logged:
         _logged.add(key)
-        print_log(
-            f'{what} is not usable ({problem}): {consequence}',
-            logger='current',
-            level=logging.WARNING)
+        MMLogger.get_current_instance().warning(
+            f'{what} is not usable ({problem}): {consequence}')
     return False

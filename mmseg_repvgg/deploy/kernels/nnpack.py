@@ -1,7 +1,6 @@
-"""NNPACK's own Winograd entry point (in ``libtorch_cpu``) bound with
-``ctypes``, each kernel transformed once: torch's op transforms it on every
-call and fuses no ReLU. A changed struct would crash, so :func:`check_c_api`
-runs in a child process first (:mod:`.guard`); imports only torch for that.
+"""NNPACK's own Winograd entry point in ``libtorch_cpu``, by ``ctypes``: each
+kernel is transformed once (torch's op does it per call) and ReLU fused. A
+changed struct would crash, so :func:`check_c_api` runs in a child first.
 """
 import ctypes
 import functools
@@ -47,8 +46,7 @@ _STATUS = {
 _ALIGN = 64
 #: NNPACK's input padding must be smaller than the kernel.
 MAX_PADDING = 2
-#: Relative error (Frobenius norm) a Winograd result may have against
-#: ``F.conv2d`` (its transforms round differently from a direct sum).
+#: Winograd's bound of relative (Frobenius) error against ``F.conv2d``.
 TOLERANCE = 1e-4
 
 
@@ -152,12 +150,8 @@ def _workspace(nbytes: int) -> _Aligned:
 
 
 class KernelTransform:
-    """The Winograd transforms of a 3x3 kernel, one per group, for any
-    input size; ``64 / 9`` times the weight's memory (8 x 8 taps per 3 x 3).
-
-    Args:
-        weight (Tensor): ``(O, C / groups, 3, 3)`` float32 CPU.
-        groups (int): As ``F.conv2d``'s.
+    """The Winograd transforms of a float32 CPU 3x3 ``weight``, one per
+    group, for any input size: ``64 / 9`` of its memory (8 x 8 per 3 x 3).
     """
 
     def __init__(self, weight: Tensor, groups: int = 1):
@@ -222,8 +216,7 @@ def winograd_conv(x: Tensor,
     workspace = _workspace(size.value)
     with torch.profiler.record_function(WINOGRAD_PROFILER_NAME):
         for i, g in itertools.product(range(n), range(groups)):
-            # Channel slices of one NCHW image are contiguous: NNPACK reads
-            # and writes them in place.
+            # One image's channel slices are contiguous: used in place.
             size = ctypes.c_size_t(workspace.nbytes)
             _call(_REUSE, cin, cout, (h, w), pad, x[i, g * cin].data_ptr(),
                   transform.buffers[g].ptr,

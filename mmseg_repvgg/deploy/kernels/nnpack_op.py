@@ -1,7 +1,6 @@
-"""NNPACK through torch's private op ``torch._nnpack_spatial_convolution``,
-where NNPACK's C entry point is unusable. It has no groups and is slower on
-batches than per image; :func:`check_torch_op` is its guard check (imports
-only torch, so a child process can load it alone).
+"""NNPACK by torch's private op ``torch._nnpack_spatial_convolution`` (no
+groups, slower on batches than per image), where the C entry point is not
+usable. Imports only torch, so that :mod:`.guard`'s child can load it.
 """
 from typing import Optional, Sequence
 

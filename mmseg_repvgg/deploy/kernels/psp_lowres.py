@@ -1,12 +1,9 @@
 """PSPNet's bottleneck conv with its pooled branches at pool resolution.
 
-PSPHead concatenates the backbone feature ``x`` with the four pyramid maps
-upsampled to ``x``'s size and runs a 3x3 conv on the result: at 512x1024
-that conv (4096 -> 512 channels on 64x128) is a third of PSPNet-RepVGG's
-FLOPs, and half of it works on the upsampled maps, which hold only
-1x1 .. 6x6 distinct values each. Conv and bilinear upsampling are both
-linear, and the conv's per-tap channel mixing commutes with the spatial
-upsampling and shifting, so::
+PSPHead's 3x3 conv on ``x`` and the four upsampled pyramid maps is a third
+of PSPNet-RepVGG's FLOPs, half of it on maps of 1x1 .. 6x6 distinct values.
+Conv and bilinear upsampling are linear, and a tap's channel mixing
+commutes with upsampling and shifting, so::
 
     conv3x3(up(p)) = sum over taps t of shift_t(up(W_t p))
                    = L @ R,  L = [shift_t(A_h)] (H x 3S),
@@ -47,15 +44,9 @@ def _shifted(matrix: Tensor, offsets: Sequence[int]) -> Tensor:
 
 
 class LowResPSPBottleneck(nn.Module):
-    """``ConvModule(cat([x, up(p1), .., up(pn)]))`` computed as
-    ``conv(x) + L @ R``.
-
-    Args:
-        bottleneck (ConvModule): PSPHead's bottleneck (conv, norm, act;
-            stride 1, no groups), whose weights are copied.
-        in_channels (int): Channels of ``x`` (the rest are the pooled maps').
-        align_corners (bool): The PPM's upsampling setting.
-    """
+    """``bottleneck(cat([x, up(p1), .., up(pn)]))`` as ``conv(x) + L @ R``
+    (weights copied), for ``x`` of ``in_channels`` and the PPM's
+    ``align_corners``."""
 
     def __init__(self, bottleneck: ConvModule, in_channels: int,
                  align_corners: bool):
@@ -146,8 +137,7 @@ def lowres_psp_heads(model: nn.Module) -> List[str]:
                                              for stage in module.psp_modules)
         module.bottleneck = LowResPSPBottleneck(
             module.bottleneck, in_channels, module.psp_modules.align_corners)
-        # A class switch: the heads differ in one method only, and mmseg
-        # keeps no config to build a PSPHead again (losses, sampler, init).
+        # A class switch: mmseg keeps no config to build the head again.
         module.__class__ = LowResPSPHead
         switched.append(name)
     return switched

@@ -16,20 +16,14 @@ def space_to_batch_conv(x: Tensor,
                         *,
                         conv: Callable[..., Tensor]) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=padding, dilation=dilation,
-    groups=groups)`` of a stride-1 3x3 kernel, up to rounding, by ``conv(x,
-    weight, bias, padding, groups)`` undilated.
+    groups=groups)`` of a stride-1 3x3 kernel, up to rounding, by the
+    undilated ``conv(x, weight, bias, padding, groups)``.
 
     With dilation ``d``, output row ``d * q + r`` reads only padded input
-    rows ``d * (q + a) + r`` (``a = 0, 1, 2``), so each of the ``d x d``
-    interleaved sub-images gets an undilated conv whose output is the
-    matching sub-grid. The sub-images are tiled on one canvas, each followed
-    by a zero row and column, for one conv of padding 1: NNPACK transforms
-    the kernel once per call, and its batched path is slower.
-
-    Padding ``p >= d`` (RepVGG's ``p == d``) is ``p - d`` explicit, then 1
-    per sub-image from the gutters; for ``p < d`` the sub-convs are
-    unpadded and the outputs beside the gutters dropped. Each axis is
-    padded at its end to a multiple of ``d`` and the extra outputs cropped.
+    rows ``d * (q + a) + r`` (``a = 0, 1, 2``): each of the ``d x d``
+    interleaved sub-images gets an undilated conv. They are tiled on one
+    canvas, each followed by a zero row and column (one call: NNPACK
+    transforms the kernel per call, and its batched path is slower).
     """
     n, c, h, w = x.shape
     (pad_h, pad_w), (d_h, d_w) = padding, dilation
@@ -38,8 +32,7 @@ def space_to_batch_conv(x: Tensor,
         raise ValueError(f'input {tuple(x.shape)} is too small for a 3x3 '
                          f'conv of dilation {tuple(dilation)} and padding '
                          f'{tuple(padding)}')
-    # Per axis: s = 1 if the sub-convs are padded (p >= d), else 0; the
-    # explicit padding; the sub-image size m.
+    # s: sub-convs padded (p >= d); top, left: explicit padding; m: size.
     s_h, s_w = int(pad_h >= d_h), int(pad_w >= d_w)
     top, left = pad_h - s_h * d_h, pad_w - s_w * d_w
     len_h, len_w = h + 2 * top, w + 2 * left

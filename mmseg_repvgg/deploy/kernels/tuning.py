@@ -1,14 +1,12 @@
 """How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape:
-measured once, then reused from an on-disk cache keyed by the machine, the
-layer's geometry and the input shape, so that later processes time nothing
-and run the same kernels. A reused pick is checked once against direct.
+measured once, then reused from the machine's on-disk cache (checked once
+against direct), so later processes time nothing and run the same kernels.
 """
 import functools
-import logging
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 from torch import Tensor
 
 from ...compare import norm_error
@@ -19,8 +17,7 @@ from .nnpack import TOLERANCE
 
 #: The on-disk cache's file name (see :mod:`mmseg_repvgg.deploy.cache`).
 CACHE_NAME = 'winograd.json'
-#: Timed calls per candidate and shape (after one warm-up, where oneDNN and
-#: NNPACK set up), and the time after which fewer suffice.
+#: Timed calls per candidate and shape after a warm-up, and their budget.
 _REPEATS = 3
 _BUDGET_S = 0.06
 
@@ -48,20 +45,14 @@ def _mismatch(ref: Tensor, out: Tensor) -> Optional[str]:
 
 
 def _log_rejected(name: str, shape: Sequence[int], reason: str) -> None:
-    print_log(
+    MMLogger.get_current_instance().warning(
         f'WinogradConv2d: {name} rejected at input shape {tuple(shape)} '
-        f'({reason}); running direct',
-        logger='current',
-        level=logging.WARNING)
+        f'({reason}); running direct')
 
 
 def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
-    """Time and check every candidate of ``module`` at ``x``'s shape.
-
-    Returns:
-        tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry
-        and the chosen candidate's output.
-    """
+    """Time and check every candidate of ``module`` at ``x``'s shape; the
+    :attr:`~.WinogradConv2d.choices` entry and the chosen one's output."""
     ms: Dict[str, float] = {}
     rejected: Dict[str, str] = {}
     outs: Dict[str, Tensor] = {}
@@ -121,8 +112,7 @@ def _key(module, shape: Sequence[int]) -> str:
             f'{module.route}|{shape_text(shape)}')
 
 
-#: Cache contents per file, read once per process (an unreadable file logs
-#: one line, not one per layer).
+#: Cache files read once per process (one warning, not one per layer).
 _loaded: Dict[str, dict] = {}
 
 

@@ -1,8 +1,6 @@
 """A 3x3 conv that runs NNPACK's Winograd where that beats oneDNN's direct
-conv, chosen per input shape (:mod:`.tuning`): no fixed rule predicts it.
-Only what NNPACK lacks is hand-written: groups and dilation. Both NNPACK
-routes are private torch API behind :mod:`.guard`, else the conv runs direct.
-"""
+conv, chosen per input shape (no fixed rule predicts it); NNPACK's routes
+are private torch API, used behind :mod:`.guard`."""
 import functools
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -14,8 +12,7 @@ from . import guard, nnpack, tuning
 from .nnpack_op import torch_op_conv
 from .space_to_batch import space_to_batch_conv
 
-#: Grouped convs with more groups than this stay direct: one NNPACK call
-#: per group cannot pay once the groups are narrow (depthwise convs).
+#: More groups stay direct: one NNPACK call per narrow group cannot pay.
 MAX_GROUPS = 8
 
 
@@ -75,19 +72,11 @@ def ineligible_reason(module: nn.Module) -> Optional[str]:
 
 
 class WinogradConv2d(nn.Conv2d):
-    """A 3x3 conv that runs the fastest of oneDNN and NNPACK per shape.
-
-    The first forward at a shape picks the algorithm: this machine's cached
-    choice (:mod:`.tuning`), else the fastest by median time (then cached);
-    a Winograd result outside :data:`.nnpack.TOLERANCE` of direct is
-    rejected with one log line. :attr:`choices` keeps the pick per shape.
-    It shares the source conv's parameters, so state dicts and code that
-    inspects convs see the same ``nn.Conv2d``.
-
-    Candidates: ``'direct'`` (oneDNN), ``'winograd'`` for undilated convs,
-    ``'winograd_s2b'`` (:mod:`.space_to_batch`) for dilated ones. Winograd
-    runs on the kernel's transform (:class:`.nnpack.KernelTransform`, 64/9
-    of the weight's memory) where NNPACK's C entry point works.
+    """A 3x3 conv (sharing ``conv``'s parameters) that runs the fastest of
+    ``'direct'`` (oneDNN) and ``'winograd'`` (NNPACK; ``'winograd_s2b'``
+    if dilated) per input shape: this machine's cached pick (:mod:`.tuning`)
+    or the fastest measured, a Winograd result outside
+    :data:`.nnpack.TOLERANCE` of direct rejected. :attr:`choices` keeps it.
 
     Runs direct without choosing: anything but a 4-D float32 CPU tensor,
     channels-last inputs (kept for oneDNN), CPU autocast, tracing,
@@ -95,10 +84,8 @@ class WinogradConv2d(nn.Conv2d):
     conv), and everything when NNPACK is unusable (even a forced one).
 
     Args:
-        conv (nn.Conv2d): The eligible conv (:func:`ineligible_reason`; a
-            subclass is taken as a plain conv) whose parameters are shared.
-        algorithm (str): ``'auto'`` or a candidate to force (untimed and
-            unchecked).
+        conv (nn.Conv2d): An eligible conv (:func:`ineligible_reason`).
+        algorithm (str): ``'auto'`` or a candidate to force (untimed).
         relu (bool): Apply ReLU to the output (NNPACK fuses it).
         cache (bool): Read and write choices in the on-disk cache.
     """
@@ -128,8 +115,7 @@ class WinogradConv2d(nn.Conv2d):
         if conv.bias is not None:
             self.bias = conv.bias
         self.train(conv.training)
-        #: Input shape -> dict(choice=, ms={candidate: median ms}), plus
-        #: ``rejected={candidate: reason}``, ``source='cache'`` if so.
+        #: Input shape -> dict(choice, ms[, rejected][, source='cache']).
         self.choices: Dict[Tuple[int, ...], dict] = {}
         self.algorithm = algorithm
         self.relu = relu
@@ -236,21 +222,15 @@ class WinogradConv2d(nn.Conv2d):
         if self.algorithm != 'auto':
             self.choices[key] = dict(choice=self.algorithm, ms={})
             return self._run(self.algorithm, x)
-        entry, out = self._choose(x)
+        found = tuning.lookup(self, key) if self.cache else None
+        if found is not None:
+            entry, out = tuning.adopt(self, x, found, 'cache')
+        else:
+            entry, out = self._measure(x)
+            if self.cache:
+                tuning.store(self, key, entry)
         self.choices[key] = entry
         return out
-
-    def _choose(self, x: Tensor) -> Tuple[dict, Tensor]:
-        """The :attr:`choices` entry at ``x``'s shape, and the output."""
-        key = tuple(x.shape)
-        if self.cache:
-            found = tuning.lookup(self, key)
-            if found is not None:
-                return tuning.adopt(self, x, found, 'cache')
-        entry, out = self._measure(x)
-        if self.cache:
-            tuning.store(self, key, entry)
-        return entry, out
 
     def _measure(self, x: Tensor) -> Tuple[dict, Tensor]:
         return tuning.measure(self, x)

@@ -10,13 +10,8 @@ from .winograd import WinogradConv2d, _nnpack_usable, ineligible_reason
 
 
 def fuse_relus(model: nn.Module) -> List[str]:
-    """Move every ReLU that directly follows a :class:`WinogradConv2d`
-    into it (NNPACK applies it in its output transform), in place, where
-    :func:`.relu.relu_followers` finds that exact.
-
-    Returns:
-        list[str]: Names of the modules whose ReLU moved.
-    """
+    """Move the ReLUs that :func:`.relu.relu_followers` finds after a
+    :class:`WinogradConv2d` into it, in place; the names of their owners."""
     fused = []
     for conv_name, (owner, act) in relu_followers(model).items():
         conv = model.get_submodule(conv_name)
