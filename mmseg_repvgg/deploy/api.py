@@ -1,6 +1,5 @@
 """The deploy entries: :func:`deploy_model` (one form of a model) and
-:func:`deploy_segmentors` (calibrate, deploy, put back into the segmentor:
-the recipe of the test loop, the inferencer and the benchmark)."""
+:func:`deploy_segmentors` (the calibrate-deploy-wrap recipe)."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
@@ -28,13 +27,11 @@ def deploy_model(model: nn.Module,
         calibration (Sequence[Tensor], optional): Batches for int8 forms.
         device (str): Where the form runs.
         allow_emulated (bool): Run a reduced precision that is emulated.
-        input_shape (Sequence[int], optional): N, C, H, W runtimes prepare
-            now (else at each new shape).
+        input_shape (Sequence[int], optional): N, C, H, W to prepare now.
         workdir (str, optional): Where runtimes write their model files.
 
     Returns:
-        DeployedModel: ``forward(inputs) -> logits``, with ``.form`` and
-        ``.notes`` (what was decided).
+        DeployedModel: ``inputs -> logits``, with ``.form`` and ``.notes``.
     """
     if form == AUTO:
         return auto_deploy(model, calibration, device, input_shape)
@@ -49,10 +46,9 @@ def deploy_segmentors(
         calibration_images: int = CALIBRATION_IMAGES,
         device: str = 'cpu',
         allow_emulated: bool = False) -> List[Tuple[DeployedModel, nn.Module]]:
-    """Each form of ``model`` inside its segmentor, for mmseg's inference,
-    test loop and evaluator. The int8 forms and ``'auto'`` calibrate on the
-    config's first ``calibration_images`` training images (read once; with
-    0, ``'auto'`` chooses among the float forms).
+    """Each form of ``model`` inside its segmentor (for mmseg's inference,
+    test loop and evaluator), calibrated on the config's first
+    ``calibration_images`` training images (0: ``'auto'`` among floats).
 
     Returns:
         list[tuple]: ``(deployed, segmentor)`` per form, in order.

@@ -23,10 +23,6 @@ from ..models.fuse import (TRAIN_ONLY_HEADS, FusionReport, check_fused_equal,
 from ..models.reparam import fusable_modules, is_batchnorm
 
 
-def _output_path(out: str, suffix: str) -> str:
-    return osp.splitext(out)[0] + suffix
-
-
 def deploy_config(cfg: Config) -> Config:
     """A copy of ``cfg`` that builds the model :func:`fuse_segmentor`
     returns: RepVGG in deploy form, no auxiliary head, no pretrained init,
@@ -82,8 +78,7 @@ def deploy_meta(report: FusionReport,
 
 def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
-    """Write a fused model's weights (``state_dict``, ``meta`` and their
-    digest) and its deploy config beside them, atomically.
+    """Write a fused model's weights and its deploy config, atomically.
 
     Args:
         model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
@@ -103,7 +98,7 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
         raise ConfigError(
             f'{out}: the model is not in deploy form ({", ".join(leftovers)} '
             'remain); fuse it with fuse_segmentor first')
-    cfg_path = _output_path(out, '.py') if cfg is not None else None
+    cfg_path = osp.splitext(out)[0] + '.py' if cfg is not None else None
     if cfg_path == out:
         raise ConfigError(f'{out}: a checkpoint cannot end in .py (its '
                           'config is written there); use .pth')
@@ -139,8 +134,7 @@ def reparam_checkpoint(cfg: Config,
                        out: str,
                        shape: Sequence[int] = (1, 3, 128, 256),
                        tol: float = 1e-4) -> ReparamResult:
-    """Fuse a train-time checkpoint and save its deploy form, only if the
-    fused logits equal the unfused ones (else FusionMismatchError).
+    """Fuse a train-time checkpoint and save it if fused == unfused.
 
     Args:
         cfg (Config): The training config of ``checkpoint``.
@@ -158,7 +152,7 @@ def reparam_checkpoint(cfg: Config,
             f'{checkpoint} is already a deploy checkpoint (fused from '
             f'{source}); fusing it again would change nothing. Use it as it '
             f'is, with the config beside it '
-            f'({_output_path(checkpoint, ".py")})')
+            f'({osp.splitext(checkpoint)[0]}.py)')
     return save_verified_deploy(model, cfg, out, checkpoint, ckpt.get('meta'),
                                 shape, tol)
 

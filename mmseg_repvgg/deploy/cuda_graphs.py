@@ -1,6 +1,5 @@
-"""The ``*_graph`` forms: at batch 1 a fast GPU finishes many of PSPNet's
-kernels sooner than Python launches the next, so one forward's kernels are
-replayed with one launch (torch's CUDA graph API, used as its docs show).
+"""The ``*_graph`` forms: a fast GPU finishes many of PSPNet's kernels
+sooner than Python launches the next, so one forward is replayed at once.
 """
 from typing import Callable, List, Optional, Tuple
 

@@ -9,8 +9,7 @@ from .forms import Form
 
 
 class DeployedModel(nn.Module):
-    """A segmentor in one deploy form: normalized NCHW fp32 batch in, fp32
-    logits at the input's size out.
+    """A segmentor in one deploy form: normalized fp32 batch in, logits out.
 
     Args:
         form (Form): The form.
@@ -53,10 +52,8 @@ class DeployedModel(nn.Module):
 def deployed_segmentor(segmentor: nn.Module,
                        deployed: DeployedModel,
                        inplace: bool = False) -> nn.Module:
-    """The segmentor with its ``encode_decode`` run by ``deployed``.
-
-    mmseg's whole and slide inference, resizing and argmax all call
-    ``encode_decode``, so only that method changes.
+    """The segmentor with its ``encode_decode`` (what mmseg's inference,
+    resizing and argmax call) run by ``deployed``.
 
     Args:
         segmentor (nn.Module): The mmseg segmentor.

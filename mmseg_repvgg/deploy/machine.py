@@ -164,15 +164,13 @@ class Machine:
         return self.why_not(precision, device) is None
 
     def reduced_dtype(self, device: str = 'cpu') -> torch.dtype:
-        """fp16 on CUDA, bf16 on the CPU (native or not: see
-        :meth:`why_not`)."""
+        """fp16 on CUDA, bf16 on the CPU (native or not)."""
         return (torch.float16
                 if str(device).startswith('cuda') else torch.bfloat16)
 
     def fingerprint(self) -> str:
-        """What decides which kernel is fastest here, as one string (the key
-        of :mod:`.cache`'s measurements); the thread count is read at each
-        call, as it may change after :func:`machine` was detected."""
+        """What decides which kernel is fastest here (the threads as now):
+        the key of :mod:`.cache`'s measurements."""
         return '|'.join(
             (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
              f'aten={self.aten_capability}', f'torch={torch.__version__}',

@@ -17,9 +17,8 @@ Shape = Tuple[int, ...]
 
 def batches_at(calibration: Sequence[Tensor],
                shape: Shape) -> List[np.ndarray]:
-    """Calibration batches as contiguous fp32 arrays of exactly ``shape``:
-    resized (activation ranges do not depend on the size), split into
-    batches of N (a smaller remainder is dropped)."""
+    """Calibration batches resized (ranges do not depend on the size) and
+    split (a remainder dropped) to fp32 arrays of exactly ``shape``."""
     out = []
     for batch in calibration:
         if tuple(batch.shape[2:]) != tuple(shape[2:]):

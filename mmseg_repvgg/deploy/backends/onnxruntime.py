@@ -35,12 +35,9 @@ def onnxruntime_session(path: str,
 
 
 class OnnxRuntimeSession(RuntimeSession):
-    """onnxruntime; int8 by ``quantize_static`` (QDQ, weights int8 per
-    channel, activations uint8 per tensor). Without VNNI ``reduce_range``
-    (7-bit weights) is onnxruntime's remedy for int16 saturation.
-
-    Args: as :class:`~.base.RuntimeSession`.
-    """
+    """onnxruntime; int8 by ``quantize_static`` (QDQ, weights per channel,
+    activations per tensor; 7-bit weights without VNNI, against int16
+    saturation). Args as :class:`~.base.RuntimeSession`'s."""
 
     name = 'onnxruntime'
 

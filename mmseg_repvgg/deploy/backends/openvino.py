@@ -12,10 +12,8 @@ from .base import RuntimeSession, Shape, batches_at
 
 
 class OpenVINOSession(RuntimeSession):
-    """OpenVINO's CPU plugin (latency hint); int8 by NNCF's ``quantize``,
-    with its overflow fix on every layer without VNNI (int16 saturation).
-
-    Args: as :class:`~.base.RuntimeSession`; ``device`` must be ``'cpu'``.
+    """OpenVINO's CPU plugin; int8 by NNCF's ``quantize`` (its overflow fix
+    on every layer without VNNI). Args as :class:`~.base.RuntimeSession`'s.
     """
 
     name = 'openvino'

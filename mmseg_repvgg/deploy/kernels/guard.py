@@ -79,8 +79,7 @@ def torch_checked() -> bool:
 
 def route_problem(module: str, function: str) -> Optional[str]:
     """Why a private route is unusable here, or None: its check
-    ``module.function`` (of this folder) in a child process, then here (a
-    torch version not in :data:`CHECKED_TORCH` is logged once)."""
+    ``module.function`` in a child process, then here."""
     if not torch_checked() and 'torch_version' not in _logged:
         _logged.add('torch_version')
         MMLogger.get_current_instance().warning(

@@ -1,7 +1,5 @@
 """NNPACK's own Winograd entry point in ``libtorch_cpu``, by ``ctypes``: each
-kernel is transformed once (torch's op does it per call) and ReLU fused. A
-changed struct would crash, so :func:`check_c_api` runs in a child first.
-"""
+kernel transformed once (torch's op does it per call), ReLU fused."""
 import ctypes
 import functools
 import itertools
@@ -42,12 +40,18 @@ _STATUS = {
     53: 'insufficient buffer',
     54: 'misaligned buffer'
 }
+#: torch's CPU library, which holds NNPACK.
+_LIBRARY = os.path.join(
+    os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so')
 #: NNPACK requires its buffers (transform, workspace) 64-byte aligned.
 _ALIGN = 64
 #: NNPACK's input padding must be smaller than the kernel.
 MAX_PADDING = 2
 #: Winograd's bound of relative (Frobenius) error against ``F.conv2d``.
 TOLERANCE = 1e-4
+#: The profiler's name for these convs (the benchmark counts it as conv).
+WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
+_workspaces = threading.local()
 
 
 def pad_beyond_limit(x: Tensor,
@@ -55,8 +59,7 @@ def pad_beyond_limit(x: Tensor,
     """``x`` padded by what of ``padding`` exceeds :data:`MAX_PADDING`, and
     the padding left for NNPACK."""
     pad_h, pad_w = padding
-    extra_h = max(pad_h - MAX_PADDING, 0)
-    extra_w = max(pad_w - MAX_PADDING, 0)
+    extra_h, extra_w = (max(p - MAX_PADDING, 0) for p in padding)
     if extra_h or extra_w:
         x = F.pad(x, (extra_w, extra_w, extra_h, extra_h))
     return x, [pad_h - extra_h, pad_w - extra_w]
@@ -75,16 +78,11 @@ class NNPackError(RuntimeError):
     """NNPACK returned a status other than success."""
 
 
-def _library_path() -> str:
-    return os.path.join(
-        os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so')
-
-
 @functools.lru_cache(maxsize=None)
 def _api():
     """``(nnp_convolution_inference, pthreadpool_create)`` from torch's
     library, NNPACK initialized; raises OSError/AttributeError if absent."""
-    lib = ctypes.CDLL(_library_path())
+    lib = ctypes.CDLL(_LIBRARY)
     conv = lib.nnp_convolution_inference
     conv.restype = ctypes.c_int
     conv.argtypes = [
@@ -107,10 +105,6 @@ def _api():
 def _threadpool(threads: int) -> int:
     """A pthreadpool kept for the process (torch's is not exported)."""
     return _api()[1](threads)
-
-
-#: The profiler's name for these convs (the benchmark counts it as conv).
-WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
 
 
 def _call(strategy: int, cin: int, cout: int, hw: Sequence[int],
@@ -137,9 +131,6 @@ class _Aligned:
         self.ptr = base + (-base) % _ALIGN
 
 
-_workspaces = threading.local()
-
-
 def _workspace(nbytes: int) -> _Aligned:
     """One scratch buffer per thread, grown as needed, so NNPACK does not
     allocate (and fault in) its own per conv."""
@@ -150,9 +141,8 @@ def _workspace(nbytes: int) -> _Aligned:
 
 
 class KernelTransform:
-    """The Winograd transforms of a float32 CPU 3x3 ``weight``, one per
-    group, for any input size: ``64 / 9`` of its memory (8 x 8 per 3 x 3).
-    """
+    """The Winograd transforms of a float32 CPU 3x3 ``weight`` per group,
+    for any input size: ``64 / 9`` of its memory (8 x 8 per 3 x 3)."""
 
     def __init__(self, weight: Tensor, groups: int = 1):
         self.groups = groups
@@ -226,14 +216,12 @@ def winograd_conv(x: Tensor,
 
 
 def check_c_api() -> Optional[str]:
-    """Why NNPACK's C entry point cannot be used here, or None: it loads,
-    initializes, and small convs (odd sizes, paddings, groups, ReLU, no
-    bias) match ``F.conv2d``. Call it through :func:`.guard.c_api_problem`:
-    a wrong binding may crash."""
+    """Why NNPACK's C entry point is unusable here (small convs against
+    ``F.conv2d``), or None; a wrong binding may crash: see :mod:`.guard`."""
     try:
         _api()
     except (OSError, AttributeError, NNPackError) as error:
-        return (f'NNPACK is not reachable in {_library_path()} '
+        return (f'NNPACK is not reachable in {_LIBRARY} '
                 f'({type(error).__name__}: {error})')
     gen = torch.Generator().manual_seed(0)
     cases = [(1, [1, 1], True, True), (2, [0, 2], False, False),

@@ -1,7 +1,5 @@
-"""NNPACK by torch's private op ``torch._nnpack_spatial_convolution`` (no
-groups, slower on batches than per image), where the C entry point is not
-usable. Imports only torch, so that :mod:`.guard`'s child can load it.
-"""
+"""NNPACK by torch's private op ``torch._nnpack_spatial_convolution`` where
+the C entry point is unusable (imports only torch, for :mod:`.guard`)."""
 from typing import Optional, Sequence
 
 import torch
@@ -14,9 +12,8 @@ from .nnpack import TOLERANCE, pad_beyond_limit
 
 def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                   padding: Sequence[int], groups: int) -> Tensor:
-    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` up to
-    rounding, by torch's op, one image and group a call (``x`` may be a
-    strided view: NNPACK copies it)."""
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` by
+    torch's op, one image and group a call (faster than a batch)."""
     x, pad = pad_beyond_limit(x, padding)
     # Looked up at call time: a missing or replaced op is then seen.
     op = torch._nnpack_spatial_convolution
@@ -39,10 +36,8 @@ def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 def check_torch_op() -> Optional[str]:
-    """Why torch's NNPACK op cannot run convs here, or None: a build may
-    lack it or NNPACK, or give wrong results on a CPU its kernels were not
-    made for; checked against ``F.conv2d`` at batch 1 (what
-    :func:`torch_op_conv` uses), odd sizes and two paddings."""
+    """Why torch's NNPACK op is unusable here (missing, or wrong on this
+    CPU against ``F.conv2d`` at batch 1), or None."""
     op = getattr(torch, '_nnpack_spatial_convolution', None)
     if op is None:
         return 'this torch build has no torch._nnpack_spatial_convolution'

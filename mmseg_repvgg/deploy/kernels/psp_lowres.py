@@ -1,17 +1,14 @@
-"""PSPNet's bottleneck conv with its pooled branches at pool resolution.
-
-PSPHead's 3x3 conv on ``x`` and the four upsampled pyramid maps is a third
-of PSPNet-RepVGG's FLOPs, half of it on maps of 1x1 .. 6x6 distinct values.
-Conv and bilinear upsampling are linear, and a tap's channel mixing
-commutes with upsampling and shifting, so::
+"""PSPNet's bottleneck conv with its pooled branches at pool resolution:
+PSPHead's 3x3 conv on ``x`` and the upsampled pyramid maps is a third of
+PSPNet-RepVGG's FLOPs, half of it on maps of 1x1 .. 6x6 distinct values.
+Conv and upsampling are linear and commute per tap, so::
 
     conv3x3(up(p)) = sum over taps t of shift_t(up(W_t p))
                    = L @ R,  L = [shift_t(A_h)] (H x 3S),
                              R = [W_t p] A_w^T  (3S x W per channel)
 
-with ``A_h``, ``A_w`` the upsampling matrices (from ``F.interpolate``
-itself): a few small matmuls instead of a 2048-channel conv at full
-resolution, equal up to rounding. Neither mmseg nor torch has it.
+with ``A_h``, ``A_w`` ``F.interpolate``'s upsampling matrices: a few small
+matmuls instead of a 2048-channel conv, equal up to rounding.
 """
 from typing import List, Sequence
 

@@ -16,15 +16,11 @@ def space_to_batch_conv(x: Tensor,
                         *,
                         conv: Callable[..., Tensor]) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=padding, dilation=dilation,
-    groups=groups)`` of a stride-1 3x3 kernel, up to rounding, by the
-    undilated ``conv(x, weight, bias, padding, groups)``.
-
-    With dilation ``d``, output row ``d * q + r`` reads only padded input
-    rows ``d * (q + a) + r`` (``a = 0, 1, 2``): each of the ``d x d``
-    interleaved sub-images gets an undilated conv. They are tiled on one
-    canvas, each followed by a zero row and column (one call: NNPACK
-    transforms the kernel per call, and its batched path is slower).
-    """
+    groups=groups)`` (stride 1, 3x3) by the undilated ``conv(x, weight,
+    bias, padding, groups)``. Output row ``d * q + r`` reads only padded
+    input rows ``d * (q + a) + r``, so each of the ``d x d`` interleaved
+    sub-images gets an undilated conv; they are tiled on one canvas, each
+    followed by a zero row and column (NNPACK transforms per call)."""
     n, c, h, w = x.shape
     (pad_h, pad_w), (d_h, d_w) = padding, dilation
     out_h, out_w = h + 2 * pad_h - 2 * d_h, w + 2 * pad_w - 2 * d_w

@@ -1,7 +1,5 @@
 """How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape:
-measured once, then reused from the machine's on-disk cache (checked once
-against direct), so later processes time nothing and run the same kernels.
-"""
+measured once, then reused from the machine's cache by every process."""
 import functools
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -20,6 +18,8 @@ CACHE_NAME = 'winograd.json'
 #: Timed calls per candidate and shape after a warm-up, and their budget.
 _REPEATS = 3
 _BUDGET_S = 0.06
+#: Cache files read once per process (one warning, not one per layer).
+_loaded: Dict[str, dict] = {}
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -83,9 +83,8 @@ def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
 
 
 def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
-    """Run a choice made elsewhere (``source``, e.g. ``'cache'``), checked
-    once against direct; returns the :attr:`~.WinogradConv2d.choices`
-    entry and the output."""
+    """Run a choice from ``source`` (e.g. ``'cache'``), checked against
+    direct; the :attr:`~.WinogradConv2d.choices` entry and the output."""
     choice = entry['choice']
     entry = dict(choice=choice, ms=dict(entry.get('ms', {})), source=source)
     if choice == 'direct':
@@ -112,10 +111,6 @@ def _key(module, shape: Sequence[int]) -> str:
             f'{module.route}|{shape_text(shape)}')
 
 
-#: Cache files read once per process (one warning, not one per layer).
-_loaded: Dict[str, dict] = {}
-
-
 def _entries() -> dict:
     """This machine's entries in the cache (a dict to update in place)."""
     path = cache_path(CACHE_NAME)
@@ -128,8 +123,7 @@ def _entries() -> dict:
 
 
 def lookup(module, shape: Sequence[int]) -> Optional[dict]:
-    """The cached entry of ``module`` at ``shape`` on this machine, or
-    None."""
+    """The cached entry of ``module`` at ``shape`` here, or None."""
     found = _entries().get(_key(module, shape))
     if isinstance(found, dict) and found.get('choice') in module.candidates:
         return found
@@ -137,8 +131,7 @@ def lookup(module, shape: Sequence[int]) -> Optional[dict]:
 
 
 def store(module, shape: Sequence[int], entry: dict) -> None:
-    """Add a measured entry to the cache on disk (merged with what other
-    processes wrote meanwhile, which this process then sees too)."""
+    """Add a measured entry to the cache on disk (merged with others')."""
     key = _key(module, shape)
     kept = _entries()[key] = dict(choice=entry['choice'], ms=entry['ms'])
     new = {machine().fingerprint(): {key: kept}}

@@ -35,9 +35,8 @@ def nnpack_conv(x: Tensor,
                 groups: int = 1,
                 relu: bool = False,
                 transform: Optional[nnpack.KernelTransform] = None) -> Tensor:
-    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` (then
-    ReLU if asked) through NNPACK, up to rounding: NNPACK's C entry point
-    on ``weight``'s precomputed ``transform``, else torch's op."""
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` (ReLU
+    if asked) by NNPACK: its C entry point on ``transform``, else torch's."""
     if transform is not None:
         return nnpack.winograd_conv(x, transform, bias, padding, relu)
     out = torch_op_conv(x, weight, bias, padding, groups)
@@ -62,10 +61,9 @@ def _conv_problem(conv: nn.Module) -> Optional[str]:
 
 
 def ineligible_reason(module: nn.Module) -> Optional[str]:
-    """Why :func:`~.winograd_convs.winograd_convs` leaves a module alone,
-    or None: only plain ``nn.Conv2d`` (a subclass's forward may differ) 3x3
-    convs of stride 1 (NNPACK's only), with numeric zero padding and at
-    most :data:`MAX_GROUPS` groups are replaced."""
+    """Why :func:`~.winograd_convs.winograd_convs` leaves a module alone, or
+    None: it takes plain ``nn.Conv2d`` (a subclass may differ) 3x3 convs of
+    stride 1 with zero padding and at most :data:`MAX_GROUPS` groups."""
     if type(module) is not nn.Conv2d:
         return 'not a plain nn.Conv2d'
     return _conv_problem(module)
@@ -74,14 +72,11 @@ def ineligible_reason(module: nn.Module) -> Optional[str]:
 class WinogradConv2d(nn.Conv2d):
     """A 3x3 conv (sharing ``conv``'s parameters) that runs the fastest of
     ``'direct'`` (oneDNN) and ``'winograd'`` (NNPACK; ``'winograd_s2b'``
-    if dilated) per input shape: this machine's cached pick (:mod:`.tuning`)
-    or the fastest measured, a Winograd result outside
-    :data:`.nnpack.TOLERANCE` of direct rejected. :attr:`choices` keeps it.
-
-    Runs direct without choosing: anything but a 4-D float32 CPU tensor,
-    channels-last inputs (kept for oneDNN), CPU autocast, tracing,
-    scripting, export, ``torch.compile`` and fx (exports record a plain
-    conv), and everything when NNPACK is unusable (even a forced one).
+    if dilated) per input shape, as cached (:mod:`.tuning`) or measured
+    (outside :data:`.nnpack.TOLERANCE` of direct: rejected). It runs direct
+    on anything but a 4-D float32 CPU tensor, on channels-last inputs, under
+    autocast, tracing, scripting, export, compile and fx, and everywhere
+    when NNPACK is unusable.
 
     Args:
         conv (nn.Conv2d): An eligible conv (:func:`ineligible_reason`).
@@ -147,9 +142,8 @@ class WinogradConv2d(nn.Conv2d):
     @property
     def candidates(self) -> Tuple[str, ...]:
         """The algorithms this conv can run."""
-        if tuple(self.dilation) == (1, 1):
-            return ('direct', 'winograd')
-        return ('direct', 'winograd_s2b')
+        dilated = tuple(self.dilation) != (1, 1)
+        return ('direct', 'winograd_s2b' if dilated else 'winograd')
 
     @property
     def algorithm(self) -> str:
@@ -176,41 +170,35 @@ class WinogradConv2d(nn.Conv2d):
         return f'{super().extra_repr()}, algorithm={self.algorithm}{relu}'
 
     def _run(self, algorithm: str, x: Tensor) -> Tensor:
-        if algorithm in ('winograd', 'winograd_s2b'):
-            conv = functools.partial(
-                nnpack_conv, relu=self.relu, transform=self.kernel_transform())
-            if algorithm == 'winograd':
-                return conv(x, self.weight, self.bias, self.padding,
-                            self.groups)
-            # ReLU commutes with the sub-grid rearrangement.
-            return space_to_batch_conv(
-                x,
-                self.weight,
-                self.bias,
-                self.padding,
-                self.dilation,
-                self.groups,
-                conv=conv)
-        out = self._conv_forward(x, self.weight, self.bias)
-        return F.relu(out, inplace=True) if self.relu else out
+        if algorithm not in ('winograd', 'winograd_s2b'):
+            out = self._conv_forward(x, self.weight, self.bias)
+            return F.relu(out, inplace=True) if self.relu else out
+        conv = functools.partial(
+            nnpack_conv, relu=self.relu, transform=self.kernel_transform())
+        if algorithm == 'winograd':
+            return conv(x, self.weight, self.bias, self.padding, self.groups)
+        # ReLU commutes with the sub-grid rearrangement.
+        return space_to_batch_conv(
+            x,
+            self.weight,
+            self.bias,
+            self.padding,
+            self.dilation,
+            self.groups,
+            conv=conv)
 
     def _direct_only(self, x: Tensor) -> bool:
         """Whether ``x`` must run direct (see the class docstring)."""
-        if isinstance(x, torch.fx.Proxy):
-            return True
         # The legacy ONNX exporter traces; the dynamo one compiles.
-        if (torch.jit.is_scripting() or torch.jit.is_tracing()
-                or torch.compiler.is_compiling()):
-            return True
-        if (x.dim() != 4 or x.numel() == 0 or x.device.type != 'cpu'
+        return (isinstance(x, torch.fx.Proxy) or torch.jit.is_scripting()
+                or torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or x.dim() != 4 or x.numel() == 0 or x.device.type != 'cpu'
                 or x.dtype != torch.float32 or self.weight.device.type != 'cpu'
                 or self.weight.dtype != torch.float32
-                or torch.is_autocast_enabled('cpu')):
-            return True
-        if (not x.is_contiguous()
-                and x.is_contiguous(memory_format=torch.channels_last)):
-            return True
-        return not _nnpack_usable()
+                or torch.is_autocast_enabled('cpu')
+                or (not x.is_contiguous()
+                    and x.is_contiguous(memory_format=torch.channels_last))
+                or not _nnpack_usable())
 
     def forward(self, x: Tensor) -> Tensor:
         if self._direct_only(x):

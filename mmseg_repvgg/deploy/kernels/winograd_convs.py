@@ -35,15 +35,12 @@ def winograd_convs(model: nn.Module,
     Args:
         model (nn.Module): The model (or a single conv).
         inplace (bool): Modify ``model`` itself, not a deep copy.
-        algorithm (str): ``'auto'``, or ``'direct'`` / ``'winograd'``
-            (``'winograd_s2b'`` on dilated convs) to force one.
+        algorithm (str): ``'auto'``, ``'direct'`` or ``'winograd'``.
         relu (bool): Fuse the ReLUs that follow (:func:`fuse_relus`).
-        cache (bool): Read and write choices in this machine's on-disk
-            cache (:mod:`.tuning`).
+        cache (bool): Read and write choices in the on-disk cache.
 
     Returns:
-        tuple[nn.Module, list[str]]: The model and the names of the
-        replaced convs (``''`` if ``model`` itself was one).
+        tuple: The model and the replaced convs' names (``''``: itself).
     """
     if algorithm not in ('auto', 'direct', 'winograd'):
         raise ValueError(f"algorithm must be 'auto', 'direct' or "
