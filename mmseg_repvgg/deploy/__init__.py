@@ -1,8 +1,6 @@
 """Everything a user ships: deploy artifacts, ONNX export and the deploy
-forms (:func:`deploy_model`; parsed by :mod:`.forms`, made by :mod:`.steps`
-from the leaves :mod:`.kernels` and :mod:`.backends`). Training needs none
-of it, so ``import mmseg_repvgg`` loads nothing here; names load on use.
-"""
+forms (:func:`deploy_model`). Training needs none of it, so ``import
+mmseg_repvgg`` loads nothing here; the names load on first use."""
 import importlib
 
 #: Public name -> the submodule that defines it (loaded on first access).

@@ -1,6 +1,5 @@
-"""Deploy artifacts: the fused model's checkpoint and the config beside it,
-written only after fused == unfused was checked (whether a checkpoint fits
-a model is :mod:`mmseg_repvgg.checkpoint.fit`'s rule)."""
+"""Deploy artifacts, written once fused == unfused: the fused model's
+checkpoint and its config (what fits: :mod:`mmseg_repvgg.checkpoint.fit`)."""
 import copy
 import os.path as osp
 import time
@@ -24,10 +23,9 @@ from ..models.reparam import fusable_modules, is_batchnorm
 
 
 def deploy_config(cfg: Config) -> Config:
-    """A copy of ``cfg`` that builds the model :func:`fuse_segmentor`
-    returns: RepVGG in deploy form, no auxiliary head, no pretrained init,
-    heads (and neck) without a norm (each conv keeps the folded BN's bias).
-    """
+    """A copy of ``cfg`` that builds what :func:`fuse_segmentor` returns:
+    deploy-form RepVGG, no auxiliary head, no pretrained init, no norm in
+    the heads and neck (each conv keeps the folded BN's bias)."""
     cfg = copy.deepcopy(cfg)
     model = cfg.get('model')
     if not model or 'backbone' not in model:

@@ -1,9 +1,8 @@
 """``form='auto'``: the fastest form that labels held-out calibration pixels
-as fp32 does, measured here (it depends on the CPU, model and input size);
-the ranking is cached, so every later process (any tool) chooses the same.
-"""
+as fp32 does, measured here (it depends on the CPU, model and input size)
+and cached, so every process chooses the same."""
 import hashlib
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,8 +35,7 @@ def seconds_per_call(deployed: nn.Module, inputs: Tensor) -> float:
 
 
 def ranking_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
-    """Cache key: machine, the structure of ``model`` (fused: module types
-    and tensor shapes, not values), input shape and device."""
+    """Cache key: machine, ``model``'s structure, input shape and device."""
     digest = hashlib.sha1()
     for name, module in model.named_modules():
         digest.update(f'{name}:{type(module).__name__};'.encode())
@@ -81,12 +79,11 @@ def _labels_agree(name: str, deployed, reference, check,
 def auto_deploy(model: nn.Module,
                 calibration: Optional[Sequence[Tensor]] = None,
                 device: str = 'cpu',
-                input_shape: Optional[Sequence[int]] = None,
-                log: Callable[[str], None] = lambda line: None):
+                input_shape: Optional[Sequence[int]] = None):
     """``deploy_model(form='auto')``: int8 calibrates on all but the last
     quarter of ``calibration``, the rest is checked and timed (else an
-    ``input_shape`` input); ``log`` gets each decision, also in the notes.
-    The ranking (of the structure) is cached, the label check is not."""
+    ``input_shape`` input); the notes say why. The ranking (of the
+    structure) is cached, the label check is not."""
     calibrate = check = list(calibration or [])
     if len(calibrate) >= 2:  # calibrate on the first, check on the rest
         held = max(1, len(calibrate) // 4)
@@ -137,10 +134,7 @@ def auto_deploy(model: nn.Module,
                          f' at {tuple(sample.shape)}')
             cache[key] = ranked
             write_cache(CACHE_NAME, cache)
-    for line in notes:
-        log(line)
     if chosen is None:
         raise FormUnavailable('no deploy form runs here: ' + '; '.join(notes))
     chosen.notes[:0] = notes + [f'auto chose {chosen.form.name}']
-    log(f'auto chose {chosen.form.name}')
     return chosen

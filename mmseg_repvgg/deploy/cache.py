@@ -16,7 +16,6 @@ try:
 except ImportError:  # not POSIX: writes are atomic, merges unlocked
     fcntl = None
 
-#: Environment variable naming the cache folder.
 CACHE_ENV = 'MMSEG_REPVGG_CACHE'
 
 
@@ -32,8 +31,7 @@ def cache_path(name: str) -> str:
 
 
 def read_cache(name: str, warn: bool = True) -> Dict:
-    """The cache's contents; ``{}`` when missing or unreadable (logged
-    unless ``warn=False``, where the caller read it before)."""
+    """The cache, ``{}`` if missing or unreadable (logged if ``warn``)."""
     path = cache_path(name)
     try:
         with open(path, encoding='utf-8') as file:
@@ -61,8 +59,7 @@ def merge_entries(old: Dict, new: Dict) -> Dict:
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    """An exclusive lock on ``path.lock``, released when the file closes
-    (also if we die)."""
+    """An exclusive lock on ``path.lock``, released as the file closes."""
     if fcntl is None:
         yield
         return
@@ -72,8 +69,7 @@ def _locked(path: str) -> Iterator[None]:
 
 
 def write_cache(name: str, data: Dict) -> Dict:
-    """Merge ``data`` into the cache on disk (re-read under the lock, its
-    entries win, replaced atomically); returns what is there now."""
+    """Merge ``data`` into the cache on disk, under the lock; the result."""
     path = cache_path(name)
     try:
         os.makedirs(cache_dir(), exist_ok=True)

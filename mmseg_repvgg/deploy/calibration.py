@@ -20,8 +20,7 @@ def innermost_dataset(dataset: dict) -> dict:
 
 
 def eval_dataset_cfg(cfg) -> dict:
-    """The test (else val) dataset config of ``cfg``, inside any wrapper;
-    ``{}`` when the config has neither."""
+    """The test (else val) dataset config inside any wrapper, or ``{}``."""
     for split in ('test', 'val'):
         loader = cfg.get(f'{split}_dataloader')
         if loader and loader.get('dataset'):
@@ -32,9 +31,8 @@ def eval_dataset_cfg(cfg) -> dict:
 def calibration_batches(cfg,
                         model: nn.Module,
                         count: int = CALIBRATION_IMAGES) -> List[Tensor]:
-    """The first ``count`` training images of ``cfg``, one per batch, by
-    the evaluation pipeline (no random augmentation), normalized by
-    ``model``'s data preprocessor."""
+    """The first ``count`` training images, one per batch, by the eval
+    pipeline (no random augmentation) and ``model``'s data preprocessor."""
     if count < 1:
         raise ConfigError('--calibration-images must be at least 1')
     train_cfg = copy.deepcopy(cfg.get('train_dataloader'))

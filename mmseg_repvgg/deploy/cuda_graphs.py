@@ -1,6 +1,5 @@
 """The ``*_graph`` forms: a fast GPU finishes many of PSPNet's kernels
-sooner than Python launches the next, so one forward is replayed at once.
-"""
+sooner than Python launches the next, so one forward is replayed at once."""
 from typing import Callable, List, Optional, Tuple
 
 import torch
@@ -11,8 +10,7 @@ WARMUP_CALLS = 2
 
 
 class GraphedCall:
-    """``fn`` (a pure function of one CUDA tensor, no host sync) replayed
-    as a CUDA graph, captured after ``warmup`` calls and noted."""
+    """``fn`` (pure, of one CUDA tensor, no host sync) as a CUDA graph."""
 
     def __init__(self,
                  fn: Callable[[Tensor], Tensor],

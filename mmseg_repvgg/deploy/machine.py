@@ -1,7 +1,5 @@
 """The one place that knows what this machine runs natively: the CPU flags
-the kernels may use (as ``ONEDNN_MAX_CPU_ISA`` caps them; int8 without VNNI
-gets 7 bits, bf16 and fp16 without AVX-512 support are emulated) and GPUs.
-"""
+the kernels may use as ``ONEDNN_MAX_CPU_ISA`` caps them, and the GPUs."""
 import functools
 import os
 import platform
@@ -61,8 +59,8 @@ def _read_cpuinfo() -> Tuple[str, FrozenSet[str]]:
 
 
 def onednn_isa_cap() -> Optional[str]:
-    """The ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) in force, upper
-    case, or None (no cap; ``ALL`` and ``DEFAULT`` mean none too)."""
+    """``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_...``) upper case, or None (none,
+    ``ALL`` or ``DEFAULT``)."""
     value = (os.environ.get('ONEDNN_MAX_CPU_ISA')
              or os.environ.get('DNNL_MAX_CPU_ISA') or '').strip().upper()
     return None if value in ('', 'ALL', 'DEFAULT') else value
@@ -70,18 +68,8 @@ def onednn_isa_cap() -> Optional[str]:
 
 @dataclass(frozen=True)
 class Machine:
-    """What this process can run, and why not.
-
-    Args:
-        cpu (str): The CPU model.
-        arch (str): ``platform.machine()``, e.g. ``x86_64``.
-        cpu_flags (frozenset): The CPU's own flags (``/proc/cpuinfo``).
-        onednn_cap (str, optional): ``ONEDNN_MAX_CPU_ISA`` in force.
-        aten_capability (str): ``torch.backends.cpu.get_cpu_capability()``.
-        onednn_int8 (bool): PyTorch has oneDNN's int8 convolution ops.
-        cuda (tuple): Names of the CUDA devices torch sees.
-        cuda_capability (tuple): (major, minor) of the first one.
-    """
+    """What this process can run, and why not: the fields as :func:`detect`
+    reads them, and ``features``, the CPU flags oneDNN may use."""
 
     cpu: str
     arch: str
@@ -122,8 +110,8 @@ class Machine:
         return 'baseline' if self.x86 else self.arch
 
     def why_not(self, precision: str, device: str = 'cpu') -> Optional[str]:
-        """None if ``precision`` runs natively on ``device``; else one
-        sentence saying why not and what hardware it needs."""
+        """None if ``precision`` runs natively on ``device``, else why not
+        and what hardware it needs."""
         if precision not in PRECISIONS:
             raise ValueError(f'unknown precision {precision!r}; one of '
                              f'{", ".join(PRECISIONS)}')
@@ -169,8 +157,7 @@ class Machine:
                 if str(device).startswith('cuda') else torch.bfloat16)
 
     def fingerprint(self) -> str:
-        """What decides which kernel is fastest here (the threads as now):
-        the key of :mod:`.cache`'s measurements."""
+        """What decides the fastest kernel here: :mod:`.cache`'s key."""
         return '|'.join(
             (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
              f'aten={self.aten_capability}', f'torch={torch.__version__}',
@@ -233,6 +220,5 @@ def detect() -> Machine:
 
 @functools.lru_cache(maxsize=None)
 def machine() -> Machine:
-    """This process's :class:`Machine`, detected once (oneDNN too reads
-    ``ONEDNN_MAX_CPU_ISA`` once, when it first runs)."""
+    """This process's :class:`Machine`, detected once (as oneDNN does)."""
     return detect()

@@ -1,6 +1,5 @@
-"""Export a fused segmentor to ONNX and check it in onnxruntime. With the
-dynamo exporter: the legacy one fails on PSPNet's adaptive pooling when the
-feature size is not a multiple of the pool sizes."""
+"""Export a fused segmentor to ONNX (by dynamo: the legacy exporter fails on
+PSPNet's adaptive pooling at most sizes) and check it in onnxruntime."""
 import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -128,9 +127,8 @@ def export_onnx(model: nn.Module,
 
 @dataclass
 class OnnxCheck:
-    """One comparison of onnxruntime with PyTorch at input ``shape``: the
-    max abs logit difference and its ``rel``ative size, or (label maps)
-    the ``mismatched`` labels."""
+    """onnxruntime against PyTorch at ``shape``: the max abs logit difference
+    and its ``rel``ative size, or the ``mismatched`` labels."""
 
     shape: Tuple[int, ...]
     max_abs: float = float('nan')

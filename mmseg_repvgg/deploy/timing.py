@@ -22,9 +22,8 @@ def time_calls(fn: Callable[[], object],
                sync: Optional[Callable[[], None]] = None,
                warmup: int = 0,
                budget_s: Optional[float] = None) -> List[float]:
-    """Wall seconds of ``runs`` synchronized calls of ``fn`` after
-    ``warmup`` untimed ones; with ``budget_s``, stops once that much time
-    has passed (a slow candidate costs one timed call)."""
+    """Wall seconds of ``runs`` synchronized calls of ``fn`` after ``warmup``
+    ones, fewer (at least one) once ``budget_s`` has passed."""
     sync = sync or (lambda: None)
     for _ in range(warmup):
         fn()

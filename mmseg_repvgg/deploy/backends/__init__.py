@@ -1,6 +1,5 @@
-"""The runtimes a deploy form can run in, one module per runtime (as in
-mmdeploy), each importing its runtime only inside the functions that use
-it. A leaf of the pipeline: the export function is passed in."""
+"""The runtimes a form can run in, one module each (as in mmdeploy), which
+imports its runtime only where used; the export function is passed in."""
 from typing import Dict, Type
 
 from .base import RuntimeSession

@@ -32,10 +32,9 @@ def batches_at(calibration: Sequence[Tensor],
 
 class RuntimeSession(nn.Module):
     """A runtime's sessions of ``structure``, exported by ``export(structure,
-    path, (H, W))`` into ``workdir`` (by default a temporary folder), int8
-    by the runtime's tool on ``calibration`` if asked. Subclasses set
-    :attr:`name` (the form's ``runtime``), :meth:`_build` and :meth:`_run`.
-    """
+    path, (H, W))`` into ``workdir`` (a temporary folder by default), int8
+    by the runtime's tool if asked. Subclasses set :attr:`name` (the form's
+    ``runtime``), :meth:`_build` and :meth:`_run`."""
 
     name = 'runtime'
 

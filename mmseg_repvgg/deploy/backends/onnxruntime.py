@@ -13,9 +13,8 @@ from .base import RuntimeSession, Shape, batches_at
 def onnxruntime_session(path: str,
                         device: str = 'cpu',
                         threads: Optional[int] = None):
-    """An onnxruntime session of ``path`` with all graph optimizations, by
-    the CPU (or on ``'cuda'`` CUDA) provider, ``threads`` intra-op threads.
-    """
+    """An onnxruntime session of ``path``: all graph optimizations, the
+    ``device``'s provider, ``threads`` intra-op threads."""
     try:
         import onnxruntime as ort
     except ImportError:

@@ -1,6 +1,5 @@
 """Hand-written kernels of the ``winograd*``, ``int8*``, ``*_cl*`` and
-``*lowres`` forms, where torch, NNPACK and oneDNN lack a piece: a leaf that
-:mod:`..steps` imports lazily; the names below load on first use."""
+``*lowres`` forms where torch lacks a piece, loaded by name on first use."""
 from .. import lazy_exports
 
 #: Public name -> the submodule that defines it (loaded on first access).

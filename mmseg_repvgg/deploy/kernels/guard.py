@@ -1,6 +1,5 @@
-"""The guard of the private torch routes: one is used only after its check
-passed in a child process (where a crash or hang harms nobody) and then
-here; otherwise its caller falls back, with one log line."""
+"""Private torch routes are used only once their check passed in a child
+process (where a crash harms nobody) and here; else callers fall back."""
 import functools
 import importlib
 import os.path as osp
@@ -44,8 +43,7 @@ def _child_command(module: str, function: str) -> List[str]:
 
 @functools.lru_cache(maxsize=None)
 def child_problem(module: str, function: str) -> Optional[str]:
-    """What the check ``module.function()`` found in a child process, or
-    None (cached per process)."""
+    """What the check ``module.function()`` found in a child, or None."""
     command = _child_command(module, function)
     try:
         result = subprocess.run(

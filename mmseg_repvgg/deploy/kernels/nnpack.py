@@ -56,8 +56,7 @@ _workspaces = threading.local()
 
 def pad_beyond_limit(x: Tensor,
                      padding: Sequence[int]) -> Tuple[Tensor, List[int]]:
-    """``x`` padded by what of ``padding`` exceeds :data:`MAX_PADDING`, and
-    the padding left for NNPACK."""
+    """``x`` padded beyond :data:`MAX_PADDING`, and the rest of ``padding``."""
     pad_h, pad_w = padding
     extra_h, extra_w = (max(p - MAX_PADDING, 0) for p in padding)
     if extra_h or extra_w:
@@ -80,8 +79,7 @@ class NNPackError(RuntimeError):
 
 @functools.lru_cache(maxsize=None)
 def _api():
-    """``(nnp_convolution_inference, pthreadpool_create)`` from torch's
-    library, NNPACK initialized; raises OSError/AttributeError if absent."""
+    """NNPACK's conv and pthreadpool_create, initialized (raises if absent)."""
     lib = ctypes.CDLL(_LIBRARY)
     conv = lib.nnp_convolution_inference
     conv.restype = ctypes.c_int
@@ -132,8 +130,7 @@ class _Aligned:
 
 
 def _workspace(nbytes: int) -> _Aligned:
-    """One scratch buffer per thread, grown as needed, so NNPACK does not
-    allocate (and fault in) its own per conv."""
+    """A scratch buffer per thread (else NNPACK allocates one per conv)."""
     buf = getattr(_workspaces, 'buffer', None)
     if buf is None or buf.nbytes < nbytes:
         buf = _workspaces.buffer = _Aligned(nbytes)
@@ -167,8 +164,7 @@ class KernelTransform:
         return sum(buf.nbytes for buf in self.buffers)
 
     def matches(self, weight: Tensor, groups: int) -> bool:
-        """Whether this is still ``weight``'s transform: same storage, not
-        written to since."""
+        """Whether ``weight`` is the same storage, not written to since."""
         return groups == self.groups and _weight_key(weight) == self.key
 
 
@@ -183,9 +179,8 @@ def winograd_conv(x: Tensor,
                   bias: Optional[Tensor],
                   padding: Sequence[int],
                   relu: bool = False) -> Tensor:
-    """``F.conv2d(x, weight, bias, padding=padding,
-    groups=transform.groups)`` up to rounding, from the weight's
-    ``transform`` (ReLU, if asked, in NNPACK's output transform)."""
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` (then
+    ReLU if asked) from the weight's ``transform``, up to rounding."""
     if x.dim() != 4 or x.shape[1] != transform.in_per_group * transform.groups:
         raise ValueError(
             f'input {tuple(x.shape)} does not fit a kernel transform of '

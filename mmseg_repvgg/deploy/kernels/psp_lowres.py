@@ -42,8 +42,7 @@ def _shifted(matrix: Tensor, offsets: Sequence[int]) -> Tensor:
 
 class LowResPSPBottleneck(nn.Module):
     """``bottleneck(cat([x, up(p1), .., up(pn)]))`` as ``conv(x) + L @ R``
-    (weights copied), for ``x`` of ``in_channels`` and the PPM's
-    ``align_corners``."""
+    for ``x`` of ``in_channels`` (weights copied)."""
 
     def __init__(self, bottleneck: ConvModule, in_channels: int,
                  align_corners: bool):
@@ -108,8 +107,7 @@ class LowResPSPBottleneck(nn.Module):
 
 
 class LowResPSPHead(PSPHead):
-    """PSPHead whose bottleneck (a :class:`LowResPSPBottleneck`) takes the
-    pyramid at pool resolution; made by :func:`lowres_psp_heads` only."""
+    """PSPHead with a :class:`LowResPSPBottleneck` as its bottleneck."""
 
     def _forward_feature(self, inputs):
         x = self._transform_inputs(inputs)
@@ -118,8 +116,7 @@ class LowResPSPHead(PSPHead):
 
 
 def lowres_psp_heads(model: nn.Module) -> List[str]:
-    """Switch every PSPHead of ``model`` (in place) to
-    :class:`LowResPSPHead`; the outputs stay equal up to rounding.
+    """Switch every PSPHead of ``model`` to :class:`LowResPSPHead`, in place.
 
     Returns:
         list[str]: Names of the switched heads.

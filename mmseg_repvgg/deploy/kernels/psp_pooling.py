@@ -8,17 +8,15 @@ from torch import Tensor, nn
 
 
 class ContiguousAdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d`` on a contiguous copy of its input: equal
-    bit for bit on a contiguous input, up to rounding on a channels_last
-    one (whose kernel sums in another order)."""
+    """``nn.AdaptiveAvgPool2d`` on a contiguous copy: on a channels_last
+    input equal up to rounding (that kernel sums in another order)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return F.adaptive_avg_pool2d(x.contiguous(), self.output_size)
 
 
 def contiguous_psp_pooling(model: nn.Module) -> List[str]:
-    """Switch the adaptive pools of every mmseg PPM of ``model`` (in place)
-    to :class:`ContiguousAdaptiveAvgPool2d`.
+    """Switch every mmseg PPM's pools to :class:`ContiguousAdaptiveAvgPool2d`.
 
     Returns:
         list[str]: Names of the switched pools.

@@ -1,6 +1,5 @@
-"""A dilated 3x3 conv as an undilated one on interleaved sub-grids: how
-:mod:`.winograd` serves RepVGG's dilated stages, as NNPACK has no dilation.
-"""
+"""A dilated 3x3 conv as an undilated one on interleaved sub-grids: NNPACK
+has no dilation, and RepVGG's output-stride-8 stages are dilated."""
 from typing import Callable, Optional, Sequence
 
 import torch.nn.functional as F

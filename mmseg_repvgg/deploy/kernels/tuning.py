@@ -13,7 +13,6 @@ from ..cache import cache_path, read_cache, write_cache
 from ..machine import machine
 from .nnpack import TOLERANCE
 
-#: The on-disk cache's file name (see :mod:`mmseg_repvgg.deploy.cache`).
 CACHE_NAME = 'winograd.json'
 #: Timed calls per candidate and shape after a warm-up, and their budget.
 _REPEATS = 3

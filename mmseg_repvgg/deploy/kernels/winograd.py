@@ -1,6 +1,5 @@
 """A 3x3 conv that runs NNPACK's Winograd where that beats oneDNN's direct
-conv, chosen per input shape (no fixed rule predicts it); NNPACK's routes
-are private torch API, used behind :mod:`.guard`."""
+conv, chosen per input shape: no fixed rule predicts it."""
 import functools
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -124,8 +123,7 @@ class WinogradConv2d(nn.Conv2d):
         return state
 
     def kernel_transform(self) -> Optional[nnpack.KernelTransform]:
-        """The weight's Winograd transform (made now if missing or stale),
-        or None where NNPACK's C entry point is not usable."""
+        """The weight's transform (remade if stale), or None without C API."""
         if not _c_api_usable():
             return None
         if (self._transform is None
@@ -147,8 +145,7 @@ class WinogradConv2d(nn.Conv2d):
 
     @property
     def algorithm(self) -> str:
-        """``'auto'`` or the forced algorithm; setting it forgets
-        :attr:`choices`."""
+        """``'auto'`` or the forced one; setting it forgets :attr:`choices`."""
         return self._algorithm
 
     @algorithm.setter

@@ -28,9 +28,8 @@ def winograd_convs(model: nn.Module,
                    algorithm: str = 'auto',
                    relu: bool = True,
                    cache: bool = True) -> Tuple[nn.Module, List[str]]:
-    """Replace every eligible (:func:`~.winograd.ineligible_reason`) 3x3
-    conv of a fused float32 CPU model by a :class:`WinogradConv2d` (a conv
-    under several names by one module).
+    """Replace every eligible (:func:`~.winograd.ineligible_reason`) conv
+    of a fused float32 CPU model by a :class:`WinogradConv2d` (one per conv).
 
     Args:
         model (nn.Module): The model (or a single conv).
