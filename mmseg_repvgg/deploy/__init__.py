@@ -1,45 +1,21 @@
-"""Everything a user ships: deploy artifacts and the deploy forms.
-
-Nothing here is loaded by ``import mmseg_repvgg`` (what a config's
-``custom_imports`` runs): training needs none of it. The names below load
-their module on first use.
-
-* :mod:`.artifacts`: deploy checkpoint + config (the fused model, see
-  :func:`mmseg_repvgg.models.fuse_segmentor`), checked fused == unfused.
-* :mod:`.onnx_export`: ONNX export of the fused segmentor, checked in
-  onnxruntime.
-* :mod:`.api`: :func:`deploy_model`, the one entry to every form, and
-  :func:`deploy_segmentors`, the calibrate-deploy-wrap recipe;
-  :mod:`.forms` forms composed from parts (the one parser of specs, and
-  what runs here), :mod:`.steps` how a form is made, :mod:`.auto` the
-  fastest form measured here, :mod:`.timing` how anything is timed;
-  :mod:`.cuda_graphs` replays the ``*_graph`` forms as CUDA graphs.
-* :mod:`.kernels`, :mod:`.backends`: leaves only the steps import
-  (hand-written CPU kernels; one module per runtime).
-"""
+"""Everything a user ships: deploy artifacts, ONNX export and the deploy
+forms (:func:`deploy_model`). Training needs none of it, so ``import
+mmseg_repvgg`` loads nothing here; the names load on first use."""
 import importlib
 
 #: Public name -> the submodule that defines it (loaded on first access).
 _EXPORTS = {
-    'DeployedModel': 'deployed',
-    'deploy_model': 'api',
-    'deploy_segmentors': 'api',
-    'deployed_segmentor': 'deployed',
-    'NAMED_FORMS': 'forms',
-    'Form': 'forms',
-    'FormUnavailable': 'forms',
-    'available_forms': 'forms',
-    'check_form': 'forms',
-    'parse_form': 'forms',
-    'why_unavailable': 'forms',
-    'ReparamResult': 'artifacts',
-    'deploy_config': 'artifacts',
-    'deploy_meta': 'artifacts',
-    'reparam_checkpoint': 'artifacts',
-    'save_deploy_checkpoint': 'artifacts',
-    'save_verified_deploy': 'artifacts',
-    'export_onnx': 'onnx_export',
-    'check_onnx': 'onnx_export',
+    name: module
+    for module, names in (
+        ('api', 'deploy_model deploy_segmentors'),
+        ('deployed', 'DeployedModel deployed_segmentor'),
+        ('forms', 'NAMED_FORMS Form FormUnavailable available_forms '
+         'check_form parse_form why_unavailable'),
+        ('artifacts', 'ReparamResult deploy_config deploy_meta '
+         'reparam_checkpoint save_deploy_checkpoint save_verified_deploy'),
+        ('onnx_export', 'export_onnx check_onnx'),
+    )
+    for name in names.split()
 }
 
 __all__ = sorted(_EXPORTS)

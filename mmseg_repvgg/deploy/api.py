@@ -1,6 +1,5 @@
 """The deploy entries: :func:`deploy_model` (one form of a model) and
-:func:`deploy_segmentors` (calibrate, deploy, put back into the segmentor:
-the recipe of the test loop, the inferencer and the benchmark)."""
+:func:`deploy_segmentors` (the calibrate-deploy-wrap recipe)."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
@@ -19,32 +18,20 @@ def deploy_model(model: nn.Module,
                  allow_emulated: bool = False,
                  input_shape: Optional[Sequence[int]] = None,
                  workdir: Optional[str] = None) -> DeployedModel:
-    """Make one deploy form of a segmentor.
+    """Make one deploy form of a segmentor; ConfigError for a spec that is
+    not a form, FormUnavailable (saying why) for one that cannot run here.
 
     Args:
-        model (nn.Module): The segmentor (train-time or fused, eval mode,
-            on the CPU); left unchanged.
-        form (str | Form): A form spec (:func:`~.forms.parse_form`), or
-            ``'auto'``: the fastest form measured here among those that
-            label held-out calibration pixels as fp32 does (:mod:`.auto`).
-        calibration (Sequence[Tensor], optional): Normalized fp32 batches
-            (:func:`~.calibration.calibration_batches`); the int8 forms
-            need them.
+        model (nn.Module): Train-time or fused, eval mode, CPU (unchanged).
+        form (str | Form): A spec (:func:`~.forms.parse_form`) or ``'auto'``.
+        calibration (Sequence[Tensor], optional): Batches for int8 forms.
         device (str): Where the form runs.
-        allow_emulated (bool): Run a reduced float precision the hardware
-            only emulates.
-        input_shape (Sequence[int], optional): N, C, H, W the runtime forms
-            prepare for now (else on first use of each shape).
-        workdir (str, optional): Where runtime forms write their model
-            files (a temporary folder by default).
+        allow_emulated (bool): Run a reduced precision that is emulated.
+        input_shape (Sequence[int], optional): N, C, H, W to prepare now.
+        workdir (str, optional): Where runtimes write their model files.
 
     Returns:
-        DeployedModel: ``forward(inputs) -> logits``; ``.form`` is the
-        form made, ``.notes`` what was decided.
-
-    Raises:
-        ConfigError: The spec is not a form.
-        FormUnavailable: The form cannot run here (the message says why).
+        DeployedModel: ``inputs -> logits``, with ``.form`` and ``.notes``.
     """
     if form == AUTO:
         return auto_deploy(model, calibration, device, input_shape)
@@ -59,12 +46,9 @@ def deploy_segmentors(
         calibration_images: int = CALIBRATION_IMAGES,
         device: str = 'cpu',
         allow_emulated: bool = False) -> List[Tuple[DeployedModel, nn.Module]]:
-    """Each form of ``model`` inside its segmentor, so mmseg's inference,
-    test loop and evaluator run it as they run the PyTorch model.
-
-    The int8 forms (and ``'auto'``) are calibrated on the config's first
-    ``calibration_images`` training images, read once for all forms; with
-    0, ``'auto'`` chooses among the float forms.
+    """Each form of ``model`` inside its segmentor (for mmseg's inference,
+    test loop and evaluator), calibrated on the config's first
+    ``calibration_images`` training images (0: ``'auto'`` among floats).
 
     Returns:
         list[tuple]: ``(deployed, segmentor)`` per form, in order.

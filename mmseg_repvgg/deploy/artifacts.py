@@ -1,12 +1,5 @@
-"""Deploy artifacts: the fused model's checkpoint and config.
-
-:func:`deploy_config` derives the config that builds the fused model
-(:func:`~mmseg_repvgg.models.fuse_segmentor`); :func:`save_deploy_checkpoint`
-writes checkpoint and config side by side; :func:`reparam_checkpoint` does
-all of it for a checkpoint file, and :func:`save_verified_deploy` for a
-model in memory, after checking fused == unfused. Whether a checkpoint
-fits a model is :mod:`mmseg_repvgg.checkpoint.fit`'s rule.
-"""
+"""Deploy artifacts, written once fused == unfused: the fused model's
+checkpoint and its config (what fits: :mod:`mmseg_repvgg.checkpoint.fit`)."""
 import copy
 import os.path as osp
 import time
@@ -29,23 +22,10 @@ from ..models.fuse import (TRAIN_ONLY_HEADS, FusionReport, check_fused_equal,
 from ..models.reparam import fusable_modules, is_batchnorm
 
 
-def _output_path(out: str, suffix: str) -> str:
-    return osp.splitext(out)[0] + suffix
-
-
 def deploy_config(cfg: Config) -> Config:
-    """The config that builds the model :func:`fuse_segmentor` returns.
-
-    RepVGG in deploy form, no auxiliary head, heads (and neck) without a
-    norm so that each ConvModule has the conv bias the folded BN became,
-    and no pretrained init: every weight comes from the deploy checkpoint.
-
-    Args:
-        cfg (Config): The training config.
-
-    Returns:
-        Config: A copy; ``cfg`` is left unchanged.
-    """
+    """A copy of ``cfg`` that builds what :func:`fuse_segmentor` returns:
+    deploy-form RepVGG, no auxiliary head, no pretrained init, no norm in
+    the heads and neck (each conv keeps the folded BN's bias)."""
     cfg = copy.deepcopy(cfg)
     model = cfg.get('model')
     if not model or 'backbone' not in model:
@@ -77,8 +57,7 @@ def deploy_meta(report: FusionReport,
     Args:
         report (FusionReport): What the fusion changed.
         source (str): The train-time checkpoint (or a description).
-        source_meta (dict, optional): Its ``meta``; dataset_meta, epoch,
-            iter and seed are kept.
+        source_meta (dict, optional): Its ``meta``, partly kept.
     """
     source_meta = source_meta or {}
     meta = {
@@ -97,17 +76,12 @@ def deploy_meta(report: FusionReport,
 
 def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
-    """Write a fused model's weights and its deploy config beside them.
-
-    The checkpoint holds ``state_dict`` and ``meta`` only (no optimizer),
-    with the digest of its tensors. Both files are written atomically
-    (temp file + ``os.replace``).
+    """Write a fused model's weights and its deploy config, atomically.
 
     Args:
         model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
-        cfg (Config, optional): Its training config; the deploy config is
-            written to ``OUT`` with suffix ``.py``. None writes no config.
-        out (str): Checkpoint path, e.g. ``deploy.pth``.
+        cfg (Config, optional): Its training config (None: no config).
+        out (str): Checkpoint path; the config goes to its ``.py``.
         meta (dict): From :func:`deploy_meta`.
 
     Returns:
@@ -122,7 +96,7 @@ def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
         raise ConfigError(
             f'{out}: the model is not in deploy form ({", ".join(leftovers)} '
             'remain); fuse it with fuse_segmentor first')
-    cfg_path = _output_path(out, '.py') if cfg is not None else None
+    cfg_path = osp.splitext(out)[0] + '.py' if cfg is not None else None
     if cfg_path == out:
         raise ConfigError(f'{out}: a checkpoint cannot end in .py (its '
                           'config is written there); use .pth')
@@ -158,20 +132,14 @@ def reparam_checkpoint(cfg: Config,
                        out: str,
                        shape: Sequence[int] = (1, 3, 128, 256),
                        tol: float = 1e-4) -> ReparamResult:
-    """Fuse a train-time checkpoint, check it and save its deploy form.
+    """Fuse a train-time checkpoint and save it if fused == unfused.
 
     Args:
         cfg (Config): The training config of ``checkpoint``.
-        checkpoint (str): The train-time checkpoint.
-        out (str): The deploy checkpoint to write; its config goes to the
-            same path with ``.py``.
+        checkpoint (str): The train-time checkpoint (not a fused one).
+        out (str): The deploy checkpoint (its config: same path, ``.py``).
         shape (Sequence[int]): Random input of the equality check.
         tol (float): See :func:`check_fused_equal`.
-
-    Raises:
-        CheckpointError: ``checkpoint`` is already fused (never fused
-            twice) or does not match ``cfg``.
-        FusionMismatchError: The fused logits differ; nothing is written.
     """
     if osp.abspath(out) == osp.abspath(checkpoint):
         raise ConfigError(f'{out}: OUT must differ from CHECKPOINT')
@@ -182,7 +150,7 @@ def reparam_checkpoint(cfg: Config,
             f'{checkpoint} is already a deploy checkpoint (fused from '
             f'{source}); fusing it again would change nothing. Use it as it '
             f'is, with the config beside it '
-            f'({_output_path(checkpoint, ".py")})')
+            f'({osp.splitext(checkpoint)[0]}.py)')
     return save_verified_deploy(model, cfg, out, checkpoint, ckpt.get('meta'),
                                 shape, tol)
 
@@ -194,27 +162,16 @@ def save_verified_deploy(model: nn.Module,
                          source_meta: Optional[Dict] = None,
                          shape: Sequence[int] = (1, 3, 128, 256),
                          tol: float = 1e-4) -> ReparamResult:
-    """Fuse an in-memory train-time segmentor, check it and save it.
-
-    What :func:`reparam_checkpoint` does after loading, for a model already
-    in memory (the ReparamHook at the end of training): the fused copy's
-    logits must equal ``model``'s on a random input before anything is
-    written.
+    """:func:`reparam_checkpoint` for a model in memory (SaveDeployHook).
 
     Args:
-        model (nn.Module): The unfused segmentor (unwrapped); it is set to
-            eval mode and otherwise left as it is.
-        cfg (Config, optional): Its training config; None writes no
-            deploy config.
+        model (nn.Module): The unfused segmentor (set to eval mode).
+        cfg (Config, optional): Its training config (None: no config).
         out (str): The deploy checkpoint to write.
         source (str): Where the weights come from, recorded in ``meta``.
         source_meta (dict, optional): The source checkpoint's ``meta``.
         shape (Sequence[int]): Random input of the equality check.
         tol (float): See :func:`check_fused_equal`.
-
-    Raises:
-        CheckpointError: The model is already in deploy form.
-        FusionMismatchError: The fused logits differ; nothing is written.
     """
     fused, report = fuse_segmentor(model)
     if not report.changed:

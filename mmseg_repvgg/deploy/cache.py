@@ -1,20 +1,13 @@
-"""The one on-disk cache of what was measured on this machine.
-
-Measurements that decide what runs (auto's ranking of forms, Winograd's
-per-layer choices) are made once per machine and reused, so every process
-runs the same kernels. Each cache is one JSON file under :func:`cache_dir`;
-a write merges into the file as it is on disk (under a lock, replaced
-atomically), so processes measuring at once keep each other's entries. A
-missing or unreadable file is an empty cache, never an error.
-"""
+"""The on-disk cache of what was measured on this machine (auto's ranking,
+Winograd's choices), so every process runs the same: one JSON file per
+cache, merged under a lock on write; an unreadable file is empty."""
 import contextlib
 import json
-import logging
 import os
 import os.path as osp
 from typing import Dict, Iterator
 
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 
 from ..atomic_io import atomic_write
 
@@ -23,7 +16,6 @@ try:
 except ImportError:  # not POSIX: writes are atomic, merges unlocked
     fcntl = None
 
-#: Environment variable naming the cache folder.
 CACHE_ENV = 'MMSEG_REPVGG_CACHE'
 
 
@@ -39,8 +31,7 @@ def cache_path(name: str) -> str:
 
 
 def read_cache(name: str, warn: bool = True) -> Dict:
-    """The cache's contents; ``{}`` when missing or unreadable (logged
-    once per reader: ``warn=False`` where the caller read it before)."""
+    """The cache, ``{}`` if missing or unreadable (logged if ``warn``)."""
     path = cache_path(name)
     try:
         with open(path, encoding='utf-8') as file:
@@ -48,13 +39,10 @@ def read_cache(name: str, warn: bool = True) -> Dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        if not warn:
-            return {}
-        print_log(
-            f'ignoring the unreadable cache {path} ({err}); it is '
-            'measured again and rewritten',
-            logger='current',
-            level=logging.WARNING)
+        if warn:
+            MMLogger.get_current_instance().warning(
+                f'ignoring the unreadable cache {path} ({err}); it is '
+                'measured again and rewritten')
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -71,26 +59,17 @@ def merge_entries(old: Dict, new: Dict) -> Dict:
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path.lock`` (released if we die)."""
+    """An exclusive lock on ``path.lock``, released as the file closes."""
     if fcntl is None:
         yield
         return
     with open(f'{path}.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 def write_cache(name: str, data: Dict) -> Dict:
-    """Merge ``data`` into the cache on disk; returns what is there now.
-
-    The file is re-read under a lock, ``data`` merged in
-    (:func:`merge_entries`: its entries win, others are kept) and the
-    result replaced atomically, so no entry of another process is lost
-    and no reader sees a half-written file.
-    """
+    """Merge ``data`` into the cache on disk, under the lock; the result."""
     path = cache_path(name)
     try:
         os.makedirs(cache_dir(), exist_ok=True)
@@ -98,9 +77,7 @@ def write_cache(name: str, data: Dict) -> Dict:
             merged = merge_entries(read_cache(name, warn=False), data)
             atomic_write(path, json.dumps(merged, indent=1, sort_keys=True))
     except OSError as err:  # a read-only home must not stop a deployment
-        print_log(
-            f'could not write the cache {path}: {err}',
-            logger='current',
-            level=logging.WARNING)
+        MMLogger.get_current_instance().warning(
+            f'could not write the cache {path}: {err}')
         return data
     return merged

@@ -1,7 +1,7 @@
 """Calibration data for the int8 forms: training images, never the images
 a form is scored on."""
 import copy
-from typing import List, Tuple
+from typing import List
 
 from mmengine.runner import Runner
 from torch import Tensor, nn
@@ -12,17 +12,6 @@ from ..errors import ConfigError
 CALIBRATION_IMAGES = 8
 
 
-def eval_loader_and_evaluator(cfg) -> Tuple[dict, dict]:
-    """The config's val (else test) dataloader and evaluator configs."""
-    for split in ('val', 'test'):
-        loader_cfg = cfg.get(f'{split}_dataloader')
-        evaluator_cfg = cfg.get(f'{split}_evaluator')
-        if loader_cfg and evaluator_cfg:
-            return loader_cfg, evaluator_cfg
-    raise ConfigError('the config has no val_dataloader/val_evaluator (nor '
-                      'test_*) to measure mIoU on')
-
-
 def innermost_dataset(dataset: dict) -> dict:
     """The dataset config inside RepeatDataset and other wrappers."""
     while 'pipeline' not in dataset and 'dataset' in dataset:
@@ -31,8 +20,7 @@ def innermost_dataset(dataset: dict) -> dict:
 
 
 def eval_dataset_cfg(cfg) -> dict:
-    """The test (else val) dataset config of ``cfg``, inside any wrapper;
-    ``{}`` when the config has neither."""
+    """The test (else val) dataset config inside any wrapper, or ``{}``."""
     for split in ('test', 'val'):
         loader = cfg.get(f'{split}_dataloader')
         if loader and loader.get('dataset'):
@@ -40,36 +28,23 @@ def eval_dataset_cfg(cfg) -> dict:
     return {}
 
 
-def _eval_pipeline(cfg) -> list:
-    pipeline = eval_dataset_cfg(cfg).get('pipeline')
-    if not pipeline:
-        raise ConfigError('the config has no test_dataloader/val_dataloader '
-                          'whose pipeline calibration images could use')
-    return copy.deepcopy(pipeline)
-
-
 def calibration_batches(cfg,
                         model: nn.Module,
                         count: int = CALIBRATION_IMAGES) -> List[Tensor]:
-    """The first ``count`` training images, loaded by the evaluation
-    pipeline (no random augmentation) and normalized by the model's data
-    preprocessor, one image per batch.
-
-    Args:
-        cfg (Config): The training (or deploy) config.
-        model (nn.Module): The segmentor (its ``data_preprocessor``).
-        count (int): How many images.
-
-    Raises:
-        ConfigError: No training data in the config, or ``count < 1``.
-    """
+    """The first ``count`` training images, one per batch, by the eval
+    pipeline (no random augmentation) and ``model``'s data preprocessor."""
     if count < 1:
         raise ConfigError('--calibration-images must be at least 1')
     train_cfg = copy.deepcopy(cfg.get('train_dataloader'))
     if not train_cfg:
         raise ConfigError('int8 calibration reads training images, but the '
                           'config has no train_dataloader')
-    innermost_dataset(train_cfg['dataset'])['pipeline'] = _eval_pipeline(cfg)
+    pipeline = eval_dataset_cfg(cfg).get('pipeline')
+    if not pipeline:
+        raise ConfigError('the config has no test_dataloader/val_dataloader '
+                          'whose pipeline calibration images could use')
+    dataset = innermost_dataset(train_cfg['dataset'])
+    dataset['pipeline'] = copy.deepcopy(pipeline)
     train_cfg.update(
         batch_size=1,
         num_workers=0,

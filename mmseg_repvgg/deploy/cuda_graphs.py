@@ -1,36 +1,16 @@
-"""The ``*_graph`` forms: an eager form replayed as a CUDA graph.
-
-At batch 1 a fast GPU finishes many of PSPNet's kernels sooner than Python
-launches the next one (4 ms at 512x1024 on an H200 is mostly small
-kernels). A CUDA graph records the kernels of one forward once and
-replays them with one launch. This is torch's own API
-(``torch.cuda.CUDAGraph`` with ``torch.cuda.graph``), used as its docs
-show: warm-up calls on a side stream, one capture, then each call copies
-its input into the captured input tensor and replays.
-
-A graph is valid for one input shape, dtype and device only: a call with
-another shape captures again (and frees the previous graph), and says so
-in the form's notes, so a test loop over images of one size captures once.
-"""
+"""The ``*_graph`` forms: a fast GPU finishes many of PSPNet's kernels
+sooner than Python launches the next, so one forward is replayed at once."""
 from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-#: Calls before the capture: cuDNN's autotuning (``cudnn.benchmark``) and
-#: lazy initialization must happen outside the graph.
+#: Calls before capture: cuDNN's autotuning and lazy init stay outside it.
 WARMUP_CALLS = 2
 
 
 class GraphedCall:
-    """``fn`` (a pure function of one CUDA tensor) replayed as a CUDA graph.
-
-    Args:
-        fn (callable): The forward to record; it must not synchronize with
-            the host (no ``.item()``, no data-dependent shapes).
-        notes (list[str], optional): Receives one line per capture.
-        warmup (int): Calls before each capture.
-    """
+    """``fn`` (pure, of one CUDA tensor, no host sync) as a CUDA graph."""
 
     def __init__(self,
                  fn: Callable[[Tensor], Tensor],
@@ -41,9 +21,7 @@ class GraphedCall:
         self.warmup = warmup
         self.captures = 0
         self._key: Optional[Tuple] = None
-        self._graph: Optional[torch.cuda.CUDAGraph] = None
-        self._input: Optional[Tensor] = None
-        self._output: Optional[Tensor] = None
+        self._graph = self._input = self._output = None
 
     def _capture(self, x: Tensor) -> None:
         # Drop the old graph first: its memory pool is freed for the new.
@@ -61,16 +39,15 @@ class GraphedCall:
         self._graph, self._input, self._output = graph, static, output
         self._key = (tuple(x.shape), x.dtype, x.device)
         self.captures += 1
-        again = ' (the input shape changed: captured again)' if (self.captures
-                                                                 > 1) else ''
-        self.notes.append(f'CUDA graph captured for input '
-                          f'{tuple(x.shape)}{again}')
+        again = (' (the input shape changed: captured again)'
+                 if self.captures > 1 else '')
+        self.notes.append(
+            f'CUDA graph captured for input {tuple(x.shape)}{again}')
 
     def __call__(self, x: Tensor) -> Tensor:
         if not x.is_cuda:
             raise ValueError('a CUDA graph form takes CUDA tensors')
-        # Inference mode throughout: the captured input is updated in
-        # place, which an inference tensor allows only in inference mode.
+        # The captured input, an inference tensor, is updated in place.
         with torch.inference_mode():
             if (tuple(x.shape), x.dtype, x.device) != self._key:
                 self._capture(x)

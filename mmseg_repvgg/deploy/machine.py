@@ -1,10 +1,5 @@
-"""The one place that knows what this machine's CPU and GPU run natively.
-
-What counts is what the kernels use: the CPU's flags intersected with
-``ONEDNN_MAX_CPU_ISA``. int8 without VNNI saturates int16 pair sums (so 7
-bits); bf16 without AVX512-BF16/AMX and fp16 without AVX512-FP16 are
-emulated, many times slower; fp16 is native on CUDA.
-"""
+"""The one place that knows what this machine runs natively: the CPU flags
+the kernels may use as ``ONEDNN_MAX_CPU_ISA`` caps them, and the GPUs."""
 import functools
 import os
 import platform
@@ -16,45 +11,33 @@ import torch
 #: Features this module reasons about, named as ``/proc/cpuinfo`` names them.
 CPU_FEATURES = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
                 'avx512_fp16', 'amx_bf16', 'amx_int8', 'amx_fp16')
-
-_FEATURE_NAMES = dict(
-    avx2='AVX2',
-    avx512f='AVX-512',
-    avx512_vnni='AVX512-VNNI',
-    avx_vnni='AVX-VNNI',
-    avx512_bf16='AVX512-BF16',
-    avx512_fp16='AVX512-FP16',
-    amx_bf16='AMX-BF16',
-    amx_int8='AMX-INT8',
-    amx_fp16='AMX-FP16')
 _AVX2 = {'avx2'}
 _AVX512 = _AVX2 | {'avx512f'}
 _AVX512_VNNI = _AVX512 | {'avx512_vnni'}
 _AVX512_BF16 = _AVX512_VNNI | {'avx512_bf16'}
 _AVX512_FP16 = _AVX512_BF16 | {'avx512_fp16'}
 _AMX = _AVX512_FP16 | {'amx_bf16', 'amx_int8'}
-#: What each ``ONEDNN_MAX_CPU_ISA`` value lets oneDNN use (oneDNN's
-#: ``cpu_isa_t`` hierarchy: an ISA allows its subsets). AVX2_VNNI is not
-#: a subset of AVX512_CORE, and the reverse.
+#: What each ``ONEDNN_MAX_CPU_ISA`` lets oneDNN use (names on a line are
+#: aliases; AVX2_VNNI is no subset of AVX512_CORE).
 ONEDNN_ISA_FEATURES: Dict[str, FrozenSet[str]] = {
     name: frozenset(features)
-    for name, features in (
-        ('SSE41', ()),
-        ('AVX', ()),
+    for names, features in (
+        ('SSE41 AVX', ()),
         ('AVX2', _AVX2),
-        ('AVX2_VNNI', _AVX2 | {'avx_vnni'}),
-        ('AVX2_VNNI_2', _AVX2 | {'avx_vnni'}),
+        ('AVX2_VNNI AVX2_VNNI_2', _AVX2 | {'avx_vnni'}),
         ('AVX512_CORE', _AVX512),
         ('AVX512_CORE_VNNI', _AVX512_VNNI),
         ('AVX512_CORE_BF16', _AVX512_BF16),
-        ('AVX512_CORE_FP16', _AVX512_FP16),
-        ('AVX10_1_512', _AVX512_FP16),
-        ('AVX512_CORE_AMX', _AMX),
-        ('AVX10_1_512_AMX', _AMX),
-        ('AVX512_CORE_AMX_FP16', _AMX | {'amx_fp16'}),
-        ('AVX10_1_512_AMX_FP16', _AMX | {'amx_fp16'}),
+        ('AVX512_CORE_FP16 AVX10_1_512', _AVX512_FP16),
+        ('AVX512_CORE_AMX AVX10_1_512_AMX', _AMX),
+        ('AVX512_CORE_AMX_FP16 AVX10_1_512_AMX_FP16', _AMX | {'amx_fp16'}),
     )
+    for name in names.split()
 }
+#: :attr:`Machine.isa_level` names, best first, by the feature that decides.
+_ISA_LEVELS = (('AMX', 'amx_bf16'), ('AVX512-BF16', 'avx512_bf16'),
+               ('AVX512-VNNI', 'avx512_vnni'), ('AVX512', 'avx512f'),
+               ('AVX2-VNNI', 'avx_vnni'), ('AVX2', 'avx2'))
 #: Precisions the deploy forms use, and what runs each natively.
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'int8')
 
@@ -76,8 +59,8 @@ def _read_cpuinfo() -> Tuple[str, FrozenSet[str]]:
 
 
 def onednn_isa_cap() -> Optional[str]:
-    """The ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) in force, upper
-    case, or None (no cap; ``ALL`` and ``DEFAULT`` mean none too)."""
+    """``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_...``) upper case, or None (none,
+    ``ALL`` or ``DEFAULT``)."""
     value = (os.environ.get('ONEDNN_MAX_CPU_ISA')
              or os.environ.get('DNNL_MAX_CPU_ISA') or '').strip().upper()
     return None if value in ('', 'ALL', 'DEFAULT') else value
@@ -85,18 +68,8 @@ def onednn_isa_cap() -> Optional[str]:
 
 @dataclass(frozen=True)
 class Machine:
-    """What this process can run, and why not.
-
-    Args:
-        cpu (str): The CPU model.
-        arch (str): ``platform.machine()``, e.g. ``x86_64``.
-        cpu_flags (frozenset): The CPU's own flags (``/proc/cpuinfo``).
-        onednn_cap (str, optional): ``ONEDNN_MAX_CPU_ISA`` in force.
-        aten_capability (str): ``torch.backends.cpu.get_cpu_capability()``.
-        onednn_int8 (bool): PyTorch has oneDNN's int8 convolution ops.
-        cuda (tuple): Names of the CUDA devices torch sees.
-        cuda_capability (tuple): (major, minor) of the first one.
-    """
+    """What this process can run, and why not: the fields as :func:`detect`
+    reads them, and ``features``, the CPU flags oneDNN may use."""
 
     cpu: str
     arch: str
@@ -131,18 +104,14 @@ class Machine:
     @property
     def isa_level(self) -> str:
         """A short name of what oneDNN uses, for reports."""
-        for name, features in (('AMX', {'amx_bf16'}), ('AVX512-BF16', {
-                'avx512_bf16'
-        }), ('AVX512-VNNI', {'avx512_vnni'}), ('AVX512', {'avx512f'}),
-                               ('AVX2-VNNI', {'avx_vnni'}), ('AVX2', {'avx2'
-                                                                      })):
-            if features <= self.features:
+        for name, feature in _ISA_LEVELS:
+            if feature in self.features:
                 return name
         return 'baseline' if self.x86 else self.arch
 
     def why_not(self, precision: str, device: str = 'cpu') -> Optional[str]:
-        """None if ``precision`` runs natively on ``device``; else one
-        sentence saying why not and what hardware it needs."""
+        """None if ``precision`` runs natively on ``device``, else why not
+        and what hardware it needs."""
         if precision not in PRECISIONS:
             raise ValueError(f'unknown precision {precision!r}; one of '
                              f'{", ".join(PRECISIONS)}')
@@ -183,21 +152,12 @@ class Machine:
         return self.why_not(precision, device) is None
 
     def reduced_dtype(self, device: str = 'cpu') -> torch.dtype:
-        """The reduced float type of ``device``: fp16 on CUDA, bf16 on the
-        CPU (whether native or not: see :meth:`why_not`)."""
+        """fp16 on CUDA, bf16 on the CPU (native or not)."""
         return (torch.float16
                 if str(device).startswith('cuda') else torch.bfloat16)
 
     def fingerprint(self) -> str:
-        """What decides which kernel is fastest here, as one string: the
-        key under which measurements are cached on disk
-        (:mod:`mmseg_repvgg.deploy.cache`).
-
-        The CPU model and architecture, the features the kernels use
-        (after ``ONEDNN_MAX_CPU_ISA``), ATen's capability, torch's version
-        and the thread count now (read at each call: it may change after
-        :func:`machine` was detected).
-        """
+        """What decides the fastest kernel here: :mod:`.cache`'s key."""
         return '|'.join(
             (self.cpu, self.arch, ','.join(sorted(self.features)) or '-',
              f'aten={self.aten_capability}', f'torch={torch.__version__}',
@@ -208,7 +168,10 @@ class Machine:
         features its kernels use (after ``ONEDNN_MAX_CPU_ISA``)."""
         if str(device).startswith('cuda') and self.cuda:
             return f'{self.cuda[0]}, torch {torch.__version__}'
-        names = [_FEATURE_NAMES[f] for f in CPU_FEATURES if f in self.features]
+        names = [
+            'AVX-512' if f == 'avx512f' else f.upper().replace('_', '-')
+            for f in CPU_FEATURES if f in self.features
+        ]
         cap = f', ONEDNN_MAX_CPU_ISA={self.onednn_cap}' if self.onednn_cap \
             else ''
         return (
@@ -233,12 +196,6 @@ class Machine:
             cuda=list(self.cuda))
 
 
-def _has_onednn_int8() -> bool:
-    return (torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.onednn, 'qconv_pointwise')
-            and hasattr(torch.ops.onednn, 'qconv_prepack'))
-
-
 def detect() -> Machine:
     """Read this machine's features now (see :func:`machine`)."""
     cpu, flags = _read_cpuinfo()
@@ -254,16 +211,14 @@ def detect() -> Machine:
         cpu_flags=flags,
         onednn_cap=onednn_isa_cap(),
         aten_capability=torch.backends.cpu.get_cpu_capability(),
-        onednn_int8=_has_onednn_int8(),
+        onednn_int8=(torch.backends.mkldnn.is_available()
+                     and hasattr(torch.ops.onednn, 'qconv_pointwise')
+                     and hasattr(torch.ops.onednn, 'qconv_prepack')),
         cuda=cuda,
         cuda_capability=capability)
 
 
 @functools.lru_cache(maxsize=None)
 def machine() -> Machine:
-    """This process's :class:`Machine`, detected once.
-
-    oneDNN reads ``ONEDNN_MAX_CPU_ISA`` once, when it first runs, so a
-    change of the variable later in the process changes nothing either.
-    """
+    """This process's :class:`Machine`, detected once (as oneDNN does)."""
     return detect()

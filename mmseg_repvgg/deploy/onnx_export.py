@@ -1,9 +1,5 @@
-"""Export a fused segmentor to ONNX and check it in onnxruntime.
-
-torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``) is used:
-the legacy exporter fails on PSPNet's adaptive pooling when the feature size
-is not a multiple of the pool sizes.
-"""
+"""Export a fused segmentor to ONNX (by dynamo: the legacy exporter fails on
+PSPNet's adaptive pooling at most sizes) and check it in onnxruntime."""
 import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -55,18 +51,9 @@ def _pool_matrix(length, out: int, like: Tensor) -> Tensor:
 
 
 class ShapeGenericAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` as two matmuls with size-derived bins.
-
-    torch's dynamo ONNX exporter freezes the bins of
-    ``nn.AdaptiveAvgPool2d`` at the example input's size: with dynamic
-    shapes the graph then crashes or, worse, returns wrong values at other
-    sizes. Computing the bins from the (symbolic) input size keeps it exact
-    at every size. Written by hand: neither torch nor onnxscript has a
-    size-generic adaptive pool.
-
-    Args:
-        output_size (int | tuple): As for ``nn.AdaptiveAvgPool2d``.
-    """
+    """``nn.AdaptiveAvgPool2d(output_size)`` as two matmuls with bins from
+    the input size: the dynamo exporter freezes its bins at the example's
+    size (wrong values or a crash at other sizes)."""
 
     def __init__(self, output_size):
         super().__init__()
@@ -81,17 +68,8 @@ class ShapeGenericAdaptiveAvgPool2d(nn.Module):
         return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
 
 
-def _make_pools_shape_generic(model: nn.Module) -> None:
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.AdaptiveAvgPool2d):
-                setattr(module, name,
-                        ShapeGenericAdaptiveAvgPool2d(child.output_size))
-
-
 class _SegmentorExport(nn.Module):
-    """Input image (normalized NCHW) -> logits or label map, at input size.
-    """
+    """Normalized NCHW image -> logits or label map, at input size."""
 
     def __init__(self, segmentor: nn.Module, argmax: bool):
         super().__init__()
@@ -109,19 +87,16 @@ def export_onnx(model: nn.Module,
                 argmax: bool = False,
                 dynamic: bool = False,
                 in_channels: int = 3) -> FusionReport:
-    """Fuse a copy of ``model`` and export it to ONNX with torch's dynamo.
-
-    The graph takes the image as the segmentor does after its data
-    preprocessor (normalized, RGB, NCHW float) and returns logits
-    ``(N, classes, H, W)`` or, with ``argmax``, labels ``(N, H, W)``.
+    """Fuse a copy of ``model`` and export it to ONNX: normalized RGB NCHW
+    image in, logits ``(N, classes, H, W)`` or labels ``(N, H, W)`` out.
 
     Args:
         model (nn.Module): A segmentor, fused or not (left unchanged).
         out (str): The ``.onnx`` file, written atomically.
         shape (tuple[int, int]): H, W of the example input.
-        argmax (bool): Export the label map. Defaults to False.
-        dynamic (bool): Dynamic batch, height and width. Defaults to False.
-        in_channels (int): Image channels. Defaults to 3.
+        argmax (bool): Export the label map.
+        dynamic (bool): Dynamic batch, height and width.
+        in_channels (int): Image channels.
 
     Returns:
         FusionReport: What was fused before export.
@@ -129,61 +104,36 @@ def export_onnx(model: nn.Module,
     height, width = shape
     check_export_shape(model, height, width)
     fused, report = fuse_segmentor(model)
-    if dynamic:
-        _make_pools_shape_generic(fused)
-    wrapper = _SegmentorExport(fused, argmax).eval()
-    # torch.export specializes a dimension that is 1 in the example input,
-    # so a dynamic batch needs an example batch of 2.
+    for module in list(fused.modules()) if dynamic else []:
+        for name, child in module.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d):
+                setattr(module, name,
+                        ShapeGenericAdaptiveAvgPool2d(child.output_size))
+    # torch.export specializes a dimension of size 1: a dynamic batch of 2.
     inputs = random_inputs((2 if dynamic else 1, in_channels, height, width))
-    dims = torch.export.Dim.DYNAMIC
-    dynamic_shapes = dict(inputs={
-        0: dims,
-        2: dims,
-        3: dims
-    }) if dynamic else None
-
-    def write(tmp):
-        with torch.no_grad():
-            torch.onnx.export(
-                wrapper, (inputs, ),
-                tmp,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes=dynamic_shapes,
-                input_names=['input'],
-                output_names=['labels' if argmax else 'logits'],
-                verbose=False)
-
-    with atomic_path(out) as tmp:
-        write(tmp)
+    dims = dict.fromkeys((0, 2, 3), torch.export.Dim.DYNAMIC)  # N, H, W
+    with atomic_path(out) as tmp, torch.no_grad():
+        torch.onnx.export(
+            _SegmentorExport(fused, argmax).eval(), (inputs, ),
+            tmp,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=dict(inputs=dims) if dynamic else None,
+            input_names=['input'],
+            output_names=['labels' if argmax else 'logits'],
+            verbose=False)
     return report
 
 
 @dataclass
 class OnnxCheck:
-    """One comparison of onnxruntime with PyTorch.
-
-    Args:
-        shape (tuple): Input shape.
-        max_abs (float): Max abs logit difference (NaN for label maps).
-        rel (float): ``max_abs`` over the largest logit (NaN for labels).
-        mismatched (int): Differing labels (label maps only).
-    """
+    """onnxruntime against PyTorch at ``shape``: the max abs logit difference
+    and its ``rel``ative size, or the ``mismatched`` labels."""
 
     shape: Tuple[int, ...]
     max_abs: float = float('nan')
     rel: float = float('nan')
     mismatched: int = 0
-
-
-def _label_mismatches(logits: Tensor, labels: Tensor, tol: float) -> int:
-    """Label mismatches; any at a clear margin (not a near-tie) fails."""
-    mismatched, clear = clear_label_mismatches(logits, labels, tol)
-    if clear:
-        raise FusionMismatchError(
-            f'onnxruntime labels differ from PyTorch at {clear} pixels with '
-            'a clear margin')
-    return mismatched
 
 
 @torch.no_grad()
@@ -192,20 +142,18 @@ def check_onnx(path: str,
                shapes: Sequence[Sequence[int]],
                argmax: bool = False,
                tol: float = 1e-4) -> List[OnnxCheck]:
-    """Run the ONNX file in onnxruntime and compare with PyTorch.
+    """Run the ONNX file in onnxruntime; FusionMismatchError where it
+    differs from PyTorch beyond ``tol`` (labels: but for near-ties).
 
     Args:
         path (str): The ``.onnx`` file.
         model (nn.Module): The PyTorch segmentor (eval mode is set).
         shapes (Sequence): Input shapes (N, C, H, W) to try.
-        argmax (bool): The graph returns labels. Defaults to False.
+        argmax (bool): The graph returns labels.
         tol (float): Relative tolerance (see :func:`check_fused_equal`).
 
     Returns:
         list[OnnxCheck]: One per shape.
-
-    Raises:
-        FusionMismatchError: The outputs differ beyond ``tol``.
     """
     # Imported here: the backends export through this module.
     from .backends.onnxruntime import onnxruntime_session
@@ -218,10 +166,12 @@ def check_onnx(path: str,
         actual = torch.from_numpy(
             session.run(None, {'input': inputs.numpy()})[0])
         if argmax:
-            results.append(
-                OnnxCheck(
-                    tuple(shape),
-                    mismatched=_label_mismatches(expected, actual, tol)))
+            mismatched, clear = clear_label_mismatches(expected, actual, tol)
+            if clear:
+                raise FusionMismatchError(
+                    f'onnxruntime labels differ from PyTorch at {clear} '
+                    'pixels with a clear margin')
+            results.append(OnnxCheck(tuple(shape), mismatched=mismatched))
             continue
         diff, rel = relative_error(expected, actual)
         if not rel <= tol:

@@ -22,12 +22,8 @@ def time_calls(fn: Callable[[], object],
                sync: Optional[Callable[[], None]] = None,
                warmup: int = 0,
                budget_s: Optional[float] = None) -> List[float]:
-    """Wall seconds of ``runs`` calls of ``fn``, each one synchronized,
-    after ``warmup`` untimed calls.
-
-    With ``budget_s``, timing stops early once that much time has passed
-    (at least one call is timed): a slow candidate costs one call.
-    """
+    """Wall seconds of ``runs`` synchronized calls of ``fn`` after ``warmup``
+    ones, fewer (at least one) once ``budget_s`` has passed."""
     sync = sync or (lambda: None)
     for _ in range(warmup):
         fn()

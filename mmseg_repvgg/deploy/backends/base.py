@@ -1,15 +1,5 @@
-"""What the runtime sessions share: export per input shape, then run.
-
-A session exports the segmentor (already in its form's structure) to ONNX
-at the input shape it is first asked for (a static graph, which both
-runtimes optimize best), optionally quantizes it with the runtime's own
-post-training tool, and runs it. Sessions are kept per input shape, so
-mmseg's slide inference (one crop size) and whole-image inference both
-work.
-
-Calibration batches are resized to the exported shape when they differ:
-the activation ranges a quantizer needs do not depend on the image size.
-"""
+"""What the runtime sessions share: export to ONNX per input shape (static
+graphs, which both runtimes optimize best), quantize if asked, run."""
 import os.path as osp
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,24 +17,13 @@ Shape = Tuple[int, ...]
 
 def batches_at(calibration: Sequence[Tensor],
                shape: Shape) -> List[np.ndarray]:
-    """Calibration batches as contiguous fp32 arrays of exactly ``shape``.
-
-    Args:
-        calibration (Sequence[Tensor]): Normalized NCHW batches.
-        shape (tuple): The exported input shape (N, C, H, W).
-
-    Returns:
-        list[np.ndarray]: Resized to H, W and split into batches of N;
-        a remainder smaller than N is dropped (a static graph takes N).
-    """
+    """Calibration batches resized (ranges do not depend on the size) and
+    split (a remainder dropped) to fp32 arrays of exactly ``shape``."""
     out = []
     for batch in calibration:
         if tuple(batch.shape[2:]) != tuple(shape[2:]):
             batch = F.interpolate(
-                batch,
-                size=tuple(shape[2:]),
-                mode='bilinear',
-                align_corners=False)
+                batch, tuple(shape[2:]), mode='bilinear', align_corners=False)
         for image in batch.split(shape[0]):
             if image.shape[0] == shape[0]:
                 out.append(np.ascontiguousarray(image.float().numpy()))
@@ -52,27 +31,10 @@ def batches_at(calibration: Sequence[Tensor],
 
 
 class RuntimeSession(nn.Module):
-    """Base: export per shape, quantize if asked, run.
-
-    Subclasses set :attr:`name` (the form's ``runtime``) and implement
-    :meth:`_build` (a runtime session for one shape) and :meth:`_run`.
-
-    Args:
-        structure (nn.Module): The segmentor in the form's structure
-            (fused or not: the export fuses a copy).
-        export (callable): ``export(structure, path, (H, W))`` writes the
-            ONNX file (the pipeline passes
-            :func:`~mmseg_repvgg.deploy.onnx_export.export_onnx`; a leaf
-            takes it rather than importing it back).
-        int8 (bool): Quantize with the runtime's own tool.
-        calibration (Sequence[Tensor], optional): Normalized fp32 batches
-            for int8.
-        device (str): ``'cpu'`` (or ``'cuda'`` for onnxruntime's CUDA
-            provider).
-        workdir (str, optional): Where the model files go; a temporary
-            folder (removed with the session) by default.
-        threads (int, optional): Intra-op threads; torch's by default.
-    """
+    """A runtime's sessions of ``structure``, exported by ``export(structure,
+    path, (H, W))`` into ``workdir`` (a temporary folder by default), int8
+    by the runtime's tool if asked. Subclasses set :attr:`name` (the form's
+    ``runtime``), :meth:`_build` and :meth:`_run`."""
 
     name = 'runtime'
 
@@ -129,10 +91,9 @@ class RuntimeSession(nn.Module):
         return max((osp.getsize(p) for p in self.files.values()), default=0)
 
     def _build(self, shape: Shape):
-        """The runtime's session for inputs of ``shape`` (records the
-        model file it runs in :attr:`files`)."""
+        """A session for inputs of ``shape`` (its file in :attr:`files`)."""
         raise NotImplementedError
 
     def _run(self, session, array: np.ndarray) -> np.ndarray:
-        """``session`` on one input array; the logits as an array."""
+        """The logits of ``session`` on one input array."""
         raise NotImplementedError

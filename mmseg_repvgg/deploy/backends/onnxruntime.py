@@ -1,10 +1,5 @@
-"""onnxruntime: the session every ONNX file of the project runs in.
-
-:func:`onnxruntime_session` is the one place that opens an onnxruntime
-session: :class:`OnnxRuntimeSession` (the ``onnxruntime*`` forms) and
-:func:`~mmseg_repvgg.deploy.onnx_export.check_onnx` (the export's check)
-both call it. ``onnxruntime`` is imported inside the functions (and,
-imports being absolute, is the runtime, not this module).
+"""onnxruntime: :func:`onnxruntime_session` opens every session (forms and
+the export's check). ``import onnxruntime`` is the runtime, not this file.
 """
 from typing import Optional
 
@@ -18,21 +13,8 @@ from .base import RuntimeSession, Shape, batches_at
 def onnxruntime_session(path: str,
                         device: str = 'cpu',
                         threads: Optional[int] = None):
-    """An onnxruntime session of ``path``: CPU provider (CUDA's on a CUDA
-    device), all graph optimizations, ``threads`` intra-op threads.
-
-    Args:
-        path (str): The ``.onnx`` file.
-        device (str): ``'cpu'`` or a CUDA device. Defaults to ``'cpu'``.
-        threads (int, optional): Intra-op threads; onnxruntime's default
-            when None.
-
-    Returns:
-        onnxruntime.InferenceSession: The session.
-
-    Raises:
-        ConfigError: onnxruntime or the device's provider is missing.
-    """
+    """An onnxruntime session of ``path``: all graph optimizations, the
+    ``device``'s provider, ``threads`` intra-op threads."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -52,14 +34,9 @@ def onnxruntime_session(path: str,
 
 
 class OnnxRuntimeSession(RuntimeSession):
-    """onnxruntime (CPU or CUDA provider); int8 by ``quantize_static``:
-    QDQ, weights int8 per channel, activations uint8 per tensor, min/max
-    calibration. On CPUs without VNNI ``reduce_range`` keeps the weights
-    to 7 bits, onnxruntime's own remedy for the int16 saturation of the
-    u8 x s8 kernels there.
-
-    Args: as :class:`~.base.RuntimeSession`.
-    """
+    """onnxruntime; int8 by ``quantize_static`` (QDQ, weights per channel,
+    activations per tensor; 7-bit weights without VNNI, against int16
+    saturation). Args as :class:`~.base.RuntimeSession`'s."""
 
     name = 'onnxruntime'
 

@@ -1,8 +1,5 @@
-"""OpenVINO's CPU plugin, int8 through NNCF.
-
-``openvino`` and ``nncf`` are imported inside the methods (and, imports
-being absolute, ``import openvino`` is the runtime, not this module).
-"""
+"""OpenVINO's CPU plugin, int8 through NNCF (both imported inside the
+methods; ``import openvino`` is the runtime, not this module)."""
 import contextlib
 import os.path as osp
 import sys
@@ -14,25 +11,9 @@ from ..machine import machine
 from .base import RuntimeSession, Shape, batches_at
 
 
-@contextlib.contextmanager
-def _recursion_limit(limit: int):
-    """NNCF walks the graph recursively; a full-size PSPNet export goes
-    deeper than Python's default limit. Raised only for that call."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
 class OpenVINOSession(RuntimeSession):
-    """OpenVINO's CPU plugin on the exported ONNX (latency hint); int8 by
-    NNCF's post-training ``quantize`` calibrated on the given batches. On
-    CPUs without VNNI NNCF's overflow fix is applied to every layer (its
-    remedy for the same int16 saturation).
-
-    Args: as :class:`~.base.RuntimeSession`; ``device`` must be ``'cpu'``.
+    """OpenVINO's CPU plugin; int8 by NNCF's ``quantize`` (its overflow fix
+    on every layer without VNNI). Args as :class:`~.base.RuntimeSession`'s.
     """
 
     name = 'openvino'
@@ -52,14 +33,20 @@ class OpenVINOSession(RuntimeSession):
         batches = batches_at(self.calibration, shape)
         overflow = (
             OverflowFix.FIRST_LAYER if machine().vnni else OverflowFix.ENABLE)
-        # NNCF draws progress bars on stdout, which is the tools' report.
-        with _recursion_limit(100000), contextlib.redirect_stdout(sys.stderr):
-            return nncf.quantize(
-                model,
-                nncf.Dataset(batches),
-                subset_size=len(batches),
-                advanced_parameters=AdvancedQuantizationParameters(
-                    overflow_fix=overflow))
+        # NNCF's recursive graph walk goes deeper than the default limit.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 100000))
+        try:
+            # NNCF draws progress bars on stdout, which is the tools' report.
+            with contextlib.redirect_stdout(sys.stderr):
+                return nncf.quantize(
+                    model,
+                    nncf.Dataset(batches),
+                    subset_size=len(batches),
+                    advanced_parameters=AdvancedQuantizationParameters(
+                        overflow_fix=overflow))
+        finally:
+            sys.setrecursionlimit(limit)
 
     def _build(self, shape: Shape):
         import openvino as ov
@@ -70,16 +57,13 @@ class OpenVINOSession(RuntimeSession):
             path = osp.splitext(path)[0] + '.int8.xml'
             ov.save_model(model, path)
         self.files[shape] = path
-        return self.core.compile_model(
-            model,
-            'CPU',
-            {
-                'PERFORMANCE_HINT': 'LATENCY',
-                'INFERENCE_NUM_THREADS': self.threads,
-                # OpenVINO runs "fp32" models in bf16 on CPUs with native
-                # bf16 unless told otherwise; this form is the fp32 one.
-                'INFERENCE_PRECISION_HINT': 'f32',
-            })
+        config = {
+            'PERFORMANCE_HINT': 'LATENCY',
+            'INFERENCE_NUM_THREADS': self.threads,
+            # Else OpenVINO runs fp32 in bf16 where bf16 is native.
+            'INFERENCE_PRECISION_HINT': 'f32',
+        }
+        return self.core.compile_model(model, 'CPU', config)
 
     def _run(self, compiled, array: np.ndarray) -> np.ndarray:
         return compiled(array)[0]

@@ -1,10 +1,5 @@
-"""Hand-written CPU kernels behind the ``winograd*``, ``int8*``, ``*_cl*`` and
-``*lowres`` forms, written only where torch, NNPACK and oneDNN lack a piece.
-A leaf of the deploy pipeline (:mod:`..steps` imports it, lazily). Private
-torch routes (NNPACK's C entry point, ``torch._nnpack_spatial_convolution``,
-``torch.ops.onednn.qconv_*``) are used only behind :mod:`.guard`'s checks;
-the names below are the layer's public API, each loaded on first use.
-"""
+"""Hand-written kernels of the ``winograd*``, ``int8*``, ``*_cl*`` and
+``*lowres`` forms where torch lacks a piece, loaded by name on first use."""
 from .. import lazy_exports
 
 #: Public name -> the submodule that defines it (loaded on first access).

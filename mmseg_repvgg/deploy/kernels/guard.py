@@ -1,14 +1,7 @@
-"""The guard in front of every private torch route the kernels call.
-
-A route is used only after its check (small convs against ``F.conv2d``)
-passed once in a child process (a crash or hang there cannot take the
-caller down) and then in this one; otherwise its caller falls back, with
-one log line. Routes are probed on every torch version, and one line says
-so when the version is not in :data:`CHECKED_TORCH`.
-"""
+"""Private torch routes are used only once their check passed in a child
+process (where a crash harms nobody) and here; else callers fall back."""
 import functools
 import importlib
-import logging
 import os.path as osp
 import signal
 import subprocess
@@ -16,7 +9,7 @@ import sys
 from typing import List, Optional, Set
 
 import torch
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 
 #: torch versions (major.minor) the private routes were checked on.
 CHECKED_TORCH = ('2.13', )
@@ -26,10 +19,7 @@ PROBE_TIMEOUT_S = 120
 #: The keys that have logged their one line (routes, 'torch_version').
 _logged: Set[str] = set()
 
-# Loads the kernels folder and its parents as bare packages ('_p.deploy.
-# kernels': no __init__ runs, so neither mmseg_repvgg nor mmseg is imported,
-# and the package's torch-only modules such as compare stay importable),
-# then runs one check.
+# The kernels' folder and parents as bare packages: no __init__ (mmseg).
 _CHILD_CODE = '''
 import importlib, os, sys, types
 folder, module, function = sys.argv[1:4]
@@ -53,14 +43,11 @@ def _child_command(module: str, function: str) -> List[str]:
 
 @functools.lru_cache(maxsize=None)
 def child_problem(module: str, function: str) -> Optional[str]:
-    """``module.function()`` (a check: None or a problem) run in a child
-    process; what went wrong there, or None. Cached per process."""
+    """What the check ``module.function()`` found in a child, or None."""
+    command = _child_command(module, function)
     try:
         result = subprocess.run(
-            _child_command(module, function),
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S)
+            command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return (f'its check did not finish within {PROBE_TIMEOUT_S} s in a '
                 'child process')
@@ -90,16 +77,13 @@ def torch_checked() -> bool:
 
 def route_problem(module: str, function: str) -> Optional[str]:
     """Why a private route is unusable here, or None: its check
-    ``module.function`` (a module of this folder), in a child process and
-    then in this one (see the module's docstring)."""
+    ``module.function`` in a child process, then here."""
     if not torch_checked() and 'torch_version' not in _logged:
         _logged.add('torch_version')
-        print_log(
+        MMLogger.get_current_instance().warning(
             f'torch {torch.__version__}: the private kernel routes were '
             f'checked on torch {", ".join(CHECKED_TORCH)}; each is probed '
-            'here and used only if its check passes',
-            logger='current',
-            level=logging.WARNING)
+            'here and used only if its check passes')
     problem = child_problem(module, function)
     if problem is not None:
         return problem
@@ -109,42 +93,30 @@ def route_problem(module: str, function: str) -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def nnpack_problem() -> Optional[str]:
-    """Why torch's NNPACK op is unusable here, or None (once per process;
-    ``nnpack_problem.cache_clear()`` forgets)."""
+    """Why torch's NNPACK op is unusable here, or None (cached)."""
     return route_problem('nnpack_op', 'check_torch_op')
 
 
 @functools.lru_cache(maxsize=None)
 def c_api_problem() -> Optional[str]:
-    """Why NNPACK's C entry point is unusable here, or None (once per
-    process; ``c_api_problem.cache_clear()`` forgets)."""
+    """Why NNPACK's C entry point is unusable here, or None (cached)."""
     return route_problem('nnpack', 'check_c_api')
 
 
 @functools.lru_cache(maxsize=None)
 def int8_problem() -> Optional[str]:
-    """Why oneDNN's int8 conv ops are unusable here, or None (once per
-    process; ``int8_problem.cache_clear()`` forgets)."""
+    """Why oneDNN's int8 conv ops are unusable here, or None (cached)."""
     return route_problem('onednn_int8', 'check_qconv')
 
 
 def usable(key: str, what: str, problem: Optional[str],
            consequence: str) -> bool:
-    """``problem`` is None; otherwise logs that ``what`` is not usable, why
-    and the consequence: one line per ``key`` and process.
-
-    Args:
-        key (str): Names the fallback (e.g. ``'nnpack'``).
-        what (str): The route, as the log line names it.
-        problem (str, optional): From one of the ``*_problem`` functions.
-        consequence (str): What runs instead.
-    """
+    """``problem`` is None; otherwise logs, once per ``key`` and process,
+    that ``what`` is not usable, why, and the ``consequence``."""
     if problem is None:
         return True
     if key not in _logged:
         _logged.add(key)
-        print_log(
-            f'{what} is not usable ({problem}): {consequence}',
-            logger='current',
-            level=logging.WARNING)
+        MMLogger.get_current_instance().warning(
+            f'{what} is not usable ({problem}): {consequence}')
     return False

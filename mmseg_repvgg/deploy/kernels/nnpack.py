@@ -1,13 +1,8 @@
-"""NNPACK's own Winograd entry point, each kernel transformed once.
-
-torch's op recomputes the kernel transform on every call and has no fused
-ReLU; NNPACK (shipped inside ``libtorch_cpu``) can precompute it, so this
-module binds ``nnp_convolution_inference`` with ``ctypes``. Private: a
-changed struct would crash, so :func:`check_c_api` runs in a child process
-first (:mod:`.guard`). Imports only torch, so the child can load it alone.
-"""
+"""NNPACK's own Winograd entry point in ``libtorch_cpu``, by ``ctypes``: each
+kernel transformed once (torch's op does it per call), ReLU fused."""
 import ctypes
 import functools
+import itertools
 import os
 import threading
 from typing import List, Optional, Sequence, Tuple
@@ -45,23 +40,25 @@ _STATUS = {
     53: 'insufficient buffer',
     54: 'misaligned buffer'
 }
+#: torch's CPU library, which holds NNPACK.
+_LIBRARY = os.path.join(
+    os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so')
 #: NNPACK requires its buffers (transform, workspace) 64-byte aligned.
 _ALIGN = 64
 #: NNPACK's input padding must be smaller than the kernel.
 MAX_PADDING = 2
-#: Relative error (Frobenius norm) a Winograd result may have against
-#: ``F.conv2d``. Winograd's transforms round differently from a direct sum,
-#: so results are not bit-equal, but they are far inside this bound.
+#: Winograd's bound of relative (Frobenius) error against ``F.conv2d``.
 TOLERANCE = 1e-4
+#: The profiler's name for these convs (the benchmark counts it as conv).
+WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
+_workspaces = threading.local()
 
 
 def pad_beyond_limit(x: Tensor,
                      padding: Sequence[int]) -> Tuple[Tensor, List[int]]:
-    """Pad ``x`` explicitly by whatever of ``padding`` exceeds
-    :data:`MAX_PADDING`; returns it and the padding left for NNPACK."""
+    """``x`` padded beyond :data:`MAX_PADDING`, and the rest of ``padding``."""
     pad_h, pad_w = padding
-    extra_h = max(pad_h - MAX_PADDING, 0)
-    extra_w = max(pad_w - MAX_PADDING, 0)
+    extra_h, extra_w = (max(p - MAX_PADDING, 0) for p in padding)
     if extra_h or extra_w:
         x = F.pad(x, (extra_w, extra_w, extra_h, extra_h))
     return x, [pad_h - extra_h, pad_w - extra_w]
@@ -80,16 +77,10 @@ class NNPackError(RuntimeError):
     """NNPACK returned a status other than success."""
 
 
-def _library_path() -> str:
-    return os.path.join(
-        os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so')
-
-
 @functools.lru_cache(maxsize=None)
 def _api():
-    """``(nnp_convolution_inference, pthreadpool_create)`` from torch's
-    library, NNPACK initialized; raises OSError/AttributeError if absent."""
-    lib = ctypes.CDLL(_library_path())
+    """NNPACK's conv and pthreadpool_create, initialized (raises if absent)."""
+    lib = ctypes.CDLL(_LIBRARY)
     conv = lib.nnp_convolution_inference
     conv.restype = ctypes.c_int
     conv.argtypes = [
@@ -110,14 +101,8 @@ def _api():
 
 @functools.lru_cache(maxsize=None)
 def _threadpool(threads: int) -> int:
-    """A pthreadpool of ``threads`` threads, kept for the process (torch's
-    own pool is not exported; this one follows ``torch.get_num_threads``)."""
+    """A pthreadpool kept for the process (torch's is not exported)."""
     return _api()[1](threads)
-
-
-#: The profiler's name for these convs (the benchmark counts it as conv
-#: time, like ``aten::convolution``).
-WINOGRAD_PROFILER_NAME = 'nnpack::winograd_conv'
 
 
 def _call(strategy: int, cin: int, cout: int, hw: Sequence[int],
@@ -144,12 +129,8 @@ class _Aligned:
         self.ptr = base + (-base) % _ALIGN
 
 
-_workspaces = threading.local()
-
-
 def _workspace(nbytes: int) -> _Aligned:
-    """One scratch buffer per thread, grown as needed: consecutive convs
-    reuse it instead of NNPACK allocating (and faulting in) its own."""
+    """A scratch buffer per thread (else NNPACK allocates one per conv)."""
     buf = getattr(_workspaces, 'buffer', None)
     if buf is None or buf.nbytes < nbytes:
         buf = _workspaces.buffer = _Aligned(nbytes)
@@ -157,16 +138,8 @@ def _workspace(nbytes: int) -> _Aligned:
 
 
 class KernelTransform:
-    """The Winograd transforms of a 3x3 kernel, one per group.
-
-    Made once from a weight and reused for any input size (NNPACK's layout
-    depends only on the channels and the CPU's caches). It costs
-    ``64 / 9`` times the weight's memory (8 x 8 transformed taps per 3 x 3).
-
-    Args:
-        weight (Tensor): ``(O, C / groups, 3, 3)`` float32 CPU.
-        groups (int): As ``F.conv2d``'s; each group its own transform.
-    """
+    """The Winograd transforms of a float32 CPU 3x3 ``weight`` per group,
+    for any input size: ``64 / 9`` of its memory (8 x 8 per 3 x 3)."""
 
     def __init__(self, weight: Tensor, groups: int = 1):
         self.groups = groups
@@ -175,18 +148,15 @@ class KernelTransform:
         self.key = _weight_key(weight)
         weight = weight.detach().contiguous()
         self.buffers = []
-        for g in range(groups):
-            kernel = weight[g * self.out_per_group:(g + 1) *
-                            self.out_per_group]
+        # Any input size gives the same transform; NNPACK wants one.
+        shape, pad = (8, 8), _Padding(1, 1, 1, 1)
+        for kernel in weight.split(self.out_per_group):
+            args = (self.in_per_group, self.out_per_group, shape, pad, None,
+                    kernel.data_ptr(), None, None)
             size = ctypes.c_size_t(0)
-            # Any input size gives the same transform; NNPACK wants one.
-            shape, pad = (8, 8), _Padding(1, 1, 1, 1)
-            _call(_PRECOMPUTE, self.in_per_group, self.out_per_group, shape,
-                  pad, None, kernel.data_ptr(), None, None, None, size, False)
+            _call(_PRECOMPUTE, *args, None, size, False)  # asks the size
             buf = _Aligned(size.value)
-            _call(_PRECOMPUTE,
-                  self.in_per_group, self.out_per_group, shape, pad, None,
-                  kernel.data_ptr(), None, None, buf.ptr, size, False)
+            _call(_PRECOMPUTE, *args, buf.ptr, size, False)
             self.buffers.append(buf)
 
     @property
@@ -194,9 +164,7 @@ class KernelTransform:
         return sum(buf.nbytes for buf in self.buffers)
 
     def matches(self, weight: Tensor, groups: int) -> bool:
-        """Whether this transform is still that of ``weight``: same
-        storage, not written to since (a loaded state dict bumps the
-        version, a deep copy has other storage)."""
+        """Whether ``weight`` is the same storage, not written to since."""
         return groups == self.groups and _weight_key(weight) == self.key
 
 
@@ -211,20 +179,8 @@ def winograd_conv(x: Tensor,
                   bias: Optional[Tensor],
                   padding: Sequence[int],
                   relu: bool = False) -> Tensor:
-    """A stride-1 undilated 3x3 conv on a precomputed kernel transform.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` float32 CPU input.
-        transform (KernelTransform): Of the conv's weight.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): ``(pH, pW)``; more than
-            :data:`MAX_PADDING` is padded explicitly first.
-        relu (bool): Apply ReLU in NNPACK's output transform.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding,
-        groups=transform.groups)``, then ReLU if asked, up to rounding.
-    """
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` (then
+    ReLU if asked) from the weight's ``transform``, up to rounding."""
     if x.dim() != 4 or x.shape[1] != transform.in_per_group * transform.groups:
         raise ValueError(
             f'input {tuple(x.shape)} does not fit a kernel transform of '
@@ -244,41 +200,23 @@ def winograd_conv(x: Tensor,
           None, None, size, relu)  # the workspace it needs
     workspace = _workspace(size.value)
     with torch.profiler.record_function(WINOGRAD_PROFILER_NAME):
-        _run_images(x, out, transform, bias, pad, workspace, relu)
-    return out
-
-
-def _run_images(x: Tensor, out: Tensor, transform: KernelTransform,
-                bias: Tensor, pad: _Padding, workspace: _Aligned,
-                relu: bool) -> None:
-    n, _, h, w = x.shape
-    cin, cout, groups = (transform.in_per_group, transform.out_per_group,
-                         transform.groups)
-    item = x.element_size()
-    for i in range(n):
-        for g in range(groups):
-            # Channel slices of one NCHW image are contiguous: NNPACK reads
-            # and writes them in place.
+        for i, g in itertools.product(range(n), range(groups)):
+            # One image's channel slices are contiguous: used in place.
             size = ctypes.c_size_t(workspace.nbytes)
             _call(_REUSE, cin, cout, (h, w), pad, x[i, g * cin].data_ptr(),
                   transform.buffers[g].ptr,
-                  bias.data_ptr() + g * cout * item,
+                  bias.data_ptr() + g * cout * x.element_size(),
                   out[i, g * cout].data_ptr(), workspace.ptr, size, relu)
+    return out
 
 
 def check_c_api() -> Optional[str]:
-    """Why NNPACK's C entry point cannot be used here, or None if it can.
-
-    The library and its symbols load, NNPACK initializes, and small convs
-    (odd sizes, two paddings, two groups, with and without ReLU, a missing
-    bias) match ``F.conv2d`` within :data:`TOLERANCE`. Call it through
-    :func:`.guard.c_api_problem` (child process first, cached per process):
-    a wrong binding may crash instead of returning.
-    """
+    """Why NNPACK's C entry point is unusable here (small convs against
+    ``F.conv2d``), or None; a wrong binding may crash: see :mod:`.guard`."""
     try:
         _api()
     except (OSError, AttributeError, NNPackError) as error:
-        return (f'NNPACK is not reachable in {_library_path()} '
+        return (f'NNPACK is not reachable in {_LIBRARY} '
                 f'({type(error).__name__}: {error})')
     gen = torch.Generator().manual_seed(0)
     cases = [(1, [1, 1], True, True), (2, [0, 2], False, False),

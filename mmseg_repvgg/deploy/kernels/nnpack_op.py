@@ -1,9 +1,5 @@
-"""NNPACK through torch's own op, ``torch._nnpack_spatial_convolution``: the
-fallback where NNPACK's C entry point is unusable (the kernel transformed on
-every call). Private and without groups, and slower on batches than per
-image, which :func:`torch_op_conv` works around; :func:`check_torch_op` is
-its guard check. Imports only torch, so a child process can load it alone.
-"""
+"""NNPACK by torch's private op ``torch._nnpack_spatial_convolution`` where
+the C entry point is unusable (imports only torch, for :mod:`.guard`)."""
 from typing import Optional, Sequence
 
 import torch
@@ -16,21 +12,8 @@ from .nnpack import TOLERANCE, pad_beyond_limit
 
 def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                   padding: Sequence[int], groups: int) -> Tensor:
-    """A stride-1 undilated conv by torch's op, one image and group a call.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)`` float32 CPU input; may be a strided
-            view (NNPACK copies it into the layout it needs).
-        weight (Tensor): ``(O, C / groups, kH, kW)``.
-        bias (Tensor, optional): ``(O, )``.
-        padding (Sequence[int]): Zero padding ``(pH, pW)``.
-        groups (int): As ``F.conv2d``'s; each group is its own call on a
-            channel slice.
-
-    Returns:
-        Tensor: ``F.conv2d(x, weight, bias, padding=padding, groups=groups)``
-        up to rounding.
-    """
+    """``F.conv2d(x, weight, bias, padding=padding, groups=groups)`` by
+    torch's op, one image and group a call (faster than a batch)."""
     x, pad = pad_beyond_limit(x, padding)
     # Looked up at call time: a missing or replaced op is then seen.
     op = torch._nnpack_spatial_convolution
@@ -53,17 +36,8 @@ def torch_op_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 def check_torch_op() -> Optional[str]:
-    """Why torch's NNPACK op cannot run convs here, or None if it can.
-
-    A torch build may lack the op, lack NNPACK, or (on a CPU its kernels
-    were not made for) give wrong results. Checked on two small random
-    convs against ``F.conv2d``, at batch 1 (the only entry point
-    :func:`torch_op_conv` uses) with bias, odd sizes and two paddings.
-
-    Returns:
-        Optional[str]: None when the op exists, NNPACK is available and its
-        results match; otherwise one sentence saying why not.
-    """
+    """Why torch's NNPACK op is unusable here (missing, or wrong on this
+    CPU against ``F.conv2d`` at batch 1), or None."""
     op = getattr(torch, '_nnpack_spatial_convolution', None)
     if op is None:
         return 'this torch build has no torch._nnpack_spatial_convolution'

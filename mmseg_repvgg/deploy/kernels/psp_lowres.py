@@ -1,22 +1,14 @@
-"""PSPNet's bottleneck conv with its pooled branches at pool resolution.
-
-PSPHead concatenates the backbone feature ``x`` with the four pyramid maps
-upsampled to ``x``'s size and runs a 3x3 conv on the result: at 512x1024
-that conv (4096 -> 512 channels on 64x128) is a third of PSPNet-RepVGG's
-FLOPs, and half of it works on the upsampled maps, which hold only
-1x1 .. 6x6 distinct values each. Conv and bilinear upsampling are both
-linear, and the conv's per-tap channel mixing commutes with the spatial
-upsampling and shifting, so::
+"""PSPNet's bottleneck conv with its pooled branches at pool resolution:
+PSPHead's 3x3 conv on ``x`` and the upsampled pyramid maps is a third of
+PSPNet-RepVGG's FLOPs, half of it on maps of 1x1 .. 6x6 distinct values.
+Conv and upsampling are linear and commute per tap, so::
 
     conv3x3(up(p)) = sum over taps t of shift_t(up(W_t p))
                    = L @ R,  L = [shift_t(A_h)] (H x 3S),
                              R = [W_t p] A_w^T  (3S x W per channel)
 
-where ``A_h``, ``A_w`` are the upsampling matrices (taken from
-``F.interpolate`` itself, so they are torch's weights). The pooled part
-then costs a few small matmuls instead of a 2048-channel conv at full
-resolution. The result equals the original head up to rounding. Written by
-hand: neither mmseg nor torch has it.
+with ``A_h``, ``A_w`` ``F.interpolate``'s upsampling matrices: a few small
+matmuls instead of a 2048-channel conv, equal up to rounding.
 """
 from typing import List, Sequence
 
@@ -29,8 +21,7 @@ from torch import Tensor, nn
 
 def interpolation_matrix(src: int, dst: int, align_corners: bool,
                          like: Tensor) -> Tensor:
-    """(dst, src) matrix of 1-D bilinear resizing, as ``F.interpolate``
-    resizes (it is applied to each unit vector)."""
+    """(dst, src) matrix of ``F.interpolate``'s 1-D bilinear resizing."""
     eye = torch.eye(src, device=like.device).reshape(src, 1, src, 1)
     out = F.interpolate(
         eye, size=(dst, 1), mode='bilinear', align_corners=align_corners)
@@ -38,8 +29,7 @@ def interpolation_matrix(src: int, dst: int, align_corners: bool,
 
 
 def _shifted(matrix: Tensor, offsets: Sequence[int]) -> Tensor:
-    """Stack of ``matrix`` with rows shifted by each offset, zero-filled:
-    ``out[t, i] = matrix[i + offsets[t]]`` (the conv's zero padding)."""
+    """``out[t, i] = matrix[i + offsets[t]]``, zero outside (padding)."""
     rows = matrix.shape[0]
     index = torch.arange(rows, device=matrix.device)
     shifted = []
@@ -51,16 +41,8 @@ def _shifted(matrix: Tensor, offsets: Sequence[int]) -> Tensor:
 
 
 class LowResPSPBottleneck(nn.Module):
-    """``ConvModule(cat([x, up(p1), .., up(pn)]))`` computed as
-    ``conv(x) + L @ R``.
-
-    Args:
-        bottleneck (ConvModule): PSPHead's bottleneck (conv, norm, act in
-            this order; stride 1, no groups). Its weights are copied.
-        in_channels (int): Channels of ``x``; the remaining input channels
-            belong to the pooled maps.
-        align_corners (bool): The PPM's upsampling setting.
-    """
+    """``bottleneck(cat([x, up(p1), .., up(pn)]))`` as ``conv(x) + L @ R``
+    for ``x`` of ``in_channels`` (weights copied)."""
 
     def __init__(self, bottleneck: ConvModule, in_channels: int,
                  align_corners: bool):
@@ -125,11 +107,7 @@ class LowResPSPBottleneck(nn.Module):
 
 
 class LowResPSPHead(PSPHead):
-    """PSPHead whose bottleneck takes the pyramid at pool resolution.
-
-    Made by :func:`lowres_psp_heads` from a built PSPHead (never from a
-    config), with its ``bottleneck`` a :class:`LowResPSPBottleneck`.
-    """
+    """PSPHead with a :class:`LowResPSPBottleneck` as its bottleneck."""
 
     def _forward_feature(self, inputs):
         x = self._transform_inputs(inputs)
@@ -138,8 +116,7 @@ class LowResPSPHead(PSPHead):
 
 
 def lowres_psp_heads(model: nn.Module) -> List[str]:
-    """Switch every PSPHead of ``model`` (in place) to
-    :class:`LowResPSPHead`; the outputs stay equal up to rounding.
+    """Switch every PSPHead of ``model`` to :class:`LowResPSPHead`, in place.
 
     Returns:
         list[str]: Names of the switched heads.
@@ -154,11 +131,7 @@ def lowres_psp_heads(model: nn.Module) -> List[str]:
                                              for stage in module.psp_modules)
         module.bottleneck = LowResPSPBottleneck(
             module.bottleneck, in_channels, module.psp_modules.align_corners)
-        # The one class switch of this layer, kept on purpose: the heads
-        # differ in one method and share every attribute, and a built
-        # PSPHead cannot be built again (mmseg keeps no config of its
-        # losses, sampler and init), so a new head would copy all its
-        # state by hand. LowResPSPHead adds no attribute of its own.
+        # A class switch: mmseg keeps no config to build the head again.
         module.__class__ = LowResPSPHead
         switched.append(name)
     return switched

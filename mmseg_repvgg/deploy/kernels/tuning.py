@@ -1,15 +1,10 @@
-"""How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape,
-and where the picks are kept: measured once, then reused from an on-disk
-cache keyed by the machine, the layer's geometry and the input shape, so
-that later processes time nothing and run the same kernels. A reused pick
-is checked once against direct at its first use.
-"""
+"""How a :class:`~.winograd.WinogradConv2d` picks its algorithm per shape:
+measured once, then reused from the machine's cache by every process."""
 import functools
-import logging
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 from torch import Tensor
 
 from ...compare import norm_error
@@ -18,29 +13,22 @@ from ..cache import cache_path, read_cache, write_cache
 from ..machine import machine
 from .nnpack import TOLERANCE
 
-#: The on-disk cache's file name (see :mod:`mmseg_repvgg.deploy.cache`).
 CACHE_NAME = 'winograd.json'
-
-#: Time spent timing one candidate at one shape: calls are repeated until
-#: ``_REPEATS`` timed calls (after one warm-up) or this budget is reached.
-_BUDGET_S = 0.06
+#: Timed calls per candidate and shape after a warm-up, and their budget.
 _REPEATS = 3
+_BUDGET_S = 0.06
+#: Cache files read once per process (one warning, not one per layer).
+_loaded: Dict[str, dict] = {}
 
 
 def shape_text(shape: Sequence[int]) -> str:
-    """An input shape as a JSON key: ``(1, 8, 13, 19)`` -> ``'1x8x13x19'``.
-    """
+    """``(1, 8, 13, 19)`` -> ``'1x8x13x19'`` (a JSON key)."""
     return 'x'.join(str(int(n)) for n in shape)
 
 
 def time_candidate(fn: Callable[[Tensor], Tensor],
                    x: Tensor) -> Tuple[float, Tensor]:
-    """Median milliseconds of ``fn(x)`` and its output.
-
-    One warm-up call (oneDNN creates its primitive and NNPACK its
-    workspace then), then up to ``_REPEATS`` timed calls within
-    ``_BUDGET_S``, so measuring a slow layer costs about two calls.
-    """
+    """Median milliseconds of ``fn(x)``, and its output."""
     last: List[Tensor] = []
 
     def call():
@@ -50,26 +38,20 @@ def time_candidate(fn: Callable[[Tensor], Tensor],
     return statistics.median(times) * 1000, last[0]
 
 
+def _mismatch(ref: Tensor, out: Tensor) -> Optional[str]:
+    err = norm_error(ref, out)
+    return None if err < TOLERANCE else f'relative error {err:.2g}'
+
+
 def _log_rejected(name: str, shape: Sequence[int], reason: str) -> None:
-    print_log(
+    MMLogger.get_current_instance().warning(
         f'WinogradConv2d: {name} rejected at input shape {tuple(shape)} '
-        f'({reason}); running direct',
-        logger='current',
-        level=logging.WARNING)
+        f'({reason}); running direct')
 
 
 def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
-    """Time and check every candidate of ``module`` at ``x``'s shape.
-
-    Args:
-        module (WinogradConv2d): The conv.
-        x (Tensor): Its input.
-
-    Returns:
-        tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry
-        (``choice``, ``ms`` per candidate, ``rejected`` where one failed)
-        and the output of the chosen candidate.
-    """
+    """Time and check every candidate of ``module`` at ``x``'s shape; the
+    :attr:`~.WinogradConv2d.choices` entry and the chosen one's output."""
     ms: Dict[str, float] = {}
     rejected: Dict[str, str] = {}
     outs: Dict[str, Tensor] = {}
@@ -86,9 +68,9 @@ def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
             rejected[name] = f'{type(error).__name__}: {error}'
             continue
         if name != 'direct':
-            err = norm_error(outs['direct'], outs[name])
-            if not err < TOLERANCE:
-                rejected[name] = f'relative error {err:.2g}'
+            reason = _mismatch(outs['direct'], outs[name])
+            if reason:
+                rejected[name] = reason
                 del ms[name], outs[name]
     for name, reason in rejected.items():
         _log_rejected(name, x.shape, reason)
@@ -100,18 +82,8 @@ def measure(module, x: Tensor) -> Tuple[dict, Tensor]:
 
 
 def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
-    """Run a choice made elsewhere, checked once against direct.
-
-    Args:
-        module (WinogradConv2d): The conv.
-        x (Tensor): Its input.
-        entry (dict): ``choice`` and optionally ``ms`` (as measured then).
-        source (str): Where it came from, kept in the entry (``'cache'``).
-
-    Returns:
-        tuple[dict, Tensor]: The :attr:`~.WinogradConv2d.choices` entry
-        and the output.
-    """
+    """Run a choice from ``source`` (e.g. ``'cache'``), checked against
+    direct; the :attr:`~.WinogradConv2d.choices` entry and the output."""
     choice = entry['choice']
     entry = dict(choice=choice, ms=dict(entry.get('ms', {})), source=source)
     if choice == 'direct':
@@ -122,26 +94,20 @@ def adopt(module, x: Tensor, entry: dict, source: str) -> Tuple[dict, Tensor]:
     except Exception as error:  # noqa: BLE001
         reason = f'{type(error).__name__}: {error}'
     else:
-        err = norm_error(ref, out)
-        if err < TOLERANCE:
-            return entry, out
-        reason = f'relative error {err:.2g}'
+        reason = _mismatch(ref, out)
+    if reason is None:
+        return entry, out
     _log_rejected(choice, x.shape, reason)
     entry.update(choice='direct', rejected={choice: reason})
     return entry, module._run('direct', x)
 
 
-def _layer_key(module) -> str:
-    """What, besides the machine and the input shape, decides the pick."""
+def _key(module, shape: Sequence[int]) -> str:
+    """What, with the machine, decides the pick: geometry, route, shape."""
     return (f'{module.in_channels}>{module.out_channels} g{module.groups} '
             f'd{shape_text(module.dilation)} p{shape_text(module.padding)} '
             f'bias{int(module.bias is not None)} relu{int(module.relu)} '
-            f'{module.route}')
-
-
-#: Cache contents per file, read once per process: layers are looked up
-#: one by one, and an unreadable file must log one line, not one per layer.
-_loaded: Dict[str, dict] = {}
+            f'{module.route}|{shape_text(shape)}')
 
 
 def _entries() -> dict:
@@ -156,18 +122,16 @@ def _entries() -> dict:
 
 
 def lookup(module, shape: Sequence[int]) -> Optional[dict]:
-    """The cached entry (``choice``, ``ms``) of ``module`` at ``shape`` on
-    this machine, or None."""
-    found = _entries().get(f'{_layer_key(module)}|{shape_text(shape)}')
+    """The cached entry of ``module`` at ``shape`` here, or None."""
+    found = _entries().get(_key(module, shape))
     if isinstance(found, dict) and found.get('choice') in module.candidates:
         return found
     return None
 
 
 def store(module, shape: Sequence[int], entry: dict) -> None:
-    """Add a measured entry to the cache on disk (merged with what other
-    processes wrote meanwhile, which this process then sees too)."""
-    key = f'{_layer_key(module)}|{shape_text(shape)}'
+    """Add a measured entry to the cache on disk (merged with others')."""
+    key = _key(module, shape)
     kept = _entries()[key] = dict(choice=entry['choice'], ms=entry['ms'])
     new = {machine().fingerprint(): {key: kept}}
     _loaded[cache_path(CACHE_NAME)] = write_cache(CACHE_NAME, new)

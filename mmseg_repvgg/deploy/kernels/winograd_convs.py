@@ -1,6 +1,5 @@
-"""Put :class:`~.winograd.WinogradConv2d` into a model: every eligible
-3x3 conv replaced, the ReLUs that follow moved into them. What each chose
-is kept per machine by :mod:`.tuning`, not with the model."""
+"""Put :class:`~.winograd.WinogradConv2d` into a model, the ReLUs that
+follow moved into them (choices are kept per machine by :mod:`.tuning`)."""
 import copy
 from typing import Dict, List, Tuple
 
@@ -11,14 +10,8 @@ from .winograd import WinogradConv2d, _nnpack_usable, ineligible_reason
 
 
 def fuse_relus(model: nn.Module) -> List[str]:
-    """Move every ReLU that directly follows a :class:`WinogradConv2d` into
-    it (NNPACK applies it in its output transform instead of another pass
-    over the output), in place. Where that is exact is
-    :func:`.relu.relu_followers`'s decision.
-
-    Returns:
-        list[str]: Names of the modules whose ReLU moved.
-    """
+    """Move the ReLUs that :func:`.relu.relu_followers` finds after a
+    :class:`WinogradConv2d` into it, in place; the names of their owners."""
     fused = []
     for conv_name, (owner, act) in relu_followers(model).items():
         conv = model.get_submodule(conv_name)
@@ -35,29 +28,18 @@ def winograd_convs(model: nn.Module,
                    algorithm: str = 'auto',
                    relu: bool = True,
                    cache: bool = True) -> Tuple[nn.Module, List[str]]:
-    """Replace every eligible 3x3 conv by a :class:`WinogradConv2d`.
-
-    Meant for a fused (deploy-form) model in eval mode, in float32 on the
-    CPU; other inputs still work but run direct. Eligibility is
-    :func:`~.winograd.ineligible_reason`'s; strided and non-3x3 convs are
-    left as they are. A conv registered under several names is replaced by
-    one module everywhere. ReLUs that follow a replaced conv move into it
-    (:func:`fuse_relus`) unless ``relu=False``.
+    """Replace every eligible (:func:`~.winograd.ineligible_reason`) conv
+    of a fused float32 CPU model by a :class:`WinogradConv2d` (one per conv).
 
     Args:
         model (nn.Module): The model (or a single conv).
-        inplace (bool): Modify ``model`` itself; otherwise a deep copy is
-            modified and ``model`` is left untouched.
-        algorithm (str): Passed to every :class:`WinogradConv2d`:
-            ``'auto'``, or ``'direct'`` / ``'winograd'`` to force one.
-            ``'winograd'`` forces ``'winograd_s2b'`` on dilated convs.
-        relu (bool): Fuse the ReLUs that follow the replaced convs.
-        cache (bool): Read and write choices in this machine's on-disk
-            cache (:mod:`.tuning`).
+        inplace (bool): Modify ``model`` itself, not a deep copy.
+        algorithm (str): ``'auto'``, ``'direct'`` or ``'winograd'``.
+        relu (bool): Fuse the ReLUs that follow (:func:`fuse_relus`).
+        cache (bool): Read and write choices in the on-disk cache.
 
     Returns:
-        tuple[nn.Module, list[str]]: The model with Winograd convs and the
-        names of the replaced convs (``''`` if ``model`` itself was one).
+        tuple: The model and the replaced convs' names (``''``: itself).
     """
     if algorithm not in ('auto', 'direct', 'winograd'):
         raise ValueError(f"algorithm must be 'auto', 'direct' or "
