@@ -1,9 +1,5 @@
-"""Read a config: a file, or one from a package's configs (``mmseg::...``).
-
-The one config reader of the package: the tools, the deploy code and the
-benchmark all go through :func:`load_config`, so each accepts the same
-paths and fails with the same one-line error.
-"""
+"""The one config reader (a file, or ``mmseg::...``): every tool accepts the
+same paths and fails with the same one-line error."""
 import difflib
 import glob
 import inspect
@@ -17,7 +13,6 @@ from .errors import ConfigError
 
 CONFIGS_HINT = ('the configs are in configs/, e.g. '
                 'configs/pspnet_repvgg_toy_cityscapes.py')
-#: File names that are checkpoints, never configs.
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt')
 
 
@@ -37,7 +32,6 @@ def _read(path: str) -> Config:
 
 
 def _check_config_file(path: str) -> None:
-    """Refuse a directory, a checkpoint or a missing file as the config."""
     if osp.isdir(path):
         found = sorted(glob.glob(osp.join(path, '*.py')))
         example = f'e.g. {found[0]}' if found else CONFIGS_HINT
@@ -52,11 +46,8 @@ def _check_config_file(path: str) -> None:
 
 
 def _arguments(cls) -> Optional[Set[str]]:
-    """The keyword arguments ``cls(...)`` takes; None if any may be meant.
-
-    A class that takes ``**kwargs`` passes them on to its base (the mmseg
-    and mmcv style), so the bases' arguments count too.
-    """
+    """The keyword arguments ``cls(...)`` takes (with its bases' where it
+    passes ``**kwargs`` on, mmseg style); None if any may be meant."""
     names = set()
     for klass in inspect.getmro(cls):
         if '__init__' not in vars(klass):
@@ -72,7 +63,6 @@ def _arguments(cls) -> Optional[Set[str]]:
 
 
 def _model_part(node: dict) -> Tuple[Optional[type], Optional[Set[str]]]:
-    """The class of a model part's ``type`` and the arguments it takes."""
     from mmseg.registry import MODELS
     kind = node.get('type')
     cls = MODELS.get(kind) if isinstance(kind, str) else kind
@@ -100,14 +90,9 @@ def _first_missing(cfg: Config, parts: List[str]):
 
 
 def _check_new_key(cfg: Config, key: str, value) -> None:
-    """Refuse a ``--cfg-options`` key that is a typo of one the config has.
-
-    mmengine merges any key; a typo (``test_dataloader.batch_sise``) then
-    fails as a TypeError deep in the Runner, after the work dir and the
-    config dump. A key of a model part must be an argument of its type;
-    elsewhere a key close to one present is taken for a typo of it, and a
-    key unlike any is added, as mmengine does.
-    """
+    """Refuse a ``--cfg-options`` key that is a typo of one the config has
+    (mmengine merges it, and the Runner fails late): a model part's key must
+    be an argument of its type; elsewhere a key unlike any is added."""
     parts = key.split('.')
     found = _first_missing(cfg, parts)
     if found is None:
@@ -136,14 +121,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config and apply ``--cfg-options``.
 
     Args:
-        path (str): A config file, or ``package::path`` in an OpenMMLab
-            package's configs (e.g. ``mmseg::pspnet/pspnet_r50-d8_...``).
+        path (str): A config file, or ``package::path`` (``mmseg::...``).
         cfg_options (dict, optional): ``key=value`` overrides.
 
     Raises:
-        ConfigError: The file is missing, a directory or a checkpoint, or
-            cannot be parsed, or an override does not fit the config (a
-            typo of a key it has, or no argument of a model part).
+        ConfigError: The file cannot be read, or an override does not fit.
     """
     cfg = _read(path)
     if cfg_options:

@@ -1,10 +1,6 @@
-"""Ground truth | prediction pictures that read at a glance.
-
-mmseg's ``SegLocalVisualizer`` writes each class name in a box over its
-region, which on a small image hides much of it, and leaves the two halves
-unnamed. :class:`SegPairVisualizer` captions each half and names the
-classes in a legend below; :class:`QuietSegVisualizationHook` is mmseg's
-hook without the warning its default ``draw=False`` gives on every run.
+"""Ground truth | prediction pictures that read at a glance: mmseg's
+visualizer boxes each class name over its region, which on a small image
+hides much of it; here each half is captioned and a legend names the classes.
 """
 import warnings
 from typing import List, Sequence, Tuple
@@ -30,8 +26,7 @@ def _caption(image: np.ndarray, text: str) -> np.ndarray:
 
 def _legend(entries: Sequence[Tuple[str, Sequence[int]]],
             width: int) -> np.ndarray:
-    """Swatch and name of each (name, RGB colour), in rows ``width`` wide.
-    """
+    """Swatch and name of each (name, RGB colour), in rows ``width`` wide."""
     places: List[Tuple[int, int]] = []
     x = y = 0
     for name, _ in entries:

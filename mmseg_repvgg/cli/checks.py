@@ -1,14 +1,12 @@
 """Checks tools/train.py and tools/test.py run before the Runner starts.
 
 Each catches early, in one line naming cause and fix, what mmseg would fail
-late or not at all: a checkpoint file that does not fit the config's model,
-heads whose ``in_channels`` differ from the backbone's outputs, a missing
-pretrained file. Models are built on the meta device (no memory, no weights).
+late or not at all. Models are built on the meta device (no memory).
 """
 import copy
 import os
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.registry import init_default_scope
@@ -17,6 +15,21 @@ from ..datasets.checked_cityscapes import check_data_root
 from ..errors import CheckpointError, ConfigError, UserError
 
 _PROBE_SIZE = 64  # any size that survives the backbone's total stride
+# Config hooks that shape a model to a fused checkpoint when it loads.
+_SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
+
+
+def _on_meta(build: Callable):
+    """``build()`` on the meta device; None where that fails (the Runner's
+    build will say why) unless the error is the user's."""
+    init_default_scope('mmseg')
+    try:
+        with torch.device('meta'):
+            return build()
+    except UserError:
+        raise
+    except Exception:  # not ours to judge
+        return None
 
 
 def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
@@ -26,28 +39,23 @@ def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
         model_cfg (dict): The ``model`` part of a segmentor config.
 
     Returns:
-        list[int] | None: One count per backbone output; None if the
-        backbone cannot be built here (the Runner will report that itself).
-
-    Raises:
-        UserError: The backbone config is invalid in a way the backbone
-            itself reports clearly (e.g. an unknown RepVGG arch).
+        list[int] | None: One count per output; None if the backbone cannot
+        be built here.
     """
     from mmseg.registry import MODELS
     backbone_cfg = dict(model_cfg['backbone'])
     backbone_cfg.pop('init_cfg', None)  # meta tensors load nothing anyway
     in_channels = backbone_cfg.get('in_channels', 3)
-    init_default_scope('mmseg')
-    try:
-        with torch.device('meta'):
-            backbone = MODELS.build(backbone_cfg)
-            backbone.eval()  # some train() overrides return None
-            probe = torch.empty(1, in_channels, _PROBE_SIZE, _PROBE_SIZE)
-            with torch.no_grad():
-                outs = backbone(probe)
-    except UserError:
-        raise
-    except Exception:  # not ours to judge: the Runner's build will say it
+
+    def outputs():
+        backbone = MODELS.build(backbone_cfg)
+        backbone.eval()  # some train() overrides return None
+        probe = torch.empty(1, in_channels, _PROBE_SIZE, _PROBE_SIZE)
+        with torch.no_grad():
+            return backbone(probe)
+
+    outs = _on_meta(outputs)
+    if outs is None:
         return None
     if isinstance(outs, torch.Tensor):
         outs = [outs]
@@ -101,19 +109,11 @@ def _heads(model_cfg: dict):
 
 
 def check_head_channels(model_cfg: dict) -> None:
-    """Raise unless every head takes the channels the backbone gives.
-
-    Checks ``decode_head`` and ``auxiliary_head`` (dicts or lists of dicts)
-    of an encoder-decoder: ``in_channels`` (an int, or a list for
-    multi-input heads such as UPerHead) against the backbone's outputs at
-    ``in_index``. Models with a neck are skipped (the neck changes the
-    channels), as are backbones that cannot be built on the meta device.
+    """Raise ConfigError unless every head's ``in_channels`` (at its
+    ``in_index``) are what the backbone gives; models with a neck pass.
 
     Args:
         model_cfg (dict): The ``model`` part of a segmentor config.
-
-    Raises:
-        ConfigError: Naming the head, both channel counts and the fix.
     """
     model_cfg = segmentor_cfg(model_cfg)
     if model_cfg.get('neck') or 'backbone' not in model_cfg:
@@ -133,74 +133,42 @@ def segmentor_cfg(model_cfg: dict) -> dict:
     return model_cfg
 
 
-def _model_on_meta(model_cfg: dict) -> Optional[torch.nn.Module]:
-    """The segmentor of ``model_cfg`` on the meta device (shapes only).
-
-    None if it cannot be built there (the Runner will report why).
-    """
-    from mmseg.registry import MODELS
-    model_cfg = copy.deepcopy(dict(segmentor_cfg(model_cfg)))
-    model_cfg.pop('pretrained', None)
-    backbone = dict(model_cfg['backbone'])
-    backbone.pop('init_cfg', None)
-    model_cfg['backbone'] = backbone
-    init_default_scope('mmseg')
-    try:
-        with torch.device('meta'):
-            return MODELS.build(model_cfg)
-    except UserError:
-        raise
-    except Exception:  # not ours to judge: the Runner's build will say it
-        return None
-
-
-#: Config hooks that shape a model to a fused checkpoint when it loads.
-_SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
-
-
-def _shapes_on_load(cfg) -> bool:
-    return any(
-        hook.get('type') in _SHAPING_HOOKS
-        for hook in cfg.get('custom_hooks') or [])
-
-
 def check_checkpoint_file_fits_config(cfg, filename: str,
                                       purpose: str) -> None:
-    """Raise unless the file ``filename`` fits the model ``cfg`` builds.
-
-    Reads the file (weights-only) and applies the rule
-    :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the config's
-    model built on the meta device: the answer the config's
-    ``CheckpointFitHook`` gives when the Runner loads, before the
-    dataloaders are built.
+    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the
+    file and the config's model on the meta device: the answer the config's
+    ``CheckpointFitHook`` gives, before the dataloaders are built.
 
     Args:
         cfg (Config): The complete config.
         filename (str): The checkpoint.
         purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
-
-    Raises:
-        CheckpointError: Naming the file, what does not fit and the fix.
     """
+    from mmseg.registry import MODELS
+
     from ..checkpoint import check_checkpoint_fits as rule
     from ..checkpoint import safe_torch_load
     checkpoint = safe_torch_load(filename)
-    # None when it cannot be built on the meta device: then only the
-    # checkpoint itself is checked (the Runner's build will say the rest).
-    model = _model_on_meta(cfg.model)
+    model_cfg = copy.deepcopy(dict(segmentor_cfg(cfg.model)))
+    model_cfg.pop('pretrained', None)
+    model_cfg['backbone'] = dict(model_cfg['backbone'])
+    model_cfg['backbone'].pop('init_cfg', None)
     # At test the config's hook shapes the model to a fused checkpoint (as
     # here); without it, or for training, the model stays as configured.
+    shapes = any(
+        hook.get('type') in _SHAPING_HOOKS
+        for hook in cfg.get('custom_hooks') or [])
+    # A model that cannot be built (None): the checkpoint alone is checked.
     rule(
-        model,
+        _on_meta(lambda: MODELS.build(model_cfg)),
         checkpoint,
         filename,
         purpose,
-        reshape=purpose == 'test' and _shapes_on_load(cfg))
+        reshape=purpose == 'test' and shapes)
 
 
 def _pretrained(model_cfg: dict) -> List[Tuple[str, str]]:
-    """(``--cfg-options`` key, path) of each pretrained file a model reads.
-    """
+    """(``--cfg-options`` key, path) of each pretrained file a model reads."""
     from ..models.backbones.repvgg import PRETRAINED_TYPES
     inits = (model_cfg.get('backbone') or {}).get('init_cfg')
     found = [('model.pretrained', model_cfg.get('pretrained'))]
@@ -217,20 +185,8 @@ def _is_repvgg(model_cfg: dict) -> bool:
 
 
 def check_pretrained_exists(model_cfg: dict) -> None:
-    """Raise if the backbone's pretrained checkpoint is a missing file.
-
-    The Runner loads it only after the dataloaders are built (and also when
-    resuming, as it initializes weights before loading the checkpoint). A
-    RepVGG's URL or name is only resolved here (an unknown name fails
-    early); :func:`fetch_pretrained` downloads it.
-
-    Args:
-        model_cfg (dict): The ``model`` part of a segmentor config.
-
-    Raises:
-        CheckpointError: Naming the file, where to get it and how to train
-            without it.
-    """
+    """Raise CheckpointError if the backbone's pretrained checkpoint is a
+    missing file (the Runner loads it late) or an unknown name."""
     from ..checkpoint.download import is_remote, missing_weights_help, resolve
     repvgg = _is_repvgg(model_cfg)
     for _, path in _pretrained(model_cfg):
@@ -249,16 +205,9 @@ def check_pretrained_exists(model_cfg: dict) -> None:
 
 
 def fetch_pretrained(model_cfg: dict) -> None:
-    """Download a RepVGG's pretrained weights by URL or name now, once.
-
-    The Runner would fetch them after it wrote the work dir, config and
-    log. Other local ranks skip this: in the Runner they wait for rank 0's
-    download (:func:`~mmseg_repvgg.checkpoint.download.fetch_checkpoint`).
-
-    Raises:
-        CheckpointError: The download failed (naming the key to set
-            instead) or the file is refused.
-    """
+    """Download a RepVGG's pretrained weights by URL or name now, not
+    after the Runner wrote the work dir; other local ranks wait in the
+    Runner for rank 0's download."""
     from ..checkpoint import read_checkpoint
     from ..checkpoint.download import (DownloadError, cached_path, is_remote,
                                        resolve)
@@ -274,27 +223,18 @@ def fetch_pretrained(model_cfg: dict) -> None:
 
 
 def _datasets(dataset):
-    """The dataset configs in ``dataset``, wrappers (Concat-, Repeat-)
-    opened."""
+    """The dataset configs in ``dataset``, wrappers opened."""
     if not isinstance(dataset, dict):
         return
-    if 'datasets' in dataset:
-        parts = dataset['datasets']
-    elif 'dataset' in dataset:
-        parts = [dataset['dataset']]
-    else:
-        parts = []
+    if 'datasets' not in dataset and 'dataset' not in dataset:
         yield dataset
-    for part in parts:
+    for part in dataset.get('datasets', [dataset.get('dataset')]):
         yield from _datasets(part)
 
 
 def check_data_roots(cfg, mode: str) -> None:
-    """Refuse a missing ``data_root`` before the Runner prints the config.
-
-    Raises:
-        DatasetError: A dataloader that ``mode`` runs reads a missing root.
-    """
+    """Refuse a missing ``data_root`` of a dataloader ``mode`` runs, before
+    the Runner prints the config."""
     loaders = ['test_dataloader']
     if mode == 'train':
         loaders = ['train_dataloader']
@@ -310,14 +250,8 @@ def check_before_run(cfg, mode: str) -> None:
 
     Args:
         cfg (Config): The complete config (work_dir, resume and load_from
-            already set from the command line).
+            set from the command line).
         mode (str): 'train' or 'test'.
-
-    Raises:
-        UserError: A head that does not fit the backbone, a missing
-            pretrained file (train), or a checkpoint that does not fit the
-            model (see :func:`check_checkpoint_file_fits_config`), a missing
-            data root, pretrained weights that cannot be downloaded (train).
     """
     from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)

@@ -1,8 +1,5 @@
-"""Distributed training and testing on CPUs (gloo), which mmengine lacks.
-
-mmengine assumes CUDA when it starts a process group and wraps the model
-in DDP; without CUDA, :func:`setup_cpu_distributed` starts the group itself
-and selects :class:`CPUDistributedDataParallel`. GPU runs are left as they are.
+"""Distributed training and testing on CPUs (gloo), which mmengine lacks:
+it assumes CUDA when it starts a process group and wraps the model in DDP.
 """
 import datetime
 import os
@@ -16,32 +13,23 @@ from torch import nn
 
 from ..errors import ConfigError
 
-# Set by torchrun (tools/dist_train.sh, tools/dist_test.sh).
 TORCHRUN_ENV = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
                 'MASTER_PORT')
 
 
-def _has_sync_bn(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
-
-
 @MODEL_WRAPPERS.register_module()
 class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """mmengine's DDP wrapper for a model on the CPU.
-
-    Drops ``device_ids`` (torch accepts none for CPU modules) and turns
-    SyncBN back into BN: torch's SyncBatchNorm trains on GPUs only, so on
-    CPUs each process keeps its own batch statistics.
+    """mmengine's DDP wrapper for a model on the CPU: no ``device_ids``, and
+    SyncBN turned back into BN (torch's trains on GPUs only).
 
     Args:
         module (nn.Module): The model, on the CPU.
-        device_ids (list, optional): Ignored; the Runner passes the local
-            rank, which only means something for a GPU.
+        device_ids (list, optional): Ignored (the Runner's local rank).
         **kwargs: Passed to :class:`MMDistributedDataParallel`.
     """
 
     def __init__(self, module: nn.Module, device_ids=None, **kwargs):
-        if _has_sync_bn(module):
+        if any(isinstance(m, nn.SyncBatchNorm) for m in module.modules()):
             print_log(
                 'CPU distributed run: SyncBN needs GPUs, so it is replaced '
                 'by BN (batch statistics are per process, not synced)',
@@ -67,16 +55,11 @@ def setup_cpu_distributed(cfg, launcher: str) -> bool:
     """Prepare a distributed run on CPUs; do nothing on GPUs.
 
     Args:
-        cfg (Config): The run's config; ``model_wrapper_cfg`` is set when
-            the config has none.
+        cfg (Config): The run's config; ``model_wrapper_cfg`` is set if none.
         launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
 
     Returns:
         bool: Whether the process group was started here.
-
-    Raises:
-        ConfigError: A launcher other than torchrun's, a missing torchrun
-            environment, or the nccl backend, on a machine without CUDA.
     """
     if launcher == 'none' or torch.cuda.is_available():
         return False
