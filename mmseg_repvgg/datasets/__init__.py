@@ -1,6 +1,4 @@
 """Cityscapes preparation, the built-in toy Cityscapes and a checked dataset.
-
-Importing it registers ``CheckedCityscapesDataset`` in mmseg's DATASETS.
 """
 from .checked_cityscapes import CheckedCityscapesDataset
 from .cityscapes_convert import convert_cityscapes, convert_polygon_file

@@ -1,8 +1,5 @@
-"""mmseg's CityscapesDataset, failing early and clearly on missing data.
-
-mmseg's dataset does not check its label files: a missing data root, label
-or a wrong-sized label would fail late and obscurely instead.
-"""
+"""mmseg's CityscapesDataset, failing early and clearly on missing data
+(mmseg's fails late and obscurely on a missing or wrong-sized label)."""
 import os
 import os.path as osp
 from typing import List
@@ -17,8 +14,7 @@ from .cityscapes_convert import POLYGON_SUFFIX
 
 
 def get_data(root) -> str:
-    """How to get the data a config reads from ``root``: the toy set for a
-    toy root (the toy set's name has it), else Cityscapes."""
+    """How to get the data a config reads from ``root`` (toy or real)."""
     root = str(root or 'DATA_ROOT').rstrip('/')
     if 'toy' in osp.basename(root):
         return ('write the built-in toy set there: python '
@@ -40,12 +36,7 @@ def _image_size(path: str) -> tuple:
 
 
 def check_data_root(root) -> None:
-    """Refuse a local ``data_root`` that does not exist.
-
-    Raises:
-        DatasetError: It is missing (named relative to the working dir) or
-            a file.
-    """
+    """Refuse a local ``data_root`` that is missing or a file."""
     if not root or '://' in str(root) or osp.isdir(root):
         return
     if osp.exists(root):
@@ -57,20 +48,10 @@ def check_data_root(root) -> None:
 
 @DATASETS.register_module()
 class CheckedCityscapesDataset(CityscapesDataset):
-    """CityscapesDataset that checks its files when it lists them.
-
-    Same classes, palette, suffixes and arguments as
-    :class:`mmseg.datasets.CityscapesDataset`; ``load_data_list`` also
-    raises :class:`~mmseg_repvgg.errors.DatasetError` (naming the files and
-    the fix) when
-
-    * the data root or the image directory does not exist,
-    * no image with the image suffix is found,
-    * an image has no label file,
-    * a label file's size differs from its image's.
-
-    Files on a remote storage backend are listed but not checked.
-    """
+    """mmseg's ``CityscapesDataset`` (same arguments) that raises a
+    DatasetError naming the fix when the data root or image directory is
+    missing, holds no image, or an image's label is missing or of another
+    size. Files on a remote storage backend are not checked."""
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get('img_path', '')

@@ -1,9 +1,6 @@
-"""Random street scenes for the toy Cityscapes (see toy_cityscapes.py).
-
-Sky and ground first, then road, buildings, trees, poles, cars and persons
-sized by distance, drawn in order as cityscapesscripts draws polygons, so
-every pixel has a class.
-"""
+"""Random street scenes for the toy Cityscapes: sky and ground, then road,
+buildings, trees, poles, cars and persons sized by distance, drawn in order
+as cityscapesscripts draws polygons, so every pixel has a class."""
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -39,11 +36,8 @@ class _Scene:
         return self.horizon + t * (self.h - 1 - self.horizon)
 
     def add(self, label: str, points, **style) -> None:
-        """Clip ``points`` to the image and append the object if not empty.
-
-        The style gets the object's colour (one of the class's, jittered)
-        and its unclipped bounding box, which the textures are laid out in.
-        """
+        """Clip ``points`` to the image and append the object if not empty,
+        with a jittered class colour and its unclipped box in the style."""
         polygon = _clip(points, self.w - 1, self.h - 1)
         if len(set(polygon)) < 3:
             return
@@ -56,11 +50,8 @@ class _Scene:
 
 
 def _clip(points, xmax: float, ymax: float) -> Polygon:
-    """Clip a polygon to [0, xmax] x [0, ymax] and round to pixels.
-
-    Sutherland-Hodgman against the four image edges, written here because
-    neither cv2 (convex polygons only) nor PIL clips a polygon.
-    """
+    """Clip a polygon to [0, xmax] x [0, ymax] and round to pixels
+    (Sutherland-Hodgman: neither cv2 nor PIL clips a concave polygon)."""
     edges = ((0, 0.0, 1), (0, float(xmax), -1), (1, 0.0, 1), (1, float(ymax),
                                                               -1))
     poly = [tuple(map(float, p)) for p in points]
@@ -241,16 +232,8 @@ def _ego_vehicle(scene: _Scene) -> None:
 
 def make_scene(rng: np.random.Generator,
                size: Tuple[int, int]) -> Tuple[np.ndarray, List[dict]]:
-    """One random street scene.
-
-    Args:
-        rng (numpy.random.Generator): The only source of randomness.
-        size (tuple[int, int]): (H, W).
-
-    Returns:
-        tuple: The RGB image (H, W, 3) uint8 and the objects in drawing
-        order, each ``dict(label=..., polygon=[(x, y), ...], style=...)``.
-    """
+    """One random street scene from ``rng`` alone, of ``size`` (H, W): the
+    RGB image and the objects (label, polygon, style) in drawing order."""
     scene = _Scene(rng, size)
     lines = _ground(scene)
     _buildings(scene, lines)
@@ -264,9 +247,7 @@ def make_scene(rng: np.random.Generator,
 def draw_owner_map(objects: Sequence[dict], size: Tuple[int,
                                                         int]) -> np.ndarray:
     """Index of the object that owns each pixel, drawn as cityscapesscripts
-    draws the label images (PIL polygons in file order), so the image
-    textures and the converted labels agree pixel for pixel.
-    """
+    draws labels, so textures and converted labels agree pixel for pixel."""
     canvas = Image.new('I', (size[1], size[0]), -1)
     draw = ImageDraw.Draw(canvas)
     for index, obj in enumerate(objects):

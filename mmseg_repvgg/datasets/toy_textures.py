@@ -1,14 +1,11 @@
-"""Colours and textures of the toy Cityscapes classes (see toy_scene.py).
-
-Colour ranges overlap between some classes, so a model needs the textures
-and the layout as well.
-"""
+"""Colours and textures of the toy Cityscapes classes; colours overlap, so
+a model needs the textures and the layout as well."""
 from typing import Callable, Dict, Sequence
 
 import cv2
 import numpy as np
 
-#: Base RGB colours per class; each object picks one and jitters it.
+# Base RGB colours per class; each object picks one and jitters it.
 CLASS_COLOURS = {
     'road': ((85, 85, 90), (100, 95, 100)),
     'sidewalk': ((150, 145, 140), (170, 160, 150)),
@@ -165,17 +162,8 @@ def _noise_fields(rng: np.random.Generator, h: int, w: int) -> dict:
 
 def render_image(objects: Sequence[dict], owner: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
-    """Paint each object's texture where it owns the pixels.
-
-    Args:
-        objects (Sequence[dict]): ``label`` and ``style`` (``colour``,
-            ``box`` and the class's own keys) of each object.
-        owner (np.ndarray): (H, W) index of the object owning each pixel.
-        rng (numpy.random.Generator): For the noise and the lighting.
-
-    Returns:
-        np.ndarray: (H, W, 3) RGB uint8.
-    """
+    """Paint each object's texture (by ``label``, from ``style``) where
+    ``owner`` gives it the pixels, then light and noise it from ``rng``."""
     h, w = owner.shape
     fields = _noise_fields(rng, h, w)
     ys, xs = np.indices((h, w))

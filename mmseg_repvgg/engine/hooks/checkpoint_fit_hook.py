@@ -13,9 +13,8 @@ from .utils import fuse_ema_copies, unwrap_segmentor
 def load_purpose(runner) -> str:
     """What the Runner loads the checkpoint for: test, resume or load_from.
 
-    mmengine tells hooks neither: ``Runner.train`` builds its optimizer
-    wrapper before it loads and ``test``/``val`` never do, and
-    ``Runner.from_cfg`` resumes exactly when ``cfg.resume`` is set.
+    mmengine does not say: ``Runner.train`` builds its optimizer wrapper
+    before it loads (test/val never do); it resumes when ``cfg.resume`` is.
     """
     if not isinstance(runner.optim_wrapper, BaseOptimWrapper):
         return 'test'
@@ -24,15 +23,9 @@ def load_purpose(runner) -> str:
 
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
-    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` on load.
-
-    mmengine loads checkpoints non-strictly and only warns, so a checkpoint
-    of the wrong form or arch would be scored with random weights. Here,
-    in any Runner (ours, mmseg's own ``tools/test.py`` and ``train.py``),
-    the rule our tools apply before the Runner runs at load: a fused
-    checkpoint (deploy, or a fused backbone) shapes a train-time model to
-    it for testing; anything that does not fit raises
-    :class:`~mmseg_repvgg.errors.CheckpointError` naming the fix.
+    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` when any
+    Runner (mmseg's own tools too) loads a checkpoint: a fused one shapes a
+    train-time model to it for testing; one that does not fit raises.
     """
 
     priority = 'BELOW_NORMAL'  # after EMAHook copied the weights it loads

@@ -1,10 +1,6 @@
-"""AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save.
-
-mmengine writes checkpoints in place and deletes the oldest before saving
-the next, so a kill can leave nothing to resume from. This subclass saves
-atomically (:mod:`mmseg_repvgg.atomic_io`), in a crash-safe order, with a
-digest of the tensors that loading checks.
-"""
+"""AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save
+(mmengine writes in place and deletes the oldest first, so a kill can leave
+nothing to resume from)."""
 import os.path as osp
 from typing import Optional
 
@@ -18,8 +14,7 @@ from mmseg.registry import HOOKS
 from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
 from ...checkpoint.digest import add_digest
 
-#: mmengine releases whose private ``_save_checkpoint_with_step`` the
-#: override below follows.
+# The mmengine releases whose private _save_checkpoint_with_step it follows.
 _FOLLOWS = (digit_version('0.10.0'), digit_version('0.11.0'))
 
 
@@ -29,19 +24,13 @@ def _follows_this_mmengine() -> bool:
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` with atomic writes, a crash-safe save order and a
-    digest of the tensors (:mod:`mmseg_repvgg.checkpoint.digest`).
+    """``CheckpointHook`` (same arguments) with atomic writes, a crash-safe
+    save order and a digest of the tensors.
 
-    Every argument is ``CheckpointHook``'s. Local checkpoints (``out_dir``
-    unset or a local path, ``backend_args`` unset) are written atomically;
-    the new checkpoint is saved first, then ``last_checkpoint`` is replaced
-    atomically, and only then is the checkpoint that ``max_keep_ckpts``
-    drops removed. Remote ``out_dir`` or explicit ``backend_args`` keep
-    mmengine's behaviour for the file writes.
-
-    On other mmengine releases the save order is mmengine's own (the
-    method it overrides is private) and a warning says so; the writes stay
-    atomic.
+    Local checkpoints (``out_dir`` local, ``backend_args`` unset) are
+    written atomically: the new checkpoint, then ``last_checkpoint``, and
+    only then is the one ``max_keep_ckpts`` drops removed. On other mmengine
+    releases than 0.10 the order is mmengine's (with a warning).
     """
 
     def __init__(self,
@@ -68,17 +57,12 @@ class AtomicCheckpointHook(CheckpointHook):
                 level='WARNING')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add the digest of its tensors, checked when our tools load it."""
         add_digest(checkpoint)
 
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
-        """Save, then point ``last_checkpoint`` at it, then prune.
-
-        Same bookkeeping as mmengine's version (``keep_ckpt_ids``,
-        ``last_ckpt`` in the message hub), in the order that leaves a
-        complete checkpoint and a valid pointer at every moment.
-        """
+        """mmengine's, reordered: save, point ``last_checkpoint`` at it, then
+        prune; a complete checkpoint and a valid pointer at every moment."""
         if not _follows_this_mmengine():
             return super()._save_checkpoint_with_step(runner, step, meta)
         stale = []

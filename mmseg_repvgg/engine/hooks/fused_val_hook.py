@@ -11,11 +11,8 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class FusedValHook(Hook):
-    """Each validation epoch scores a fused deep copy of the model.
-
-    The training weights, BN statistics, optimizer state and random numbers
-    are not touched, so training goes on exactly as without this hook. With
-    mmengine's ``EMAHook`` the copy is made of the averaged weights.
+    """Each validation epoch scores a fused deep copy of the model (of the
+    EMA weights with ``EMAHook``); training goes on exactly as without it.
     """
 
     priority = 'BELOW_NORMAL'  # after EMAHook swapped its weights in
@@ -37,12 +34,8 @@ class FusedValHook(Hook):
                            f'({report.summary()})')
 
     def after_val_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
-        self._restore_val_step(runner)
+        # Drops the instance attribute; the class method shows through again.
+        vars(runner.model).pop('val_step', None)
 
     def after_val(self, runner) -> None:
-        self._restore_val_step(runner)
-
-    @staticmethod
-    def _restore_val_step(runner) -> None:
-        # Drops the instance attribute; the class method shows through again.
         vars(runner.model).pop('val_step', None)

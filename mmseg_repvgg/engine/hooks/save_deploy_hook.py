@@ -14,18 +14,14 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class SaveDeployHook(Hook):
-    """When training ends, write verified deploy checkpoints to the work dir.
-
-    ``deploy_final.pth`` holds the weights a checkpoint saved then would
-    hold (the EMA weights with ``EMAHook``), and each best checkpoint gets
-    ``deploy_best_<metric>_iter_<n>.pth``; each has its deploy config
-    beside it and is made as ``tools/reparam.py`` makes them
-    (:func:`~mmseg_repvgg.deploy.artifacts.save_verified_deploy`): fused
-    logits equal to the unfused ones, or nothing written.
+    """When training ends, write verified deploy checkpoints to the work dir:
+    ``deploy_final.pth`` (the EMA weights with ``EMAHook``) and one per best
+    checkpoint, each with its deploy config, made as ``tools/reparam.py``
+    makes them (fused logits equal to the unfused ones, or nothing written).
 
     Args:
         verify_shape (Sequence[int]): H, W of the random input on which the
-            fused and unfused logits are compared. Defaults to (128, 256).
+            fused and unfused logits are compared.
     """
 
     priority = 'BELOW_NORMAL'
@@ -36,12 +32,8 @@ class SaveDeployHook(Hook):
 
     @staticmethod
     def _final_weights(runner) -> Dict:
-        """The state dict a checkpoint saved now would hold.
-
-        ``before_save_checkpoint`` is where EMAHook puts its averaged
-        weights into a checkpoint (the dict's values are swapped, not the
-        model's parameters).
-        """
+        """The state dict a checkpoint saved now would hold (EMAHook swaps
+        its averages in at ``before_save_checkpoint``)."""
         checkpoint = dict(
             state_dict=weights_to_cpu(
                 unwrap_segmentor(runner.model).state_dict()))

@@ -14,10 +14,8 @@ from ..reparam import fuse_conv_norm, fuse_identity_norm, sum_branches
 
 
 def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
-    """A BN (eval mode) that computes ``weight * x + bias`` per channel.
-
-    running_var = 1 - eps makes sqrt(var + eps) one, up to rounding.
-    """
+    """A BN (eval mode) that computes ``weight * x + bias`` per channel
+    (running_var = 1 - eps makes sqrt(var + eps) one)."""
     return {
         prefix + 'weight': weight,
         prefix + 'bias': bias,
@@ -28,26 +26,21 @@ def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
 
 
 class RepVGGBlock(BaseModule):
-    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and identity BN, summed.
-
-    The identity branch exists only when input and output channels match and
-    the stride is 1. ``switch_to_deploy()`` folds the three branches into one
-    3x3 conv (``branch_reparam``); ``deploy=True`` builds that conv directly.
+    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and (same channels, stride
+    1) identity BN, summed; ``switch_to_deploy()`` folds them into one 3x3
+    conv (``branch_reparam``), which ``deploy=True`` builds directly.
 
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
-        stride (int): Stride of the 3x3 and 1x1 convs. Defaults to 1.
-        dilation (int): Dilation of the 3x3 conv, whose padding equals it.
-            The 1x1 conv keeps padding 0. Defaults to 1.
-        groups (int): Groups of both convs. Defaults to 1.
+        stride (int): Stride of the 3x3 and 1x1 convs.
+        dilation (int): Dilation (and padding) of the 3x3 conv.
+        groups (int): Groups of both convs.
         norm_cfg (dict): Norm layer config; any BatchNorm fuses.
-            Defaults to ``dict(type='BN')``.
-        act_cfg (dict): Activation after the sum. Defaults to ReLU.
+        act_cfg (dict): Activation after the sum.
         with_cp (bool): Use activation checkpointing in training.
-            Defaults to False.
-        deploy (bool): Build the fused form. Defaults to False.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        deploy (bool): Build the fused form.
+        init_cfg (dict, optional): Initialization config.
     """
 
     def __init__(self,
@@ -73,25 +66,16 @@ class RepVGGBlock(BaseModule):
         if deploy:
             self.branch_reparam = self._reparam_conv()
         else:
-            self.branch_3x3 = ConvModule(
+            conv_bn = partial(
+                ConvModule,
                 in_channels,
                 out_channels,
-                3,
                 stride=stride,
-                padding=dilation,
-                dilation=dilation,
                 groups=groups,
                 norm_cfg=norm_cfg,
                 act_cfg=None)
-            self.branch_1x1 = ConvModule(
-                in_channels,
-                out_channels,
-                1,
-                stride=stride,
-                padding=0,
-                groups=groups,
-                norm_cfg=norm_cfg,
-                act_cfg=None)
+            self.branch_3x3 = conv_bn(3, padding=dilation, dilation=dilation)
+            self.branch_1x1 = conv_bn(1, padding=0)
             if in_channels == out_channels and stride == 1:
                 self.branch_identity = build_norm_layer(norm_cfg,
                                                         in_channels)[1]
@@ -100,9 +84,8 @@ class RepVGGBlock(BaseModule):
         self.act = build_activation_layer(act_cfg)
 
     def _reparam_conv(self, init: bool = True) -> nn.Conv2d:
-        # Without init, the conv is left uninitialized (torch's skip_init):
-        # fusing overwrites it anyway, and initializing would draw from the
-        # global RNG, changing the random stream of a run that fuses a copy.
+        # Without init (skip_init): fusing overwrites it, and an init would
+        # draw from the global RNG of a run that fuses a copy.
         build = nn.Conv2d if init else partial(skip_init, nn.Conv2d)
         return build(
             self.in_channels,
@@ -155,12 +138,8 @@ class RepVGGBlock(BaseModule):
         return sum_branches(branches, kernel_size=3)
 
     def train_time_twin(self) -> 'RepVGGBlock':
-        """A train-time block of this geometry, with default BNs (eps 1e-5).
-
-        Every checkpoint layout's BNs have the defaults, so a train-time
-        checkpoint loads into the twin and fuses through
-        :meth:`fused_kernel_bias` for a deploy block.
-        """
+        """A train-time block of this geometry with default BNs (as every
+        checkpoint layout's), to fuse a train-time checkpoint through."""
         return RepVGGBlock(
             self.in_channels,
             self.out_channels,
@@ -169,12 +148,8 @@ class RepVGGBlock(BaseModule):
             groups=self.groups)
 
     def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
-        """Train-time tensors of this block that compute a fused conv.
-
-        The fused kernel becomes the 3x3 branch with an identity BN holding
-        the fused bias, and the 1x1 and identity branches are zeroed: in
-        eval mode the block computes ``conv(x, kernel) + bias`` and can be
-        fine-tuned from there.
+        """Train-time tensors of this block that compute a fused conv: the
+        3x3 branch holds it, the other branches are zeroed.
 
         Args:
             kernel (Tensor): The fused 3x3 kernel.
