@@ -16,28 +16,6 @@ from mmengine.fileio.backends import LocalBackend
 PathLike = Union[str, os.PathLike]
 
 
-def _default_file_mode() -> int:
-    """0o666 less the umask, as ``open()`` gives (``mkstemp`` gives 0o600).
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op elsewhere)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
     """A temporary path beside ``filename``: synced and renamed over it when
@@ -51,7 +29,9 @@ def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, _default_file_mode())
+        umask = os.umask(0)  # open()'s mode, not mkstemp's 0o600
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, filename)
@@ -59,7 +39,14 @@ def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-    _fsync_dir(directory)
+    # The rename made durable; Windows cannot open a directory, and some
+    # filesystems refuse its fsync.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

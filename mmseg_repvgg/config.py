@@ -4,7 +4,7 @@ import difflib
 import glob
 import inspect
 import os.path as osp
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Set
 
 from mmengine.config import Config
 from mmengine.hub import get_config
@@ -23,15 +23,6 @@ def _read(path: str) -> Config:
         except Exception as err:  # mmengine raises several types here
             raise ConfigError(
                 f'{path}: cannot load this config ({err})') from None
-    _check_config_file(path)
-    try:
-        return Config.fromfile(path)
-    except Exception as err:  # a config is user input: any failure is one
-        raise ConfigError(f'{path}: cannot load the config '
-                          f'({type(err).__name__}: {err})') from err
-
-
-def _check_config_file(path: str) -> None:
     if osp.isdir(path):
         found = sorted(glob.glob(osp.join(path, '*.py')))
         example = f'e.g. {found[0]}' if found else CONFIGS_HINT
@@ -43,6 +34,11 @@ def _check_config_file(path: str) -> None:
         raise ConfigError(
             f'{path} is a checkpoint, not a config; the config comes first '
             '(tools/test.py CONFIG CHECKPOINT)')
+    try:
+        return Config.fromfile(path)
+    except Exception as err:  # a config is user input: any failure is one
+        raise ConfigError(f'{path}: cannot load the config '
+                          f'({type(err).__name__}: {err})') from err
 
 
 def _arguments(cls) -> Optional[Set[str]]:
@@ -60,15 +56,6 @@ def _arguments(cls) -> Optional[Set[str]]:
         if all(p.kind is not p.VAR_KEYWORD for p in params):
             return names - {'self'}
     return None
-
-
-def _model_part(node: dict) -> Tuple[Optional[type], Optional[Set[str]]]:
-    from mmseg.registry import MODELS
-    kind = node.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    if not inspect.isclass(cls):
-        return None, None
-    return cls, _arguments(cls)
 
 
 def _first_missing(cfg: Config, parts: List[str]):
@@ -99,7 +86,12 @@ def _check_new_key(cfg: Config, key: str, value) -> None:
         return
     node, path, index = found
     part, where = parts[index], '.'.join(path)
-    cls, names = _model_part(node) if path[:1] == ['model'] else (None, None)
+    cls = names = None
+    if path[:1] == ['model']:  # a model part's keys are its arguments
+        from mmseg.registry import MODELS
+        kind = node.get('type')
+        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+        names = _arguments(cls) if inspect.isclass(cls) else None
     if names is not None and part in names:
         return
     candidates = sorted(names if names is not None else map(str, node))

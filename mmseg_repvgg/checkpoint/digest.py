@@ -26,14 +26,8 @@ def _tensors(obj, path: str) -> Iterator[Tuple[str, torch.Tensor]]:
 
 
 def tensor_digest(checkpoint: dict) -> str:
-    """SHA-256 over each tensor outside ``meta``: path, dtype, shape, bytes.
-
-    Args:
-        checkpoint (dict): A checkpoint as saved (loading keeps its order).
-
-    Returns:
-        str: The hex digest.
-    """
+    """Hex SHA-256 over each tensor outside ``meta`` of a checkpoint (in its
+    saved order, which loading keeps): path, dtype, shape, bytes."""
     sha = hashlib.sha256()
     for key, value in checkpoint.items():
         if key == 'meta':

@@ -92,37 +92,30 @@ def _by_url(source: str, url: str, filename: str = '') -> Remote:
     return Remote(source, url, filename, match.group(1) if match else None)
 
 
-def _mmpretrain(source: str) -> Remote:
-    name = source[len(MMPRETRAIN_SCHEME):]
-    by_name = {f'repvgg-{arch}'.lower(): arch for arch in MMPRETRAIN_FILES}
-    arch = by_name.get(name.lower())
-    if arch is None:
-        known = ', '.join(mmpretrain_name(a) for a in MMPRETRAIN_FILES)
-        raise CheckpointError(f'{source}: no such mmpretrain RepVGG weights; '
-                              f'known: {known}')
-    return _by_url(source, MMPRETRAIN_URL + MMPRETRAIN_FILES[arch][0])
-
-
-def _timm(source: str) -> Remote:
-    model_id = source[len(TIMM_SCHEME):]
-    if '.' not in model_id:  # timm's default pretrained tag
-        model_id = f'{model_id}.{TIMM_TAG}'
-    known = [f'repvgg_{arch.lower()}.{TIMM_TAG}' for arch in TIMM_ARCHS]
-    if model_id not in known:
-        raise CheckpointError(f'{source}: no such timm RepVGG weights; known: '
-                              f'{", ".join(TIMM_SCHEME + k for k in known)}')
-    # Every hub model's file is model.safetensors: the id names the copy.
-    return _by_url(source, TIMM_URL.format(model_id),
-                   f'{model_id}.safetensors')
-
-
 def resolve(source: str) -> Remote:
     """The URL and cache name of a remote source (no network); an unknown
     scheme or name raises CheckpointError."""
     if source.startswith(MMPRETRAIN_SCHEME):
-        return _mmpretrain(source)
+        name = source[len(MMPRETRAIN_SCHEME):].lower()
+        by_name = {f'repvgg-{a}'.lower(): a for a in MMPRETRAIN_FILES}
+        if name not in by_name:
+            known = ', '.join(mmpretrain_name(a) for a in MMPRETRAIN_FILES)
+            raise CheckpointError(f'{source}: no such mmpretrain RepVGG '
+                                  f'weights; known: {known}')
+        return _by_url(source,
+                       MMPRETRAIN_URL + MMPRETRAIN_FILES[by_name[name]][0])
     if source.startswith(TIMM_SCHEME):
-        return _timm(source)
+        model_id = source[len(TIMM_SCHEME):]
+        if '.' not in model_id:  # timm's default pretrained tag
+            model_id = f'{model_id}.{TIMM_TAG}'
+        known = [f'repvgg_{arch.lower()}.{TIMM_TAG}' for arch in TIMM_ARCHS]
+        if model_id not in known:
+            raise CheckpointError(
+                f'{source}: no such timm RepVGG weights; known: '
+                f'{", ".join(TIMM_SCHEME + k for k in known)}')
+        # Every hub model's file is model.safetensors: the id names the copy.
+        return _by_url(source, TIMM_URL.format(model_id),
+                       f'{model_id}.safetensors')
     if source.startswith(('http://', 'https://')):
         return _by_url(source, source)
     raise CheckpointError(
@@ -210,17 +203,9 @@ def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
 
 
 def fetch_checkpoint(source: str, read: Callable[[str], dict]) -> dict:
-    """Read a remote checkpoint, downloading it into the cache once (rank
-    0 first in a distributed run, as mmengine's ``load_from_http``).
-
-    Args:
-        source (str): A URL or a name (:data:`SCHEMES`).
-        read (callable): Reads a local file weights-only, raising
-            CheckpointError; a download it refuses is not kept.
-
-    Returns:
-        dict: The checkpoint.
-    """
+    """``read`` a remote checkpoint, downloading it into the cache once
+    (rank 0 first, as mmengine's ``load_from_http``); a download ``read``
+    refuses is not kept."""
     remote = resolve(source)
     rank, world_size = get_dist_info()
     if rank == 0:

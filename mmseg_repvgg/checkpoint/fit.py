@@ -1,8 +1,5 @@
-"""Does this checkpoint fit this model? The one rule, and strict loading.
-
-mmengine loads non-strictly and only warns, so a checkpoint of the wrong
-form or arch would be scored with random weights.
-"""
+"""Does this checkpoint fit this model? The one rule, and strict loading
+(mmengine's only warns, and would score random weights)."""
 import re
 from typing import Dict, Optional, Tuple
 
@@ -93,21 +90,16 @@ def check_checkpoint_fits(model: Optional[nn.Module],
     """The rule: may ``checkpoint`` be loaded into ``model`` for ``purpose``?
 
     Args:
-        model (nn.Module, optional): The segmentor as the config builds it
-            (as in :func:`fit_to_checkpoint`); None checks the checkpoint
-            alone.
+        model (nn.Module, optional): As for :func:`fit_to_checkpoint`; None
+            checks the checkpoint alone.
         checkpoint (dict): The loaded checkpoint.
         source (str): Its name, for the messages.
-        purpose (str): ``'test'`` or ``'resume'`` (every key must match;
-            resume train-time only) or ``'load_from'`` (the backbone's keys
-            must match, the heads may differ).
+        purpose (str): ``'test'``, ``'resume'`` (train-time only) or
+            ``'load_from'`` (the heads may differ).
         reshape (bool): Fuse the model to a fused checkpoint.
 
     Returns:
         FusionReport | None: What fusing the model to the checkpoint changed.
-
-    Raises:
-        CheckpointError: Naming the file, what does not fit and the fix.
     """
     if purpose not in PURPOSES:
         raise ValueError(f'purpose must be one of {PURPOSES}, not {purpose}')

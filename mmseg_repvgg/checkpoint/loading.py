@@ -1,7 +1,5 @@
-"""Load RepVGG weights of any layout into our backbone, and save them.
-
-Per block, a fused or train-time checkpoint goes into a fused or train-time
-model. This module imports the models, never the reverse.
+"""Load RepVGG weights of any layout into our backbone, fused or not (per
+block), and save them. This module imports the models, never the reverse.
 """
 import os
 import os.path as osp
@@ -25,13 +23,11 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
     """Read a checkpoint weights-only (a URL or name is downloaded once).
 
     Args:
-        filename (str): A local file (``.safetensors`` or a torch pickle),
-            URL or name (``mmpretrain://repvgg-B2``).
-        arch (str, optional): The arch it is for, named in the help when
-            the file is missing.
+        filename (str): A local file, URL or name (``mmpretrain://...``).
+        arch (str, optional): Named in the help when the file is missing.
 
-    Raises:
-        CheckpointError: A file that cannot be fetched or read safely.
+    Returns:
+        dict: The checkpoint.
     """
     filename = os.fspath(filename)
     if is_remote(filename):
@@ -46,12 +42,8 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
 
 
 def _read_file(filename: str) -> dict:
-    if filename.endswith('.safetensors'):
-        return _read_safetensors(filename)
-    return safe_torch_load(filename, map_location='cpu')
-
-
-def _read_safetensors(filename: str) -> dict:
+    if not filename.endswith('.safetensors'):
+        return safe_torch_load(filename, map_location='cpu')
     try:
         from safetensors.torch import load_file
     except ImportError:
@@ -95,15 +87,12 @@ def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
         f'{k} (checkpoint {list(got[k].shape)}, '
         f'{what} {list(expected[k].shape)})' for k in resized
     ]
-    problems = []
-    if mismatched:
-        problems.append(f'{len(mismatched)} tensors of other shapes: '
-                        f'{few_keys(mismatched, 3)}')
-    if missing:
-        problems.append(f'{len(missing)} missing: {few_keys(missing, 3)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected: '
-                        f'{few_keys(unexpected, 3)}')
+    problems = [
+        f'{len(keys)} {kind}: {few_keys(keys, 3)}'
+        for kind, keys in (('tensors of other shapes', mismatched),
+                           ('missing', missing), ('unexpected', unexpected))
+        if keys
+    ]
     if problems:
         raise CheckpointError('; '.join(problems))
 
@@ -266,11 +255,8 @@ def save_converted(state_dict: dict,
         verify (callable, optional): Raises if the written file is bad.
     """
     with atomic_path(filename) as tmp:
-        torch.save(
-            add_digest({
-                'state_dict': state_dict,
-                'meta': dict(meta or {})
-            }), tmp)
+        checkpoint = dict(state_dict=state_dict, meta=dict(meta or {}))
+        torch.save(add_digest(checkpoint), tmp)
         if verify is not None:
             verify(tmp)
 

@@ -61,21 +61,17 @@ MMENGINE_SAFE_GLOBALS = [
 ] + _numpy_globals()
 
 
-def _allowed_names() -> set:
-    return {
-        entry[1] if isinstance(entry, tuple) else
-        f'{entry.__module__}.{entry.__qualname__}'
-        for entry in MMENGINE_SAFE_GLOBALS
-    }
-
-
 def _unsafe_globals(filename, message: str) -> str:
     """The globals of ``filename`` outside the allow-list, for the message."""
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
     except Exception:  # not a zip checkpoint: torch's message names one
         names = re.findall(r'GLOBAL ([\w.]+)', message)
-    allowed = _allowed_names()
+    allowed = {
+        entry[1] if isinstance(entry, tuple) else
+        f'{entry.__module__}.{entry.__qualname__}'
+        for entry in MMENGINE_SAFE_GLOBALS
+    }
     return ', '.join(n for n in names if n not in allowed) or 'objects'
 
 

@@ -6,10 +6,11 @@ late or not at all. Models are built on the meta device (no memory).
 import copy
 import os
 import os.path as osp
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 
 from ..datasets.checked_cityscapes import check_data_root
 from ..errors import CheckpointError, ConfigError, UserError
@@ -42,7 +43,6 @@ def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
         list[int] | None: One count per output; None if the backbone cannot
         be built here.
     """
-    from mmseg.registry import MODELS
     backbone_cfg = dict(model_cfg['backbone'])
     backbone_cfg.pop('init_cfg', None)  # meta tensors load nothing anyway
     in_channels = backbone_cfg.get('in_channels', 3)
@@ -66,8 +66,11 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _expected(outs: Sequence[int], in_index: Union[int, Sequence[int]],
-              name: str) -> Tuple[List[int], List[int]]:
+def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
+    in_channels = head_cfg.get('in_channels')
+    if in_channels is None:
+        return
+    in_index = head_cfg.get('in_index', -1)
     indices = _as_list(in_index)
     for index in indices:
         if not -len(outs) <= index < len(outs):
@@ -75,20 +78,11 @@ def _expected(outs: Sequence[int], in_index: Union[int, Sequence[int]],
                 f'model.{name}.in_index={in_index} but the backbone has '
                 f'{len(outs)} outputs (in_index 0..{len(outs) - 1}); set '
                 f'model.{name}.in_index to one of them')
-    return indices, [outs[index] for index in indices]
-
-
-def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
-    in_channels = head_cfg.get('in_channels')
-    if in_channels is None:
-        return
-    indices, expected = _expected(outs, head_cfg.get('in_index', -1), name)
+    expected = [outs[index] for index in indices]
     if _as_list(in_channels) == expected:
         return
-    if isinstance(in_channels, (list, tuple)) or len(expected) > 1:
-        fix = f'{list(expected)}'
-    else:
-        fix = f'{expected[0]}'
+    many = isinstance(in_channels, (list, tuple)) or len(expected) > 1
+    fix = expected if many else expected[0]
     where = ', '.join(f'{c} at in_index {i}'
                       for i, c in zip(indices, expected))
     raise ConfigError(
@@ -144,8 +138,6 @@ def check_checkpoint_file_fits_config(cfg, filename: str,
         filename (str): The checkpoint.
         purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
     """
-    from mmseg.registry import MODELS
-
     from ..checkpoint import check_checkpoint_fits as rule
     from ..checkpoint import safe_torch_load
     checkpoint = safe_torch_load(filename)
@@ -155,16 +147,12 @@ def check_checkpoint_file_fits_config(cfg, filename: str,
     model_cfg['backbone'].pop('init_cfg', None)
     # At test the config's hook shapes the model to a fused checkpoint (as
     # here); without it, or for training, the model stays as configured.
-    shapes = any(
+    reshape = purpose == 'test' and any(
         hook.get('type') in _SHAPING_HOOKS
         for hook in cfg.get('custom_hooks') or [])
     # A model that cannot be built (None): the checkpoint alone is checked.
-    rule(
-        _on_meta(lambda: MODELS.build(model_cfg)),
-        checkpoint,
-        filename,
-        purpose,
-        reshape=purpose == 'test' and shapes)
+    model = _on_meta(lambda: MODELS.build(model_cfg))
+    rule(model, checkpoint, filename, purpose, reshape=reshape)
 
 
 def _pretrained(model_cfg: dict) -> List[Tuple[str, str]]:

@@ -38,19 +38,6 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
         super().__init__(module=module, device_ids=None, **kwargs)
 
 
-def _dist_kwargs(cfg) -> dict:
-    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
-    backend = dist_cfg.pop('backend', 'nccl')
-    if backend == 'nccl':
-        raise ConfigError(
-            'the config asks for the nccl backend, which needs GPUs, and '
-            'torch sees none; on CPUs use gloo: --cfg-options '
-            'env_cfg.dist_cfg.backend=gloo')
-    if dist_cfg.get('timeout') is not None:
-        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
-    return dict(backend=backend, **dist_cfg)
-
-
 def setup_cpu_distributed(cfg, launcher: str) -> bool:
     """Prepare a distributed run on CPUs; do nothing on GPUs.
 
@@ -74,9 +61,16 @@ def setup_cpu_distributed(cfg, launcher: str) -> bool:
             f'--launcher pytorch, but {", ".join(missing)} is not set: start '
             'the processes with torchrun (tools/dist_train.sh, '
             'tools/dist_test.sh), or drop --launcher for one process')
-    kwargs = _dist_kwargs(cfg)
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    if dist_cfg.setdefault('backend', 'nccl') == 'nccl':
+        raise ConfigError(
+            'the config asks for the nccl backend, which needs GPUs, and '
+            'torch sees none; on CPUs use gloo: --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo')
+    if dist_cfg.get('timeout') is not None:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(**kwargs)
+        torch_dist.init_process_group(**dist_cfg)
     if cfg.get('model_wrapper_cfg') is None:
         # The arguments mmengine gives its own DDP when it picks the wrapper.
         cfg.model_wrapper_cfg = dict(

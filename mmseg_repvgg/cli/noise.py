@@ -23,18 +23,9 @@ _WARNINGS = [
 ]
 
 
-class _DropMessages(logging.Filter):
-    """Drops records whose message starts with one of ``prefixes``."""
-
-    def __init__(self, *prefixes: str):
-        super().__init__()
-        self.prefixes = prefixes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
-
-
-_TORCHVISION = _DropMessages('torchvision is not installed. Skipping')
+def _not_torchvision(record: logging.LogRecord) -> bool:
+    return not str(
+        record.msg).startswith('torchvision is not installed. Skipping')
 
 
 def filter_third_party_noise() -> None:
@@ -43,4 +34,4 @@ def filter_third_party_noise() -> None:
         warnings.filterwarnings(
             'ignore', message=message, category=category, module=module)
     logging.getLogger('torch.onnx._internal.exporter._registration').addFilter(
-        _TORCHVISION)
+        _not_torchvision)

@@ -59,7 +59,10 @@ class CheckedCityscapesDataset(CityscapesDataset):
             img_dir or '.', backend_args=self.backend_args)
         if not isinstance(backend, fileio.LocalBackend):
             return super().load_data_list()
-        self._check_img_dir(img_dir)
+        check_data_root(self.data_root)
+        if not osp.isdir(img_dir):
+            raise DatasetError(f'{img_dir}: image directory not found; '
+                               f'{get_data(self.data_root)}')
         data_list = super().load_data_list()
         if not data_list:
             raise DatasetError(
@@ -68,12 +71,6 @@ class CheckedCityscapesDataset(CityscapesDataset):
         for info in data_list:
             self._check_pair(info['img_path'], info.get('seg_map_path'))
         return data_list
-
-    def _check_img_dir(self, img_dir: str) -> None:
-        check_data_root(self.data_root)
-        if not osp.isdir(img_dir):
-            raise DatasetError(f'{img_dir}: image directory not found; '
-                               f'{get_data(self.data_root)}')
 
     def _check_pair(self, img_path: str, seg_path) -> None:
         if not osp.isfile(img_path):  # listed in an ann_file

@@ -73,20 +73,6 @@ def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
     return name
 
 
-def _check_args(num_train, num_val, size) -> None:
-    if num_train < 1 or num_val < 0:
-        raise ConfigError(
-            f'num_train={num_train}, num_val={num_val}: need at least one '
-            'training image and no negative count')
-    if len(size) != 2 or size[0] < MIN_SIZE[0] or size[1] < MIN_SIZE[1]:
-        raise ConfigError(f'size={tuple(size)}: give (H, W) of at least '
-                          f'{MIN_SIZE}')
-
-
-def _existing_outputs(root: str) -> list:
-    return [name for name in OUTPUTS if osp.lexists(osp.join(root, name))]
-
-
 def _move_into_place(staging: str, root: str, overwrite: bool) -> None:
     mkdir_or_exist(root)
     for name in OUTPUTS:
@@ -123,9 +109,15 @@ def make_toy_cityscapes(root: str,
     Returns:
         dict[str, int]: Images written per split.
     """
-    _check_args(num_train, num_val, size)
+    if num_train < 1 or num_val < 0:
+        raise ConfigError(
+            f'num_train={num_train}, num_val={num_val}: need at least one '
+            'training image and no negative count')
+    if len(size) != 2 or size[0] < MIN_SIZE[0] or size[1] < MIN_SIZE[1]:
+        raise ConfigError(f'size={tuple(size)}: give (H, W) of at least '
+                          f'{MIN_SIZE}')
     root = osp.abspath(root)
-    existing = _existing_outputs(root)
+    existing = [n for n in OUTPUTS if osp.lexists(osp.join(root, n))]
     if existing and not overwrite:
         raise DatasetError(
             f'{root}: already holds {", ".join(existing)}; remove them, '

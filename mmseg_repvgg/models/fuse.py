@@ -69,29 +69,6 @@ def _norm_follows_conv(module: ConvModule) -> bool:
             and order.index('norm') == order.index('conv') + 1)
 
 
-def _fold_conv_norms(model: nn.Module) -> List[str]:
-    names = [
-        name for name, module in model.named_modules()
-        if isinstance(module, ConvModule) and _norm_follows_conv(module)
-    ]
-    modules = dict(model.named_modules())
-    for name in names:
-        fuse_conv_bn(modules[name])
-    return names
-
-
-def _drop_train_only_heads(model: nn.Module) -> List[str]:
-    # mmseg's ``with_auxiliary_head`` is ``hasattr(...) and not None``, so
-    # deleting the attribute is what an EncoderDecoder built without one has.
-    dropped = [
-        name for name in TRAIN_ONLY_HEADS
-        if getattr(model, name, None) is not None
-    ]
-    for name in dropped:
-        delattr(model, name)
-    return dropped
-
-
 @torch.no_grad()
 def fuse_segmentor(model: nn.Module,
                    inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
@@ -110,9 +87,18 @@ def fuse_segmentor(model: nn.Module,
         model = copy.deepcopy(model)
     report = FusionReport(blocks=fusable_modules(model))
     reparameterize_model(model, inplace=True)
-    # Drop before folding: folding a head that is thrown away is wasted work.
-    report.dropped = _drop_train_only_heads(model)
-    report.conv_bn = _fold_conv_norms(model)
+    # Drop before folding, as a segmentor built without them (mmseg's
+    # with_auxiliary_head is hasattr-and-not-None).
+    report.dropped = [
+        name for name in TRAIN_ONLY_HEADS
+        if getattr(model, name, None) is not None
+    ]
+    for name in report.dropped:
+        delattr(model, name)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ConvModule) and _norm_follows_conv(module):
+            fuse_conv_bn(module)
+            report.conv_bn.append(name)
     report.unfused_norms = [
         name for name, module in model.named_modules() if is_batchnorm(module)
     ]

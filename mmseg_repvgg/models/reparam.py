@@ -66,17 +66,13 @@ def fuse_identity_norm(norm: nn.Module, groups: int,
         None, norm)
 
 
-def pad_to_kernel(kernel: Tensor, kernel_size: int) -> Tensor:
-    """Zero-pad a smaller square kernel to ``kernel_size``, centred (a
-    dilated 3x3's centre tap reads the 1x1's pixel, so dilation is moot)."""
-    pad = (kernel_size - kernel.shape[-1]) // 2
-    return F.pad(kernel, [pad] * 4)
-
-
 def sum_branches(branches: List[Tuple[Tensor, Tensor]],
                  kernel_size: int) -> Tuple[Tensor, Tensor]:
-    """Add (kernel, bias) pairs of parallel branches into one conv."""
-    kernel = sum(pad_to_kernel(k, kernel_size) for k, _ in branches)
+    """Add (kernel, bias) pairs of parallel branches into one conv, smaller
+    kernels zero-padded, centred (a dilated 3x3's centre tap reads the
+    1x1's pixel, so dilation is moot)."""
+    kernel = sum(
+        F.pad(k, [(kernel_size - k.shape[-1]) // 2] * 4) for k, _ in branches)
     bias = sum(b for _, b in branches)
     return kernel, bias
 

@@ -41,21 +41,18 @@ class CheckpointFitHook(Hook):
             purpose,
             reshape=purpose == 'test')
         if purpose == 'load_from' and 'optimizer' in checkpoint:
-            self._warn_restart(runner, checkpoint, source)
+            # mmseg's train.py overwrites cfg.resume with its --resume flag,
+            # so `--cfg-options resume=True load_from=...` restarts at 0.
+            meta = checkpoint.get('meta') or {}
+            runner.logger.warning(
+                f'{self.log_prefix}: {source} is a training checkpoint (iter '
+                f'{meta.get("iter", "?")}, optimizer state) loaded as '
+                'load_from, so training starts again at iteration 0. To '
+                "continue that run instead, pass --resume (with mmseg's "
+                'train.py: --resume --cfg-options load_from=safe://PATH)')
         if report is not None:
             kind = ('deploy checkpoint' if is_deploy_checkpoint(checkpoint)
                     else 'fused-backbone checkpoint')
             fuse_ema_copies(runner, checkpoint_state_dict(checkpoint))
             runner.logger.info(f'{self.log_prefix}: {kind}, model shaped to '
                                f'it: {report.summary()}')
-
-    def _warn_restart(self, runner, checkpoint: Dict, source: str) -> None:
-        # mmseg's train.py overwrites cfg.resume with its --resume flag, so
-        # `--cfg-options resume=True load_from=...` restarts at iteration 0.
-        meta = checkpoint.get('meta') or {}
-        runner.logger.warning(
-            f'{self.log_prefix}: {source} is a training checkpoint (iter '
-            f'{meta.get("iter", "?")}, optimizer state) loaded as load_from, '
-            'so training starts again at iteration 0. To continue that run '
-            'instead, pass --resume (with mmseg\'s train.py: --resume '
-            '--cfg-options load_from=safe://PATH)')

@@ -30,16 +30,6 @@ class SaveDeployHook(Hook):
     def __init__(self, verify_shape: Sequence[int] = (128, 256)):
         self.verify_shape = tuple(verify_shape)
 
-    @staticmethod
-    def _final_weights(runner) -> Dict:
-        """The state dict a checkpoint saved now would hold (EMAHook swaps
-        its averages in at ``before_save_checkpoint``)."""
-        checkpoint = dict(
-            state_dict=weights_to_cpu(
-                unwrap_segmentor(runner.model).state_dict()))
-        runner.call_hook('before_save_checkpoint', checkpoint=checkpoint)
-        return checkpoint_state_dict(checkpoint)
-
     def _sources(self, runner) -> List[Tuple[str, str, Dict, Dict]]:
         """(file name, source, state dict, meta) of each deploy checkpoint."""
         dataset = getattr(runner.train_dataloader, 'dataset', None)
@@ -49,8 +39,14 @@ class SaveDeployHook(Hook):
             iter=runner.iter,
             seed=runner.seed,
             experiment_name=runner.experiment_name)
+        # What a checkpoint saved now would hold: EMAHook swaps its averages
+        # in at before_save_checkpoint.
+        final = dict(
+            state_dict=weights_to_cpu(
+                unwrap_segmentor(runner.model).state_dict()))
+        runner.call_hook('before_save_checkpoint', checkpoint=final)
         sources = [('deploy_final.pth', f'final weights of {runner.work_dir}',
-                    self._final_weights(runner), final_meta)]
+                    checkpoint_state_dict(final), final_meta)]
         for key, path in runner.message_hub.runtime_info.items():
             if key.startswith('best_ckpt') and path and osp.isfile(path):
                 best = safe_torch_load(path)

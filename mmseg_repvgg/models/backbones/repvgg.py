@@ -35,25 +35,22 @@ class RepVGG(BaseModule):
         fast: the same plus dilated_blocks=(0, 0, 4, 1)
 
     Args:
-        arch (str | dict): A key of ``arch_settings`` or a dict with
-            ``num_blocks``, ``width_factor`` (4 each), ``group_layer_map``.
+        arch (str | dict): A key of ``arch_settings`` or such a dict.
         in_channels (int): Input image channels.
-        base_channels (int): Stage ``i`` has ``base_channels * 2**i *
-            width_factor[i]`` channels.
+        base_channels (int): Stage i: base_channels * 2**i * width_factor[i].
         strides (Sequence[int]): Stride of each of the four stages.
         dilations (Sequence[int]): Dilation of each stage.
-        dilated_blocks (Sequence[int], optional): How many of the last blocks
-            of each stage take its dilation; None: every block.
+        dilated_blocks (Sequence[int], optional): Dilated last blocks per
+            stage; None: every block.
         out_indices (Sequence[int]): Stages (0-3) whose outputs are returned.
-        frozen_stages (int): Freeze the stem and stages up to this one
-            (0: stem only; -1: nothing).
+        frozen_stages (int): Freeze the stem (0) and stages up to this one.
         norm_cfg (dict): Norm config.
         act_cfg (dict): Activation config.
         norm_eval (bool): Keep BN layers in eval mode while training.
         with_cp (bool): Activation checkpointing.
         deploy (bool): Build fused blocks directly.
-        init_cfg (dict | list[dict], optional): Initialization config;
-            ``dict(type='RepVGGPretrained', checkpoint=...)`` loads any layout.
+        init_cfg (dict | list[dict], optional): ``RepVGGPretrained`` loads
+            any checkpoint layout.
     """
 
     # yapf: disable
@@ -129,15 +126,12 @@ class RepVGG(BaseModule):
             first_dilated = blocks - self.dilated_blocks[i]
             stage = []
             for j in range(blocks):
+                stride = self.strides[i] if j == 0 else 1
+                dilation = self.dilations[i] if j >= first_dilated else 1
+                groups = group_map.get(layer_idx, 1)
                 stage.append(
-                    RepVGGBlock(
-                        channels,
-                        width,
-                        stride=self.strides[i] if j == 0 else 1,
-                        dilation=(self.dilations[i]
-                                  if j >= first_dilated else 1),
-                        groups=group_map.get(layer_idx, 1),
-                        **block_cfg))
+                    RepVGGBlock(channels, width, stride, dilation, groups,
+                                **block_cfg))
                 channels = width
                 layer_idx += 1
             name = f'stage{i + 1}'

@@ -148,16 +148,9 @@ class RepVGGBlock(BaseModule):
             groups=self.groups)
 
     def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
-        """Train-time tensors of this block that compute a fused conv: the
-        3x3 branch holds it, the other branches are zeroed.
-
-        Args:
-            kernel (Tensor): The fused 3x3 kernel.
-            bias (Tensor): The fused bias.
-
-        Returns:
-            dict: A state dict for this (train-time) block.
-        """
+        """A state dict for this train-time block that computes the fused
+        conv (``kernel``, ``bias``): the 3x3 branch holds it, the others are
+        zeroed."""
         if self.deploy:
             raise ValueError('state_from_fused needs a train-time block')
         ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
