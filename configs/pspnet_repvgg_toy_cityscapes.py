@@ -1,8 +1,6 @@
 # A small PSPNet-RepVGG trained from scratch on the built-in toy Cityscapes
-# (python tools/make_toy_cityscapes.py data/toy_cityscapes) on a CPU in a
-# few minutes: the main job (tools/demo.py). The paper configs' model and
-# recipe shrunk to a narrow 1-2-4-1 RepVGG with BN (one process), no
-# ImageNet weights, a larger lr and a smaller batch.
+# on a CPU in minutes (tools/demo.py): the paper configs shrunk to a narrow
+# 1-2-4-1 RepVGG with BN, a larger lr and a smaller batch.
 _base_ = ['./_base_/pspnet_repvgg_cityscapes.py']
 
 data_root = 'data/toy_cityscapes/'

@@ -1,8 +1,5 @@
-"""mmseg-repvgg: RepVGG for MMSegmentation 1.x.
-
-Importing it (or naming it in ``custom_imports``) registers its modules in
-mmseg's and mmengine's registries; it loads no deploy or runtime code.
-"""
+"""mmseg-repvgg: RepVGG for MMSegmentation 1.x. Importing it registers its
+modules in mmseg's and mmengine's registries, and loads no deploy code."""
 from . import atomic_io  # noqa: F401  (the local_atomic backend)
 from . import checkpoint  # noqa: F401  (RepVGGPretrained, safe://)
 from . import datasets  # noqa: F401

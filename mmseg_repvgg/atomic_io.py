@@ -1,9 +1,6 @@
-"""Crash-safe writes: a temporary file beside the target, fsync, rename.
-
-The ``'local_atomic'`` file backend makes mmengine's checkpoint saving
-(which truncates the old file first) atomic too; neither the standard
-library, torch nor mmengine offers such a write.
-"""
+"""Crash-safe writes (a temporary file beside the target, fsync, rename),
+which neither torch nor mmengine offers; ``'local_atomic'`` is the mmengine
+file backend that makes its checkpoint saving atomic too."""
 import contextlib
 import os
 import os.path as osp
@@ -18,8 +15,7 @@ PathLike = Union[str, os.PathLike]
 
 @contextlib.contextmanager
 def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
-    """A temporary path beside ``filename``: synced and renamed over it when
-    the block succeeds, removed when it raises."""
+    """A temporary path beside ``filename``, renamed over it on success."""
     filename = os.fspath(filename)
     directory = osp.dirname(osp.abspath(filename))
     if make_dirs:
@@ -95,8 +91,7 @@ def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
 
 @register_backend('local_atomic')
 class AtomicLocalBackend(LocalBackend):
-    """mmengine's local backend whose writes are atomic (select it with
-    ``backend_args=ATOMIC_BACKEND_ARGS``)."""
+    """mmengine's local backend, atomic (``ATOMIC_BACKEND_ARGS``)."""
 
     def put(self, obj: bytes, filepath: PathLike) -> None:
         os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)

@@ -59,8 +59,8 @@ def _arguments(cls) -> Optional[Set[str]]:
 
 
 def _first_missing(cfg: Config, parts: List[str]):
-    """(node, path to it, index in ``parts``) of the first part the config
-    lacks; None if it has them all, or the path leaves its dicts."""
+    """(node, path to it, index) of the first of ``parts`` the config lacks.
+    """
     node = dict(cfg.items())
     for i, part in enumerate(parts):
         if isinstance(node, (list, tuple)) and part.isdigit():

@@ -1,7 +1,5 @@
-"""An mmseg child of mmengine's FUNCTIONS registry, which mmseg lacks:
-without it every collate-function lookup under the mmseg scope logs
-``Failed to search registry with scope "mmseg"`` before using mmengine's.
-"""
+"""An mmseg child of mmengine's FUNCTIONS registry: without it every collate
+lookup under the mmseg scope logs ``Failed to search registry``."""
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import Registry
 

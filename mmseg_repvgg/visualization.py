@@ -1,7 +1,5 @@
-"""Ground truth | prediction pictures that read at a glance: mmseg's
-visualizer boxes each class name over its region, which on a small image
-hides much of it; here each half is captioned and a legend names the classes.
-"""
+"""Ground truth | prediction pictures that read at a glance: each half
+captioned, a legend naming the classes (not boxed over small regions)."""
 import warnings
 from typing import List, Sequence, Tuple
 
@@ -80,11 +78,9 @@ class SegPairVisualizer(SegLocalVisualizer):
         drawn = np.concatenate(halves, axis=1)
         if with_labels:
             ids = sorted(i for i in shown if 0 <= i < len(classes))
-            drawn = np.concatenate([
-                drawn,
-                _legend([(classes[i], palette[i]) for i in ids],
-                        drawn.shape[1])
-            ])
+            legend = _legend([(classes[i], palette[i]) for i in ids],
+                             drawn.shape[1])
+            drawn = np.concatenate([drawn, legend])
         self.set_image(drawn)
         if show:
             self.show(drawn, win_name=name, wait_time=wait_time)
@@ -96,9 +92,8 @@ class SegPairVisualizer(SegLocalVisualizer):
 
 @HOOKS.register_module()
 class QuietSegVisualizationHook(SegVisualizationHook):
-    """mmseg's ``SegVisualizationHook`` (same arguments) without its
-    warning that ``draw=False``: training never draws, and ``--show-dir``
-    switches drawing on for a test."""
+    """mmseg's ``SegVisualizationHook`` without its ``draw=False`` warning:
+    training never draws; ``--show-dir`` does."""
 
     def __init__(self, *args, **kwargs):
         with warnings.catch_warnings():

@@ -50,6 +50,5 @@ default_hooks = dict(
 log_processor = dict(by_epoch=True)
 # Ground truth | prediction, each captioned, class names in a legend below.
 visualizer = dict(type='SegPairVisualizer')
-# Reseed every iteration from (seed, counter): a run resumed after a crash
-# ends with the weights of an uninterrupted one.
+# Reseed from (seed, counter): a resumed run equals an uninterrupted one.
 custom_hooks = [dict(type='ReseedHook')]

@@ -1,8 +1,5 @@
-"""A SHA-256 of a checkpoint's tensors, saved in its ``meta``, checked on load.
-
-torch and mmengine check nothing inside tensor data: a byte flipped on disk
-loads and scores silently. Files without a digest load as before.
-"""
+"""A SHA-256 of a checkpoint's tensors, saved in its ``meta`` and checked on
+load: torch and mmengine would load and score a flipped byte silently."""
 import hashlib
 from typing import Iterator, Tuple
 
@@ -40,8 +37,7 @@ def tensor_digest(checkpoint: dict) -> str:
 
 
 def add_digest(checkpoint: dict) -> dict:
-    """Put the :func:`tensor_digest` into ``checkpoint['meta']`` (in place)
-    and return ``checkpoint``."""
+    """Put the :func:`tensor_digest` into ``checkpoint['meta']``, in place."""
     meta = dict(checkpoint.get('meta') or {})
     meta[DIGEST_KEY] = tensor_digest(checkpoint)
     checkpoint['meta'] = meta
@@ -49,8 +45,7 @@ def add_digest(checkpoint: dict) -> dict:
 
 
 def check_digest(checkpoint, filename) -> None:
-    """Raise CheckpointError if ``checkpoint`` carries a digest its tensors
-    do not match (one without a digest passes)."""
+    """Refuse a checkpoint whose tensors do not match the digest it has."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     expected = meta.get(DIGEST_KEY) if isinstance(meta, dict) else None
     if expected is not None and tensor_digest(checkpoint) != expected:

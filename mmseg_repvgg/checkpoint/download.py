@@ -1,10 +1,6 @@
-"""Pretrained weights by URL or name (``mmpretrain://repvgg-B2``,
-``timm://repvgg_b2``), fetched once into torch's hub cache.
-
-A download lands under a hidden name, is read by the caller's weights-only
-reader and only then renamed to its cache name: a cut transfer, a hash
-mismatch or a refused pickle leaves nothing behind.
-"""
+"""Pretrained weights by URL or name (``mmpretrain://repvgg-B2``), fetched
+once into torch's hub cache, and kept only once read: a cut transfer, a
+hash mismatch or a refused pickle leaves nothing behind."""
 import http.client
 import os
 import os.path as osp
@@ -93,8 +89,7 @@ def _by_url(source: str, url: str, filename: str = '') -> Remote:
 
 
 def resolve(source: str) -> Remote:
-    """The URL and cache name of a remote source (no network); an unknown
-    scheme or name raises CheckpointError."""
+    """The URL and cache name of a remote source, without the network."""
     if source.startswith(MMPRETRAIN_SCHEME):
         name = source[len(MMPRETRAIN_SCHEME):].lower()
         by_name = {f'repvgg-{a}'.lower(): a for a in MMPRETRAIN_FILES}
@@ -151,8 +146,7 @@ class DownloadError(CheckpointError):
 
 
 def _download(remote: Remote, dst: str) -> None:
-    """``torch.hub.download_url_to_file`` with its failures as one error
-    (a cut transfer passes it: the caller's reader catches that)."""
+    """``torch.hub.download_url_to_file``, its failures as one error."""
     try:
         torch.hub.download_url_to_file(
             remote.url, dst, remote.hash_prefix, progress=True)
@@ -184,8 +178,7 @@ def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
                 f'{err} (the cached copy of {_what(remote)}: delete it to '
                 'download again)') from None
     os.makedirs(cache_dir(), exist_ok=True)
-    # Hidden, unique, and ending in the cache name, whose suffix tells the
-    # reader the format; the same directory makes the final rename atomic.
+    # Hidden, unique, ending in the cache name (its suffix names the format).
     staging = osp.join(cache_dir(), f'.{uuid.uuid4().hex}.{remote.filename}')
     try:
         _download(remote, staging)

@@ -38,8 +38,7 @@ def _has_blocks(keys, marker: str) -> bool:
 
 def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
                              source: str) -> None:
-    """Raise CheckpointError unless ``state_dict`` has exactly the model's
-    keys and shapes, naming a few that differ."""
+    """Refuse a state dict without exactly the model's keys and shapes."""
     missing, unexpected, resized = key_differences(model.state_dict(),
                                                    state_dict)
     problems = [
@@ -138,8 +137,7 @@ def check_checkpoint_fits(model: Optional[nn.Module],
 
 
 def build_segmentor(cfg) -> nn.Module:
-    """Build ``cfg.model`` as mmseg's ``init_model`` does, without weights
-    (SyncBN becomes BN, as in an undistributed Runner)."""
+    """``cfg.model`` as mmseg's ``init_model`` builds it (SyncBN as BN)."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     return revert_sync_batchnorm(MODELS.build(cfg.model))
 

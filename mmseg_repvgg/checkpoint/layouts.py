@@ -19,8 +19,7 @@ BRANCH_TENSORS = {
     'branch_reparam.': ('weight', 'bias'),
 }
 FUSED_PREFIX = 'branch_reparam.'
-# Squeeze-excitation modules of RepVGG-D2se in each codebase (timm's ``attn``
-# is an nn.Identity without keys in every plain RepVGG).
+# RepVGG-D2se's squeeze-excitation (timm's attn has no keys in plain RepVGGs).
 _SE_PATTERN = re.compile(r'(^|\.)(se|se_layer|attn)\.')
 
 Block = Tuple
@@ -81,37 +80,26 @@ class Layout:
         return f'{self.stage}{stage - 1 + self.first_stage}.{index}.{rest}'
 
 
-def _branches(conv3, norm3, conv1, norm1, identity, fused):
-    return dict(
-        zip(BRANCH_TENSORS, (conv3, norm3, conv1, norm1, identity, fused)))
+def _branches(prefixes: str) -> Dict[str, str]:
+    """Ours -> a layout's branch prefixes, given in BRANCH_TENSORS' order."""
+    return dict(zip(BRANCH_TENSORS, prefixes.split()))
 
 
+# Layout(name, stem, stage, first_stage, branches, heads, wrapper)
 OURS = Layout('ours', 'stem', 'stage', 1, {p: p for p in BRANCH_TENSORS})
 OFFICIAL = Layout(
-    'official',
-    'stage0',
-    'stage',
-    1,
-    _branches('rbr_dense.conv.', 'rbr_dense.bn.', 'rbr_1x1.conv.',
-              'rbr_1x1.bn.', 'rbr_identity.', 'rbr_reparam.'),
-    heads=('linear.', ))
+    'official', 'stage0', 'stage', 1,
+    _branches('rbr_dense.conv. rbr_dense.bn. rbr_1x1.conv. rbr_1x1.bn. '
+              'rbr_identity. rbr_reparam.'), ('linear.', ))
 MMPRETRAIN = Layout(
-    'mmpretrain',
-    'stem',
-    'stage_',
-    1,
-    _branches('branch_3x3.conv.', 'branch_3x3.norm.', 'branch_1x1.conv.',
-              'branch_1x1.norm.', 'branch_norm.', 'branch_reparam.'),
-    heads=('head.', ),
-    wrapper='backbone.')
+    'mmpretrain', 'stem', 'stage_', 1,
+    _branches('branch_3x3.conv. branch_3x3.norm. branch_1x1.conv. '
+              'branch_1x1.norm. branch_norm. branch_reparam.'), ('head.', ),
+    'backbone.')
 TIMM = Layout(
-    'timm',
-    'stem',
-    'stages.',
-    0,
-    _branches('conv_kxk.conv.', 'conv_kxk.bn.', 'conv_1x1.conv.',
-              'conv_1x1.bn.', 'identity.', 'reparam_conv.'),
-    heads=('head.', ))
+    'timm', 'stem', 'stages.', 0,
+    _branches('conv_kxk.conv. conv_kxk.bn. conv_1x1.conv. conv_1x1.bn. '
+              'identity. reparam_conv.'), ('head.', ))
 
 BASE_LAYOUTS = {lay.name: lay for lay in (OURS, OFFICIAL, MMPRETRAIN, TIMM)}
 LAYOUTS = tuple(name + suffix for name in BASE_LAYOUTS

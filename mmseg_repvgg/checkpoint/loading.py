@@ -117,8 +117,7 @@ def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
 
 def _convert_block(src: dict, block, name: str) -> dict:
     fused_src = any(k.startswith(FUSED_PREFIX) for k in src)
-    # Incomplete blocks and matching forms go as they are: check_fits names
-    # what is missing or extra.
+    # Incomplete blocks and matching forms stay: check_fits names the rest.
     incomplete = fused_src and not {
         'branch_reparam.weight', 'branch_reparam.bias'
     } <= set(src)
@@ -175,24 +174,19 @@ def _shapes(state_dict: dict) -> dict:
     }
 
 
-def _arch_names_matching(ours: dict, deploy: bool):
-    """Arch names whose backbone has exactly the shapes of ``ours``."""
-    shapes = _shapes(ours)
-    # On the meta device no memory is allocated, so every arch builds cheaply.
-    with torch.device('meta'):
-        return [
-            name for name in RepVGG.arch_settings
-            if _shapes(RepVGG(name, deploy=deploy).state_dict()) == shapes
-        ]
-
-
 def _arch_name(model) -> Optional[str]:
     archs = type(model).arch_settings
     return next((name for name in archs if archs[name] == model.arch), None)
 
 
 def _arch_hint(blocks: dict, model) -> str:
-    names = _arch_names_matching(flatten_blocks(blocks), all_fused(blocks))
+    shapes, deploy = _shapes(flatten_blocks(blocks)), all_fused(blocks)
+    # On the meta device every arch builds without memory.
+    with torch.device('meta'):
+        names = [
+            name for name in RepVGG.arch_settings
+            if _shapes(RepVGG(name, deploy=deploy).state_dict()) == shapes
+        ]
     model_arch = _arch_name(model) or 'a custom arch'
     if names and model_arch not in names:
         return (f'. It is a checkpoint for another arch, RepVGG-{names[0]}, '

@@ -11,8 +11,7 @@ from .loading import load_pretrained
 class RepVGGPretrained:
     """Initialize a RepVGG backbone from a checkpoint of any layout.
 
-    Unlike mmengine's ``PretrainedInit`` (keys as they are, non-strict),
-    this detects the layout, converts it to the backbone's form and loads
+    Unlike mmengine's ``PretrainedInit``, it converts the layout and loads
     every tensor strictly.
 
     Args:

@@ -1,9 +1,6 @@
-"""Load mmengine's own checkpoints with ``weights_only=True``.
-
-mmengine pickles a ``HistoryBuffer`` and numpy objects, which torch's
-weights-only load refuses; rather than turn the safety off, exactly those
-types are allowed, and the ``safe://`` scheme lets mmengine load this way.
-"""
+"""Load mmengine's own checkpoints with ``weights_only=True``: rather than
+turn the safety off, the types mmengine pickles are allowed, and the
+``safe://`` scheme lets mmengine load this way."""
 import glob
 import os
 import os.path as osp
@@ -40,10 +37,8 @@ def _numpy_globals():
 
 
 def _history_buffer_method(owner, name):
-    """``getattr`` while unpickling, for a HistoryBuffer's statistics
-    methods only (``getattr`` itself would reach any attribute)."""
-    # Named: HistoryBuffer registers them only when a first buffer is made,
-    # which in a fresh process (tools/test.py) comes after the load.
+    """``getattr`` while unpickling, of HistoryBuffer's statistics only."""
+    # Named: a fresh process registers them with its first buffer, later.
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)
     if owner is HistoryBuffer and name in allowed:
@@ -52,8 +47,7 @@ def _history_buffer_method(owner, name):
         f'getattr({owner!r}, {name!r}) is not on the allow-list')
 
 
-# The non-tensor types in what mmengine's Runner saves (message_hub's
-# HistoryBuffers of numpy arrays, numpy scalars in meta and runtime_info).
+# The non-tensor types in what mmengine's Runner saves.
 MMENGINE_SAFE_GLOBALS = [
     HistoryBuffer,
     (_history_buffer_method, 'builtins.getattr'),
@@ -164,8 +158,7 @@ def load_from_safe(filename: str, map_location=None):
 
 
 def needs_safe_loading() -> bool:
-    """Whether mmengine's own loader refuses its checkpoints (it omits
-    ``weights_only``, which torch defaults to True from 2.6)."""
+    """Whether torch's weights-only default refuses mmengine's own loads."""
     return digit_version(torch.__version__) >= digit_version('2.6.0')
 
 

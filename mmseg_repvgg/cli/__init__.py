@@ -40,8 +40,8 @@ def run_cli(main, argv=None) -> int:
 
 
 class CfgOptions(DictAction):
-    """mmengine's ``DictAction`` whose malformed pairs are usage errors
-    (mmengine's ValueError or AssertionError is a traceback and exit 1)."""
+    """mmengine's ``DictAction`` whose malformed pairs are usage errors, not
+    tracebacks."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values:
@@ -78,8 +78,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (dist_*.sh and slurm_*.sh set it)')
-    # torch.distributed.launch passes --local-rank (older torch:
-    # --local_rank); torchrun sets LOCAL_RANK instead.
+    # torch.distributed.launch passes it; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
@@ -123,8 +122,7 @@ def enable_amp(cfg: Config) -> None:
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
-    """Scale the lr by (real global batch) / ``auto_scale_lr.base_batch_size``.
-    """
+    """Scale the lr by the real global batch over the config's base."""
     if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
         raise ConfigError(
             '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
@@ -134,8 +132,7 @@ def enable_auto_scale_lr(cfg: Config) -> None:
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
-    """Resume (``--resume``: None, 'auto' for the work dir's latest
-    checkpoint, or a checkpoint path)."""
+    """Resume from ``--resume``: 'auto' (the latest) or a checkpoint."""
     if resume is None:
         return
     cfg.resume = True
@@ -161,8 +158,7 @@ def check_checkpoint(path: str) -> None:
 
 def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
                          wait_time: float) -> None:
-    """Draw test predictions beside their ground truth (``--show``,
-    ``--show-dir``: ``show_dir/vis_data/vis_image/``, ``--wait-time``)."""
+    """Draw test predictions beside their ground truth (``--show-dir``)."""
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise ConfigError(
@@ -196,10 +192,8 @@ def set_output_dir(cfg: Config, out: str) -> None:
 
 
 def build_runner(cfg: Config, launcher: str) -> Runner:
-    """Build mmengine's Runner (or the config's ``runner_type``) from the
-    complete config, loading checkpoints through ``safe://`` (current
-    torch refuses mmengine's own loading) and preparing CPU-only
-    distributed runs."""
+    """Build the Runner from the complete config, loading checkpoints
+    through ``safe://`` and preparing CPU-only distributed runs."""
     route_checkpoint_loading(cfg)
     cfg.launcher = launcher
     setup_cpu_distributed(cfg, launcher)

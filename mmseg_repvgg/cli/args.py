@@ -7,8 +7,7 @@ from ..errors import ConfigError
 
 
 class ToolParser(argparse.ArgumentParser):
-    """argparse's parser whose usage errors are one ``error:`` line, exit 2
-    (not below a screenful of usage)."""
+    """argparse's parser whose usage errors are one line, exit 2."""
 
     def error(self, message: str):
         self.exit(2, f'error: {message} (see --help)\n')

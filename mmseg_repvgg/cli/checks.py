@@ -1,7 +1,5 @@
-"""Checks tools/train.py and tools/test.py run before the Runner starts.
-
-Each catches early, in one line naming cause and fix, what mmseg would fail
-late or not at all. Models are built on the meta device (no memory).
+"""Checks tools/train.py and tools/test.py run before the Runner starts:
+each catches early, in one line, what mmseg would fail late or not at all.
 """
 import copy
 import os
@@ -10,10 +8,16 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.registry import init_default_scope
+from mmengine.runner import find_latest_checkpoint
 from mmseg.registry import MODELS
 
+from ..checkpoint import (check_checkpoint_fits, read_checkpoint,
+                          safe_torch_load)
+from ..checkpoint.download import (DownloadError, cached_path, is_remote,
+                                   missing_weights_help, resolve)
 from ..datasets.checked_cityscapes import check_data_root
 from ..errors import CheckpointError, ConfigError, UserError
+from ..models.backbones.repvgg import PRETRAINED_TYPES
 
 _PROBE_SIZE = 64  # any size that survives the backbone's total stride
 # Config hooks that shape a model to a fused checkpoint when it loads.
@@ -21,8 +25,8 @@ _SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
 
 
 def _on_meta(build: Callable):
-    """``build()`` on the meta device; None where that fails (the Runner's
-    build will say why) unless the error is the user's."""
+    """``build()`` on the meta device; None if that fails (not a UserError).
+    """
     init_default_scope('mmseg')
     try:
         with torch.device('meta'):
@@ -138,26 +142,23 @@ def check_checkpoint_file_fits_config(cfg, filename: str,
         filename (str): The checkpoint.
         purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
     """
-    from ..checkpoint import check_checkpoint_fits as rule
-    from ..checkpoint import safe_torch_load
     checkpoint = safe_torch_load(filename)
     model_cfg = copy.deepcopy(dict(segmentor_cfg(cfg.model)))
     model_cfg.pop('pretrained', None)
     model_cfg['backbone'] = dict(model_cfg['backbone'])
     model_cfg['backbone'].pop('init_cfg', None)
-    # At test the config's hook shapes the model to a fused checkpoint (as
-    # here); without it, or for training, the model stays as configured.
+    # At test the config's hook shapes the model to a fused checkpoint.
     reshape = purpose == 'test' and any(
         hook.get('type') in _SHAPING_HOOKS
         for hook in cfg.get('custom_hooks') or [])
     # A model that cannot be built (None): the checkpoint alone is checked.
     model = _on_meta(lambda: MODELS.build(model_cfg))
-    rule(model, checkpoint, filename, purpose, reshape=reshape)
+    check_checkpoint_fits(
+        model, checkpoint, filename, purpose, reshape=reshape)
 
 
 def _pretrained(model_cfg: dict) -> List[Tuple[str, str]]:
     """(``--cfg-options`` key, path) of each pretrained file a model reads."""
-    from ..models.backbones.repvgg import PRETRAINED_TYPES
     inits = (model_cfg.get('backbone') or {}).get('init_cfg')
     found = [('model.pretrained', model_cfg.get('pretrained'))]
     for i, init in enumerate(_as_list(inits)):
@@ -173,9 +174,7 @@ def _is_repvgg(model_cfg: dict) -> bool:
 
 
 def check_pretrained_exists(model_cfg: dict) -> None:
-    """Raise CheckpointError if the backbone's pretrained checkpoint is a
-    missing file (the Runner loads it late) or an unknown name."""
-    from ..checkpoint.download import is_remote, missing_weights_help, resolve
+    """Refuse a missing pretrained file (the Runner loads it late)."""
     repvgg = _is_repvgg(model_cfg)
     for _, path in _pretrained(model_cfg):
         if repvgg and is_remote(path):
@@ -196,9 +195,6 @@ def fetch_pretrained(model_cfg: dict) -> None:
     """Download a RepVGG's pretrained weights by URL or name now, not
     after the Runner wrote the work dir; other local ranks wait in the
     Runner for rank 0's download."""
-    from ..checkpoint import read_checkpoint
-    from ..checkpoint.download import (DownloadError, cached_path, is_remote,
-                                       resolve)
     if not _is_repvgg(model_cfg) or os.environ.get('LOCAL_RANK', '0') != '0':
         return
     for key, path in _pretrained(model_cfg):
@@ -221,8 +217,7 @@ def _datasets(dataset):
 
 
 def check_data_roots(cfg, mode: str) -> None:
-    """Refuse a missing ``data_root`` of a dataloader ``mode`` runs, before
-    the Runner prints the config."""
+    """Refuse a missing ``data_root`` of a dataloader ``mode`` runs."""
     loaders = ['test_dataloader']
     if mode == 'train':
         loaders = ['train_dataloader']
@@ -241,7 +236,6 @@ def check_before_run(cfg, mode: str) -> None:
             set from the command line).
         mode (str): 'train' or 'test'.
     """
-    from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)
     filename, purpose = cfg.get('load_from'), 'test'
     if mode == 'train':

@@ -1,10 +1,5 @@
-"""Third-party lines that say nothing to a user of the tools, filtered.
-
-Each filter names the message and its source, so nothing else is hidden:
-setuptools' ``pkg_resources`` deprecation, mmseg's ``build_loss`` and
-``avg_non_ignore`` warnings, torch's ONNX exporter noise and its
-``quantize_per_tensor`` deprecation (the int8 forms have no faster way).
-"""
+"""Third-party lines that say nothing to a user of the tools, filtered; each
+filter names the message and its source, so nothing else is hidden."""
 import logging
 import warnings
 

@@ -1,7 +1,6 @@
-"""Turn the official Cityscapes download into the label files mmseg reads
-(and where missing, those the official evaluation reads). Unlike mmseg's
-converter a missing split is skipped, an unknown class is an error, writes
-are atomic."""
+"""Turn the official Cityscapes download into the label files mmseg and the
+official evaluation read; unlike mmseg's converter a missing split is
+skipped, an unknown class is an error, writes are atomic."""
 import io
 import os.path as osp
 from typing import Dict, Optional, Sequence
@@ -34,8 +33,7 @@ GET_DATA_HINT = (
 
 
 def cityscapes_label_name(name: str) -> Optional[str]:
-    """The ``name2label`` key a polygon's label stands for (``cargroup``:
-    ``car``), or None if cityscapesscripts does not know it."""
+    """The ``name2label`` key a label stands for (``cargroup``: ``car``)."""
     if name in name2label:
         return name
     if name.endswith('group') and name[:-len('group')] in name2label:
@@ -93,9 +91,8 @@ def convert_polygon_file(json_file: str) -> str:
             outputs[stem + suffix] = _png_bytes(
                 createLabelImage(annotation, encoding))
     if not osp.isfile(stem + INSTANCE_SUFFIX):
-        # Not json2instanceImg: its 32-bit image is one Pillow will not
-        # write as PNG. The largest ID, 33 * 1000 + 999, fits 16 bits, as
-        # in the official files.
+        # Not json2instanceImg: Pillow will not write its 32-bit PNG; the
+        # largest ID, 33 * 1000 + 999, fits 16 bits, as in the official files.
         instances = np.asarray(createInstanceImage(annotation, 'ids'))
         outputs[stem + INSTANCE_SUFFIX] = _png_bytes(
             Image.fromarray(instances.astype(np.uint16)))
@@ -107,8 +104,7 @@ def convert_polygon_file(json_file: str) -> str:
 def find_polygon_files(data_root: str,
                        splits: Optional[Sequence[str]] = None,
                        gt_dir: str = 'gtFine') -> Dict[str, list]:
-    """Split -> sorted polygon files (relative to ``data_root/gt_dir/SPLIT``)
-    of the ``splits`` (default train, val, test) that exist."""
+    """Split -> its sorted polygon files, of the ``splits`` that exist."""
     if not osp.isdir(data_root):
         raise DatasetError(
             f'{data_root}: Cityscapes data root not found; {GET_DATA_HINT}')
@@ -124,13 +120,6 @@ def find_polygon_files(data_root: str,
             found[split] = sorted(
                 scandir(split_dir, POLYGON_SUFFIX, recursive=True))
     return found
-
-
-def write_split_lists(data_root: str, polygon_files: Dict[str, list]) -> None:
-    """Write ``SPLIT.txt`` (``CITY/CITY_xxxxxx_yyyyyy`` lines), like mmseg."""
-    for split, files in polygon_files.items():
-        names = [name[:-len(POLYGON_SUFFIX)] + '\n' for name in files]
-        atomic_write(osp.join(data_root, f'{split}.txt'), ''.join(names))
 
 
 def convert_cityscapes(data_root: str,
@@ -164,5 +153,7 @@ def convert_cityscapes(data_root: str,
             convert_polygon_file, tasks, nproc, chunksize=8)
     else:
         track_progress(convert_polygon_file, tasks)
-    write_split_lists(data_root, polygon_files)
+    for split, files in polygon_files.items():  # CITY/CITY_xxxxxx_yyyyyy
+        names = [name[:-len(POLYGON_SUFFIX)] + '\n' for name in files]
+        atomic_write(osp.join(data_root, f'{split}.txt'), ''.join(names))
     return {split: len(names) for split, names in polygon_files.items()}

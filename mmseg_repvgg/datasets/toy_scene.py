@@ -36,8 +36,7 @@ class _Scene:
         return self.horizon + t * (self.h - 1 - self.horizon)
 
     def add(self, label: str, points, **style) -> None:
-        """Clip ``points`` to the image and append the object if not empty,
-        with a jittered class colour and its unclipped box in the style."""
+        """Append the object, clipped to the image, unless it is empty."""
         polygon = _clip(points, self.w - 1, self.h - 1)
         if len(set(polygon)) < 3:
             return

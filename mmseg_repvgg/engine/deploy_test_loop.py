@@ -17,10 +17,8 @@ class DeployFormTestLoop(TestLoop):
     """Score deploy forms with the config's evaluator (``tools/test.py
     --deploy-form``, the benchmark's mIoU check).
 
-    After ``before_test_epoch`` (checkpoint loaded, model fused) every form
-    is made and runs every batch. The first form's outputs go to the hooks
-    and its metrics are the loop's; each other form has its own evaluator
-    and counts the pixels it labels as the first form does.
+    Every form runs every batch; the first form's outputs go to the hooks
+    and its metrics are the loop's, each other form has its own evaluator.
 
     Args:
         runner, dataloader, evaluator, fp16: As mmengine's ``TestLoop``.

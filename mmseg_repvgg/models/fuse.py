@@ -59,8 +59,7 @@ class FusionReport:
 
 
 def _norm_follows_conv(module: ConvModule) -> bool:
-    """Whether the ConvModule computes ``norm(conv(x))`` with a foldable BN
-    (mmcv's ``fuse_conv_bn`` would fold any other ``order`` wrongly)."""
+    """Whether mmcv's ``fuse_conv_bn`` folds the ConvModule's BN rightly."""
     order = list(module.order)
     norm = module.norm if module.with_norm else None
     return (norm is not None and is_batchnorm(norm)
@@ -107,8 +106,7 @@ def fuse_segmentor(model: nn.Module,
 
 def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
     """Logits at input size: ``encode_decode`` on a batch of one size."""
-    # mmseg reads only the first meta; one per image would make the batch
-    # size a Python int, which torch.export then freezes.
+    # One meta: one per image would make torch.export freeze the batch size.
     return model.encode_decode(inputs, [dict(img_shape=inputs.shape[2:])])
 
 

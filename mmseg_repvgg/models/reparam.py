@@ -82,8 +82,7 @@ def _can_switch(module: nn.Module) -> bool:
 
 
 def fusable_modules(model: nn.Module) -> List[str]:
-    """Names of the leaf modules of ``model`` not fused yet (containers that
-    fuse through their children, like the backbone, left out)."""
+    """Names of the leaf modules of ``model`` not fused yet."""
     return [
         name for name, module in model.named_modules()
         if _can_switch(module) and not getattr(module, 'deploy', False)

@@ -27,10 +27,8 @@ class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` (same arguments) with atomic writes, a crash-safe
     save order and a digest of the tensors.
 
-    Local checkpoints (``out_dir`` local, ``backend_args`` unset) are
-    written atomically: the new checkpoint, then ``last_checkpoint``, and
-    only then is the one ``max_keep_ckpts`` drops removed. On other mmengine
-    releases than 0.10 the order is mmengine's (with a warning).
+    Local checkpoints are written atomically: the new one, then
+    ``last_checkpoint``, then the one ``max_keep_ckpts`` drops is removed.
     """
 
     def __init__(self,
@@ -61,8 +59,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
-        """mmengine's, reordered: save, point ``last_checkpoint`` at it, then
-        prune; a complete checkpoint and a valid pointer at every moment."""
+        """mmengine's, reordered: save, point ``last_checkpoint``, prune."""
         if not _follows_this_mmengine():
             return super()._save_checkpoint_with_step(runner, step, meta)
         stale = []
@@ -74,7 +71,6 @@ class AtomicCheckpointHook(CheckpointHook):
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids',
                                            list(self.keep_ckpt_ids))
-
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
                                                      ckpt_filename)
@@ -89,7 +85,6 @@ class AtomicCheckpointHook(CheckpointHook):
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
             **self.args)
-
         # Model-parallel strategies save on every rank; bookkeeping: rank 0.
         if not is_main_process():
             return

@@ -19,16 +19,14 @@ class FusedValHook(Hook):
     log_prefix = 'FusedValHook'
 
     def before_val_epoch(self, runner) -> None:
-        # Fusion builds new convs whose default init draws from torch's
-        # global RNG; training must keep the random numbers it would have.
+        # New convs' init must not draw from training's random numbers.
         devices = [torch.cuda.current_device()
                    ] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             fused, report = fuse_segmentor(unwrap_segmentor(runner.model))
         fused.eval()
-        # ValLoop calls runner.model.val_step for every batch; shadowing
-        # that one method (not swapping runner.model) keeps every other
-        # hook (checkpoints, EMA) on the training model.
+        # Shadowing the one method ValLoop calls keeps every other hook
+        # (checkpoints, EMA) on the training model.
         runner.model.val_step = fused.val_step
         runner.logger.info(f'{self.log_prefix}: validating a fused copy '
                            f'({report.summary()})')

@@ -17,9 +17,8 @@ _PARTS = (CheckpointFitHook, FuseBeforeTestHook, FusedValHook, SaveDeployHook)
 class ReparamHook(Hook):
     """Fuse a RepVGG segmentor wherever its train-time form is not needed.
 
-    One entry for :class:`CheckpointFitHook` (always),
-    :class:`FuseBeforeTestHook`, :class:`FusedValHook` and
-    :class:`SaveDeployHook`, run in that order at this hook's priority.
+    One entry for CheckpointFitHook (always), FuseBeforeTestHook,
+    FusedValHook and SaveDeployHook, run in that order.
 
     Args:
         fuse_before_test (bool): Fuse before testing.

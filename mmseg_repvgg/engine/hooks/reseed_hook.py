@@ -15,11 +15,9 @@ _EPOCH, _ITER = 0, 1
 class ReseedHook(Hook):
     """Reseed python, numpy and torch from (seed, epoch) and (seed, iter).
 
-    mmengine seeds once when the Runner starts and stores no generator
-    state, so a resumed run draws other dropout masks and augmentations
-    than an uninterrupted one. Reseeding from ``runner.seed`` and the
-    counter makes a resumed epoch-based run repeat it exactly (but for
-    persistent dataloader workers; docs/reliability.md).
+    mmengine seeds once and stores no generator state, so a resumed run
+    would draw other random numbers than an uninterrupted one; this makes
+    it repeat that run (but for persistent workers; docs/reliability.md).
 
     Args:
         reseed_iters (bool): Also reseed before each iteration.

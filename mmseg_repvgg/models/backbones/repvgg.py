@@ -9,9 +9,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...errors import ConfigError
 from .repvgg_block import RepVGGBlock
 
-# Blocks are counted globally from 1 at the first block after the stem; the
-# paper's g2/g4 variants group the even-numbered ones (the official code's
-# ``optional_groupwise_layers``). The stem and the last stage never are.
+# The g2/g4 variants group the even blocks, counted from 1 after the stem
+# (the official code's optional_groupwise_layers).
 GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 G2_MAP = {layer: 2 for layer in GROUPWISE_LAYERS}
 G4_MAP = {layer: 4 for layer in GROUPWISE_LAYERS}
@@ -27,9 +26,8 @@ B_BLOCKS = (4, 6, 16, 1)
 class RepVGG(BaseModule):
     """RepVGG backbone with per-stage dilation for segmentation.
 
-    A stride-2 stem block, then four stages whose first block takes the
-    stage's stride. For output stride 8 the paper dilates the last two
-    stages, every block ("full") or only the last ones ("fast")::
+    A stride-2 stem, four stages; for output stride 8 the paper dilates
+    the last two stages, every block ("full") or the last ones ("fast")::
 
         full: strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4)
         fast: the same plus dilated_blocks=(0, 0, 4, 1)
@@ -108,7 +106,6 @@ class RepVGG(BaseModule):
         self.deploy = deploy
         block_cfg = dict(
             norm_cfg=norm_cfg, act_cfg=act_cfg, with_cp=with_cp, deploy=deploy)
-
         widths = [
             int(base_channels * 2**i * factor)
             for i, factor in enumerate(self.arch['width_factor'])
@@ -117,7 +114,6 @@ class RepVGG(BaseModule):
         self.stem_channels = min(base_channels, widths[0])
         self.stem = RepVGGBlock(
             in_channels, self.stem_channels, stride=2, **block_cfg)
-
         group_map = self.arch.get('group_layer_map') or {}
         layer_idx = 1
         channels = self.stem_channels

@@ -14,8 +14,7 @@ from ..reparam import fuse_conv_norm, fuse_identity_norm, sum_branches
 
 
 def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
-    """A BN (eval mode) that computes ``weight * x + bias`` per channel
-    (running_var = 1 - eps makes sqrt(var + eps) one)."""
+    """A BN computing ``weight * x + bias`` (sqrt(running_var + eps) = 1)."""
     return {
         prefix + 'weight': weight,
         prefix + 'bias': bias,
@@ -62,7 +61,6 @@ class RepVGGBlock(BaseModule):
         self.groups = groups
         self.with_cp = with_cp
         self.deploy = deploy
-
         if deploy:
             self.branch_reparam = self._reparam_conv()
         else:
@@ -98,8 +96,7 @@ class RepVGGBlock(BaseModule):
             bias=True)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Loaders that only warn about unexpected keys (mmengine's, hence
-        # mmseg's and mmdeploy's tools) would leave a fused block with
+        # Loaders that only warn (mmengine's) would leave a fused block with
         # random weights when given train-time ones: refuse in every loader.
         if self.deploy and any(
                 key.startswith(prefix + 'branch_3x3.') for key in state_dict):
@@ -138,19 +135,13 @@ class RepVGGBlock(BaseModule):
         return sum_branches(branches, kernel_size=3)
 
     def train_time_twin(self) -> 'RepVGGBlock':
-        """A train-time block of this geometry with default BNs (as every
-        checkpoint layout's), to fuse a train-time checkpoint through."""
-        return RepVGGBlock(
-            self.in_channels,
-            self.out_channels,
-            stride=self.stride,
-            dilation=self.dilation,
-            groups=self.groups)
+        """A train-time block of this geometry with default BNs."""
+        return RepVGGBlock(self.in_channels, self.out_channels, self.stride,
+                           self.dilation, self.groups)
 
     def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
-        """A state dict for this train-time block that computes the fused
-        conv (``kernel``, ``bias``): the 3x3 branch holds it, the others are
-        zeroed."""
+        """This train-time block's state computing the fused conv (in the 3x3
+        branch, the others zeroed)."""
         if self.deploy:
             raise ValueError('state_from_fused needs a train-time block')
         ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
