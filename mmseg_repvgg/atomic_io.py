@@ -1,6 +1,5 @@
-"""Crash-safe writes (a temporary file beside the target, fsync, rename),
-which neither torch nor mmengine offers; ``'local_atomic'`` is the mmengine
-file backend that makes its checkpoint saving atomic too."""
+"""Crash-safe writes (temporary file, fsync, rename), which neither torch nor
+mmengine offers, also as the mmengine file backend ``'local_atomic'``."""
 import contextlib
 import os
 import os.path as osp

@@ -59,8 +59,7 @@ def _arguments(cls) -> Optional[Set[str]]:
 
 
 def _first_missing(cfg: Config, parts: List[str]):
-    """(node, path to it, index) of the first of ``parts`` the config lacks.
-    """
+    """(node, path to it, index) of the first of ``parts`` cfg lacks."""
     node = dict(cfg.items())
     for i, part in enumerate(parts):
         if isinstance(node, (list, tuple)) and part.isdigit():
@@ -77,9 +76,8 @@ def _first_missing(cfg: Config, parts: List[str]):
 
 
 def _check_new_key(cfg: Config, key: str, value) -> None:
-    """Refuse a ``--cfg-options`` key that is a typo of one the config has
-    (mmengine merges it, and the Runner fails late): a model part's key must
-    be an argument of its type; elsewhere a key unlike any is added."""
+    """Refuse a ``--cfg-options`` key that is a typo (mmengine would merge it,
+    and the Runner fail late); a key unlike any is added."""
     parts = key.split('.')
     found = _first_missing(cfg, parts)
     if found is None:
@@ -110,14 +108,11 @@ def _check_new_key(cfg: Config, key: str, value) -> None:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config and apply ``--cfg-options``.
+    """Read a config and apply ``--cfg-options``, or raise ConfigError.
 
     Args:
         path (str): A config file, or ``package::path`` (``mmseg::...``).
         cfg_options (dict, optional): ``key=value`` overrides.
-
-    Raises:
-        ConfigError: The file cannot be read, or an override does not fit.
     """
     cfg = _read(path)
     if cfg_options:

@@ -1,5 +1,4 @@
-"""Errors caused by the user's input; each message names the problem and
-the fix (the tools print it as one line)."""
+"""Errors caused by the user's input, each naming the problem and the fix."""
 
 
 class UserError(Exception):

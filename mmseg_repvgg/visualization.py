@@ -14,14 +14,6 @@ _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 20
 _WHITE, _BLACK = (255, 255, 255), (0, 0, 0)
 
 
-def _caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` under a white strip that says ``text``."""
-    strip = np.full((_LINE, image.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, text, (4, _LINE - 6), _FONT, _SCALE, _BLACK, 1,
-                cv2.LINE_AA)
-    return np.concatenate([strip, image])
-
-
 def _legend(entries: Sequence[Tuple[str, Sequence[int]]],
             width: int) -> np.ndarray:
     """Swatch and name of each (name, RGB colour), in rows ``width`` wide."""
@@ -74,7 +66,10 @@ class SegPairVisualizer(SegLocalVisualizer):
             sem_seg = data_sample.get(key)
             shown.update(np.unique(sem_seg.cpu().data).tolist())
             drawn = self._draw_sem_seg(image, sem_seg, classes, palette, False)
-            halves.append(_caption(drawn, caption))
+            strip = np.full((_LINE, drawn.shape[1], 3), 255, np.uint8)
+            cv2.putText(strip, caption, (4, _LINE - 6), _FONT, _SCALE, _BLACK,
+                        1, cv2.LINE_AA)
+            halves.append(np.concatenate([strip, drawn]))
         drawn = np.concatenate(halves, axis=1)
         if with_labels:
             ids = sorted(i for i in shown if 0 <= i < len(classes))
@@ -92,8 +87,7 @@ class SegPairVisualizer(SegLocalVisualizer):
 
 @HOOKS.register_module()
 class QuietSegVisualizationHook(SegVisualizationHook):
-    """mmseg's ``SegVisualizationHook`` without its ``draw=False`` warning:
-    training never draws; ``--show-dir`` does."""
+    """mmseg's hook without its ``draw=False`` warning; --show-dir draws."""
 
     def __init__(self, *args, **kwargs):
         with warnings.catch_warnings():

@@ -1,5 +1,4 @@
-"""Checkpoints: read safely, pretrained weights of every layout, downloads,
-and the one rule for whether a checkpoint fits a segmentor."""
+"""Checkpoints: safe reading, any layout, downloads, the one fit rule."""
 from .fit import (DEPLOY_META_KEY, build_segmentor, check_checkpoint_fits,
                   check_state_dict_matches, checkpoint_state_dict,
                   fit_to_checkpoint, is_deploy_checkpoint, load_segmentor)

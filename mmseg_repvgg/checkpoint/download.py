@@ -1,6 +1,5 @@
 """Pretrained weights by URL or name (``mmpretrain://repvgg-B2``), fetched
-once into torch's hub cache, and kept only once read: a cut transfer, a
-hash mismatch or a refused pickle leaves nothing behind."""
+once into torch's hub cache and kept only once read safely."""
 import http.client
 import os
 import os.path as osp
@@ -124,7 +123,7 @@ def cache_dir() -> str:
 
 
 def cached_path(remote: Remote) -> str:
-    """A file put there is used as it is."""
+    """The cache file of ``remote`` (one put there is used as it is)."""
     return osp.join(cache_dir(), remote.filename)
 
 
@@ -196,9 +195,8 @@ def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
 
 
 def fetch_checkpoint(source: str, read: Callable[[str], dict]) -> dict:
-    """``read`` a remote checkpoint, downloading it into the cache once
-    (rank 0 first, as mmengine's ``load_from_http``); a download ``read``
-    refuses is not kept."""
+    """``read`` a remote checkpoint, downloaded into the cache once (rank 0
+    first, as mmengine's ``load_from_http``) and kept if ``read`` took it."""
     remote = resolve(source)
     rank, world_size = get_dist_info()
     if rank == 0:

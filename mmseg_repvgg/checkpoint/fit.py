@@ -1,5 +1,4 @@
-"""Does this checkpoint fit this model? The one rule, and strict loading
-(mmengine's only warns, and would score random weights)."""
+"""Does this checkpoint fit this model? The one rule, and strict loading."""
 import re
 from typing import Dict, Optional, Tuple
 
@@ -22,6 +21,7 @@ _TRAIN_TIME_BLOCK = '.branch_3x3.'
 
 
 def is_deploy_checkpoint(checkpoint: Dict) -> bool:
+    """Whether ``checkpoint`` is a deploy checkpoint (``meta['reparam']``)."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return isinstance(meta, dict) and DEPLOY_META_KEY in meta
 
@@ -60,12 +60,10 @@ def fit_to_checkpoint(model: nn.Module,
     """Shape ``model`` to a fused ``checkpoint``, then check every key.
 
     Args:
-        model (nn.Module): The segmentor (unwrapped, the meta device is
-            fine); changed in place when ``reshape``.
+        model (nn.Module): The segmentor (unwrapped, meta device is fine).
         checkpoint (dict): The loaded checkpoint (or its state dict).
         source (str): The checkpoint's name, for the message.
-        reshape (bool): Fuse the whole model to a deploy checkpoint, the
-            backbone to one whose backbone alone is fused.
+        reshape (bool): Fuse the model (in place) to a fused checkpoint.
 
     Returns:
         FusionReport | None: What fusing changed; None if nothing was fused.
@@ -89,12 +87,11 @@ def check_checkpoint_fits(model: Optional[nn.Module],
     """The rule: may ``checkpoint`` be loaded into ``model`` for ``purpose``?
 
     Args:
-        model (nn.Module, optional): As for :func:`fit_to_checkpoint`; None
-            checks the checkpoint alone.
+        model (nn.Module, optional): None checks the checkpoint alone.
         checkpoint (dict): The loaded checkpoint.
         source (str): Its name, for the messages.
-        purpose (str): ``'test'``, ``'resume'`` (train-time only) or
-            ``'load_from'`` (the heads may differ).
+        purpose (str): ``'test'``, ``'resume'`` or ``'load_from'`` (heads
+            may differ).
         reshape (bool): Fuse the model to a fused checkpoint.
 
     Returns:

@@ -1,5 +1,4 @@
-"""The RepVGG checkpoint layouts in circulation (ours, official,
-mmpretrain, timm) and their key mapping, which always goes through ours."""
+"""The RepVGG checkpoint layouts in circulation and their key mapping."""
 import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -54,9 +53,7 @@ class Layout:
         else:
             match = re.fullmatch(rf'{re.escape(self.stage)}(\d+)\.(\d+)\.(.+)',
                                  key)
-            if match is None:
-                return None, None
-            stage = int(match.group(1)) - self.first_stage + 1
+            stage = int(match.group(1)) - self.first_stage + 1 if match else 0
             if not 1 <= stage <= 4:
                 return None, None
             block, rest = (stage, int(match.group(2))), match.group(3)
@@ -85,7 +82,6 @@ def _branches(prefixes: str) -> Dict[str, str]:
     return dict(zip(BRANCH_TENSORS, prefixes.split()))
 
 
-# Layout(name, stem, stage, first_stage, branches, heads, wrapper)
 OURS = Layout('ours', 'stem', 'stage', 1, {p: p for p in BRANCH_TENSORS})
 OFFICIAL = Layout(
     'official', 'stage0', 'stage', 1,
@@ -213,9 +209,8 @@ def detect_layout(checkpoint) -> str:
 
 
 def to_ours_keys(state_dict: dict, layout: str) -> Dict[Block, dict]:
-    """Group a normalized state dict's tensors by block, in our names:
-    block -> {our branch key: tensor}; keys the layout does not explain
-    (but the classifier head) raise CheckpointError."""
+    """block -> {our branch key: tensor} of a normalized state dict; keys
+    the layout does not explain (but the head) raise CheckpointError."""
     lay = base_layout(layout)
     _check_no_se(state_dict)
     blocks, unknown = {}, []

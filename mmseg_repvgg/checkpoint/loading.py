@@ -1,6 +1,5 @@
 """Load RepVGG weights of any layout into our backbone, fused or not (per
-block), and save them. This module imports the models, never the reverse.
-"""
+block), and save them; it imports the models, never the reverse."""
 import os
 import os.path as osp
 from typing import Callable, Optional, Tuple

@@ -15,8 +15,7 @@ class RepVGGPretrained:
     every tensor strictly.
 
     Args:
-        checkpoint (str): A local file, URL or name such as
-            ``mmpretrain://repvgg-B2`` (downloaded once).
+        checkpoint (str): A file, URL or name (``mmpretrain://repvgg-B2``).
         prefix (str, optional): Load only the keys under it (``'backbone.'``).
         map_location (str): ``PretrainedInit``'s; tensors load to the CPU.
     """

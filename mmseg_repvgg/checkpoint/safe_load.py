@@ -1,6 +1,5 @@
-"""Load mmengine's own checkpoints with ``weights_only=True``: rather than
-turn the safety off, the types mmengine pickles are allowed, and the
-``safe://`` scheme lets mmengine load this way."""
+"""Load mmengine's checkpoints with ``weights_only=True``, allowing exactly
+the types it pickles; ``safe://PATH`` makes mmengine's own loading do so."""
 import glob
 import os
 import os.path as osp
@@ -38,7 +37,7 @@ def _numpy_globals():
 
 def _history_buffer_method(owner, name):
     """``getattr`` while unpickling, of HistoryBuffer's statistics only."""
-    # Named: a fresh process registers them with its first buffer, later.
+    # Named: HistoryBuffer registers them only with its first instance.
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)
     if owner is HistoryBuffer and name in allowed:
@@ -88,15 +87,12 @@ def checkpoint_in(directory: str) -> str:
 
 
 def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list.
+    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list;
+    a missing, corrupt, unsafe or altered file raises CheckpointError.
 
     Args:
         filename (str | PathLike | file-like): The checkpoint.
         map_location: Passed to :func:`torch.load`.
-
-    Raises:
-        CheckpointError: The file is missing, corrupt, holds objects outside
-            the allow-list (never executed) or fails its digest.
     """
     if isinstance(filename, (str, os.PathLike)) and osp.isdir(filename):
         raise CheckpointError(

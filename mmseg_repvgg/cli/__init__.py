@@ -1,6 +1,5 @@
-"""What ``tools/train.py`` and ``tools/test.py`` do before the Runner runs:
-mmseg's tools' steps, each checking its input, so a wrong path or option
-stops at once with one line naming the fix."""
+"""What the tools do before the Runner runs: mmseg's tools' steps, each
+checking its input, so a wrong path or option stops at once in one line."""
 import argparse
 import logging
 import os
@@ -40,8 +39,7 @@ def run_cli(main, argv=None) -> int:
 
 
 class CfgOptions(DictAction):
-    """mmengine's ``DictAction`` whose malformed pairs are usage errors, not
-    tracebacks."""
+    """mmengine's ``DictAction`` whose malformed pairs are usage errors."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values:

@@ -1,6 +1,5 @@
-"""Checks tools/train.py and tools/test.py run before the Runner starts:
-each catches early, in one line, what mmseg would fail late or not at all.
-"""
+"""Checks tools/train.py and tools/test.py run before the Runner starts,
+each catching in one line what mmseg would fail late or not at all."""
 import copy
 import os
 import os.path as osp
@@ -25,8 +24,7 @@ _SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
 
 
 def _on_meta(build: Callable):
-    """``build()`` on the meta device; None if that fails (not a UserError).
-    """
+    """``build()`` on the meta device; None if it fails (UserError raises)."""
     init_default_scope('mmseg')
     try:
         with torch.device('meta'):
@@ -96,16 +94,6 @@ def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
         f'has {in_channels} channels')
 
 
-def _heads(model_cfg: dict):
-    for key in ('decode_head', 'auxiliary_head'):
-        heads = model_cfg.get(key)
-        if isinstance(heads, (list, tuple)):
-            for i, head in enumerate(heads):
-                yield f'{key}.{i}', head
-        elif heads:
-            yield key, heads
-
-
 def check_head_channels(model_cfg: dict) -> None:
     """Raise ConfigError unless every head's ``in_channels`` (at its
     ``in_index``) are what the backbone gives; models with a neck pass.
@@ -119,8 +107,13 @@ def check_head_channels(model_cfg: dict) -> None:
     outs = backbone_out_channels(model_cfg)
     if outs is None:
         return
-    for name, head_cfg in _heads(model_cfg):
-        _check_head(head_cfg, outs, name)
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(key)
+        if isinstance(heads, (list, tuple)):
+            for i, head in enumerate(heads):
+                _check_head(head, outs, f'{key}.{i}')
+        elif heads:
+            _check_head(heads, outs, key)
 
 
 def segmentor_cfg(model_cfg: dict) -> dict:
@@ -192,9 +185,8 @@ def check_pretrained_exists(model_cfg: dict) -> None:
 
 
 def fetch_pretrained(model_cfg: dict) -> None:
-    """Download a RepVGG's pretrained weights by URL or name now, not
-    after the Runner wrote the work dir; other local ranks wait in the
-    Runner for rank 0's download."""
+    """Download a RepVGG's pretrained weights now, before the Runner writes
+    anything (other local ranks wait in the Runner for rank 0's)."""
     if not _is_repvgg(model_cfg) or os.environ.get('LOCAL_RANK', '0') != '0':
         return
     for key, path in _pretrained(model_cfg):
@@ -232,8 +224,7 @@ def check_before_run(cfg, mode: str) -> None:
     """What tools/train.py and tools/test.py check before the Runner runs.
 
     Args:
-        cfg (Config): The complete config (work_dir, resume and load_from
-            set from the command line).
+        cfg (Config): The complete config (command line applied).
         mode (str): 'train' or 'test'.
     """
     check_head_channels(cfg.model)

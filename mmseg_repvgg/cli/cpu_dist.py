@@ -1,6 +1,5 @@
-"""Distributed training and testing on CPUs (gloo), which mmengine lacks:
-it assumes CUDA when it starts a process group and wraps the model in DDP.
-"""
+"""Distributed training and testing on CPUs (gloo): mmengine assumes CUDA
+when it starts a process group and wraps the model in DDP."""
 import datetime
 import os
 

@@ -1,6 +1,5 @@
 """The tools' output paths, refused before any work if they could not be
-written; nothing is created here, so a failure leaves no empty directory.
-"""
+written; nothing is created, so a failure leaves no empty directory."""
 import os
 import os.path as osp
 

@@ -1,5 +1,4 @@
-"""mmseg's CityscapesDataset, failing early and clearly on missing data
-(mmseg's fails late and obscurely on a missing or wrong-sized label)."""
+"""mmseg's CityscapesDataset, failing early and clearly on missing data."""
 import os
 import os.path as osp
 from typing import List
@@ -48,10 +47,9 @@ def check_data_root(root) -> None:
 
 @DATASETS.register_module()
 class CheckedCityscapesDataset(CityscapesDataset):
-    """mmseg's ``CityscapesDataset`` (same arguments) that raises a
-    DatasetError naming the fix when the data root or image directory is
-    missing, holds no image, or an image's label is missing or of another
-    size. Files on a remote storage backend are not checked."""
+    """mmseg's ``CityscapesDataset`` (same arguments) that names the fix when
+    the data root or images are missing, or a label is missing or of another
+    size (local files only)."""
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get('img_path', '')

@@ -1,6 +1,5 @@
-"""Turn the official Cityscapes download into the label files mmseg and the
-official evaluation read; unlike mmseg's converter a missing split is
-skipped, an unknown class is an error, writes are atomic."""
+"""Turn the official Cityscapes download into the label files mmseg reads,
+skipping missing splits, refusing unknown classes, writing atomically."""
 import io
 import os.path as osp
 from typing import Dict, Optional, Sequence
@@ -42,8 +41,7 @@ def cityscapes_label_name(name: str) -> Optional[str]:
 
 
 def load_annotation(json_file: str) -> Annotation:
-    """Parse a polygon file and check every class name in it first
-    (cityscapesscripts calls ``sys.exit`` at an unknown one, mid-output)."""
+    """Parse a polygon file, checking its class names before any output."""
     annotation = Annotation()
     try:
         with open(json_file, encoding='utf-8') as f:
@@ -70,9 +68,8 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def convert_polygon_file(json_file: str) -> str:
-    """Write the train-ID PNG of one image beside its polygon file, and the
-    label-ID and instance-ID PNGs where missing (the official download has
-    them), each atomically.
+    """Write an image's train-ID PNG beside its polygon file, and its label-ID
+    and instance-ID PNGs where missing (not in the download), atomically.
 
     Args:
         json_file (str): A ``*_gtFine_polygons.json``.
@@ -131,8 +128,7 @@ def convert_cityscapes(data_root: str,
     Args:
         data_root (str): The Cityscapes root (``leftImg8bit``, ``gtFine``).
         nproc (int): Worker processes; 1 converts in this process.
-        splits (Sequence[str], optional): Splits to convert (default train,
-            val and test); missing ones are skipped.
+        splits (Sequence[str], optional): Splits to convert, if present.
         gt_dir (str): The annotation directory.
 
     Returns:

@@ -1,6 +1,5 @@
-"""A built-in toy Cityscapes: street scenes a small CNN learns on a CPU,
-written as Cityscapes images and polygon files and converted as the real
-download is, so everything downstream sees what it would on Cityscapes."""
+"""A built-in toy Cityscapes: street scenes a small CNN learns on a CPU, as
+Cityscapes files converted as the real download is."""
 import json
 import os
 import os.path as osp
@@ -90,9 +89,8 @@ def make_toy_cityscapes(root: str,
                         seed: int = 0,
                         nproc: int = 1,
                         overwrite: bool = False) -> Dict[str, int]:
-    """Write the toy Cityscapes to ``root`` and convert its labels, through
-    a hidden directory beside it, so an interrupted run leaves no
-    half-written dataset behind.
+    """Write the toy Cityscapes to ``root`` through a hidden directory beside
+    it, so an interrupted run leaves no half-written dataset behind.
 
     Args:
         root (str): The data root to write (``data/toy_cityscapes``).

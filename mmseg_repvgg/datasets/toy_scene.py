@@ -1,14 +1,11 @@
-"""Random street scenes for the toy Cityscapes: sky and ground, then road,
-buildings, trees, poles, cars and persons sized by distance, drawn in order
-as cityscapesscripts draws polygons, so every pixel has a class."""
+"""Random street scenes for the toy Cityscapes, objects sized by distance and
+drawn in order as cityscapesscripts draws polygons."""
 from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from .toy_textures import CLASS_COLOURS, render_image
-
-Polygon = List[Tuple[int, int]]
 
 
 class _Scene:
@@ -48,11 +45,11 @@ class _Scene:
         self.objects.append(dict(label=label, polygon=polygon, style=style))
 
 
-def _clip(points, xmax: float, ymax: float) -> Polygon:
+def _clip(points, xmax: float, ymax: float) -> List[Tuple[int, int]]:
     """Clip a polygon to [0, xmax] x [0, ymax] and round to pixels
     (Sutherland-Hodgman: neither cv2 nor PIL clips a concave polygon)."""
-    edges = ((0, 0.0, 1), (0, float(xmax), -1), (1, 0.0, 1), (1, float(ymax),
-                                                              -1))
+    xmax, ymax = float(xmax), float(ymax)
+    edges = ((0, 0.0, 1), (0, xmax, -1), (1, 0.0, 1), (1, ymax, -1))
     poly = [tuple(map(float, p)) for p in points]
     for axis, bound, sign in edges:
         if not poly:

@@ -1,5 +1,4 @@
-"""DeployFormTestLoop: mmengine's TestLoop scoring deploy forms, all in one
-pass over the test data."""
+"""DeployFormTestLoop: scores deploy forms in one pass over the test data."""
 import copy
 from typing import Dict, List, Sequence, Union
 

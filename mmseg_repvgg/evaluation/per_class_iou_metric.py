@@ -9,8 +9,7 @@ from mmseg.registry import METRICS
 @METRICS.register_module()
 class PerClassIoUMetric(IoUMetric):
     """mmseg's ``IoUMetric`` (same arguments) that also returns what it only
-    logs: ``IoU.<class>`` and ``Acc.<class>`` (percent, rounded as mmseg
-    does, NaN for a class absent from ground truth and prediction)."""
+    logs: ``IoU.<class>`` and ``Acc.<class>`` (NaN for an absent class)."""
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         metrics = super().compute_metrics(results)

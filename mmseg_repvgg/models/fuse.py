@@ -72,8 +72,7 @@ def _norm_follows_conv(module: ConvModule) -> bool:
 def fuse_segmentor(model: nn.Module,
                    inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
     """Turn a trained segmentor into its deploy form (exact in eval mode):
-    RepVGG blocks fused, each ``conv -> BN`` ConvModule folded into its
-    conv, the auxiliary head deleted.
+    blocks fused, ``conv -> BN`` ConvModules folded, auxiliary head deleted.
 
     Args:
         model (nn.Module): An mmseg segmentor (unwrapped).

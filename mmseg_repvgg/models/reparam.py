@@ -12,8 +12,7 @@ from ..errors import ConfigError
 
 
 def is_batchnorm(module: nn.Module) -> bool:
-    """Whether ``module`` is a BatchNorm with running statistics (duck-typed:
-    SyncBN, mmcv's ``MMSyncBN`` and any BN subclass fuse alike)."""
+    """Whether ``module`` is a BatchNorm with running stats (duck-typed)."""
     return all(
         getattr(module, name, None) is not None
         for name in ('running_mean', 'running_var', 'eps'))
@@ -69,8 +68,7 @@ def fuse_identity_norm(norm: nn.Module, groups: int,
 def sum_branches(branches: List[Tuple[Tensor, Tensor]],
                  kernel_size: int) -> Tuple[Tensor, Tensor]:
     """Add (kernel, bias) pairs of parallel branches into one conv, smaller
-    kernels zero-padded, centred (a dilated 3x3's centre tap reads the
-    1x1's pixel, so dilation is moot)."""
+    kernels padded, centred (where a dilated 3x3 reads the 1x1's pixel)."""
     kernel = sum(
         F.pad(k, [(kernel_size - k.shape[-1]) // 2] * 4) for k, _ in branches)
     bias = sum(b for _, b in branches)

@@ -11,11 +11,8 @@ from .utils import fuse_ema_copies, unwrap_segmentor
 
 
 def load_purpose(runner) -> str:
-    """What the Runner loads the checkpoint for: test, resume or load_from.
-
-    mmengine does not say: ``Runner.train`` builds its optimizer wrapper
-    before it loads (test/val never do); it resumes when ``cfg.resume`` is.
-    """
+    """What the Runner loads the checkpoint for (mmengine does not say):
+    only training builds its optimizer wrapper before it loads."""
     if not isinstance(runner.optim_wrapper, BaseOptimWrapper):
         return 'test'
     return 'resume' if runner.cfg.get('resume') else 'load_from'
@@ -24,9 +21,8 @@ def load_purpose(runner) -> str:
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
     """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` when any
-    Runner (mmseg's own tools too) loads a checkpoint: a fused one shapes a
-    train-time model to it for testing; one that does not fit raises.
-    """
+    Runner (mmseg's tools too) loads a checkpoint: a fused one shapes a
+    train-time model to it for testing; one that does not fit raises."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook copied the weights it loads
     log_prefix = 'CheckpointFitHook'

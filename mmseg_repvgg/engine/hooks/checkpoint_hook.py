@@ -1,6 +1,5 @@
 """AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save
-(mmengine writes in place and deletes the oldest first, so a kill can leave
-nothing to resume from)."""
+(mmengine's deletes the oldest first and writes in place)."""
 import os.path as osp
 from typing import Optional
 
@@ -14,12 +13,10 @@ from mmseg.registry import HOOKS
 from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
 from ...checkpoint.digest import add_digest
 
-# The mmengine releases whose private _save_checkpoint_with_step it follows.
-_FOLLOWS = (digit_version('0.10.0'), digit_version('0.11.0'))
-
-
-def _follows_this_mmengine() -> bool:
-    return _FOLLOWS[0] <= digit_version(mmengine.__version__) < _FOLLOWS[1]
+# Whether mmengine's private _save_checkpoint_with_step is the one followed.
+_FOLLOWS_MMENGINE = (
+    digit_version('0.10.0') <= digit_version(mmengine.__version__) <
+    digit_version('0.11.0'))
 
 
 @HOOKS.register_module()
@@ -46,7 +43,7 @@ class AtomicCheckpointHook(CheckpointHook):
             backend_args=backend_args,
             file_client_args=file_client_args,
             **kwargs)
-        if not _follows_this_mmengine():
+        if not _FOLLOWS_MMENGINE:
             print_log(
                 f'AtomicCheckpointHook: mmengine {mmengine.__version__} is '
                 'not 0.10.x; checkpoints are written atomically, in '
@@ -60,7 +57,7 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
         """mmengine's, reordered: save, point ``last_checkpoint``, prune."""
-        if not _follows_this_mmengine():
+        if not _FOLLOWS_MMENGINE:
             return super()._save_checkpoint_with_step(runner, step, meta)
         stale = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and

@@ -8,9 +8,8 @@ from .utils import fuse_ema_copies, unwrap_segmentor
 
 @HOOKS.register_module()
 class FuseBeforeTestHook(Hook):
-    """Fuse the segmentor in place before the test epoch (as mmyolo's
-    ``SwitchToDeployHook``), and an EMA copy alike, so the test metrics are
-    the deployed model's."""
+    """Fuse the segmentor (and an EMA copy) in place before the test epoch,
+    as mmyolo's ``SwitchToDeployHook``."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook
     log_prefix = 'FuseBeforeTestHook'

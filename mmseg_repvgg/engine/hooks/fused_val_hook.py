@@ -11,9 +11,8 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class FusedValHook(Hook):
-    """Each validation epoch scores a fused deep copy of the model (of the
-    EMA weights with ``EMAHook``); training goes on exactly as without it.
-    """
+    """Each validation epoch scores a fused copy of the (EMA) model;
+    training goes on exactly as without it."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook swapped its weights in
     log_prefix = 'FusedValHook'

@@ -24,8 +24,7 @@ class ReparamHook(Hook):
         fuse_before_test (bool): Fuse before testing.
         validate_fused (bool): Validate a fused copy during training.
         save_deploy (bool): Write deploy checkpoints when training ends.
-        verify_shape (Sequence[int]): H, W of the input on which each deploy
-            checkpoint's fused logits must equal the unfused ones.
+        verify_shape (Sequence[int]): H, W of the deploy checks' input.
     """
 
     priority = 'BELOW_NORMAL'  # the parts' own: after EMAHook

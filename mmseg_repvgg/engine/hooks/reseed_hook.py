@@ -1,5 +1,4 @@
-"""ReseedHook: a resumed training run draws the random numbers of an
-uninterrupted one."""
+"""ReseedHook: a resumed run draws an uninterrupted run's random numbers."""
 from typing import Optional
 
 import numpy as np
@@ -30,20 +29,16 @@ class ReseedHook(Hook):
 
     @staticmethod
     def derived_seed(seed: int, tag: int, count: int) -> int:
-        """A 32-bit seed for the ``count``-th epoch or iteration; neighbouring
-        counters give unrelated streams (numpy's SeedSequence)."""
+        """A 32-bit seed of an epoch or iteration, unlike its neighbours'."""
         mixed = np.random.SeedSequence([seed % 2**32, tag, count])
         return int(mixed.generate_state(1)[0])
 
-    def _reseed(self, runner, tag: int, count: int) -> None:
-        set_random_seed(self.derived_seed(runner.seed, tag, count))
-
     def before_train_epoch(self, runner) -> None:
-        self._reseed(runner, _EPOCH, runner.epoch)
+        set_random_seed(self.derived_seed(runner.seed, _EPOCH, runner.epoch))
 
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
                           data_batch: Optional[dict] = None) -> None:
         if self.reseed_iters:
-            self._reseed(runner, _ITER, runner.iter)
+            set_random_seed(self.derived_seed(runner.seed, _ITER, runner.iter))

@@ -14,14 +14,12 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class SaveDeployHook(Hook):
-    """When training ends, write verified deploy checkpoints to the work dir:
-    ``deploy_final.pth`` (the EMA weights with ``EMAHook``) and one per best
-    checkpoint, each with its deploy config, made as ``tools/reparam.py``
-    makes them (fused logits equal to the unfused ones, or nothing written).
+    """When training ends, write ``deploy_final.pth`` (EMA weights with
+    ``EMAHook``) and one per best checkpoint to the work dir, each with its
+    config, as ``tools/reparam.py`` does (verified, or nothing written).
 
     Args:
-        verify_shape (Sequence[int]): H, W of the random input on which the
-            fused and unfused logits are compared.
+        verify_shape (Sequence[int]): H, W of the fused = unfused check.
     """
 
     priority = 'BELOW_NORMAL'

@@ -16,8 +16,7 @@ def unwrap_segmentor(model: nn.Module) -> nn.Module:
 
 
 def fuse_ema_copies(runner, state_dict: Optional[Dict] = None) -> None:
-    """Fuse each EMAHook's average as the model was, loading ``state_dict``.
-    """
+    """Fuse each EMAHook's average as the model, loading ``state_dict``."""
     for hook in runner.hooks:
         average = getattr(hook, 'ema_model', None)
         if not isinstance(hook, EMAHook) or average is None:

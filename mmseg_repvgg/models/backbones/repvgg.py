@@ -38,8 +38,7 @@ class RepVGG(BaseModule):
         base_channels (int): Stage i: base_channels * 2**i * width_factor[i].
         strides (Sequence[int]): Stride of each of the four stages.
         dilations (Sequence[int]): Dilation of each stage.
-        dilated_blocks (Sequence[int], optional): Dilated last blocks per
-            stage; None: every block.
+        dilated_blocks (Sequence[int], optional): Dilated blocks per stage.
         out_indices (Sequence[int]): Stages (0-3) whose outputs are returned.
         frozen_stages (int): Freeze the stem (0) and stages up to this one.
         norm_cfg (dict): Norm config.
@@ -47,8 +46,7 @@ class RepVGG(BaseModule):
         norm_eval (bool): Keep BN layers in eval mode while training.
         with_cp (bool): Activation checkpointing.
         deploy (bool): Build fused blocks directly.
-        init_cfg (dict | list[dict], optional): ``RepVGGPretrained`` loads
-            any checkpoint layout.
+        init_cfg (dict | list[dict], optional): Init config (RepVGGPretrained).
     """
 
     # yapf: disable
@@ -211,9 +209,8 @@ class RepVGG(BaseModule):
         return self
 
     def init_weights(self) -> None:
-        """Load pretrained weights of any RepVGG layout strictly (also for
-        mmengine's ``'Pretrained'``, which would keep random weights for an
-        official or timm checkpoint), or initialize."""
+        """Load pretrained weights of any layout strictly (``'Pretrained'``
+        too, which would keep random weights), or initialize."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
             init = WEIGHT_INITIALIZERS.build(

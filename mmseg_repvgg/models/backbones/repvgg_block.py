@@ -13,21 +13,21 @@ from ...errors import CheckpointError
 from ..reparam import fuse_conv_norm, fuse_identity_norm, sum_branches
 
 
-def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
+def _bn_state(prefix: str, norm: nn.Module, weight: Tensor,
+              bias: Tensor) -> Dict:
     """A BN computing ``weight * x + bias`` (sqrt(running_var + eps) = 1)."""
     return {
         prefix + 'weight': weight,
         prefix + 'bias': bias,
         prefix + 'running_mean': torch.zeros_like(bias),
-        prefix + 'running_var': torch.full_like(bias, 1 - eps),
+        prefix + 'running_var': torch.full_like(bias, 1 - norm.eps),
         prefix + 'num_batches_tracked': torch.tensor(0, dtype=torch.long),
     }
 
 
 class RepVGGBlock(BaseModule):
-    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and (same channels, stride
-    1) identity BN, summed; ``switch_to_deploy()`` folds them into one 3x3
-    conv (``branch_reparam``), which ``deploy=True`` builds directly.
+    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and identity BN (same shape),
+    summed; fused (``switch_to_deploy()``, ``deploy=True``): one 3x3 conv.
 
     Args:
         in_channels (int): Input channels.
@@ -140,22 +140,20 @@ class RepVGGBlock(BaseModule):
                            self.dilation, self.groups)
 
     def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
-        """This train-time block's state computing the fused conv (in the 3x3
-        branch, the others zeroed)."""
+        """A state dict for this train-time block computing a fused conv."""
         if self.deploy:
             raise ValueError('state_from_fused needs a train-time block')
         ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
         out = {'branch_3x3.conv.weight': kernel}
         out.update(
-            _bn_state('branch_3x3.bn.', self.branch_3x3.norm.eps, ones, bias))
+            _bn_state('branch_3x3.bn.', self.branch_3x3.norm, ones, bias))
         out['branch_1x1.conv.weight'] = kernel.new_zeros(
             *kernel.shape[:2], 1, 1)
         out.update(
-            _bn_state('branch_1x1.bn.', self.branch_1x1.norm.eps, zeros,
-                      zeros))
+            _bn_state('branch_1x1.bn.', self.branch_1x1.norm, zeros, zeros))
         if self.branch_identity is not None:
             out.update(
-                _bn_state('branch_identity.', self.branch_identity.eps, zeros,
+                _bn_state('branch_identity.', self.branch_identity, zeros,
                           zeros))
         return out
 
