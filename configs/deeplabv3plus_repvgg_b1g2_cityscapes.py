@@ -8,8 +8,7 @@ _base_ = [
 model = dict(
     _base_.repvgg_segmentor,
     data_preprocessor=dict(size=_base_.crop_size),
-    # ASPP on the last stage, the decoder's low-level features from the
-    # first (stride 4), the auxiliary head on the third.
+    # ASPP on the last stage, low-level features from the first.
     decode_head=dict(in_channels=2048, c1_in_channels=128),
     auxiliary_head=dict(in_channels=512))
 custom_hooks = _base_.custom_hooks + _base_.reparam_hooks

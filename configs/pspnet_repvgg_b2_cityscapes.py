@@ -5,8 +5,6 @@ _base_ = ['./_base_/pspnet_repvgg_cityscapes.py']
 model = dict(
     backbone=dict(
         arch='B2',
-        strides=(2, 2, 1, 1),
-        dilations=(1, 1, 2, 4),
         dilated_blocks=None,  # every block of the dilated stages
         init_cfg=dict(checkpoint='mmpretrain://repvgg-B2')),
     decode_head=dict(in_channels=2560),  # B2 widths: 160/320/640/2560

@@ -1,11 +1,6 @@
 # A small PSPNet-RepVGG trained from scratch on the built-in toy Cityscapes
-# (python tools/make_toy_cityscapes.py data/toy_cityscapes: 64 train and 16
-# val images of 128x256, the 19 Cityscapes classes) on a CPU in a few
-# minutes: the main job (tools/demo.py). The paper configs' model and recipe
-# (PSP head on the last stage, FCN auxiliary head on the third, output
-# stride 8, SGD with momentum, poly decay to 0, ReparamHook), shrunk to a
-# narrow 1-2-4-1 RepVGG with BN (one process, so no SyncBN), no ImageNet
-# weights, and a larger lr and smaller batch for the short schedule.
+# on a CPU in minutes (tools/demo.py): the paper configs shrunk to a narrow
+# 1-2-4-1 RepVGG with BN, a larger lr and a smaller batch.
 _base_ = ['./_base_/pspnet_repvgg_cityscapes.py']
 
 data_root = 'data/toy_cityscapes/'
@@ -41,8 +36,8 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-# One process of 4 images: 16 iterations per epoch; lr 0.1 and 40 epochs
-# were chosen on the toy val set (the README gives the mIoU they reach).
+# 4 images, 16 iterations per epoch; lr 0.1 and 40 epochs were chosen on the
+# toy val set (the README gives the mIoU they reach).
 num_gpus = 1
 train_dataloader = dict(
     batch_size=4,
@@ -53,8 +48,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 auto_scale_lr = dict(base_batch_size=4)
 
-# 40 epochs, 640 iterations.
-max_epochs = 40
+max_epochs = 40  # 640 iterations
 optim_wrapper = dict(optimizer=dict(lr=0.1))
 param_scheduler = [dict(_base_.param_scheduler[0], end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -1,7 +1,5 @@
-# Drop-in example: mmseg's UPerNet head on RepVGG-B1g2 with the paper's
-# Cityscapes schedule. UPerNet fuses a feature pyramid, so the backbone
-# keeps its plain strides (output stride 32, no dilation) as mmseg's
-# UPerNet-ResNet does. Not in the paper; no reference mIoU.
+# Drop-in example: mmseg's UPerNet head on RepVGG-B1g2 (plain strides, as
+# for a feature pyramid) with the paper's schedule. No reference mIoU.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', './_base_/paper_cityscapes_40ep.py',
     './_base_/models/repvgg_d8.py'

@@ -1,9 +1,5 @@
-"""Crash-safe writes (temp file in the same directory, fsync, atomic
-rename), and ``'local_atomic'``, a file backend registered in mmengine's,
-so that mmengine's checkpoint saving (which truncates the old file first)
-writes atomically through ``AtomicCheckpointHook``. Neither the standard
-library, torch nor mmengine offers such a write. Imports only mmengine.
-"""
+"""Crash-safe writes (temporary file, fsync, rename), which neither torch nor
+mmengine offers, also as the mmengine file backend ``'local_atomic'``."""
 import contextlib
 import os
 import os.path as osp
@@ -16,40 +12,9 @@ from mmengine.fileio.backends import LocalBackend
 PathLike = Union[str, os.PathLike]
 
 
-def _default_file_mode() -> int:
-    """The mode ``open()`` would give a new file (0o666 less the umask).
-
-    ``mkstemp`` creates 0o600 files; a checkpoint should stay readable by
-    whoever could read one written by ``open()``.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op elsewhere)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
-    """The temporary file behind :func:`atomic_open` and :func:`atomic_path`.
-
-    Yields a path beside ``filename``; when the block succeeds the file
-    gets ``open()``'s default mode, is synced to disk and renamed over
-    ``filename`` (then the directory entry is synced); when it raises, the
-    file is removed and ``filename`` is left as it was.
-    """
+    """A temporary path beside ``filename``, renamed over it on success."""
     filename = os.fspath(filename)
     directory = osp.dirname(osp.abspath(filename))
     if make_dirs:
@@ -59,7 +24,9 @@ def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, _default_file_mode())
+        umask = os.umask(0)  # open()'s mode, not mkstemp's 0o600
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, filename)
@@ -67,22 +34,24 @@ def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-    _fsync_dir(directory)
+    # The rename made durable; Windows cannot open a directory, and some
+    # filesystems refuse its fsync.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
-    """Open a temporary file that replaces ``filename`` when closed cleanly.
-
-    The temporary file (``.NAME.XXXX.tmp``, hidden) lies in the directory of
-    ``filename``, so the final :func:`os.replace` is a rename within one
-    filesystem. If the block raises, the temporary file is removed and
-    ``filename`` is left as it was.
+    """A hidden temporary file that replaces ``filename`` when the block
+    succeeds; if it raises, ``filename`` is left as it was.
 
     Args:
-        filename (str | PathLike): The destination; its directory must
-            exist.
-        mode (str): ``'wb'`` or ``'w'``. Defaults to ``'wb'``.
+        filename (str | PathLike): The destination; its directory must exist.
+        mode (str): ``'wb'`` or ``'w'``.
 
     Yields:
         file object: Write the whole content to it.
@@ -95,11 +64,8 @@ def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
 
 @contextlib.contextmanager
 def atomic_path(filename: PathLike) -> Iterator[str]:
-    """A temporary path that replaces ``filename`` when the block succeeds.
-
-    For writers that take a path rather than a file object (``torch.save``
-    with a verification step, the ONNX exporter). Same guarantees as
-    :func:`atomic_open`; the directory is created if missing.
+    """:func:`atomic_open` for writers that take a path (``torch.save``, the
+    ONNX exporter); the directory is created if missing.
 
     Args:
         filename (str | PathLike): The destination.
@@ -115,8 +81,7 @@ def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
     """Write ``data`` (bytes or text) to ``filename`` atomically.
 
     Args:
-        filename (str | PathLike): The destination; its directory must
-            exist.
+        filename (str | PathLike): The destination; its directory must exist.
         data (bytes | str): The whole new content.
     """
     with atomic_open(filename, 'wb' if isinstance(data, bytes) else 'w') as f:
@@ -125,20 +90,9 @@ def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
 
 @register_backend('local_atomic')
 class AtomicLocalBackend(LocalBackend):
-    """mmengine's local backend whose writes are atomic.
-
-    Select it with ``backend_args=dict(backend='local_atomic')`` wherever
-    mmengine takes ``backend_args`` (``save_checkpoint``, ``CheckpointHook``,
-    ``mmengine.dump``).
-    """
+    """mmengine's local backend, atomic (``ATOMIC_BACKEND_ARGS``)."""
 
     def put(self, obj: bytes, filepath: PathLike) -> None:
-        """Write bytes to ``filepath`` (creating its directory) atomically.
-
-        Args:
-            obj (bytes): The whole content.
-            filepath (str | PathLike): The destination.
-        """
         os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
         atomic_write(filepath, obj)
 
@@ -146,15 +100,7 @@ class AtomicLocalBackend(LocalBackend):
                  obj: str,
                  filepath: PathLike,
                  encoding: str = 'utf-8') -> None:
-        """Write text to ``filepath`` atomically.
-
-        Args:
-            obj (str): The whole content.
-            filepath (str | PathLike): The destination.
-            encoding (str): Defaults to 'utf-8'.
-        """
         self.put(obj.encode(encoding), filepath)
 
 
-#: ``backend_args`` that select :class:`AtomicLocalBackend`.
 ATOMIC_BACKEND_ARGS = dict(backend='local_atomic')

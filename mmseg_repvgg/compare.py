@@ -1,5 +1,5 @@
-"""How two outputs are compared, written once for the fusion checks, the
-exports, the kernels' self-checks, ``auto`` and the benchmark."""
+"""The one output comparison, for the fusion checks, the exports, the
+kernels' self-checks, ``auto`` and the benchmark."""
 from typing import Tuple
 
 from torch import Tensor

@@ -1,14 +1,10 @@
-"""Read a config: a file, or one from a package's configs (``mmseg::...``).
-
-The one config reader of the package: the tools, the deploy code and the
-benchmark all go through :func:`load_config`, so each accepts the same
-paths and fails with the same one-line error.
-"""
+"""The one config reader (a file, or ``mmseg::...``): every tool accepts the
+same paths and fails with the same one-line error."""
 import difflib
 import glob
 import inspect
 import os.path as osp
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Set
 
 from mmengine.config import Config
 from mmengine.hub import get_config
@@ -17,7 +13,6 @@ from .errors import ConfigError
 
 CONFIGS_HINT = ('the configs are in configs/, e.g. '
                 'configs/pspnet_repvgg_toy_cityscapes.py')
-#: File names that are checkpoints, never configs.
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt')
 
 
@@ -28,16 +23,6 @@ def _read(path: str) -> Config:
         except Exception as err:  # mmengine raises several types here
             raise ConfigError(
                 f'{path}: cannot load this config ({err})') from None
-    _check_config_file(path)
-    try:
-        return Config.fromfile(path)
-    except Exception as err:  # a config is user input: any failure is one
-        raise ConfigError(f'{path}: cannot load the config '
-                          f'({type(err).__name__}: {err})') from err
-
-
-def _check_config_file(path: str) -> None:
-    """Refuse a directory, a checkpoint or a missing file as the config."""
     if osp.isdir(path):
         found = sorted(glob.glob(osp.join(path, '*.py')))
         example = f'e.g. {found[0]}' if found else CONFIGS_HINT
@@ -49,14 +34,16 @@ def _check_config_file(path: str) -> None:
         raise ConfigError(
             f'{path} is a checkpoint, not a config; the config comes first '
             '(tools/test.py CONFIG CHECKPOINT)')
+    try:
+        return Config.fromfile(path)
+    except Exception as err:  # a config is user input: any failure is one
+        raise ConfigError(f'{path}: cannot load the config '
+                          f'({type(err).__name__}: {err})') from err
 
 
 def _arguments(cls) -> Optional[Set[str]]:
-    """The keyword arguments ``cls(...)`` takes; None if any may be meant.
-
-    A class that takes ``**kwargs`` passes them on to its base (the mmseg
-    and mmcv style), so the bases' arguments count too.
-    """
+    """The keyword arguments ``cls(...)`` takes (with its bases' where it
+    passes ``**kwargs`` on, mmseg style); None if any may be meant."""
     names = set()
     for klass in inspect.getmro(cls):
         if '__init__' not in vars(klass):
@@ -71,19 +58,8 @@ def _arguments(cls) -> Optional[Set[str]]:
     return None
 
 
-def _model_part(node: dict) -> Tuple[Optional[type], Optional[Set[str]]]:
-    """The class of a model part's ``type`` and the arguments it takes."""
-    from mmseg.registry import MODELS
-    kind = node.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    if not inspect.isclass(cls):
-        return None, None
-    return cls, _arguments(cls)
-
-
 def _first_missing(cfg: Config, parts: List[str]):
-    """(node, path to it, index in ``parts``) of the first part the config
-    lacks; None if it has them all, or the path leaves its dicts."""
+    """(node, path to it, index) of the first of ``parts`` cfg lacks."""
     node = dict(cfg.items())
     for i, part in enumerate(parts):
         if isinstance(node, (list, tuple)) and part.isdigit():
@@ -100,21 +76,20 @@ def _first_missing(cfg: Config, parts: List[str]):
 
 
 def _check_new_key(cfg: Config, key: str, value) -> None:
-    """Refuse a ``--cfg-options`` key that is a typo of one the config has.
-
-    mmengine merges any key; a typo (``test_dataloader.batch_sise``) then
-    fails as a TypeError deep in the Runner, after the work dir and the
-    config dump. A key of a model part must be an argument of its type;
-    elsewhere a key close to one present is taken for a typo of it, and a
-    key unlike any is added, as mmengine does.
-    """
+    """Refuse a ``--cfg-options`` key that is a typo (mmengine would merge it,
+    and the Runner fail late); a key unlike any is added."""
     parts = key.split('.')
     found = _first_missing(cfg, parts)
     if found is None:
         return
     node, path, index = found
     part, where = parts[index], '.'.join(path)
-    cls, names = _model_part(node) if path[:1] == ['model'] else (None, None)
+    cls = names = None
+    if path[:1] == ['model']:  # a model part's keys are its arguments
+        from mmseg.registry import MODELS
+        kind = node.get('type')
+        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+        names = _arguments(cls) if inspect.isclass(cls) else None
     if names is not None and part in names:
         return
     candidates = sorted(names if names is not None else map(str, node))
@@ -133,17 +108,11 @@ def _check_new_key(cfg: Config, key: str, value) -> None:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config and apply ``--cfg-options``.
+    """Read a config and apply ``--cfg-options``, or raise ConfigError.
 
     Args:
-        path (str): A config file, or ``package::path`` in an OpenMMLab
-            package's configs (e.g. ``mmseg::pspnet/pspnet_r50-d8_...``).
+        path (str): A config file, or ``package::path`` (``mmseg::...``).
         cfg_options (dict, optional): ``key=value`` overrides.
-
-    Raises:
-        ConfigError: The file is missing, a directory or a checkpoint, or
-            cannot be parsed, or an override does not fit the config (a
-            typo of a key it has, or no argument of a model part).
     """
     cfg = _read(path)
     if cfg_options:

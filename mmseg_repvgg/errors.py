@@ -1,6 +1,4 @@
-"""Errors caused by the user's input: each message names the problem and
-the fix (the tools print it as one line, :func:`mmseg_repvgg.cli.run_cli`).
-"""
+"""Errors caused by the user's input, each naming the problem and the fix."""
 
 
 class UserError(Exception):
@@ -20,5 +18,4 @@ class DatasetError(UserError, ValueError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, after the tool kept what it had finished (the message says
-    what and where)."""
+    """Ctrl-C, after the tool kept what it had finished."""

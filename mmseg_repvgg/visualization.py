@@ -1,11 +1,5 @@
-"""Ground truth | prediction pictures that read at a glance.
-
-mmseg's ``SegLocalVisualizer`` writes each class name in a box over its
-region, which on a small image hides much of it, and leaves the two halves
-unnamed. :class:`SegPairVisualizer` captions each half and names the
-classes in a legend below; :class:`QuietSegVisualizationHook` is mmseg's
-hook without the warning its default ``draw=False`` gives on every run.
-"""
+"""Ground truth | prediction pictures that read at a glance: each half
+captioned, a legend naming the classes (not boxed over small regions)."""
 import warnings
 from typing import List, Sequence, Tuple
 
@@ -20,18 +14,9 @@ _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 20
 _WHITE, _BLACK = (255, 255, 255), (0, 0, 0)
 
 
-def _caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` under a white strip that says ``text``."""
-    strip = np.full((_LINE, image.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, text, (4, _LINE - 6), _FONT, _SCALE, _BLACK, 1,
-                cv2.LINE_AA)
-    return np.concatenate([strip, image])
-
-
 def _legend(entries: Sequence[Tuple[str, Sequence[int]]],
             width: int) -> np.ndarray:
-    """Swatch and name of each (name, RGB colour), in rows ``width`` wide.
-    """
+    """Swatch and name of each (name, RGB colour), in rows ``width`` wide."""
     places: List[Tuple[int, int]] = []
     x = y = 0
     for name, _ in entries:
@@ -81,15 +66,16 @@ class SegPairVisualizer(SegLocalVisualizer):
             sem_seg = data_sample.get(key)
             shown.update(np.unique(sem_seg.cpu().data).tolist())
             drawn = self._draw_sem_seg(image, sem_seg, classes, palette, False)
-            halves.append(_caption(drawn, caption))
+            strip = np.full((_LINE, drawn.shape[1], 3), 255, np.uint8)
+            cv2.putText(strip, caption, (4, _LINE - 6), _FONT, _SCALE, _BLACK,
+                        1, cv2.LINE_AA)
+            halves.append(np.concatenate([strip, drawn]))
         drawn = np.concatenate(halves, axis=1)
         if with_labels:
             ids = sorted(i for i in shown if 0 <= i < len(classes))
-            drawn = np.concatenate([
-                drawn,
-                _legend([(classes[i], palette[i]) for i in ids],
-                        drawn.shape[1])
-            ])
+            legend = _legend([(classes[i], palette[i]) for i in ids],
+                             drawn.shape[1])
+            drawn = np.concatenate([drawn, legend])
         self.set_image(drawn)
         if show:
             self.show(drawn, win_name=name, wait_time=wait_time)
@@ -101,9 +87,7 @@ class SegPairVisualizer(SegLocalVisualizer):
 
 @HOOKS.register_module()
 class QuietSegVisualizationHook(SegVisualizationHook):
-    """mmseg's ``SegVisualizationHook`` (same arguments) without its
-    warning that ``draw=False``: training never draws, and ``--show-dir``
-    switches drawing on for a test."""
+    """mmseg's hook without its ``draw=False`` warning; --show-dir draws."""
 
     def __init__(self, *args, **kwargs):
         with warnings.catch_warnings():

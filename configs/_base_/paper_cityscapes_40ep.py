@@ -1,14 +1,7 @@
-# The paper's Cityscapes recipe (RepVGG, section 4.3), shared by the RepVGG
-# configs and the ResNet baselines: SGD (momentum 0.9, weight decay 1e-4),
-# lr 0.01 with poly decay (power 0.9) to 0, global batch 16 on 8 GPUs,
-# 40 epochs over the 2975 training images.
-#
-# Epoch-based loop, not mmseg's usual iteration count: "40 epochs" stays
-# 40 epochs whatever the number of GPUs. 8 GPUs x 2 images give
-# ceil(2975 / 16) = 186 iterations per epoch, 7440 in all; on fewer GPUs
-# (--auto-scale-lr scales the lr to the smaller batch) the epochs take more
-# iterations instead of the run silently covering fewer epochs. The poly
-# decay still updates every iteration (convert_to_iter_based).
+# The paper's Cityscapes recipe (RepVGG, section 4.3): SGD (momentum 0.9,
+# weight decay 1e-4), lr 0.01 with poly decay (power 0.9) to 0, global batch
+# 16 on 8 GPUs, 40 epochs. Epoch-based, so "40 epochs" holds on any number
+# of GPUs (186 iterations per epoch on 8); the decay is per iteration.
 _base_ = [
     './datasets/cityscapes_checked.py', 'mmseg::_base_/default_runtime.py'
 ]
@@ -16,11 +9,9 @@ _base_ = [
 num_gpus = 8  # the paper's setting; dist_train.sh CONFIG 8
 train_dataloader = dict(
     batch_size=2,  # per GPU: 8 x 2 = 16 images per iteration
-    # An epoch-based loop needs a sampler with an end (mmseg's Cityscapes
-    # base uses the InfiniteSampler of iteration-based schedules).
+    # An epoch-based loop needs a sampler with an end (not mmseg's Infinite).
     sampler=dict(type='DefaultSampler', shuffle=True))
-# Scales the lr linearly when the real global batch differs from 16
-# (tools/train.py --auto-scale-lr).
+# --auto-scale-lr scales the lr by the real global batch over 16.
 auto_scale_lr = dict(enable=False, base_batch_size=num_gpus * 2)
 
 max_epochs = 40
@@ -36,8 +27,7 @@ param_scheduler = [
         by_epoch=True,
         convert_to_iter_based=True)
 ]
-# Validate (500 val images) and save every 4 epochs (744 iterations); keep
-# the last two checkpoints and the one with the best mIoU.
+# Validate and save every 4 epochs; keep the last two and the best mIoU.
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=4)
 val_cfg = dict(type='ValLoop')
@@ -46,8 +36,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # mmengine's CheckpointHook with atomic writes, saving the new
-    # checkpoint before max_keep_ckpts removes the oldest (mmseg_repvgg).
+    # mmengine's CheckpointHook with atomic writes in a crash-safe order.
     checkpoint=dict(
         type='AtomicCheckpointHook',
         by_epoch=True,
@@ -61,8 +50,5 @@ default_hooks = dict(
 log_processor = dict(by_epoch=True)
 # Ground truth | prediction, each captioned, class names in a legend below.
 visualizer = dict(type='SegPairVisualizer')
-# Reseed every iteration from (seed, counter): a run resumed after a crash
-# replays the same augmentation and dropout draws, so its weights equal an
-# uninterrupted run's (tests/test_engine/test_resume.py). The seed is the run's
-# (randomness.seed, or the one mmengine draws and stores in checkpoints).
+# Reseed from (seed, counter): a resumed run equals an uninterrupted one.
 custom_hooks = [dict(type='ReseedHook')]

@@ -1,6 +1,5 @@
-# PSPNet on a RepVGG backbone (B1g2, output stride 8) with the paper's
-# Cityscapes schedule. The variant configs change only the arch, the
-# dilation pattern and the channels the heads take from it.
+# PSPNet on RepVGG-B1g2 (output stride 8) with the paper's Cityscapes
+# schedule; the variants change the arch, dilations and head channels.
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py', './paper_cityscapes_40ep.py',
     './models/repvgg_d8.py'

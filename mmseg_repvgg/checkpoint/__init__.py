@@ -1,7 +1,4 @@
-"""Checkpoints: read safely (:mod:`.safe_load`), pretrained weights of every
-layout (:mod:`.layouts`, :mod:`.loading`, ``RepVGGPretrained``), fetched by
-URL or name into torch's hub cache (:mod:`.download`), and the one rule for
-whether a checkpoint fits a segmentor (:mod:`.fit`)."""
+"""Checkpoints: safe reading, any layout, downloads, the one fit rule."""
 from .fit import (DEPLOY_META_KEY, build_segmentor, check_checkpoint_fits,
                   check_state_dict_matches, checkpoint_state_dict,
                   fit_to_checkpoint, is_deploy_checkpoint, load_segmentor)

@@ -1,10 +1,5 @@
-"""A SHA-256 of a checkpoint's tensors, saved in its ``meta``, checked on load.
-
-torch and mmengine check nothing inside tensor data: a byte flipped on disk
-or in a copy loads and scores silently. The checkpoints this package writes
-carry :data:`DIGEST_KEY`; files without it (mmseg's, mmpretrain's, older
-ones) load as before.
-"""
+"""A SHA-256 of a checkpoint's tensors, saved in its ``meta`` and checked on
+load: torch and mmengine would load and score a flipped byte silently."""
 import hashlib
 from typing import Iterator, Tuple
 
@@ -12,7 +7,6 @@ import torch
 
 from ..errors import CheckpointError
 
-#: The ``meta`` key that holds the digest.
 DIGEST_KEY = 'tensor_sha256'
 
 
@@ -29,15 +23,8 @@ def _tensors(obj, path: str) -> Iterator[Tuple[str, torch.Tensor]]:
 
 
 def tensor_digest(checkpoint: dict) -> str:
-    """SHA-256 over each tensor outside ``meta``: path, dtype, shape, bytes.
-
-    Args:
-        checkpoint (dict): A checkpoint as saved (``state_dict``,
-            ``optimizer``, ... in their order; loading keeps it).
-
-    Returns:
-        str: The hex digest.
-    """
+    """Hex SHA-256 over each tensor outside ``meta`` of a checkpoint (in its
+    saved order, which loading keeps): path, dtype, shape, bytes."""
     sha = hashlib.sha256()
     for key, value in checkpoint.items():
         if key == 'meta':
@@ -50,11 +37,7 @@ def tensor_digest(checkpoint: dict) -> str:
 
 
 def add_digest(checkpoint: dict) -> dict:
-    """Put the :func:`tensor_digest` into ``checkpoint['meta']`` (in place).
-
-    Returns:
-        dict: ``checkpoint``, to be saved as it is.
-    """
+    """Put the :func:`tensor_digest` into ``checkpoint['meta']``, in place."""
     meta = dict(checkpoint.get('meta') or {})
     meta[DIGEST_KEY] = tensor_digest(checkpoint)
     checkpoint['meta'] = meta
@@ -62,12 +45,7 @@ def add_digest(checkpoint: dict) -> dict:
 
 
 def check_digest(checkpoint, filename) -> None:
-    """Raise if ``checkpoint`` carries a digest its tensors do not match.
-
-    Raises:
-        CheckpointError: Naming the file; a checkpoint without a digest
-            passes.
-    """
+    """Refuse a checkpoint whose tensors do not match the digest it has."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     expected = meta.get(DIGEST_KEY) if isinstance(meta, dict) else None
     if expected is not None and tensor_digest(checkpoint) != expected:

@@ -1,21 +1,5 @@
-"""Pretrained weights by URL or by name, fetched once into torch's hub cache.
-
-A checkpoint source is a local path, an ``http(s)://`` URL, or a name:
-
-* ``mmpretrain://repvgg-B2``: mmpretrain's ImageNet weights of that arch
-  (:data:`MMPRETRAIN_FILES`), SHA-256-checked;
-* ``timm://repvgg_b2.rvgg_in1k`` (or ``timm://repvgg_b2``): the official
-  weights as timm publishes them on the Hugging Face hub (no hash).
-
-Files land in ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub``,
-where mmengine and torch.hub put their downloads too) and are reused from
-there without a request. A download goes through
-``torch.hub.download_url_to_file`` (temporary file, SHA-256 check against
-the ``-<hex>.`` prefix in the file name, rename) into a hidden staging
-name, is read by the caller's weights-only reader, and only then renamed to
-its cache name: a cut transfer, a hash mismatch or a refused pickle leaves
-nothing behind.
-"""
+"""Pretrained weights by URL or name (``mmpretrain://repvgg-B2``), fetched
+once into torch's hub cache and kept only once read safely."""
 import http.client
 import os
 import os.path as osp
@@ -33,13 +17,10 @@ from ..errors import CheckpointError
 
 MMPRETRAIN_SCHEME = 'mmpretrain://'
 TIMM_SCHEME = 'timm://'
-#: The schemes a checkpoint source may start with (besides a local path).
 SCHEMES = ('http://', 'https://', MMPRETRAIN_SCHEME, TIMM_SCHEME)
 
-MMPRETRAIN_URL = ('https://download.openmmlab.com/mmclassification/v0/'
-                  'repvgg/')
-#: mmpretrain's RepVGG ImageNet-1k weights (its configs/repvgg/README.md):
-#: arch -> (file under :data:`MMPRETRAIN_URL`, published top-1).
+MMPRETRAIN_URL = 'https://download.openmmlab.com/mmclassification/v0/repvgg/'
+# mmpretrain's configs/repvgg/README.md: arch -> (file, published top-1).
 MMPRETRAIN_FILES = {
     'A0': ('repvgg-A0_8xb32_in1k_20221213-60ae8e23.pth', 72.37),
     'A1': ('repvgg-A1_8xb32_in1k_20221213-f81bf3df.pth', 74.23),
@@ -53,7 +34,7 @@ MMPRETRAIN_FILES = {
     'B3': ('repvgg-B3_8xb32_in1k_20221213-927a329a.pth', 80.58),
     'B3g4': ('repvgg-B3g4_8xb32_in1k_20221213-e01cb280.pth', 80.26),
 }
-#: Archs of timm's ``repvgg_*.rvgg_in1k`` weights (timm has no g2 archs).
+# timm's repvgg_*.rvgg_in1k weights (timm has no g2 archs).
 TIMM_ARCHS = ('A0', 'A1', 'A2', 'B0', 'B1', 'B1g4', 'B2', 'B2g4', 'B3', 'B3g4')
 TIMM_TAG = 'rvgg_in1k'
 TIMM_URL = 'https://huggingface.co/timm/{}/resolve/main/model.safetensors'
@@ -63,14 +44,7 @@ _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z]+$')
 
 @dataclass(frozen=True)
 class Remote:
-    """Where a checkpoint source is fetched from and cached.
-
-    Args:
-        source (str): What the user wrote (a URL or a name).
-        url (str): What is downloaded.
-        filename (str): Its name in the cache directory.
-        hash_prefix (str, optional): The start of its SHA-256.
-    """
+    """A source as the user wrote it, its URL, cache name and hash prefix."""
 
     source: str
     url: str
@@ -79,28 +53,16 @@ class Remote:
 
 
 def is_remote(source: str) -> bool:
-    """Whether ``source`` names a URL or a scheme rather than a local path."""
     return '://' in os.fspath(source)
 
 
 def mmpretrain_name(arch: str) -> str:
-    """The short name of mmpretrain's weights of ``arch``."""
     return f'{MMPRETRAIN_SCHEME}repvgg-{arch}'
 
 
 def missing_weights_help(path: str, arch: Optional[str] = None) -> str:
-    """How to get the ImageNet weights a config reads from ``path``.
-
-    Args:
-        path (str): The missing file; the conversion writes it, so the
-            config finds it there.
-        arch (str, optional): The backbone's arch name. Defaults to None
-            (B2 as the example, ``ARCH`` in the command).
-
-    Returns:
-        str: The names that download them, and the command that converts a
-        file got by other means.
-    """
+    """How to get the ImageNet weights a config reads from the missing
+    ``path``: the names that download them, or the conversion command."""
     example = arch or 'B2'
     names = []
     if arch in MMPRETRAIN_FILES:
@@ -125,40 +87,29 @@ def _by_url(source: str, url: str, filename: str = '') -> Remote:
     return Remote(source, url, filename, match.group(1) if match else None)
 
 
-def _mmpretrain(source: str) -> Remote:
-    name = source[len(MMPRETRAIN_SCHEME):]
-    by_name = {f'repvgg-{arch}'.lower(): arch for arch in MMPRETRAIN_FILES}
-    arch = by_name.get(name.lower())
-    if arch is None:
-        known = ', '.join(mmpretrain_name(a) for a in MMPRETRAIN_FILES)
-        raise CheckpointError(f'{source}: no such mmpretrain RepVGG weights; '
-                              f'known: {known}')
-    return _by_url(source, MMPRETRAIN_URL + MMPRETRAIN_FILES[arch][0])
-
-
-def _timm(source: str) -> Remote:
-    model_id = source[len(TIMM_SCHEME):]
-    if '.' not in model_id:  # timm's default pretrained tag
-        model_id = f'{model_id}.{TIMM_TAG}'
-    known = [f'repvgg_{arch.lower()}.{TIMM_TAG}' for arch in TIMM_ARCHS]
-    if model_id not in known:
-        raise CheckpointError(f'{source}: no such timm RepVGG weights; known: '
-                              f'{", ".join(TIMM_SCHEME + k for k in known)}')
-    # Every hub model's file is model.safetensors: the id names the copy.
-    return _by_url(source, TIMM_URL.format(model_id),
-                   f'{model_id}.safetensors')
-
-
 def resolve(source: str) -> Remote:
-    """The URL and cache name of a remote source, without the network.
-
-    Raises:
-        CheckpointError: An unknown scheme or name.
-    """
+    """The URL and cache name of a remote source, without the network."""
     if source.startswith(MMPRETRAIN_SCHEME):
-        return _mmpretrain(source)
+        name = source[len(MMPRETRAIN_SCHEME):].lower()
+        by_name = {f'repvgg-{a}'.lower(): a for a in MMPRETRAIN_FILES}
+        if name not in by_name:
+            known = ', '.join(mmpretrain_name(a) for a in MMPRETRAIN_FILES)
+            raise CheckpointError(f'{source}: no such mmpretrain RepVGG '
+                                  f'weights; known: {known}')
+        return _by_url(source,
+                       MMPRETRAIN_URL + MMPRETRAIN_FILES[by_name[name]][0])
     if source.startswith(TIMM_SCHEME):
-        return _timm(source)
+        model_id = source[len(TIMM_SCHEME):]
+        if '.' not in model_id:  # timm's default pretrained tag
+            model_id = f'{model_id}.{TIMM_TAG}'
+        known = [f'repvgg_{arch.lower()}.{TIMM_TAG}' for arch in TIMM_ARCHS]
+        if model_id not in known:
+            raise CheckpointError(
+                f'{source}: no such timm RepVGG weights; known: '
+                f'{", ".join(TIMM_SCHEME + k for k in known)}')
+        # Every hub model's file is model.safetensors: the id names the copy.
+        return _by_url(source, TIMM_URL.format(model_id),
+                       f'{model_id}.safetensors')
     if source.startswith(('http://', 'https://')):
         return _by_url(source, source)
     raise CheckpointError(
@@ -167,19 +118,18 @@ def resolve(source: str) -> Remote:
 
 
 def cache_dir() -> str:
-    """Where downloads are kept: torch.hub's (and mmengine's) directory."""
+    """Where torch.hub and mmengine keep their downloads too."""
     return osp.join(torch.hub.get_dir(), 'checkpoints')
 
 
 def cached_path(remote: Remote) -> str:
-    """The cache file of ``remote``; a file put there is used as it is."""
+    """The cache file of ``remote`` (one put there is used as it is)."""
     return osp.join(cache_dir(), remote.filename)
 
 
 def _what(remote: Remote) -> str:
-    if remote.source == remote.url:
-        return remote.url
-    return f'{remote.source} ({remote.url})'
+    same = remote.source == remote.url
+    return remote.url if same else f'{remote.source} ({remote.url})'
 
 
 def _cause(err: Exception) -> str:
@@ -194,22 +144,8 @@ class DownloadError(CheckpointError):
     """The server could not be reached; nothing was saved."""
 
 
-def _unreachable(remote: Remote, err: Exception) -> DownloadError:
-    return DownloadError(
-        f'{_what(remote)}: download failed ({_cause(err)}); nothing was '
-        f'saved. Offline? Download the file elsewhere and put it at '
-        f'{cached_path(remote)} (used from there without a request; '
-        '$TORCH_HOME moves the cache), or use a local checkpoint file of any '
-        'layout instead')
-
-
 def _download(remote: Remote, dst: str) -> None:
-    """``torch.hub.download_url_to_file`` with its failures as one error.
-
-    It removes its own temporary file on any failure; a transfer cut short
-    is not an error to it (urllib reads to the end silently), so a file
-    without a hash in its name is checked by reading it afterwards.
-    """
+    """``torch.hub.download_url_to_file``, its failures as one error."""
     try:
         torch.hub.download_url_to_file(
             remote.url, dst, remote.hash_prefix, progress=True)
@@ -223,7 +159,12 @@ def _download(remote: Remote, dst: str) -> None:
             'Try again, or put a good copy at '
             f'{cached_path(remote)}') from None
     except (OSError, http.client.HTTPException) as err:
-        raise _unreachable(remote, err) from None
+        raise DownloadError(
+            f'{_what(remote)}: download failed ({_cause(err)}); nothing was '
+            f'saved. Offline? Download the file elsewhere and put it at '
+            f'{cached_path(remote)} (used from there without a request; '
+            '$TORCH_HOME moves the cache), or use a local checkpoint file of '
+            'any layout instead') from None
 
 
 def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
@@ -236,8 +177,7 @@ def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
                 f'{err} (the cached copy of {_what(remote)}: delete it to '
                 'download again)') from None
     os.makedirs(cache_dir(), exist_ok=True)
-    # Hidden, unique, and ending in the cache name, whose suffix tells the
-    # reader the format; the same directory makes the final rename atomic.
+    # Hidden, unique, ending in the cache name (its suffix names the format).
     staging = osp.join(cache_dir(), f'.{uuid.uuid4().hex}.{remote.filename}')
     try:
         _download(remote, staging)
@@ -255,27 +195,14 @@ def _fetch_once(remote: Remote, read: Callable[[str], dict]) -> dict:
 
 
 def fetch_checkpoint(source: str, read: Callable[[str], dict]) -> dict:
-    """Read a remote checkpoint, downloading it into the cache once.
-
-    In a distributed run rank 0 downloads first; the other ranks then read
-    the cached file (as mmengine's ``load_from_http`` does).
-
-    Args:
-        source (str): A URL or a name (:data:`SCHEMES`).
-        read (callable): Reads a local file safely (weights only), raising
-            CheckpointError; a download it refuses is not kept.
-
-    Raises:
-        CheckpointError: An unknown name, a failed download (naming the URL
-            and the cache path), a hash mismatch, or what ``read`` raises.
-    """
+    """``read`` a remote checkpoint, downloaded into the cache once (rank 0
+    first, as mmengine's ``load_from_http``) and kept if ``read`` took it."""
     remote = resolve(source)
     rank, world_size = get_dist_info()
-    checkpoint = None
     if rank == 0:
         checkpoint = _fetch_once(remote, read)
     if world_size > 1:
         barrier()
-        if rank > 0:
-            checkpoint = _fetch_once(remote, read)
+    if rank > 0:
+        checkpoint = _fetch_once(remote, read)
     return checkpoint

@@ -1,10 +1,4 @@
-"""Does this checkpoint fit this model? The one rule, and strict loading.
-
-mmengine loads non-strictly and only warns, so a checkpoint of the wrong
-form or arch would be scored with random weights. The tools, the
-``CheckpointFitHook`` and :func:`load_segmentor` all decide with
-:func:`check_checkpoint_fits`.
-"""
+"""Does this checkpoint fit this model? The one rule, and strict loading."""
 import re
 from typing import Dict, Optional, Tuple
 
@@ -19,10 +13,7 @@ from ..models.reparam import fusable_modules, reparameterize_model
 from .loading import key_differences
 from .safe_load import safe_torch_load
 
-#: ``meta`` key that marks a deploy checkpoint
-#: (:func:`mmseg_repvgg.deploy.artifacts.save_deploy_checkpoint`).
-DEPLOY_META_KEY = 'reparam'
-#: What a checkpoint is loaded for (see :func:`check_checkpoint_fits`).
+DEPLOY_META_KEY = 'reparam'  # the meta key of a deploy checkpoint
 PURPOSES = ('test', 'resume', 'load_from')
 
 _FUSED_BLOCK = '.branch_reparam.'
@@ -47,14 +38,7 @@ def _has_blocks(keys, marker: str) -> bool:
 
 def check_state_dict_matches(model: nn.Module, state_dict: Dict[str, Tensor],
                              source: str) -> None:
-    """Raise unless ``state_dict`` has exactly the model's keys and shapes.
-
-    The comparison is :func:`~mmseg_repvgg.checkpoint.key_differences`,
-    the one the backbone's pretrained loading uses.
-
-    Raises:
-        CheckpointError: Names a few missing, unexpected or resized keys.
-    """
+    """Refuse a state dict without exactly the model's keys and shapes."""
     missing, unexpected, resized = key_differences(model.state_dict(),
                                                    state_dict)
     problems = [
@@ -75,24 +59,14 @@ def fit_to_checkpoint(model: nn.Module,
                       reshape: bool = True) -> Optional[FusionReport]:
     """Shape ``model`` to a fused ``checkpoint``, then check every key.
 
-    With ``reshape``, a deploy checkpoint fuses the whole segmentor
-    (:func:`~mmseg_repvgg.models.fuse_segmentor`) and one whose backbone
-    alone is fused (``branch_reparam`` keys) fuses the backbone.
-
     Args:
-        model (nn.Module): The segmentor (unwrapped), possibly on the meta
-            device; changed in place when ``reshape``.
+        model (nn.Module): The segmentor (unwrapped, meta device is fine).
         checkpoint (dict): The loaded checkpoint (or its state dict).
         source (str): The checkpoint's name, for the message.
-        reshape (bool): Fuse the model to the checkpoint's form. False
-            where nothing will fuse it (no CheckpointFitHook). Defaults to
-            True.
+        reshape (bool): Fuse the model (in place) to a fused checkpoint.
 
     Returns:
         FusionReport | None: What fusing changed; None if nothing was fused.
-
-    Raises:
-        CheckpointError: Some key is missing, unexpected or resized.
     """
     state_dict = checkpoint_state_dict(checkpoint)
     report = None
@@ -105,16 +79,6 @@ def fit_to_checkpoint(model: nn.Module,
     return report if report is not None and report.changed else None
 
 
-def _backbone_only(model: nn.Module,
-                   state_dict: Dict) -> Tuple[nn.Module, Dict]:
-    holder = nn.Module()
-    holder.backbone = model.backbone
-    return holder, {
-        k: v
-        for k, v in state_dict.items() if k.startswith('backbone.')
-    }
-
-
 def check_checkpoint_fits(model: Optional[nn.Module],
                           checkpoint: Dict,
                           source: str,
@@ -123,25 +87,15 @@ def check_checkpoint_fits(model: Optional[nn.Module],
     """The rule: may ``checkpoint`` be loaded into ``model`` for ``purpose``?
 
     Args:
-        model (nn.Module, optional): The segmentor as the config builds it
-            (unwrapped; the meta device is fine). Fused in place when
-            ``reshape`` and the checkpoint is fused. None checks the
-            checkpoint alone.
+        model (nn.Module, optional): None checks the checkpoint alone.
         checkpoint (dict): The loaded checkpoint.
         source (str): Its name, for the messages.
-        purpose (str): ``'test'`` (every key must match), ``'resume'``
-            (every key must match, train-time only) or ``'load_from'``
-            (fine-tuning: the backbone's keys must match, the heads may
-            differ, e.g. in their number of classes).
-        reshape (bool): Fuse the model to a fused checkpoint (where a
-            CheckpointFitHook does so when the Runner loads it).
+        purpose (str): ``'test'``, ``'resume'`` or ``'load_from'`` (heads
+            may differ).
+        reshape (bool): Fuse the model to a fused checkpoint.
 
     Returns:
         FusionReport | None: What fusing the model to the checkpoint changed.
-
-    Raises:
-        CheckpointError: One line naming the file, what does not fit and
-            the fix.
     """
     if purpose not in PURPOSES:
         raise ValueError(f'purpose must be one of {PURPOSES}, not {purpose}')
@@ -167,28 +121,27 @@ def check_checkpoint_fits(model: Optional[nn.Module],
             'after loading), or make a deploy checkpoint first: python '
             f'tools/reparam.py TRAIN_CONFIG {source} OUT.pth, then use '
             'OUT.pth with the OUT.py written beside it')
-    if purpose == 'load_from':
-        model, state_dict = _backbone_only(model, state_dict)
+    if purpose == 'load_from':  # fine-tuning: the heads may differ
+        holder = nn.Module()
+        holder.backbone = model.backbone
+        model = holder
+        state_dict = {
+            k: v
+            for k, v in state_dict.items() if k.startswith('backbone.')
+        }
         checkpoint = dict(state_dict=state_dict, meta=checkpoint.get('meta'))
     return fit_to_checkpoint(model, checkpoint, source, reshape=reshape)
 
 
 def build_segmentor(cfg) -> nn.Module:
-    """Build ``cfg.model`` as mmseg's ``init_model`` does, without weights.
-
-    SyncBN becomes BN, as mmengine's Runner does when not distributed.
-    """
+    """``cfg.model`` as mmseg's ``init_model`` builds it (SyncBN as BN)."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     return revert_sync_batchnorm(MODELS.build(cfg.model))
 
 
 def load_segmentor(cfg, checkpoint: str) -> Tuple[nn.Module, Dict]:
-    """Build the model of ``cfg`` shaped like ``checkpoint`` and load it.
-
-    A deploy checkpoint is loaded into the fused form of the model, so the
-    training config works as well as the deploy config; a checkpoint whose
-    backbone alone is fused into a model whose backbone is fused. Loading
-    is strict (:func:`check_checkpoint_fits` first).
+    """Build the model of ``cfg`` shaped like ``checkpoint`` (a deploy one
+    fuses it) and load it strictly.
 
     Args:
         cfg (Config): The config (training or deploy).

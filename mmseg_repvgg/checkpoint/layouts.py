@@ -1,10 +1,4 @@
-"""The RepVGG checkpoint layouts in circulation, and their key mapping.
-
-Ours, the official one, mmpretrain's and timm's name the same tensors
-differently, train-time or fused. A :class:`Layout` splits a key into a
-block and a branch key in our names and joins them back, so every mapping
-goes through our layout.
-"""
+"""The RepVGG checkpoint layouts in circulation and their key mapping."""
 import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -14,7 +8,7 @@ from torch import Tensor
 from ..errors import CheckpointError
 
 _BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
-#: Our branch prefixes and the tensor names each may hold.
+# Our branch prefixes and the tensor names each may hold.
 BRANCH_TENSORS = {
     'branch_3x3.conv.': ('weight', ),
     'branch_3x3.bn.': _BN,
@@ -24,8 +18,7 @@ BRANCH_TENSORS = {
     'branch_reparam.': ('weight', 'bias'),
 }
 FUSED_PREFIX = 'branch_reparam.'
-# Squeeze-excitation modules of RepVGG-D2se in each codebase (timm's ``attn``
-# is an nn.Identity without keys in every plain RepVGG).
+# RepVGG-D2se's squeeze-excitation (timm's attn has no keys in plain RepVGGs).
 _SE_PATTERN = re.compile(r'(^|\.)(se|se_layer|attn)\.')
 
 Block = Tuple
@@ -42,8 +35,7 @@ class Layout:
         first_stage (int): The number this codebase gives our stage 1.
         branches (dict): Our branch prefix -> this layout's prefix.
         heads (tuple): Prefixes of classifier keys, dropped on import.
-        wrapper (str): Prefix its whole-model checkpoints put before the
-            backbone keys ('' if none).
+        wrapper (str): Prefix of the backbone keys in whole-model files.
     """
 
     name: str
@@ -61,9 +53,7 @@ class Layout:
         else:
             match = re.fullmatch(rf'{re.escape(self.stage)}(\d+)\.(\d+)\.(.+)',
                                  key)
-            if match is None:
-                return None, None
-            stage = int(match.group(1)) - self.first_stage + 1
+            stage = int(match.group(1)) - self.first_stage + 1 if match else 0
             if not 1 <= stage <= 4:
                 return None, None
             block, rest = (stage, int(match.group(2))), match.group(3)
@@ -87,46 +77,32 @@ class Layout:
         return f'{self.stage}{stage - 1 + self.first_stage}.{index}.{rest}'
 
 
-def _branches(conv3, norm3, conv1, norm1, identity, fused):
-    return dict(
-        zip(BRANCH_TENSORS, (conv3, norm3, conv1, norm1, identity, fused)))
+def _branches(prefixes: str) -> Dict[str, str]:
+    """Ours -> a layout's branch prefixes, given in BRANCH_TENSORS' order."""
+    return dict(zip(BRANCH_TENSORS, prefixes.split()))
 
 
 OURS = Layout('ours', 'stem', 'stage', 1, {p: p for p in BRANCH_TENSORS})
 OFFICIAL = Layout(
-    'official',
-    'stage0',
-    'stage',
-    1,
-    _branches('rbr_dense.conv.', 'rbr_dense.bn.', 'rbr_1x1.conv.',
-              'rbr_1x1.bn.', 'rbr_identity.', 'rbr_reparam.'),
-    heads=('linear.', ))
+    'official', 'stage0', 'stage', 1,
+    _branches('rbr_dense.conv. rbr_dense.bn. rbr_1x1.conv. rbr_1x1.bn. '
+              'rbr_identity. rbr_reparam.'), ('linear.', ))
 MMPRETRAIN = Layout(
-    'mmpretrain',
-    'stem',
-    'stage_',
-    1,
-    _branches('branch_3x3.conv.', 'branch_3x3.norm.', 'branch_1x1.conv.',
-              'branch_1x1.norm.', 'branch_norm.', 'branch_reparam.'),
-    heads=('head.', ),
-    wrapper='backbone.')
+    'mmpretrain', 'stem', 'stage_', 1,
+    _branches('branch_3x3.conv. branch_3x3.norm. branch_1x1.conv. '
+              'branch_1x1.norm. branch_norm. branch_reparam.'), ('head.', ),
+    'backbone.')
 TIMM = Layout(
-    'timm',
-    'stem',
-    'stages.',
-    0,
-    _branches('conv_kxk.conv.', 'conv_kxk.bn.', 'conv_1x1.conv.',
-              'conv_1x1.bn.', 'identity.', 'reparam_conv.'),
-    heads=('head.', ))
+    'timm', 'stem', 'stages.', 0,
+    _branches('conv_kxk.conv. conv_kxk.bn. conv_1x1.conv. conv_1x1.bn. '
+              'identity. reparam_conv.'), ('head.', ))
 
 BASE_LAYOUTS = {lay.name: lay for lay in (OURS, OFFICIAL, MMPRETRAIN, TIMM)}
-#: Every layout name :func:`detect_layout` returns.
 LAYOUTS = tuple(name + suffix for name in BASE_LAYOUTS
                 for suffix in ('', '_deploy'))
 
 
 def base_layout(layout: str) -> Layout:
-    """The :class:`Layout` of a layout name, with or without ``_deploy``."""
     name = layout[:-len('_deploy')] if layout.endswith('_deploy') else layout
     if name not in BASE_LAYOUTS:
         raise CheckpointError(f'unknown checkpoint layout {layout!r}; '
@@ -148,21 +124,13 @@ def _take_prefix(state_dict: dict, prefix: str) -> dict:
 
 
 def normalize_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
-    """The tensors of a checkpoint, unwrapped and without wrapper prefixes.
-
-    Takes ``checkpoint['state_dict']`` (mmengine, mmpretrain, timm training)
-    or ``checkpoint['model']`` (the official training script) when present,
-    strips a ``module.`` prefix (DataParallel), then keeps the keys under
-    ``prefix`` with the prefix removed. Without a prefix, a checkpoint whose
-    RepVGG lives under ``backbone.`` (mmpretrain classifiers, our
-    segmentors) is reduced to its backbone. mmengine's
-    ``_load_checkpoint_with_prefix`` does the prefix part but raises an
-    AssertionError and takes a filename, hence this.
+    """The tensors of a checkpoint: unwrapped (``state_dict``, ``model``),
+    without DataParallel's ``module.``, and those under ``prefix`` (else
+    under ``backbone.`` if any) with it removed.
 
     Args:
         checkpoint (dict): A loaded checkpoint or state dict.
-        prefix (str, optional): Take only the keys under it, e.g.
-            ``'backbone.'``. Defaults to None.
+        prefix (str, optional): Take only the keys under it (``'backbone.'``).
 
     Returns:
         dict: Key -> tensor.
@@ -218,12 +186,7 @@ def detect_layout(checkpoint) -> str:
         checkpoint (dict): A checkpoint or state dict, wrapped or not.
 
     Returns:
-        str: One of :data:`LAYOUTS`. ``*_deploy`` when every block is fused;
-        a partly fused checkpoint is named by its train-time layout.
-
-    Raises:
-        CheckpointError: No layout explains the keys, or the checkpoint is a
-            RepVGG-D2se (squeeze-excitation).
+        str: One of :data:`LAYOUTS`; ``*_deploy`` when every block is fused.
     """
     state_dict = normalize_state_dict(checkpoint)
     _check_no_se(state_dict)
@@ -246,19 +209,8 @@ def detect_layout(checkpoint) -> str:
 
 
 def to_ours_keys(state_dict: dict, layout: str) -> Dict[Block, dict]:
-    """Group a normalized state dict's tensors by block, in our names.
-
-    Args:
-        state_dict (dict): Output of :func:`normalize_state_dict`.
-        layout (str): Its layout name.
-
-    Returns:
-        dict: block -> {our branch key: tensor}, blocks in key order.
-
-    Raises:
-        CheckpointError: Keys that the layout does not explain (other than
-            the classifier head).
-    """
+    """block -> {our branch key: tensor} of a normalized state dict; keys
+    the layout does not explain (but the head) raise CheckpointError."""
     lay = base_layout(layout)
     _check_no_se(state_dict)
     blocks, unknown = {}, []
@@ -276,14 +228,17 @@ def to_ours_keys(state_dict: dict, layout: str) -> Dict[Block, dict]:
 
 
 def block_name(block: Block) -> str:
-    """Our module name of a block: ``stem`` or ``stage2.3``."""
     return 'stem' if block == ('stem', ) else 'stage{}.{}'.format(*block)
 
 
-def flatten_ours(blocks: Dict[Block, dict]) -> dict:
-    """Our state-dict keys from :func:`to_ours_keys` blocks."""
+def all_fused(blocks: Dict[Block, dict]) -> bool:
+    return all(k.startswith(FUSED_PREFIX) for b in blocks.values() for k in b)
+
+
+def flatten_blocks(blocks: Dict[Block, dict], lay: Layout = OURS) -> dict:
+    """:func:`to_ours_keys` blocks as a state dict in ``lay``'s names."""
     return {
-        OURS.join(block, branch): value
+        lay.wrapper + lay.join(block, branch): value
         for block, branches in blocks.items()
         for branch, value in branches.items()
     }
@@ -294,23 +249,14 @@ def export_layout(state_dict: dict, layout: str) -> dict:
 
     Args:
         state_dict (dict): Backbone keys in our layout, train-time or fused.
-        layout (str): Target layout; a ``*_deploy`` target needs a fused
-            state dict (``switch_to_deploy()`` first).
+        layout (str): Target layout; ``*_deploy`` needs a fused state dict.
 
     Returns:
-        dict: The keys as that codebase names them (mmpretrain's under
-        ``backbone.``), without a classifier head.
+        dict: The keys as that codebase names them, without a head.
     """
     lay = base_layout(layout)
     blocks = to_ours_keys(normalize_state_dict(state_dict), 'ours')
-    fused = all(
-        k.startswith(FUSED_PREFIX) for branches in blocks.values()
-        for k in branches)
-    if layout.endswith('_deploy') and not fused:
+    if layout.endswith('_deploy') and not all_fused(blocks):
         raise CheckpointError(f'exporting to {layout} needs a fused state '
                               'dict: call switch_to_deploy() first')
-    return {
-        lay.wrapper + lay.join(block, branch): value
-        for block, branches in blocks.items()
-        for branch, value in branches.items()
-    }
+    return flatten_blocks(blocks, lay)

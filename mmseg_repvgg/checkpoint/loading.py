@@ -1,12 +1,8 @@
-"""Load RepVGG weights of any layout into our backbone, and save them.
-
-Per block, a fused or train-time checkpoint goes into a fused or
-train-time model (the block converts between its forms). This module
-knows the checkpoints and imports the models, never the reverse.
-"""
+"""Load RepVGG weights of any layout into our backbone, fused or not (per
+block), and save them; it imports the models, never the reverse."""
 import os
 import os.path as osp
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -16,27 +12,21 @@ from ..errors import CheckpointError
 from ..models.backbones.repvgg import RepVGG, RepVGGBlock
 from .digest import add_digest
 from .download import fetch_checkpoint, is_remote, missing_weights_help
-from .layouts import (FUSED_PREFIX, block_name, detect_layout, few_keys,
-                      flatten_ours, normalize_state_dict, to_ours_keys)
+from .layouts import (FUSED_PREFIX, all_fused, block_name, detect_layout,
+                      few_keys, flatten_blocks, normalize_state_dict,
+                      to_ours_keys)
 from .safe_load import checkpoint_in, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
-    """Read a checkpoint safely: weights only, never arbitrary pickles.
-
-    A URL or a name (``mmpretrain://repvgg-B2``) is downloaded once into
-    torch's hub cache (:mod:`.download`) and read as a local file.
-    ``.safetensors`` files are read with the ``safetensors`` package; any
-    other file with :func:`mmseg_repvgg.checkpoint.safe_load.safe_torch_load`.
+    """Read a checkpoint weights-only (a URL or name is downloaded once).
 
     Args:
-        filename (str): A local file, URL or name.
-        arch (str, optional): The arch it is for, named in the help when
-            the file is missing. Defaults to None.
+        filename (str): A local file, URL or name (``mmpretrain://...``).
+        arch (str, optional): Named in the help when the file is missing.
 
-    Raises:
-        CheckpointError: A missing, unreadable or undownloadable file, or a
-            pickle holding anything but tensors and mmengine's metadata types.
+    Returns:
+        dict: The checkpoint.
     """
     filename = os.fspath(filename)
     if is_remote(filename):
@@ -51,12 +41,8 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
 
 
 def _read_file(filename: str) -> dict:
-    if filename.endswith('.safetensors'):
-        return _read_safetensors(filename)
-    return safe_torch_load(filename, map_location='cpu')
-
-
-def _read_safetensors(filename: str) -> dict:
+    if not filename.endswith('.safetensors'):
+        return safe_torch_load(filename, map_location='cpu')
     try:
         from safetensors.torch import load_file
     except ImportError:
@@ -71,28 +57,11 @@ def _read_safetensors(filename: str) -> dict:
             're-download it') from None
 
 
-def _repvgg_blocks(model) -> Dict[str, torch.nn.Module]:
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, RepVGGBlock)
-    }
-
-
-def _shape(tensor) -> str:
-    return str(list(tensor.shape))
-
-
 def key_differences(expected: dict, got: dict):
-    """The keys of ``got`` that do not fit ``expected`` (key -> tensor).
-
-    The one key-and-shape comparison of the package: the backbone's
-    pretrained loading and the segmentor-level checks
-    (:func:`mmseg_repvgg.checkpoint.fit.check_state_dict_matches`) both use it.
+    """The one key-and-shape comparison of two state dicts.
 
     Returns:
-        tuple[list, list, list]: Missing keys, unexpected keys, and keys
-        whose shapes differ (each in ``expected``'s order, then ``got``'s).
+        tuple[list, list, list]: Missing, unexpected and resized keys.
     """
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
@@ -104,31 +73,25 @@ def key_differences(expected: dict, got: dict):
 
 
 def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
-    """Raise unless ``got`` has exactly ``expected``'s keys and shapes.
+    """Raise CheckpointError unless ``got`` has exactly ``expected``'s keys
+    and shapes, naming the first that differ.
 
     Args:
         expected (dict): Key -> tensor of the target (a state dict).
         got (dict): Key -> tensor to load.
         what (str): Name of the target in the message.
-
-    Raises:
-        CheckpointError: Naming the first missing, unexpected and
-            shape-mismatched keys, with both shapes.
     """
     missing, unexpected, resized = key_differences(expected, got)
     mismatched = [
-        f'{k} (checkpoint {_shape(got[k])}, {what} {_shape(expected[k])})'
-        for k in resized
+        f'{k} (checkpoint {list(got[k].shape)}, '
+        f'{what} {list(expected[k].shape)})' for k in resized
     ]
-    problems = []
-    if mismatched:
-        problems.append(f'{len(mismatched)} tensors of other shapes: '
-                        f'{few_keys(mismatched, 3)}')
-    if missing:
-        problems.append(f'{len(missing)} missing: {few_keys(missing, 3)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected: '
-                        f'{few_keys(unexpected, 3)}')
+    problems = [
+        f'{len(keys)} {kind}: {few_keys(keys, 3)}'
+        for kind, keys in (('tensors of other shapes', mismatched),
+                           ('missing', missing), ('unexpected', unexpected))
+        if keys
+    ]
     if problems:
         raise CheckpointError('; '.join(problems))
 
@@ -145,10 +108,7 @@ def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
     for key, value in expected.items():
         if key.endswith('num_batches_tracked'):  # a counter, often absent
             src.setdefault(key, value)
-    check_fits(
-        _prefixed(name + '.', expected),
-        _prefixed(name + '.', src),
-        what='model')
+    check_fits(_prefixed(name + '.', expected), _prefixed(name + '.', src))
     train_block.load_state_dict(src)
     kernel, bias = train_block.fused_kernel_bias()
     return {'branch_reparam.weight': kernel, 'branch_reparam.bias': bias}
@@ -156,8 +116,7 @@ def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
 
 def _convert_block(src: dict, block, name: str) -> dict:
     fused_src = any(k.startswith(FUSED_PREFIX) for k in src)
-    # Incomplete blocks and matching forms go as they are: check_fits names
-    # what is missing or extra.
+    # Incomplete blocks and matching forms stay: check_fits names the rest.
     incomplete = fused_src and not {
         'branch_reparam.weight', 'branch_reparam.bias'
     } <= set(src)
@@ -172,10 +131,11 @@ def _convert_block(src: dict, block, name: str) -> dict:
 def _convert_blocks(blocks: dict, model) -> dict:
     by_name = {block_name(b): branches for b, branches in blocks.items()}
     out = {}
-    for name, block in _repvgg_blocks(model).items():
-        out.update(
-            _prefixed(name + '.',
-                      _convert_block(by_name.pop(name, {}), block, name)))
+    for name, block in model.named_modules():
+        if isinstance(block, RepVGGBlock):
+            out.update(
+                _prefixed(name + '.',
+                          _convert_block(by_name.pop(name, {}), block, name)))
     # Blocks the model lacks stay as they are, to be reported as unexpected.
     for name, branches in by_name.items():
         out.update(_prefixed(name + '.', branches))
@@ -195,52 +155,37 @@ def convert_to_ours(state_dict: dict,
 
     Args:
         state_dict (dict): A checkpoint or state dict, wrapped or not.
-        model (RepVGG): The backbone to fit (train-time or fused, or mixed).
-        layout (str, optional): Skip detection. Defaults to None.
+        model (RepVGG): The backbone to fit (train-time, fused or mixed).
+        layout (str, optional): Skip detection.
 
     Returns:
-        dict: Our keys. Not checked against the model: see
-        :func:`check_fits`.
+        dict: Our keys, not checked against the model (:func:`check_fits`).
     """
     state_dict = normalize_state_dict(state_dict)
     layout = layout or detect_layout(state_dict)
     return _convert_blocks(to_ours_keys(state_dict, layout), model)
 
 
-def _arch_names_matching(ours: dict, deploy: bool):
-    """Arch names whose backbone has exactly the shapes of ``ours``."""
-    shapes = {
+def _shapes(state_dict: dict) -> dict:
+    return {
         k: v.shape
-        for k, v in ours.items() if not k.endswith('num_batches_tracked')
+        for k, v in state_dict.items() if not k.endswith('num_batches_tracked')
     }
-    names = []
-    # On the meta device no memory is allocated, so every arch builds cheaply.
-    with torch.device('meta'):
-        for name in RepVGG.arch_settings:
-            expected = RepVGG(name, deploy=deploy).state_dict()
-            if shapes == {
-                    k: v.shape
-                    for k, v in expected.items()
-                    if not k.endswith('num_batches_tracked')
-            }:
-                names.append(name)
-    return names
 
 
 def _arch_name(model) -> Optional[str]:
-    """The arch name of a backbone, None for a custom arch."""
-    names = [
-        name for name, arch in type(model).arch_settings.items()
-        if arch == model.arch
-    ]
-    return names[0] if names else None
+    archs = type(model).arch_settings
+    return next((name for name in archs if archs[name] == model.arch), None)
 
 
 def _arch_hint(blocks: dict, model) -> str:
-    ours = flatten_ours(blocks)
-    deploy = all(
-        k.startswith(FUSED_PREFIX) for b in blocks.values() for k in b)
-    names = _arch_names_matching(ours, deploy)
+    shapes, deploy = _shapes(flatten_blocks(blocks)), all_fused(blocks)
+    # On the meta device every arch builds without memory.
+    with torch.device('meta'):
+        names = [
+            name for name in RepVGG.arch_settings
+            if _shapes(RepVGG(name, deploy=deploy).state_dict()) == shapes
+        ]
     model_arch = _arch_name(model) or 'a custom arch'
     if names and model_arch not in names:
         return (f'. It is a checkpoint for another arch, RepVGG-{names[0]}, '
@@ -256,19 +201,11 @@ def load_pretrained(backbone,
 
     Args:
         backbone (RepVGG): Our backbone, train-time or fused.
-        filename (str): A ``.pth``/``.bin`` (read weights-only) or
-            ``.safetensors`` file.
-        prefix (str, optional): Load only the keys under it, e.g.
-            ``'backbone.'`` of a whole segmentor (as mmengine's Pretrained
-            ``prefix``). Defaults to None.
+        filename (str): A file, URL or name (:func:`read_checkpoint`).
+        prefix (str, optional): Load only the keys under it (``'backbone.'``).
 
     Returns:
         str: The detected layout.
-
-    Raises:
-        CheckpointError: The file is missing or unsafe, no known layout, or
-            any tensor missing, unexpected or of another shape (naming the
-            file, the layout and the keys).
     """
     checkpoint = read_checkpoint(filename, _arch_name(backbone))
     return _load_into(backbone, checkpoint, filename, prefix)
@@ -301,12 +238,8 @@ def save_converted(state_dict: dict,
                    filename: str,
                    meta: Optional[dict] = None,
                    verify: Optional[Callable[[str], None]] = None) -> None:
-    """Write ``{'state_dict': ..., 'meta': ...}`` atomically, with the
-    digest of its tensors (:mod:`.digest`).
-
-    The file is written beside ``filename`` under a temporary name, checked
-    by ``verify(temp_path)`` if given, then renamed over ``filename``; on
-    any failure ``filename`` is left as it was.
+    """Write ``{'state_dict': ..., 'meta': ...}`` with its digest,
+    atomically; ``verify(temp_path)`` raising leaves ``filename`` as it was.
 
     Args:
         state_dict (dict): Tensors to save.
@@ -315,11 +248,8 @@ def save_converted(state_dict: dict,
         verify (callable, optional): Raises if the written file is bad.
     """
     with atomic_path(filename) as tmp:
-        torch.save(
-            add_digest({
-                'state_dict': state_dict,
-                'meta': dict(meta or {})
-            }), tmp)
+        checkpoint = dict(state_dict=state_dict, meta=dict(meta or {}))
+        torch.save(add_digest(checkpoint), tmp)
         if verify is not None:
             verify(tmp)
 
@@ -335,7 +265,7 @@ def convert_file(src: str,
         src (str): Source checkpoint.
         dst (str): Destination; untouched unless everything succeeds.
         arch (str | dict): The RepVGG arch of the checkpoint.
-        deploy (bool): Save the fused form. Defaults to False.
+        deploy (bool): Save the fused form.
         prefix (str, optional): Key prefix of the RepVGG in ``src``.
 
     Returns:

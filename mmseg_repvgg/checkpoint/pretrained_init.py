@@ -11,22 +11,13 @@ from .loading import load_pretrained
 class RepVGGPretrained:
     """Initialize a RepVGG backbone from a checkpoint of any layout.
 
-    ``init_cfg=dict(type='RepVGGPretrained', checkpoint=PATH)`` in a
-    backbone config. Unlike mmengine's ``PretrainedInit``, which loads keys
-    as they are and non-strictly, this detects the layout (official,
-    mmpretrain, timm, ours; train-time or fused), converts it to the
-    backbone's form and loads every tensor strictly
-    (:func:`~mmseg_repvgg.checkpoint.load_pretrained`).
+    Unlike mmengine's ``PretrainedInit``, it converts the layout and loads
+    every tensor strictly.
 
     Args:
-        checkpoint (str): A local ``.pth``/``.bin`` (read weights-only) or
-            ``.safetensors`` file, an ``http(s)://`` URL, or a name such as
-            ``mmpretrain://repvgg-B2`` (:mod:`.download`): downloaded once
-            into torch's hub cache, then read as a local file.
-        prefix (str, optional): Load only the keys under it, e.g.
-            ``'backbone.'`` of a whole segmentor. Defaults to None.
-        map_location (str): Accepted for ``PretrainedInit``'s signature;
-            tensors are always read to the CPU first. Defaults to 'cpu'.
+        checkpoint (str): A file, URL or name (``mmpretrain://repvgg-B2``).
+        prefix (str, optional): Load only the keys under it (``'backbone.'``).
+        map_location (str): ``PretrainedInit``'s; tensors load to the CPU.
     """
 
     def __init__(self,

@@ -1,10 +1,5 @@
-"""Load mmengine's own checkpoints with ``weights_only=True``, safely.
-
-mmengine pickles a ``HistoryBuffer`` and numpy objects into its
-checkpoints, which torch's weights-only default refuses. Rather than turn
-the safety off, :func:`safe_torch_load` allows exactly those types, and the
-``safe://`` loader scheme (:data:`SAFE_SCHEME`) lets mmengine use it.
-"""
+"""Load mmengine's checkpoints with ``weights_only=True``, allowing exactly
+the types it pickles; ``safe://PATH`` makes mmengine's own loading do so."""
 import glob
 import os
 import os.path as osp
@@ -27,11 +22,8 @@ _ZIP_TAIL = 65557
 
 
 def _numpy_globals():
-    """numpy objects that pickled arrays, dtypes and scalars refer to.
-
-    numpy moved ``numpy.core`` to ``numpy._core``; older files name the
-    old path, so both names are allowed.
-    """
+    """numpy objects pickled arrays, dtypes and scalars refer to (under
+    ``numpy.core`` in older files, ``numpy._core`` in newer ones)."""
     from numpy._core import multiarray
     allowed = [np.ndarray, np.dtype]
     for name in ('_reconstruct', 'scalar'):
@@ -44,15 +36,8 @@ def _numpy_globals():
 
 
 def _history_buffer_method(owner, name):
-    """Stands in for ``getattr`` while unpickling, for one use only.
-
-    A HistoryBuffer pickles its statistics functions as
-    ``getattr(HistoryBuffer, 'min')``. Allowing ``getattr`` itself would let
-    a file reach any attribute of any object, so this allows exactly those.
-    """
-    # The built-in four are listed by name: HistoryBuffer registers them in
-    # _statistics_methods only when the first buffer is created, which in a
-    # fresh process (tools/test.py) comes after the checkpoint loads.
+    """``getattr`` while unpickling, of HistoryBuffer's statistics only."""
+    # Named: HistoryBuffer registers them only with its first instance.
     allowed = {'min', 'max', 'current', 'mean'}
     allowed.update(HistoryBuffer._statistics_methods)
     if owner is HistoryBuffer and name in allowed:
@@ -61,9 +46,7 @@ def _history_buffer_method(owner, name):
         f'getattr({owner!r}, {name!r}) is not on the allow-list')
 
 
-#: The exact non-tensor types found in checkpoints that mmengine's Runner
-#: saves (``message_hub`` holds HistoryBuffers of numpy arrays, and numpy
-#: scalars sit in ``meta`` and ``runtime_info``).
+# The non-tensor types in what mmengine's Runner saves.
 MMENGINE_SAFE_GLOBALS = [
     HistoryBuffer,
     (_history_buffer_method, 'builtins.getattr'),
@@ -71,25 +54,17 @@ MMENGINE_SAFE_GLOBALS = [
 ] + _numpy_globals()
 
 
-def _allowed_names() -> set:
-    """The ``module.name`` of every entry of the allow-list."""
-    names = set()
-    for entry in MMENGINE_SAFE_GLOBALS:
-        if isinstance(entry, tuple):
-            names.add(entry[1])
-        else:
-            names.add(f'{entry.__module__}.{entry.__qualname__}')
-    return names
-
-
 def _unsafe_globals(filename, message: str) -> str:
-    """The globals of ``filename`` outside the allow-list, for the message.
-    """
+    """The globals of ``filename`` outside the allow-list, for the message."""
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
     except Exception:  # not a zip checkpoint: torch's message names one
         names = re.findall(r'GLOBAL ([\w.]+)', message)
-    allowed = _allowed_names()
+    allowed = {
+        entry[1] if isinstance(entry, tuple) else
+        f'{entry.__module__}.{entry.__qualname__}'
+        for entry in MMENGINE_SAFE_GLOBALS
+    }
     return ', '.join(n for n in names if n not in allowed) or 'objects'
 
 
@@ -112,17 +87,12 @@ def checkpoint_in(directory: str) -> str:
 
 
 def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list.
+    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list;
+    a missing, corrupt, unsafe or altered file raises CheckpointError.
 
     Args:
         filename (str | PathLike | file-like): The checkpoint.
-        map_location: Passed to :func:`torch.load`. Defaults to 'cpu'.
-
-    Raises:
-        CheckpointError: The file is missing, a directory, truncated or
-            corrupt, holds objects outside :data:`MMENGINE_SAFE_GLOBALS`
-            (the payload of a malicious pickle is never executed), or its
-            tensors differ from the digest saved with them (:mod:`.digest`).
+        map_location: Passed to :func:`torch.load`.
     """
     if isinstance(filename, (str, os.PathLike)) and osp.isdir(filename):
         raise CheckpointError(
@@ -174,37 +144,23 @@ def _damaged_start(filename) -> Optional[str]:
     return None
 
 
-#: The prefix of our checkpoint loader scheme: ``safe://work_dirs/x.pth``.
 SAFE_SCHEME = 'safe://'
 
 
 @CheckpointLoader.register_scheme(prefixes=SAFE_SCHEME)
 def load_from_safe(filename: str, map_location=None):
-    """mmengine's loader for ``safe://PATH``: :func:`safe_torch_load`."""
+    """mmengine's loader for ``safe://PATH``."""
     return safe_torch_load(filename[len(SAFE_SCHEME):], map_location)
 
 
 def needs_safe_loading() -> bool:
-    """Whether mmengine's local loader fails on mmengine's own checkpoints.
-
-    mmengine calls ``torch.load`` without ``weights_only``, which torch
-    defaults to True from the release compared here.
-    """
+    """Whether torch's weights-only default refuses mmengine's own loads."""
     return digit_version(torch.__version__) >= digit_version('2.6.0')
 
 
-def _local(path: Optional[str]) -> bool:
-    return bool(path) and '://' not in path
-
-
 def route_checkpoint_loading(cfg) -> Optional[str]:
-    """Load the checkpoint of ``cfg`` through :data:`SAFE_SCHEME`.
-
-    Sets ``cfg.load_from`` to ``safe://PATH`` for a local ``load_from``, or
-    for the latest checkpoint of the work dir when ``cfg.resume`` is set
-    without one (what the Runner's automatic resume would pick). Remote
-    paths (``http://``, ``s3://``) are left to mmengine. A no-op where
-    mmengine's own loader works (:func:`needs_safe_loading`).
+    """Point ``cfg.load_from`` (or, resuming without one, the work dir's
+    latest checkpoint) at ``safe://PATH``; remote paths stay mmengine's.
 
     Args:
         cfg (Config): The complete config (``work_dir`` set).
@@ -217,7 +173,7 @@ def route_checkpoint_loading(cfg) -> Optional[str]:
     load_from = cfg.get('load_from')
     if not load_from and cfg.get('resume'):
         load_from = find_latest_checkpoint(cfg.work_dir)
-    if not _local(load_from):
+    if not load_from or '://' in load_from:
         return None
     cfg.load_from = SAFE_SCHEME + load_from
     return cfg.load_from

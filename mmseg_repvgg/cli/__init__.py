@@ -1,8 +1,5 @@
-"""What ``tools/train.py`` and ``tools/test.py`` do before the Runner runs.
-
-The steps of mmseg's own tools, each checking its input, so a wrong path
-or option stops at once with one line naming the fix.
-"""
+"""What the tools do before the Runner runs: mmseg's tools' steps, each
+checking its input, so a wrong path or option stops at once in one line."""
 import argparse
 import logging
 import os
@@ -17,21 +14,18 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from ..checkpoint.safe_load import checkpoint_in, route_checkpoint_loading
-from ..config import CONFIGS_HINT, load_config  # noqa: F401
+from ..config import load_config  # noqa: F401  (the tools import it here)
 from ..errors import CheckpointError, ConfigError, Interrupted, UserError
 from .cpu_dist import setup_cpu_distributed
 from .noise import filter_third_party_noise
 from .outputs import check_output_dir
 
-#: Exit status of a tool stopped by Ctrl-C (128 + SIGINT, as shells use).
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + SIGINT, as shells use
 
 
 def run_cli(main, argv=None) -> int:
     """Run a tool's ``main(argv)``: a UserError is one ``error:`` line and
-    exit 2, Ctrl-C one line and exit 130 (what was finished stays: outputs
-    are written atomically); anything else is a bug and keeps its traceback.
-    """
+    exit 2, Ctrl-C one line and exit 130; a bug keeps its traceback."""
     filter_third_party_noise()  # so a failure's first line is its error
     try:
         return main(argv) or 0
@@ -45,11 +39,7 @@ def run_cli(main, argv=None) -> int:
 
 
 class CfgOptions(DictAction):
-    """mmengine's ``DictAction`` whose malformed pairs are usage errors.
-
-    mmengine raises a ValueError (no ``=``) or an AssertionError
-    (unbalanced brackets) from inside argparse: a traceback and exit 1.
-    """
+    """mmengine's ``DictAction`` whose malformed pairs are usage errors."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values:
@@ -68,8 +58,12 @@ class CfgOptions(DictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-def add_cfg_options(parser: argparse.ArgumentParser) -> None:
-    """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options both tools share (mmseg's names and meanings)."""
+    parser.add_argument(
+        '--work-dir',
+        help='directory for logs and checkpoints (default: the config\'s '
+        'work_dir, else ./work_dirs/CONFIG_NAME)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -77,46 +71,24 @@ def add_cfg_options(parser: argparse.ArgumentParser) -> None:
         help='override config settings, key=value pairs merged into the '
         'config, e.g. model.backbone.init_cfg=None '
         'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
-
-
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Add the options both tools share (mmseg's names and meanings).
-
-    Args:
-        parser (ArgumentParser): The tool's parser.
-    """
-    parser.add_argument(
-        '--work-dir',
-        help='directory for logs and checkpoints (default: the config\'s '
-        'work_dir, else ./work_dirs/CONFIG_NAME)')
-    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (dist_*.sh and slurm_*.sh set it)')
-    # torch.distributed.launch passes --local-rank (older torch:
-    # --local_rank); torchrun sets LOCAL_RANK instead.
+    # torch.distributed.launch passes it; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
 def set_local_rank(local_rank: int) -> None:
-    """Export LOCAL_RANK for mmengine unless a launcher already did."""
+    """Export LOCAL_RANK for mmengine unless a launcher did."""
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
 
 
 def set_work_dir(cfg: Config, work_dir: Optional[str],
                  config_path: str) -> str:
-    """Pick the work dir (CLI, else the config's, else work_dirs/NAME).
-
-    Args:
-        cfg (Config): The config; ``cfg.work_dir`` is set.
-        work_dir (str, optional): ``--work-dir``.
-        config_path (str): The config file, whose name names the default.
-
-    Returns:
-        str: The work dir, checked writable (the Runner creates it).
-    """
+    """Set ``cfg.work_dir`` (``--work-dir``, else the config's, else
+    work_dirs/CONFIG_NAME), checked writable, and return it."""
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
@@ -127,12 +99,7 @@ def set_work_dir(cfg: Config, work_dir: Optional[str],
 
 
 def enable_amp(cfg: Config) -> None:
-    """Train with mixed precision (mmengine's AmpOptimWrapper).
-
-    Raises:
-        ConfigError: No GPU/NPU/MLU (AmpOptimWrapper refuses the CPU), or
-            an optimizer wrapper that cannot be switched.
-    """
+    """Train with mixed precision (mmengine's AmpOptimWrapper)."""
     if get_device() == 'cpu':
         raise ConfigError(
             '--amp needs a GPU (mmengine\'s AmpOptimWrapper has no CPU '
@@ -153,11 +120,7 @@ def enable_amp(cfg: Config) -> None:
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
-    """Scale the lr by (real global batch) / ``auto_scale_lr.base_batch_size``.
-
-    Raises:
-        ConfigError: The config has no ``auto_scale_lr.base_batch_size``.
-    """
+    """Scale the lr by the real global batch over the config's base."""
     if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
         raise ConfigError(
             '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
@@ -167,16 +130,7 @@ def enable_auto_scale_lr(cfg: Config) -> None:
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
-    """Resume from the latest checkpoint in the work dir, or from a file.
-
-    Args:
-        cfg (Config): The config; ``resume`` and ``load_from`` are set.
-        resume (str, optional): None (no resume), 'auto' (the latest
-            checkpoint in the work dir), or a checkpoint path.
-
-    Raises:
-        CheckpointError: The checkpoint file is missing.
-    """
+    """Resume from ``--resume``: 'auto' (the latest) or a checkpoint."""
     if resume is None:
         return
     cfg.resume = True
@@ -186,11 +140,7 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 
 def check_checkpoint(path: str) -> None:
-    """Fail early on a checkpoint path that is not a local file.
-
-    Raises:
-        CheckpointError: It is missing, a directory or a config.
-    """
+    """Refuse a checkpoint path that is missing, a directory or a config."""
     if osp.isdir(path):
         raise CheckpointError(f'{path} is a directory; {checkpoint_in(path)}')
     if path.endswith('.py'):
@@ -206,19 +156,7 @@ def check_checkpoint(path: str) -> None:
 
 def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
                          wait_time: float) -> None:
-    """Draw test predictions beside their ground truth (mmseg's visualizer).
-
-    Args:
-        cfg (Config): The config; its SegVisualizationHook is switched on.
-        show (bool): Show each image in a window.
-        show_dir (str, optional): Save the images to
-            ``show_dir/vis_data/vis_image/``.
-        wait_time (float): Seconds each shown image stays.
-
-    Raises:
-        ConfigError: The config has no visualization hook, or show_dir is
-            not writable.
-    """
+    """Draw test predictions beside their ground truth (``--show-dir``)."""
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise ConfigError(
@@ -234,11 +172,7 @@ def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
 
 
 def enable_tta(cfg: Config) -> None:
-    """Test with test-time augmentation (mmseg's SegTTAModel).
-
-    Raises:
-        ConfigError: The config has no ``tta_pipeline`` or ``tta_model``.
-    """
+    """Test with test-time augmentation (mmseg's SegTTAModel)."""
     if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
         raise ConfigError(
             '--tta needs tta_pipeline and tta_model in the config (mmseg\'s '
@@ -256,18 +190,8 @@ def set_output_dir(cfg: Config, out: str) -> None:
 
 
 def build_runner(cfg: Config, launcher: str) -> Runner:
-    """Build mmengine's Runner (or the config's ``runner_type``).
-
-    The checkpoint to load or resume from is read through the ``safe://``
-    scheme (``route_checkpoint_loading`` of
-    :mod:`mmseg_repvgg.checkpoint.safe_load`): on current torch
-    mmengine's own local loader refuses mmengine's checkpoints.
-
-    Args:
-        cfg (Config): The complete config (checked: call it last).
-        launcher (str): The ``--launcher``; CPU-only distributed runs are
-            prepared first (:mod:`mmseg_repvgg.cli.cpu_dist`).
-    """
+    """Build the Runner from the complete config, loading checkpoints
+    through ``safe://`` and preparing CPU-only distributed runs."""
     route_checkpoint_loading(cfg)
     cfg.launcher = launcher
     setup_cpu_distributed(cfg, launcher)

@@ -1,6 +1,5 @@
 """What the tools' argument parsers share: one-line usage errors, and the
-options that name deploy forms (``--deploy-form``, ``--forms``, ...),
-each spec read by the one form parser."""
+options that name deploy forms, each read by the one form parser."""
 import argparse
 from typing import Callable, Optional, Sequence
 
@@ -8,11 +7,7 @@ from ..errors import ConfigError
 
 
 class ToolParser(argparse.ArgumentParser):
-    """argparse's parser whose usage errors are one ``error:`` line, exit 2.
-
-    argparse prints its usage block first, which pushes the cause below a
-    screenful of options.
-    """
+    """argparse's parser whose usage errors are one line, exit 2."""
 
     def error(self, message: str):
         self.exit(2, f'error: {message} (see --help)\n')
@@ -48,10 +43,9 @@ def add_forms_argument(parser: argparse.ArgumentParser,
         parser (ArgumentParser): The tool's parser.
         flag (str): The option, e.g. ``--forms``.
         default (str | Sequence[str], optional): Its default.
-        many (bool): Several names (else exactly one). Defaults to True.
+        many (bool): Several names (else exactly one).
         empty (bool): With ``many``, the option alone means none.
         deploy (bool): Also take ``auto`` (what ``deploy_model`` takes).
-            Defaults to False.
         help (str): The option's help.
     """
     nargs = ('*' if empty else '+') if many else None

@@ -1,22 +1,38 @@
-"""Checks tools/train.py and tools/test.py run before the Runner starts.
-
-Each catches early, in one line naming cause and fix, what mmseg would fail
-late or not at all: a checkpoint file that does not fit the config's model,
-heads whose ``in_channels`` differ from the backbone's outputs, a missing
-pretrained file. Models are built on the meta device (no memory, no weights).
-"""
+"""Checks tools/train.py and tools/test.py run before the Runner starts,
+each catching in one line what mmseg would fail late or not at all."""
 import copy
 import os
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.registry import init_default_scope
+from mmengine.runner import find_latest_checkpoint
+from mmseg.registry import MODELS
 
+from ..checkpoint import (check_checkpoint_fits, read_checkpoint,
+                          safe_torch_load)
+from ..checkpoint.download import (DownloadError, cached_path, is_remote,
+                                   missing_weights_help, resolve)
 from ..datasets.checked_cityscapes import check_data_root
 from ..errors import CheckpointError, ConfigError, UserError
+from ..models.backbones.repvgg import PRETRAINED_TYPES
 
 _PROBE_SIZE = 64  # any size that survives the backbone's total stride
+# Config hooks that shape a model to a fused checkpoint when it loads.
+_SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
+
+
+def _on_meta(build: Callable):
+    """``build()`` on the meta device; None if it fails (UserError raises)."""
+    init_default_scope('mmseg')
+    try:
+        with torch.device('meta'):
+            return build()
+    except UserError:
+        raise
+    except Exception:  # not ours to judge
+        return None
 
 
 def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
@@ -26,28 +42,22 @@ def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
         model_cfg (dict): The ``model`` part of a segmentor config.
 
     Returns:
-        list[int] | None: One count per backbone output; None if the
-        backbone cannot be built here (the Runner will report that itself).
-
-    Raises:
-        UserError: The backbone config is invalid in a way the backbone
-            itself reports clearly (e.g. an unknown RepVGG arch).
+        list[int] | None: One count per output; None if the backbone cannot
+        be built here.
     """
-    from mmseg.registry import MODELS
     backbone_cfg = dict(model_cfg['backbone'])
     backbone_cfg.pop('init_cfg', None)  # meta tensors load nothing anyway
     in_channels = backbone_cfg.get('in_channels', 3)
-    init_default_scope('mmseg')
-    try:
-        with torch.device('meta'):
-            backbone = MODELS.build(backbone_cfg)
-            backbone.eval()  # some train() overrides return None
-            probe = torch.empty(1, in_channels, _PROBE_SIZE, _PROBE_SIZE)
-            with torch.no_grad():
-                outs = backbone(probe)
-    except UserError:
-        raise
-    except Exception:  # not ours to judge: the Runner's build will say it
+
+    def outputs():
+        backbone = MODELS.build(backbone_cfg)
+        backbone.eval()  # some train() overrides return None
+        probe = torch.empty(1, in_channels, _PROBE_SIZE, _PROBE_SIZE)
+        with torch.no_grad():
+            return backbone(probe)
+
+    outs = _on_meta(outputs)
+    if outs is None:
         return None
     if isinstance(outs, torch.Tensor):
         outs = [outs]
@@ -58,8 +68,11 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _expected(outs: Sequence[int], in_index: Union[int, Sequence[int]],
-              name: str) -> Tuple[List[int], List[int]]:
+def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
+    in_channels = head_cfg.get('in_channels')
+    if in_channels is None:
+        return
+    in_index = head_cfg.get('in_index', -1)
     indices = _as_list(in_index)
     for index in indices:
         if not -len(outs) <= index < len(outs):
@@ -67,20 +80,11 @@ def _expected(outs: Sequence[int], in_index: Union[int, Sequence[int]],
                 f'model.{name}.in_index={in_index} but the backbone has '
                 f'{len(outs)} outputs (in_index 0..{len(outs) - 1}); set '
                 f'model.{name}.in_index to one of them')
-    return indices, [outs[index] for index in indices]
-
-
-def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
-    in_channels = head_cfg.get('in_channels')
-    if in_channels is None:
-        return
-    indices, expected = _expected(outs, head_cfg.get('in_index', -1), name)
+    expected = [outs[index] for index in indices]
     if _as_list(in_channels) == expected:
         return
-    if isinstance(in_channels, (list, tuple)) or len(expected) > 1:
-        fix = f'{list(expected)}'
-    else:
-        fix = f'{expected[0]}'
+    many = isinstance(in_channels, (list, tuple)) or len(expected) > 1
+    fix = expected if many else expected[0]
     where = ', '.join(f'{c} at in_index {i}'
                       for i, c in zip(indices, expected))
     raise ConfigError(
@@ -90,30 +94,12 @@ def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
         f'has {in_channels} channels')
 
 
-def _heads(model_cfg: dict):
-    for key in ('decode_head', 'auxiliary_head'):
-        heads = model_cfg.get(key)
-        if isinstance(heads, (list, tuple)):
-            for i, head in enumerate(heads):
-                yield f'{key}.{i}', head
-        elif heads:
-            yield key, heads
-
-
 def check_head_channels(model_cfg: dict) -> None:
-    """Raise unless every head takes the channels the backbone gives.
-
-    Checks ``decode_head`` and ``auxiliary_head`` (dicts or lists of dicts)
-    of an encoder-decoder: ``in_channels`` (an int, or a list for
-    multi-input heads such as UPerHead) against the backbone's outputs at
-    ``in_index``. Models with a neck are skipped (the neck changes the
-    channels), as are backbones that cannot be built on the meta device.
+    """Raise ConfigError unless every head's ``in_channels`` (at its
+    ``in_index``) are what the backbone gives; models with a neck pass.
 
     Args:
         model_cfg (dict): The ``model`` part of a segmentor config.
-
-    Raises:
-        ConfigError: Naming the head, both channel counts and the fix.
     """
     model_cfg = segmentor_cfg(model_cfg)
     if model_cfg.get('neck') or 'backbone' not in model_cfg:
@@ -121,8 +107,13 @@ def check_head_channels(model_cfg: dict) -> None:
     outs = backbone_out_channels(model_cfg)
     if outs is None:
         return
-    for name, head_cfg in _heads(model_cfg):
-        _check_head(head_cfg, outs, name)
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(key)
+        if isinstance(heads, (list, tuple)):
+            for i, head in enumerate(heads):
+                _check_head(head, outs, f'{key}.{i}')
+        elif heads:
+            _check_head(heads, outs, key)
 
 
 def segmentor_cfg(model_cfg: dict) -> dict:
@@ -133,75 +124,34 @@ def segmentor_cfg(model_cfg: dict) -> dict:
     return model_cfg
 
 
-def _model_on_meta(model_cfg: dict) -> Optional[torch.nn.Module]:
-    """The segmentor of ``model_cfg`` on the meta device (shapes only).
-
-    None if it cannot be built there (the Runner will report why).
-    """
-    from mmseg.registry import MODELS
-    model_cfg = copy.deepcopy(dict(segmentor_cfg(model_cfg)))
-    model_cfg.pop('pretrained', None)
-    backbone = dict(model_cfg['backbone'])
-    backbone.pop('init_cfg', None)
-    model_cfg['backbone'] = backbone
-    init_default_scope('mmseg')
-    try:
-        with torch.device('meta'):
-            return MODELS.build(model_cfg)
-    except UserError:
-        raise
-    except Exception:  # not ours to judge: the Runner's build will say it
-        return None
-
-
-#: Config hooks that shape a model to a fused checkpoint when it loads.
-_SHAPING_HOOKS = ('CheckpointFitHook', 'ReparamHook')
-
-
-def _shapes_on_load(cfg) -> bool:
-    return any(
-        hook.get('type') in _SHAPING_HOOKS
-        for hook in cfg.get('custom_hooks') or [])
-
-
 def check_checkpoint_file_fits_config(cfg, filename: str,
                                       purpose: str) -> None:
-    """Raise unless the file ``filename`` fits the model ``cfg`` builds.
-
-    Reads the file (weights-only) and applies the rule
-    :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the config's
-    model built on the meta device: the answer the config's
-    ``CheckpointFitHook`` gives when the Runner loads, before the
-    dataloaders are built.
+    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the
+    file and the config's model on the meta device: the answer the config's
+    ``CheckpointFitHook`` gives, before the dataloaders are built.
 
     Args:
         cfg (Config): The complete config.
         filename (str): The checkpoint.
         purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
-
-    Raises:
-        CheckpointError: Naming the file, what does not fit and the fix.
     """
-    from ..checkpoint import check_checkpoint_fits as rule
-    from ..checkpoint import safe_torch_load
     checkpoint = safe_torch_load(filename)
-    # None when it cannot be built on the meta device: then only the
-    # checkpoint itself is checked (the Runner's build will say the rest).
-    model = _model_on_meta(cfg.model)
-    # At test the config's hook shapes the model to a fused checkpoint (as
-    # here); without it, or for training, the model stays as configured.
-    rule(
-        model,
-        checkpoint,
-        filename,
-        purpose,
-        reshape=purpose == 'test' and _shapes_on_load(cfg))
+    model_cfg = copy.deepcopy(dict(segmentor_cfg(cfg.model)))
+    model_cfg.pop('pretrained', None)
+    model_cfg['backbone'] = dict(model_cfg['backbone'])
+    model_cfg['backbone'].pop('init_cfg', None)
+    # At test the config's hook shapes the model to a fused checkpoint.
+    reshape = purpose == 'test' and any(
+        hook.get('type') in _SHAPING_HOOKS
+        for hook in cfg.get('custom_hooks') or [])
+    # A model that cannot be built (None): the checkpoint alone is checked.
+    model = _on_meta(lambda: MODELS.build(model_cfg))
+    check_checkpoint_fits(
+        model, checkpoint, filename, purpose, reshape=reshape)
 
 
 def _pretrained(model_cfg: dict) -> List[Tuple[str, str]]:
-    """(``--cfg-options`` key, path) of each pretrained file a model reads.
-    """
-    from ..models.backbones.repvgg import PRETRAINED_TYPES
+    """(``--cfg-options`` key, path) of each pretrained file a model reads."""
     inits = (model_cfg.get('backbone') or {}).get('init_cfg')
     found = [('model.pretrained', model_cfg.get('pretrained'))]
     for i, init in enumerate(_as_list(inits)):
@@ -217,21 +167,7 @@ def _is_repvgg(model_cfg: dict) -> bool:
 
 
 def check_pretrained_exists(model_cfg: dict) -> None:
-    """Raise if the backbone's pretrained checkpoint is a missing file.
-
-    The Runner loads it only after the dataloaders are built (and also when
-    resuming, as it initializes weights before loading the checkpoint). A
-    RepVGG's URL or name is only resolved here (an unknown name fails
-    early); :func:`fetch_pretrained` downloads it.
-
-    Args:
-        model_cfg (dict): The ``model`` part of a segmentor config.
-
-    Raises:
-        CheckpointError: Naming the file, where to get it and how to train
-            without it.
-    """
-    from ..checkpoint.download import is_remote, missing_weights_help, resolve
+    """Refuse a missing pretrained file (the Runner loads it late)."""
     repvgg = _is_repvgg(model_cfg)
     for _, path in _pretrained(model_cfg):
         if repvgg and is_remote(path):
@@ -249,19 +185,8 @@ def check_pretrained_exists(model_cfg: dict) -> None:
 
 
 def fetch_pretrained(model_cfg: dict) -> None:
-    """Download a RepVGG's pretrained weights by URL or name now, once.
-
-    The Runner would fetch them after it wrote the work dir, config and
-    log. Other local ranks skip this: in the Runner they wait for rank 0's
-    download (:func:`~mmseg_repvgg.checkpoint.download.fetch_checkpoint`).
-
-    Raises:
-        CheckpointError: The download failed (naming the key to set
-            instead) or the file is refused.
-    """
-    from ..checkpoint import read_checkpoint
-    from ..checkpoint.download import (DownloadError, cached_path, is_remote,
-                                       resolve)
+    """Download a RepVGG's pretrained weights now, before the Runner writes
+    anything (other local ranks wait in the Runner for rank 0's)."""
     if not _is_repvgg(model_cfg) or os.environ.get('LOCAL_RANK', '0') != '0':
         return
     for key, path in _pretrained(model_cfg):
@@ -274,27 +199,17 @@ def fetch_pretrained(model_cfg: dict) -> None:
 
 
 def _datasets(dataset):
-    """The dataset configs in ``dataset``, wrappers (Concat-, Repeat-)
-    opened."""
+    """The dataset configs in ``dataset``, wrappers opened."""
     if not isinstance(dataset, dict):
         return
-    if 'datasets' in dataset:
-        parts = dataset['datasets']
-    elif 'dataset' in dataset:
-        parts = [dataset['dataset']]
-    else:
-        parts = []
+    if 'datasets' not in dataset and 'dataset' not in dataset:
         yield dataset
-    for part in parts:
+    for part in dataset.get('datasets', [dataset.get('dataset')]):
         yield from _datasets(part)
 
 
 def check_data_roots(cfg, mode: str) -> None:
-    """Refuse a missing ``data_root`` before the Runner prints the config.
-
-    Raises:
-        DatasetError: A dataloader that ``mode`` runs reads a missing root.
-    """
+    """Refuse a missing ``data_root`` of a dataloader ``mode`` runs."""
     loaders = ['test_dataloader']
     if mode == 'train':
         loaders = ['train_dataloader']
@@ -309,17 +224,9 @@ def check_before_run(cfg, mode: str) -> None:
     """What tools/train.py and tools/test.py check before the Runner runs.
 
     Args:
-        cfg (Config): The complete config (work_dir, resume and load_from
-            already set from the command line).
+        cfg (Config): The complete config (command line applied).
         mode (str): 'train' or 'test'.
-
-    Raises:
-        UserError: A head that does not fit the backbone, a missing
-            pretrained file (train), or a checkpoint that does not fit the
-            model (see :func:`check_checkpoint_file_fits_config`), a missing
-            data root, pretrained weights that cannot be downloaded (train).
     """
-    from mmengine.runner import find_latest_checkpoint
     check_head_channels(cfg.model)
     filename, purpose = cfg.get('load_from'), 'test'
     if mode == 'train':

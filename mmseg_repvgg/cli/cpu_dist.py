@@ -1,9 +1,5 @@
-"""Distributed training and testing on CPUs (gloo), which mmengine lacks.
-
-mmengine assumes CUDA when it starts a process group and wraps the model
-in DDP; without CUDA, :func:`setup_cpu_distributed` starts the group itself
-and selects :class:`CPUDistributedDataParallel`. GPU runs are left as they are.
-"""
+"""Distributed training and testing on CPUs (gloo): mmengine assumes CUDA
+when it starts a process group and wraps the model in DDP."""
 import datetime
 import os
 
@@ -16,32 +12,23 @@ from torch import nn
 
 from ..errors import ConfigError
 
-# Set by torchrun (tools/dist_train.sh, tools/dist_test.sh).
 TORCHRUN_ENV = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
                 'MASTER_PORT')
 
 
-def _has_sync_bn(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
-
-
 @MODEL_WRAPPERS.register_module()
 class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """mmengine's DDP wrapper for a model on the CPU.
-
-    Drops ``device_ids`` (torch accepts none for CPU modules) and turns
-    SyncBN back into BN: torch's SyncBatchNorm trains on GPUs only, so on
-    CPUs each process keeps its own batch statistics.
+    """mmengine's DDP wrapper for a model on the CPU: no ``device_ids``, and
+    SyncBN turned back into BN (torch's trains on GPUs only).
 
     Args:
         module (nn.Module): The model, on the CPU.
-        device_ids (list, optional): Ignored; the Runner passes the local
-            rank, which only means something for a GPU.
+        device_ids (list, optional): Ignored (the Runner's local rank).
         **kwargs: Passed to :class:`MMDistributedDataParallel`.
     """
 
     def __init__(self, module: nn.Module, device_ids=None, **kwargs):
-        if _has_sync_bn(module):
+        if any(isinstance(m, nn.SyncBatchNorm) for m in module.modules()):
             print_log(
                 'CPU distributed run: SyncBN needs GPUs, so it is replaced '
                 'by BN (batch statistics are per process, not synced)',
@@ -50,33 +37,15 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
         super().__init__(module=module, device_ids=None, **kwargs)
 
 
-def _dist_kwargs(cfg) -> dict:
-    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
-    backend = dist_cfg.pop('backend', 'nccl')
-    if backend == 'nccl':
-        raise ConfigError(
-            'the config asks for the nccl backend, which needs GPUs, and '
-            'torch sees none; on CPUs use gloo: --cfg-options '
-            'env_cfg.dist_cfg.backend=gloo')
-    if dist_cfg.get('timeout') is not None:
-        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
-    return dict(backend=backend, **dist_cfg)
-
-
 def setup_cpu_distributed(cfg, launcher: str) -> bool:
     """Prepare a distributed run on CPUs; do nothing on GPUs.
 
     Args:
-        cfg (Config): The run's config; ``model_wrapper_cfg`` is set when
-            the config has none.
+        cfg (Config): The run's config; ``model_wrapper_cfg`` is set if none.
         launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
 
     Returns:
         bool: Whether the process group was started here.
-
-    Raises:
-        ConfigError: A launcher other than torchrun's, a missing torchrun
-            environment, or the nccl backend, on a machine without CUDA.
     """
     if launcher == 'none' or torch.cuda.is_available():
         return False
@@ -91,9 +60,16 @@ def setup_cpu_distributed(cfg, launcher: str) -> bool:
             f'--launcher pytorch, but {", ".join(missing)} is not set: start '
             'the processes with torchrun (tools/dist_train.sh, '
             'tools/dist_test.sh), or drop --launcher for one process')
-    kwargs = _dist_kwargs(cfg)
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    if dist_cfg.setdefault('backend', 'nccl') == 'nccl':
+        raise ConfigError(
+            'the config asks for the nccl backend, which needs GPUs, and '
+            'torch sees none; on CPUs use gloo: --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo')
+    if dist_cfg.get('timeout') is not None:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(**kwargs)
+        torch_dist.init_process_group(**dist_cfg)
     if cfg.get('model_wrapper_cfg') is None:
         # The arguments mmengine gives its own DDP when it picks the wrapper.
         cfg.model_wrapper_cfg = dict(

@@ -1,29 +1,16 @@
-"""The tools' output paths, checked before any work.
-
-A path a tool could not write (a file path that is a directory, a directory
-path that is a file, a parent that is a file or read-only) is refused in
-one line before anything is loaded. Nothing is created here: the Runner,
-mmseg's metric and the atomic writers make the directories when they first
-write into them, so a failure before the first output leaves no empty
-directory behind.
-"""
+"""The tools' output paths, refused before any work if they could not be
+written; nothing is created, so a failure leaves no empty directory."""
 import os
 import os.path as osp
 
 from ..errors import ConfigError
 
 
-def _nearest_existing(path: str) -> str:
-    """``path`` itself if it exists, else its nearest existing ancestor."""
-    path = osp.abspath(path)
-    while not osp.exists(path):
-        path = osp.dirname(path)
-    return path
-
-
 def _check_creatable(path: str, what: str) -> None:
     """Everything ``path`` needs above it can be created or written."""
-    ancestor = _nearest_existing(osp.dirname(osp.abspath(path)))
+    ancestor = osp.dirname(osp.abspath(path))
+    while not osp.exists(ancestor):
+        ancestor = osp.dirname(ancestor)
     if not osp.isdir(ancestor):
         raise ConfigError(
             f'{what} {path}: {ancestor} is a file, not a directory; pass a '
@@ -39,10 +26,6 @@ def check_output_dir(path: str, what: str) -> None:
     Args:
         path (str): The directory; created later, by whoever writes first.
         what (str): The option or argument, for the message (``--out-dir``).
-
-    Raises:
-        ConfigError: ``path`` is a file, lies under a file, or is not
-            writable.
     """
     if osp.exists(path) and not osp.isdir(path):
         raise ConfigError(f'{what} {path} is a file, not a directory; pass '
@@ -61,12 +44,7 @@ def check_output_file(path: str, what: str, example: str) -> None:
     Args:
         path (str): The file to write (replaced if it exists).
         what (str): The option or argument, for the message.
-        example (str): A file name to suggest inside a directory given by
-            mistake (``model.onnx``).
-
-    Raises:
-        ConfigError: ``path`` is a directory (or ends with a separator),
-            lies under a file, or its directory is not writable.
+        example (str): A file name to suggest in a directory given instead.
     """
     if osp.isdir(path) or path.endswith(('/', os.sep)):
         raise ConfigError(

@@ -1,7 +1,4 @@
-"""Cityscapes preparation, the built-in toy Cityscapes and a checked dataset.
-
-Importing it registers ``CheckedCityscapesDataset`` in mmseg's DATASETS.
-"""
+"""Cityscapes preparation, a built-in toy Cityscapes, a checked dataset."""
 from .checked_cityscapes import CheckedCityscapesDataset
 from .cityscapes_convert import convert_cityscapes, convert_polygon_file
 from .toy_cityscapes import (DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL, DEFAULT_SIZE,

@@ -1,8 +1,4 @@
-"""mmseg's CityscapesDataset, failing early and clearly on missing data.
-
-mmseg's dataset does not check its label files: a missing data root, label
-or a wrong-sized label would fail late and obscurely instead.
-"""
+"""mmseg's CityscapesDataset, failing early and clearly on missing data."""
 import os
 import os.path as osp
 from typing import List
@@ -17,8 +13,7 @@ from .cityscapes_convert import POLYGON_SUFFIX
 
 
 def get_data(root) -> str:
-    """How to get the data a config reads from ``root``: the toy set for a
-    toy root (the toy set's name has it), else Cityscapes."""
+    """How to get the data a config reads from ``root`` (toy or real)."""
     root = str(root or 'DATA_ROOT').rstrip('/')
     if 'toy' in osp.basename(root):
         return ('write the built-in toy set there: python '
@@ -40,12 +35,7 @@ def _image_size(path: str) -> tuple:
 
 
 def check_data_root(root) -> None:
-    """Refuse a local ``data_root`` that does not exist.
-
-    Raises:
-        DatasetError: It is missing (named relative to the working dir) or
-            a file.
-    """
+    """Refuse a local ``data_root`` that is missing or a file."""
     if not root or '://' in str(root) or osp.isdir(root):
         return
     if osp.exists(root):
@@ -57,20 +47,9 @@ def check_data_root(root) -> None:
 
 @DATASETS.register_module()
 class CheckedCityscapesDataset(CityscapesDataset):
-    """CityscapesDataset that checks its files when it lists them.
-
-    Same classes, palette, suffixes and arguments as
-    :class:`mmseg.datasets.CityscapesDataset`; ``load_data_list`` also
-    raises :class:`~mmseg_repvgg.errors.DatasetError` (naming the files and
-    the fix) when
-
-    * the data root or the image directory does not exist,
-    * no image with the image suffix is found,
-    * an image has no label file,
-    * a label file's size differs from its image's.
-
-    Files on a remote storage backend are listed but not checked.
-    """
+    """mmseg's ``CityscapesDataset`` (same arguments) that names the fix when
+    the data root or images are missing, or a label is missing or of another
+    size (local files only)."""
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get('img_path', '')
@@ -78,7 +57,10 @@ class CheckedCityscapesDataset(CityscapesDataset):
             img_dir or '.', backend_args=self.backend_args)
         if not isinstance(backend, fileio.LocalBackend):
             return super().load_data_list()
-        self._check_img_dir(img_dir)
+        check_data_root(self.data_root)
+        if not osp.isdir(img_dir):
+            raise DatasetError(f'{img_dir}: image directory not found; '
+                               f'{get_data(self.data_root)}')
         data_list = super().load_data_list()
         if not data_list:
             raise DatasetError(
@@ -87,12 +69,6 @@ class CheckedCityscapesDataset(CityscapesDataset):
         for info in data_list:
             self._check_pair(info['img_path'], info.get('seg_map_path'))
         return data_list
-
-    def _check_img_dir(self, img_dir: str) -> None:
-        check_data_root(self.data_root)
-        if not osp.isdir(img_dir):
-            raise DatasetError(f'{img_dir}: image directory not found; '
-                               f'{get_data(self.data_root)}')
 
     def _check_pair(self, img_path: str, seg_path) -> None:
         if not osp.isfile(img_path):  # listed in an ann_file

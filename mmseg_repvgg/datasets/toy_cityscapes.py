@@ -1,9 +1,5 @@
-"""A built-in toy Cityscapes: street scenes a small CNN learns on a CPU.
-
-:func:`make_toy_cityscapes` writes synthetic scenes (:mod:`.toy_scene`) as
-Cityscapes images and polygon files, then runs the converter of the real
-download, so everything downstream sees what it would on Cityscapes.
-"""
+"""A built-in toy Cityscapes: street scenes a small CNN learns on a CPU, as
+Cityscapes files converted as the real download is."""
 import json
 import os
 import os.path as osp
@@ -21,12 +17,11 @@ from ..errors import ConfigError, DatasetError
 from .cityscapes_convert import POLYGON_SUFFIX, convert_cityscapes
 from .toy_scene import make_scene
 
-#: Image size (H, W); the toy config trains on whole images of this size.
-DEFAULT_SIZE = (128, 256)
+DEFAULT_SIZE = (128, 256)  # (H, W): the toy config trains on whole images
 DEFAULT_NUM_TRAIN = 64
 DEFAULT_NUM_VAL = 16
 MIN_SIZE = (16, 32)
-#: Real Cityscapes cities of each split, 16 images each, then the next.
+# Real Cityscapes cities of each split, 16 images each, then the next.
 CITIES = {
     'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt',
               'dusseldorf', 'erfurt', 'hamburg', 'hanover', 'jena'),
@@ -35,8 +30,7 @@ CITIES = {
 IMAGES_PER_CITY = 16
 FRAME = 19  # the annotated frame of every Cityscapes snippet
 IMG_SUFFIX = '_leftImg8bit.png'
-#: What a written toy root holds; gtFine is moved in last, so its presence
-#: means the set is complete.
+# What a toy root holds; gtFine, moved in last, means the set is complete.
 OUTPUTS = ('leftImg8bit', 'train.txt', 'val.txt', 'gtFine')
 
 
@@ -50,13 +44,11 @@ def toy_name(split: str, index: int) -> str:
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The generator of one image: it depends on (seed, split, index) only,
-    whatever the number of images or processes."""
+    """One image's generator: (seed, split, index) alone decide it."""
     return np.random.default_rng([seed, list(CITIES).index(split), index])
 
 
 def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
-    """Draw and write one image and its polygon file."""
     root, split, index, seed, size = task
     image, objects = make_scene(scene_rng(seed, split, index), size)
     name = toy_name(split, index)
@@ -68,30 +60,13 @@ def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
     assert ok, 'cv2 failed to encode a PNG'
     atomic_write(img_path, png.tobytes())
-    polygons = dict(
-        imgHeight=size[0],
-        imgWidth=size[1],
-        objects=[
-            dict(
-                label=obj['label'], polygon=[list(p) for p in obj['polygon']])
-            for obj in objects
-        ])
+    objects = [
+        dict(label=obj['label'], polygon=[list(p) for p in obj['polygon']])
+        for obj in objects
+    ]
+    polygons = dict(imgHeight=size[0], imgWidth=size[1], objects=objects)
     atomic_write(json_path, json.dumps(polygons, indent=4))
     return name
-
-
-def _check_args(num_train, num_val, size) -> None:
-    if num_train < 1 or num_val < 0:
-        raise ConfigError(
-            f'num_train={num_train}, num_val={num_val}: need at least one '
-            'training image and no negative count')
-    if len(size) != 2 or size[0] < MIN_SIZE[0] or size[1] < MIN_SIZE[1]:
-        raise ConfigError(f'size={tuple(size)}: give (H, W) of at least '
-                          f'{MIN_SIZE}')
-
-
-def _existing_outputs(root: str) -> list:
-    return [name for name in OUTPUTS if osp.lexists(osp.join(root, name))]
 
 
 def _move_into_place(staging: str, root: str, overwrite: bool) -> None:
@@ -114,34 +89,30 @@ def make_toy_cityscapes(root: str,
                         seed: int = 0,
                         nproc: int = 1,
                         overwrite: bool = False) -> Dict[str, int]:
-    """Write the toy Cityscapes to ``root`` and convert its labels.
-
-    Everything is written into a hidden directory beside ``root`` first and
-    moved into ``root`` at the end (``gtFine`` last), so an interrupted run
-    leaves no half-written dataset behind.
+    """Write the toy Cityscapes to ``root`` through a hidden directory beside
+    it, so an interrupted run leaves no half-written dataset behind.
 
     Args:
         root (str): The data root to write (``data/toy_cityscapes``).
-        num_train (int): Training images. Defaults to 64.
-        num_val (int): Validation images. Defaults to 16.
-        size (tuple[int, int]): (H, W) of every image. Defaults to
-            (128, 256).
-        seed (int): The same seed writes the same files. Defaults to 0.
-        nproc (int): Worker processes. Defaults to 1.
-        overwrite (bool): Replace the ``leftImg8bit``, ``gtFine`` and split
-            lists already in ``root``. Defaults to False.
+        num_train (int): Training images.
+        num_val (int): Validation images.
+        size (tuple[int, int]): (H, W) of every image.
+        seed (int): The same seed writes the same files.
+        nproc (int): Worker processes.
+        overwrite (bool): Replace a dataset already in ``root``.
 
     Returns:
         dict[str, int]: Images written per split.
-
-    Raises:
-        ConfigError: Impossible counts or size.
-        DatasetError: ``root`` already holds a dataset and ``overwrite`` is
-            False.
     """
-    _check_args(num_train, num_val, size)
+    if num_train < 1 or num_val < 0:
+        raise ConfigError(
+            f'num_train={num_train}, num_val={num_val}: need at least one '
+            'training image and no negative count')
+    if len(size) != 2 or size[0] < MIN_SIZE[0] or size[1] < MIN_SIZE[1]:
+        raise ConfigError(f'size={tuple(size)}: give (H, W) of at least '
+                          f'{MIN_SIZE}')
     root = osp.abspath(root)
-    existing = _existing_outputs(root)
+    existing = [n for n in OUTPUTS if osp.lexists(osp.join(root, n))]
     if existing and not overwrite:
         raise DatasetError(
             f'{root}: already holds {", ".join(existing)}; remove them, '

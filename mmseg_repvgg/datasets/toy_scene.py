@@ -1,17 +1,11 @@
-"""Random street scenes for the toy Cityscapes (see toy_cityscapes.py).
-
-Sky and ground first, then road, buildings, trees, poles, cars and persons
-sized by distance, drawn in order as cityscapesscripts draws polygons, so
-every pixel has a class.
-"""
+"""Random street scenes for the toy Cityscapes, objects sized by distance and
+drawn in order as cityscapesscripts draws polygons."""
 from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from .toy_textures import CLASS_COLOURS, render_image
-
-Polygon = List[Tuple[int, int]]
 
 
 class _Scene:
@@ -39,11 +33,7 @@ class _Scene:
         return self.horizon + t * (self.h - 1 - self.horizon)
 
     def add(self, label: str, points, **style) -> None:
-        """Clip ``points`` to the image and append the object if not empty.
-
-        The style gets the object's colour (one of the class's, jittered)
-        and its unclipped bounding box, which the textures are laid out in.
-        """
+        """Append the object, clipped to the image, unless it is empty."""
         polygon = _clip(points, self.w - 1, self.h - 1)
         if len(set(polygon)) < 3:
             return
@@ -55,14 +45,11 @@ class _Scene:
         self.objects.append(dict(label=label, polygon=polygon, style=style))
 
 
-def _clip(points, xmax: float, ymax: float) -> Polygon:
-    """Clip a polygon to [0, xmax] x [0, ymax] and round to pixels.
-
-    Sutherland-Hodgman against the four image edges, written here because
-    neither cv2 (convex polygons only) nor PIL clips a polygon.
-    """
-    edges = ((0, 0.0, 1), (0, float(xmax), -1), (1, 0.0, 1), (1, float(ymax),
-                                                              -1))
+def _clip(points, xmax: float, ymax: float) -> List[Tuple[int, int]]:
+    """Clip a polygon to [0, xmax] x [0, ymax] and round to pixels
+    (Sutherland-Hodgman: neither cv2 nor PIL clips a concave polygon)."""
+    xmax, ymax = float(xmax), float(ymax)
+    edges = ((0, 0.0, 1), (0, xmax, -1), (1, 0.0, 1), (1, ymax, -1))
     poly = [tuple(map(float, p)) for p in points]
     for axis, bound, sign in edges:
         if not poly:
@@ -241,16 +228,8 @@ def _ego_vehicle(scene: _Scene) -> None:
 
 def make_scene(rng: np.random.Generator,
                size: Tuple[int, int]) -> Tuple[np.ndarray, List[dict]]:
-    """One random street scene.
-
-    Args:
-        rng (numpy.random.Generator): The only source of randomness.
-        size (tuple[int, int]): (H, W).
-
-    Returns:
-        tuple: The RGB image (H, W, 3) uint8 and the objects in drawing
-        order, each ``dict(label=..., polygon=[(x, y), ...], style=...)``.
-    """
+    """One random street scene from ``rng`` alone, of ``size`` (H, W): the
+    RGB image and the objects (label, polygon, style) in drawing order."""
     scene = _Scene(rng, size)
     lines = _ground(scene)
     _buildings(scene, lines)
@@ -264,9 +243,7 @@ def make_scene(rng: np.random.Generator,
 def draw_owner_map(objects: Sequence[dict], size: Tuple[int,
                                                         int]) -> np.ndarray:
     """Index of the object that owns each pixel, drawn as cityscapesscripts
-    draws the label images (PIL polygons in file order), so the image
-    textures and the converted labels agree pixel for pixel.
-    """
+    draws labels, so textures and converted labels agree pixel for pixel."""
     canvas = Image.new('I', (size[1], size[0]), -1)
     draw = ImageDraw.Draw(canvas)
     for index, obj in enumerate(objects):

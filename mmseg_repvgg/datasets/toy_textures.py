@@ -1,14 +1,11 @@
-"""Colours and textures of the toy Cityscapes classes (see toy_scene.py).
-
-Colour ranges overlap between some classes, so a model needs the textures
-and the layout as well.
-"""
-from typing import Callable, Dict, Sequence
+"""Colours and textures of the toy Cityscapes classes; colours overlap, so
+a model needs the textures and the layout as well."""
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-#: Base RGB colours per class; each object picks one and jitters it.
+# Base RGB colours per class; each object picks one and jitters it.
 CLASS_COLOURS = {
     'road': ((85, 85, 90), (100, 95, 100)),
     'sidewalk': ((150, 145, 140), (170, 160, 150)),
@@ -30,19 +27,6 @@ CLASS_COLOURS = {
 _LAMPS = np.array([(230, 40, 30), (240, 180, 20), (40, 220, 90)], float)
 _SKIN = np.array((225, 180, 150), float)
 
-Texture = Callable[[dict, np.ndarray, np.ndarray, dict], np.ndarray]
-TEXTURES: Dict[str, Texture] = {}
-
-
-def _texture(*labels):
-
-    def register(func):
-        for label in labels:
-            TEXTURES[label] = func
-        return func
-
-    return register
-
 
 def _uv(style, y, x):
     """Position inside the object's box, 0..1 (top left to bottom right)."""
@@ -59,14 +43,12 @@ def _plain(style, n):
     return np.tile(style['colour'], (n, 1))
 
 
-@_texture('sky')
 def _sky(style, y, x, f):
     lighter = (y / max(style['horizon'], 1))[:, None] * [25, 20, 10]
     clouds = 45 * np.clip(f['low'], 0, None)[:, None]
     return style['colour'] + lighter + clouds
 
 
-@_texture('road')
 def _road(style, y, x, f):
     out = _plain(style, len(y)) + 10 * f['mid'][:, None]
     vx, hz = style['vanish']
@@ -78,20 +60,17 @@ def _road(style, y, x, f):
     return _paint(out, on_line, (210, 210, 205))
 
 
-@_texture('sidewalk')
 def _sidewalk(style, y, x, f):
     grout = (x % style['tile'] == 0) | (y % style['tile'] == 0)
     return _plain(style, len(y)) - 30 * grout[:, None]
 
 
-@_texture('terrain', 'vegetation')
 def _greenery(style, y, x, f):
     leafy = style.get('leafy', 18)
     return (style['colour'] + leafy * f['mid'][:, None] * [0.6, 1, 0.4] +
             0.5 * leafy * f['fine'][:, None] * [0.5, 1, 0.5])
 
 
-@_texture('building')
 def _building(style, y, x, f):
     px, py = style['windows']
     x0, y0 = style['box'][:2]
@@ -100,26 +79,22 @@ def _building(style, y, x, f):
     return _paint(out, window, style['colour'] * 0.35 + (20, 30, 50))
 
 
-@_texture('wall')
 def _wall(style, y, x, f):
     row = y // 3
     mortar = (y % 3 == 0) | ((x + 3 * (row % 2)) % 6 == 0)
     return _plain(style, len(y)) - 25 * mortar[:, None]
 
 
-@_texture('fence')
 def _fence(style, y, x, f):
     shade = 45 * (x % 3 == 0) + 20 * (y % 5 == 0)
     return _plain(style, len(y)) - shade[:, None]
 
 
-@_texture('pole', 'ego vehicle')
 def _smooth(style, y, x, f):
     u, v = _uv(style, y, x)
     return _plain(style, len(y)) + (15 * (0.5 - v))[:, None]
 
 
-@_texture('traffic light')
 def _traffic_light(style, y, x, f):
     u, v = _uv(style, y, x)
     lamp = style['lamp']
@@ -127,14 +102,12 @@ def _traffic_light(style, y, x, f):
     return _paint(_plain(style, len(y)), lit, _LAMPS[lamp])
 
 
-@_texture('traffic sign')
 def _traffic_sign(style, y, x, f):
     u, v = _uv(style, y, x)
     rim = np.minimum(np.minimum(u, 1 - u), np.minimum(v, 1 - v)) < 0.15
     return _paint(_plain(style, len(y)), rim, (200, 30, 30))
 
 
-@_texture('person')
 def _person(style, y, x, f):
     u, v = _uv(style, y, x)
     out = _plain(style, len(y))
@@ -142,7 +115,6 @@ def _person(style, y, x, f):
     return _paint(out, v < 0.16, _SKIN)
 
 
-@_texture('car')
 def _car(style, y, x, f):
     u, v = _uv(style, y, x)
     out = _plain(style, len(y)) + 12 * f['low'][:, None]
@@ -150,6 +122,25 @@ def _car(style, y, x, f):
     _paint(out, (np.abs(v - 0.56) < 0.06) & (np.abs(u - 0.5) > 0.38),
            (200, 30, 30))
     return _paint(out, v > 0.88, (25, 25, 25))
+
+
+# Each class's texture: (style, rows, columns, noise fields) -> RGB rows.
+TEXTURES = {
+    'sky': _sky,
+    'road': _road,
+    'sidewalk': _sidewalk,
+    'terrain': _greenery,
+    'vegetation': _greenery,
+    'building': _building,
+    'wall': _wall,
+    'fence': _fence,
+    'pole': _smooth,
+    'ego vehicle': _smooth,
+    'traffic light': _traffic_light,
+    'traffic sign': _traffic_sign,
+    'person': _person,
+    'car': _car,
+}
 
 
 def _noise_fields(rng: np.random.Generator, h: int, w: int) -> dict:
@@ -165,17 +156,8 @@ def _noise_fields(rng: np.random.Generator, h: int, w: int) -> dict:
 
 def render_image(objects: Sequence[dict], owner: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
-    """Paint each object's texture where it owns the pixels.
-
-    Args:
-        objects (Sequence[dict]): ``label`` and ``style`` (``colour``,
-            ``box`` and the class's own keys) of each object.
-        owner (np.ndarray): (H, W) index of the object owning each pixel.
-        rng (numpy.random.Generator): For the noise and the lighting.
-
-    Returns:
-        np.ndarray: (H, W, 3) RGB uint8.
-    """
+    """Paint each object's texture (by ``label``, from ``style``) where
+    ``owner`` gives it the pixels, then light and noise it from ``rng``."""
     h, w = owner.shape
     fields = _noise_fields(rng, h, w)
     ys, xs = np.indices((h, w))

@@ -1,5 +1,4 @@
-"""DeployFormTestLoop: mmengine's TestLoop scoring deploy forms of the
-model, all of them in one pass over the test data."""
+"""DeployFormTestLoop: scores deploy forms in one pass over the test data."""
 import copy
 from typing import Dict, List, Sequence, Union
 
@@ -8,6 +7,7 @@ from mmengine.dist import all_reduce
 from mmengine.runner import TestLoop, autocast
 from mmseg.registry import LOOPS
 
+from ..compare import agreeing_labels
 from .hooks.utils import unwrap_segmentor
 
 
@@ -16,17 +16,12 @@ class DeployFormTestLoop(TestLoop):
     """Score deploy forms with the config's evaluator (``tools/test.py
     --deploy-form``, the benchmark's mIoU check).
 
-    After ``before_test_epoch`` (checkpoint loaded, model fused by the
-    config's hook), every form is made by
-    :func:`~mmseg_repvgg.deploy.deploy_segmentors` (int8 calibrated on
-    training images) and runs every batch. The first form's outputs go to
-    the hooks and its metrics are the loop's; each other form has its own
-    evaluator and counts the pixels it labels as the first form does.
+    Every form runs every batch; the first form's outputs go to the hooks
+    and its metrics are the loop's, each other form has its own evaluator.
 
     Args:
         runner, dataloader, evaluator, fp16: As mmengine's ``TestLoop``.
-        forms (Sequence[str]): Form specs or ``'auto'``; the first is the
-            one tested.
+        forms (Sequence[str]): Form specs or ``'auto'``; the first is tested.
         calibration_images (int): Training images that calibrate int8.
         allow_emulated (bool): Accept a precision the hardware emulates.
     """
@@ -54,7 +49,7 @@ class DeployFormTestLoop(TestLoop):
         for other in self.evaluators[1:]:
             other.dataset_meta = self.evaluator.dataset_meta
         self.deployed: list = []
-        #: Per form made: name, label, notes, metrics, label_agreement.
+        # Per form made: name, label, notes, metrics, label_agreement.
         self.results: List[Dict] = []
 
     def run(self) -> dict:
@@ -79,17 +74,16 @@ class DeployFormTestLoop(TestLoop):
             self.run_iter(idx, data_batch)
         size = len(self.dataloader.dataset)
         all_reduce(self._agree)  # a no-op unless distributed
-        self.results = []
-        for deployed, evaluator, (same, total) in zip(self.deployed,
-                                                      self.evaluators,
-                                                      self._agree.tolist()):
-            self.results.append(
-                dict(
-                    form=deployed.form.name,
-                    label=deployed.form.label(deployed.device),
-                    notes=list(deployed.notes),
-                    metrics=evaluator.evaluate(size),
-                    label_agreement=same / max(total, 1)))
+        self.results = [
+            dict(
+                form=deployed.form.name,
+                label=deployed.form.label(deployed.device),
+                notes=list(deployed.notes),
+                metrics=evaluator.evaluate(size),
+                label_agreement=same / max(total, 1))
+            for deployed, evaluator, (same, total) in zip(
+                self.deployed, self.evaluators, self._agree.tolist())
+        ]
         for result in self.results[1:]:
             self.runner.logger.info(
                 f'{result["form"]}: {result["metrics"]}; labels '
@@ -111,10 +105,8 @@ class DeployFormTestLoop(TestLoop):
                 outputs = segmentor.test_step(data_batch)
             labels = [sample.pred_sem_seg.data for sample in outputs]
             first = first or (outputs, labels)
-            self._agree[k] += torch.tensor([
-                sum(int((a == b).sum()) for a, b in zip(labels, first[1])),
-                sum(label.numel() for label in labels)
-            ])
+            pairs = [agreeing_labels(a, b) for a, b in zip(labels, first[1])]
+            self._agree[k] += torch.tensor(pairs, dtype=torch.long).sum(0)
             evaluator.process(data_samples=outputs, data_batch=data_batch)
         self.runner.call_hook(
             'after_test_iter',

@@ -19,12 +19,8 @@ class _NumpyWithIn1d(types.ModuleType):
 
 @contextlib.contextmanager
 def numpy1_for_cityscapes_eval() -> Iterator[None]:
-    """Give cityscapesscripts' pixel-level evaluation ``np.in1d`` for a while.
-
-    The evaluation calls ``np.in1d``, which numpy removed; within the
-    block its module (only) sees a numpy whose ``in1d`` is ``np.isin``, and
-    gets numpy back afterwards. A no-op where numpy still has ``in1d``.
-    """
+    """Within the block, cityscapesscripts' pixel-level evaluation (only)
+    sees a numpy whose ``in1d`` (removed from numpy) is ``np.isin``."""
     if hasattr(np, 'in1d'):
         yield
         return
@@ -40,15 +36,8 @@ def numpy1_for_cityscapes_eval() -> Iterator[None]:
 
 @METRICS.register_module()
 class Numpy2CityscapesMetric(CityscapesMetric):
-    """mmseg's ``CityscapesMetric`` (the official evaluation), any numpy.
-
-    Every argument is ``CityscapesMetric``'s; name it in a config instead::
-
-        test_evaluator = dict(type='Numpy2CityscapesMetric', output_dir=DIR)
-    """
+    """mmseg's ``CityscapesMetric`` (same arguments) on any numpy."""
 
     def compute_metrics(self, results: List) -> Dict[str, float]:
-        """``CityscapesMetric.compute_metrics`` with ``np.in1d`` available.
-        """
         with numpy1_for_cityscapes_eval():
             return super().compute_metrics(results)

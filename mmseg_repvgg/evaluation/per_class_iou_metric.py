@@ -8,15 +8,8 @@ from mmseg.registry import METRICS
 
 @METRICS.register_module()
 class PerClassIoUMetric(IoUMetric):
-    """mmseg's ``IoUMetric`` that also returns the per-class scores.
-
-    ``IoUMetric`` only logs its per-class table; this returns each class's
-    IoU and Acc as ``IoU.<class>`` and ``Acc.<class>`` (percent, rounded
-    as mmseg rounds them, NaN for a class absent from both ground truth and
-    prediction) beside ``aAcc``, ``mIoU`` and ``mAcc``, so callers of
-    ``runner.test()`` need not read the log. Takes ``IoUMetric``'s
-    arguments.
-    """
+    """mmseg's ``IoUMetric`` (same arguments) that also returns what it only
+    logs: ``IoU.<class>`` and ``Acc.<class>`` (NaN for an absent class)."""
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         metrics = super().compute_metrics(results)

@@ -1,9 +1,4 @@
-"""Fuse a whole segmentor into its deploy form, and prove it equal.
-
-:func:`fuse_segmentor` fuses the backbone's blocks, folds the heads'
-conv+BN pairs (mmcv's ``fuse_conv_bn``) and drops the auxiliary head;
-:func:`check_fused_equal` compares fused and unfused logits.
-"""
+"""Fuse a whole segmentor into its deploy form, and prove it equal."""
 import copy
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
@@ -16,7 +11,7 @@ from ..compare import relative_error
 from ..errors import UserError
 from .reparam import fusable_modules, is_batchnorm, reparameterize_model
 
-#: Heads that only add a training loss; deploy artifacts leave them out.
+# Heads that only add a training loss; deploy artifacts leave them out.
 TRAIN_ONLY_HEADS = ('auxiliary_head', )
 
 
@@ -32,8 +27,7 @@ class FusionReport:
         blocks (list[str]): RepVGG blocks fused into one conv.
         conv_bn (list[str]): ConvModules whose BatchNorm was folded.
         dropped (list[str]): Train-only heads removed.
-        unfused_norms (list[str]): BatchNorms that could not be folded
-            (not right after a conv); a deployable model has none.
+        unfused_norms (list[str]): BatchNorms not after a conv, not folded.
     """
 
     blocks: List[str] = field(default_factory=list)
@@ -46,7 +40,6 @@ class FusionReport:
         return bool(self.blocks or self.conv_bn or self.dropped)
 
     def summary(self) -> str:
-        """One line for logs and tool output."""
         parts = []
         if self.blocks:
             parts.append(f'fused {len(self.blocks)} RepVGG blocks')
@@ -66,13 +59,7 @@ class FusionReport:
 
 
 def _norm_follows_conv(module: ConvModule) -> bool:
-    """Whether the ConvModule computes ``norm(conv(x))`` with a foldable BN.
-
-    mmcv's ``fuse_conv_bn`` pairs a BN with the conv registered before it,
-    and a ConvModule registers its conv first whatever its ``order`` is, so
-    an ``('norm', 'conv', 'act')`` or ``('conv', 'act', 'norm')`` module
-    would be folded wrongly. Such modules are left alone here.
-    """
+    """Whether mmcv's ``fuse_conv_bn`` folds the ConvModule's BN rightly."""
     order = list(module.order)
     norm = module.norm if module.with_norm else None
     return (norm is not None and is_batchnorm(norm)
@@ -81,44 +68,15 @@ def _norm_follows_conv(module: ConvModule) -> bool:
             and order.index('norm') == order.index('conv') + 1)
 
 
-def _fold_conv_norms(model: nn.Module) -> List[str]:
-    names = [
-        name for name, module in model.named_modules()
-        if isinstance(module, ConvModule) and _norm_follows_conv(module)
-    ]
-    modules = dict(model.named_modules())
-    for name in names:
-        fuse_conv_bn(modules[name])
-    return names
-
-
-def _drop_train_only_heads(model: nn.Module) -> List[str]:
-    # mmseg's ``with_auxiliary_head`` is ``hasattr(...) and not None``, so
-    # deleting the attribute is what an EncoderDecoder built without one has.
-    dropped = [
-        name for name in TRAIN_ONLY_HEADS
-        if getattr(model, name, None) is not None
-    ]
-    for name in dropped:
-        delattr(model, name)
-    return dropped
-
-
 @torch.no_grad()
 def fuse_segmentor(model: nn.Module,
                    inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
-    """Turn a trained segmentor into its deploy form.
-
-    Fuses the RepVGG blocks, folds each ``conv -> BN`` ConvModule of the
-    necks and heads into its conv (which gains a bias; the BN becomes an
-    ``nn.Identity``) and deletes the auxiliary head. Fusing a fused model
-    changes nothing and reports so. The result is exact for the model in
-    eval mode (BN running statistics).
+    """Turn a trained segmentor into its deploy form (exact in eval mode):
+    blocks fused, ``conv -> BN`` ConvModules folded, auxiliary head deleted.
 
     Args:
         model (nn.Module): An mmseg segmentor (unwrapped).
         inplace (bool): Fuse ``model`` itself instead of a deep copy.
-            Defaults to False.
 
     Returns:
         tuple[nn.Module, FusionReport]: The fused model and what changed.
@@ -127,9 +85,18 @@ def fuse_segmentor(model: nn.Module,
         model = copy.deepcopy(model)
     report = FusionReport(blocks=fusable_modules(model))
     reparameterize_model(model, inplace=True)
-    # Drop before folding: folding a head that is thrown away is wasted work.
-    report.dropped = _drop_train_only_heads(model)
-    report.conv_bn = _fold_conv_norms(model)
+    # Drop before folding, as a segmentor built without them (mmseg's
+    # with_auxiliary_head is hasattr-and-not-None).
+    report.dropped = [
+        name for name in TRAIN_ONLY_HEADS
+        if getattr(model, name, None) is not None
+    ]
+    for name in report.dropped:
+        delattr(model, name)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ConvModule) and _norm_follows_conv(module):
+            fuse_conv_bn(module)
+            report.conv_bn.append(name)
     report.unfused_norms = [
         name for name, module in model.named_modules() if is_batchnorm(module)
     ]
@@ -138,8 +105,7 @@ def fuse_segmentor(model: nn.Module,
 
 def segmentor_logits(model: nn.Module, inputs: Tensor) -> Tensor:
     """Logits at input size: ``encode_decode`` on a batch of one size."""
-    # mmseg reads only the first meta; one per image would make the batch
-    # size a Python int, which torch.export then freezes.
+    # One meta: one per image would make torch.export freeze the batch size.
     return model.encode_decode(inputs, [dict(img_shape=inputs.shape[2:])])
 
 
@@ -162,25 +128,19 @@ def check_fused_equal(reference: nn.Module,
                       fused: nn.Module,
                       shape: Sequence[int] = (1, 3, 64, 128),
                       tol: float = 1e-4) -> Tuple[float, float]:
-    """Compare two segmentors' logits on a random input, both in eval mode.
+    """Compare two segmentors' logits on a random input, both in eval mode;
+    FusionMismatchError if they differ by more than ``tol``.
 
     Args:
         reference (nn.Module): The unfused model (set to eval mode).
         fused (nn.Module): Its fused form.
-        shape (Sequence[int]): N, C, H, W of the input. Defaults to
-            (1, 3, 64, 128).
-        tol (float): Largest allowed max-abs difference relative to the
-            largest reference logit. Defaults to 1e-4.
+        shape (Sequence[int]): N, C, H, W of the input.
+        tol (float): Largest max-abs difference over the largest logit.
 
     Returns:
         tuple[float, float]: Max abs difference and its relative value.
-
-    Raises:
-        FusionMismatchError: The relative difference exceeds ``tol``.
     """
-    # On the CPU: cuDNN runs fp32 convs in TF32 by default, whose rounding
-    # alone exceeds ``tol``, and a model trained on a GPU is compared here
-    # (SaveDeployHook) while its weights are still there.
+    # On the CPU: cuDNN's default TF32 rounding alone exceeds ``tol``.
     reference, fused = _on_cpu(reference.eval()), _on_cpu(fused.eval())
     inputs = random_inputs(shape)
     expected = segmentor_logits(reference, inputs)

@@ -1,11 +1,7 @@
-"""Re-parameterization math: fold BatchNorm into convs and merge branches.
-
-Conv+BN folding is torch's ``fuse_conv_bn_weights``; padding and the
-identity kernel are written here as neither torch nor mmcv has them for
-grouped or dilated branches.
-"""
+"""Re-parameterization math: fold BatchNorm into convs and merge branches
+(the identity kernel is written here: torch and mmcv lack it for groups)."""
 import copy
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +12,7 @@ from ..errors import ConfigError
 
 
 def is_batchnorm(module: nn.Module) -> bool:
-    """Whether ``module`` is a BatchNorm with running statistics.
-
-    Duck-typed rather than ``isinstance(_BatchNorm)`` so that torch's
-    SyncBatchNorm, mmcv's ``MMSyncBN`` and any other BN subclass fuse alike.
-    """
+    """Whether ``module`` is a BatchNorm with running stats (duck-typed)."""
     return all(
         getattr(module, name, None) is not None
         for name in ('running_mean', 'running_var', 'eps'))
@@ -34,32 +26,27 @@ def _check_batchnorm(norm: nn.Module) -> None:
             "Use norm_cfg=dict(type='BN') or dict(type='SyncBN').")
 
 
-def _norm_affine(norm: nn.Module) -> Tuple[Tensor, Tensor]:
-    """The BN's (weight, bias), with ones/zeros when it has no affine."""
+def _fold(kernel: Tensor, conv_bias: Optional[Tensor],
+          norm: nn.Module) -> Tuple[Tensor, Tensor]:
     mean = norm.running_mean
     weight = norm.weight if norm.weight is not None else torch.ones_like(mean)
     bias = norm.bias if norm.bias is not None else torch.zeros_like(mean)
-    return weight, bias
+    kernel, bias = fuse_conv_bn_weights(kernel, conv_bias, mean,
+                                        norm.running_var, norm.eps, weight,
+                                        bias)
+    return kernel.detach(), bias.detach()
 
 
 def fuse_conv_norm(conv: nn.Conv2d, norm: nn.Module) -> Tuple[Tensor, Tensor]:
     """Kernel and bias of ``norm(conv(x))`` as a single conv (eval mode)."""
     _check_batchnorm(norm)
-    weight, bias = _norm_affine(norm)
-    kernel, fused_bias = fuse_conv_bn_weights(conv.weight, conv.bias,
-                                              norm.running_mean,
-                                              norm.running_var, norm.eps,
-                                              weight, bias)
-    return kernel.detach(), fused_bias.detach()
+    return _fold(conv.weight, conv.bias, norm)
 
 
 def identity_kernel(channels: int, groups: int, kernel_size: int,
                     like: Tensor) -> Tensor:
-    """A ``kernel_size`` conv kernel that is the identity map.
-
-    With groups, output channel ``i`` sees only the input channels of its
-    group, so its one sits at input index ``i % (channels // groups)``.
-    """
+    """A ``kernel_size`` conv kernel that is the identity map (with groups,
+    channel ``i``'s one sits at input index ``i % (channels // groups)``)."""
     in_per_group = channels // groups
     kernel = like.new_zeros(channels, in_per_group, kernel_size, kernel_size)
     centre = kernel_size // 2
@@ -72,31 +59,18 @@ def fuse_identity_norm(norm: nn.Module, groups: int,
                        kernel_size: int) -> Tuple[Tensor, Tensor]:
     """Kernel and bias of a BN-only identity branch as a conv."""
     _check_batchnorm(norm)
-    weight, bias = _norm_affine(norm)
-    kernel = identity_kernel(
-        norm.running_mean.numel(), groups, kernel_size, like=weight)
-    # Reuse the conv+BN fold with a fixed identity kernel and no conv bias.
-    fused_kernel, fused_bias = fuse_conv_bn_weights(kernel, None,
-                                                    norm.running_mean,
-                                                    norm.running_var, norm.eps,
-                                                    weight, bias)
-    return fused_kernel.detach(), fused_bias.detach()
-
-
-def pad_to_kernel(kernel: Tensor, kernel_size: int) -> Tensor:
-    """Zero-pad a smaller square kernel to ``kernel_size``, centred.
-
-    A centred 1x1 tap of a dilated 3x3 conv (padding == dilation) reads the
-    same pixel as the 1x1 conv at padding 0, so dilation does not matter.
-    """
-    pad = (kernel_size - kernel.shape[-1]) // 2
-    return F.pad(kernel, [pad] * 4)
+    like = norm.weight if norm.weight is not None else norm.running_mean
+    return _fold(
+        identity_kernel(norm.running_mean.numel(), groups, kernel_size, like),
+        None, norm)
 
 
 def sum_branches(branches: List[Tuple[Tensor, Tensor]],
                  kernel_size: int) -> Tuple[Tensor, Tensor]:
-    """Add (kernel, bias) pairs of parallel branches into one conv."""
-    kernel = sum(pad_to_kernel(k, kernel_size) for k, _ in branches)
+    """Add (kernel, bias) pairs of parallel branches into one conv, smaller
+    kernels padded, centred (where a dilated 3x3 reads the 1x1's pixel)."""
+    kernel = sum(
+        F.pad(k, [(kernel_size - k.shape[-1]) // 2] * 4) for k, _ in branches)
     bias = sum(b for _, b in branches)
     return kernel, bias
 
@@ -106,11 +80,7 @@ def _can_switch(module: nn.Module) -> bool:
 
 
 def fusable_modules(model: nn.Module) -> List[str]:
-    """Names of the leaf modules of ``model`` that are not fused yet.
-
-    Containers that fuse through their children (the backbone itself) are
-    left out, so each block is named once.
-    """
+    """Names of the leaf modules of ``model`` not fused yet."""
     return [
         name for name, module in model.named_modules()
         if _can_switch(module) and not getattr(module, 'deploy', False)
@@ -119,16 +89,12 @@ def fusable_modules(model: nn.Module) -> List[str]:
 
 
 def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Fuse every re-parameterizable module of ``model``.
-
-    Modelled on timm's helper of the same name: any module with a
-    ``switch_to_deploy()`` method is fused, whatever model holds it. Fusing
-    an already fused module is a no-op.
+    """Fuse every module with a ``switch_to_deploy()`` (as timm's helper of
+    the same name); fused modules stay as they are.
 
     Args:
         model (nn.Module): The model to fuse.
         inplace (bool): Fuse ``model`` itself instead of a deep copy.
-            Defaults to False.
 
     Returns:
         nn.Module: The fused model (``model`` itself when ``inplace``).

@@ -11,12 +11,8 @@ from .utils import fuse_ema_copies, unwrap_segmentor
 
 
 def load_purpose(runner) -> str:
-    """What the Runner loads the checkpoint for: test, resume or load_from.
-
-    mmengine tells hooks neither: ``Runner.train`` builds its optimizer
-    wrapper before it loads and ``test``/``val`` never do, and
-    ``Runner.from_cfg`` resumes exactly when ``cfg.resume`` is set.
-    """
+    """What the Runner loads the checkpoint for (mmengine does not say):
+    only training builds its optimizer wrapper before it loads."""
     if not isinstance(runner.optim_wrapper, BaseOptimWrapper):
         return 'test'
     return 'resume' if runner.cfg.get('resume') else 'load_from'
@@ -24,16 +20,9 @@ def load_purpose(runner) -> str:
 
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
-    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` on load.
-
-    mmengine loads checkpoints non-strictly and only warns, so a checkpoint
-    of the wrong form or arch would be scored with random weights. Here,
-    in any Runner (ours, mmseg's own ``tools/test.py`` and ``train.py``),
-    the rule our tools apply before the Runner runs at load: a fused
-    checkpoint (deploy, or a fused backbone) shapes a train-time model to
-    it for testing; anything that does not fit raises
-    :class:`~mmseg_repvgg.errors.CheckpointError` naming the fix.
-    """
+    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` when any
+    Runner (mmseg's tools too) loads a checkpoint: a fused one shapes a
+    train-time model to it for testing; one that does not fit raises."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook copied the weights it loads
     log_prefix = 'CheckpointFitHook'
@@ -48,21 +37,18 @@ class CheckpointFitHook(Hook):
             purpose,
             reshape=purpose == 'test')
         if purpose == 'load_from' and 'optimizer' in checkpoint:
-            self._warn_restart(runner, checkpoint, source)
+            # mmseg's train.py overwrites cfg.resume with its --resume flag,
+            # so `--cfg-options resume=True load_from=...` restarts at 0.
+            meta = checkpoint.get('meta') or {}
+            runner.logger.warning(
+                f'{self.log_prefix}: {source} is a training checkpoint (iter '
+                f'{meta.get("iter", "?")}, optimizer state) loaded as '
+                'load_from, so training starts again at iteration 0. To '
+                "continue that run instead, pass --resume (with mmseg's "
+                'train.py: --resume --cfg-options load_from=safe://PATH)')
         if report is not None:
             kind = ('deploy checkpoint' if is_deploy_checkpoint(checkpoint)
                     else 'fused-backbone checkpoint')
             fuse_ema_copies(runner, checkpoint_state_dict(checkpoint))
             runner.logger.info(f'{self.log_prefix}: {kind}, model shaped to '
                                f'it: {report.summary()}')
-
-    def _warn_restart(self, runner, checkpoint: Dict, source: str) -> None:
-        # mmseg's train.py overwrites cfg.resume with its --resume flag, so
-        # `--cfg-options resume=True load_from=...` restarts at iteration 0.
-        meta = checkpoint.get('meta') or {}
-        runner.logger.warning(
-            f'{self.log_prefix}: {source} is a training checkpoint (iter '
-            f'{meta.get("iter", "?")}, optimizer state) loaded as load_from, '
-            'so training starts again at iteration 0. To continue that run '
-            'instead, pass --resume (with mmseg\'s train.py: --resume '
-            '--cfg-options load_from=safe://PATH)')

@@ -1,10 +1,5 @@
-"""AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save.
-
-mmengine writes checkpoints in place and deletes the oldest before saving
-the next, so a kill can leave nothing to resume from. This subclass saves
-atomically (:mod:`mmseg_repvgg.atomic_io`), in a crash-safe order, with a
-digest of the tensors that loading checks.
-"""
+"""AtomicCheckpointHook: mmengine's CheckpointHook that never loses a save
+(mmengine's deletes the oldest first and writes in place)."""
 import os.path as osp
 from typing import Optional
 
@@ -18,30 +13,19 @@ from mmseg.registry import HOOKS
 from ...atomic_io import ATOMIC_BACKEND_ARGS, atomic_write
 from ...checkpoint.digest import add_digest
 
-#: mmengine releases whose private ``_save_checkpoint_with_step`` the
-#: override below follows.
-_FOLLOWS = (digit_version('0.10.0'), digit_version('0.11.0'))
-
-
-def _follows_this_mmengine() -> bool:
-    return _FOLLOWS[0] <= digit_version(mmengine.__version__) < _FOLLOWS[1]
+# Whether mmengine's private _save_checkpoint_with_step is the one followed.
+_FOLLOWS_MMENGINE = (
+    digit_version('0.10.0') <= digit_version(mmengine.__version__) <
+    digit_version('0.11.0'))
 
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` with atomic writes, a crash-safe save order and a
-    digest of the tensors (:mod:`mmseg_repvgg.checkpoint.digest`).
+    """``CheckpointHook`` (same arguments) with atomic writes, a crash-safe
+    save order and a digest of the tensors.
 
-    Every argument is ``CheckpointHook``'s. Local checkpoints (``out_dir``
-    unset or a local path, ``backend_args`` unset) are written atomically;
-    the new checkpoint is saved first, then ``last_checkpoint`` is replaced
-    atomically, and only then is the checkpoint that ``max_keep_ckpts``
-    drops removed. Remote ``out_dir`` or explicit ``backend_args`` keep
-    mmengine's behaviour for the file writes.
-
-    On other mmengine releases the save order is mmengine's own (the
-    method it overrides is private) and a warning says so; the writes stay
-    atomic.
+    Local checkpoints are written atomically: the new one, then
+    ``last_checkpoint``, then the one ``max_keep_ckpts`` drops is removed.
     """
 
     def __init__(self,
@@ -59,7 +43,7 @@ class AtomicCheckpointHook(CheckpointHook):
             backend_args=backend_args,
             file_client_args=file_client_args,
             **kwargs)
-        if not _follows_this_mmengine():
+        if not _FOLLOWS_MMENGINE:
             print_log(
                 f'AtomicCheckpointHook: mmengine {mmengine.__version__} is '
                 'not 0.10.x; checkpoints are written atomically, in '
@@ -68,18 +52,12 @@ class AtomicCheckpointHook(CheckpointHook):
                 level='WARNING')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add the digest of its tensors, checked when our tools load it."""
         add_digest(checkpoint)
 
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
-        """Save, then point ``last_checkpoint`` at it, then prune.
-
-        Same bookkeeping as mmengine's version (``keep_ckpt_ids``,
-        ``last_ckpt`` in the message hub), in the order that leaves a
-        complete checkpoint and a valid pointer at every moment.
-        """
-        if not _follows_this_mmengine():
+        """mmengine's, reordered: save, point ``last_checkpoint``, prune."""
+        if not _FOLLOWS_MMENGINE:
             return super()._save_checkpoint_with_step(runner, step, meta)
         stale = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
@@ -90,7 +68,6 @@ class AtomicCheckpointHook(CheckpointHook):
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids',
                                            list(self.keep_ckpt_ids))
-
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
                                                      ckpt_filename)
@@ -105,7 +82,6 @@ class AtomicCheckpointHook(CheckpointHook):
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
             **self.args)
-
         # Model-parallel strategies save on every rank; bookkeeping: rank 0.
         if not is_main_process():
             return

@@ -8,13 +8,8 @@ from .utils import fuse_ema_copies, unwrap_segmentor
 
 @HOOKS.register_module()
 class FuseBeforeTestHook(Hook):
-    """Fuse the segmentor in place before the test epoch.
-
-    As mmyolo's ``SwitchToDeployHook``: the checkpoint has loaded, so the
-    test metrics are the deployed model's. With mmengine's ``EMAHook`` the
-    averaged weights are fused (they are swapped in at priority NORMAL) and
-    the EMA's own copy alike, so the swap back exchanges equal shapes.
-    """
+    """Fuse the segmentor (and an EMA copy) in place before the test epoch,
+    as mmyolo's ``SwitchToDeployHook``."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook
     log_prefix = 'FuseBeforeTestHook'

@@ -11,38 +11,28 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class FusedValHook(Hook):
-    """Each validation epoch scores a fused deep copy of the model.
-
-    The training weights, BN statistics, optimizer state and random numbers
-    are not touched, so training goes on exactly as without this hook. With
-    mmengine's ``EMAHook`` the copy is made of the averaged weights.
-    """
+    """Each validation epoch scores a fused copy of the (EMA) model;
+    training goes on exactly as without it."""
 
     priority = 'BELOW_NORMAL'  # after EMAHook swapped its weights in
     log_prefix = 'FusedValHook'
 
     def before_val_epoch(self, runner) -> None:
-        # Fusion builds new convs whose default init draws from torch's
-        # global RNG; training must keep the random numbers it would have.
+        # New convs' init must not draw from training's random numbers.
         devices = [torch.cuda.current_device()
                    ] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             fused, report = fuse_segmentor(unwrap_segmentor(runner.model))
         fused.eval()
-        # ValLoop calls runner.model.val_step for every batch; shadowing
-        # that one method (not swapping runner.model) keeps every other
-        # hook (checkpoints, EMA) on the training model.
+        # Shadowing the one method ValLoop calls keeps every other hook
+        # (checkpoints, EMA) on the training model.
         runner.model.val_step = fused.val_step
         runner.logger.info(f'{self.log_prefix}: validating a fused copy '
                            f'({report.summary()})')
 
     def after_val_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
-        self._restore_val_step(runner)
+        # Drops the instance attribute; the class method shows through again.
+        vars(runner.model).pop('val_step', None)
 
     def after_val(self, runner) -> None:
-        self._restore_val_step(runner)
-
-    @staticmethod
-    def _restore_val_step(runner) -> None:
-        # Drops the instance attribute; the class method shows through again.
         vars(runner.model).pop('val_step', None)

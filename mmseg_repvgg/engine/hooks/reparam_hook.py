@@ -17,21 +17,14 @@ _PARTS = (CheckpointFitHook, FuseBeforeTestHook, FusedValHook, SaveDeployHook)
 class ReparamHook(Hook):
     """Fuse a RepVGG segmentor wherever its train-time form is not needed.
 
-    One entry for the small hooks, each of which a config may also list on
-    its own: :class:`CheckpointFitHook` (always),
-    :class:`FuseBeforeTestHook`, :class:`FusedValHook` and
-    :class:`SaveDeployHook`. They run in that order at each stage, all at
-    this hook's priority, and log as ``ReparamHook``.
+    One entry for CheckpointFitHook (always), FuseBeforeTestHook,
+    FusedValHook and SaveDeployHook, run in that order.
 
     Args:
-        fuse_before_test (bool): Fuse before testing. Defaults to True.
+        fuse_before_test (bool): Fuse before testing.
         validate_fused (bool): Validate a fused copy during training.
-            Defaults to False.
         save_deploy (bool): Write deploy checkpoints when training ends.
-            Defaults to True.
-        verify_shape (Sequence[int]): H, W of the input on which each deploy
-            checkpoint's fused logits must equal the unfused ones.
-            Defaults to (128, 256).
+        verify_shape (Sequence[int]): H, W of the deploy checks' input.
     """
 
     priority = 'BELOW_NORMAL'  # the parts' own: after EMAHook

@@ -14,18 +14,12 @@ from .utils import unwrap_segmentor
 
 @HOOKS.register_module()
 class SaveDeployHook(Hook):
-    """When training ends, write verified deploy checkpoints to the work dir.
-
-    ``deploy_final.pth`` holds the weights a checkpoint saved then would
-    hold (the EMA weights with ``EMAHook``), and each best checkpoint gets
-    ``deploy_best_<metric>_iter_<n>.pth``; each has its deploy config
-    beside it and is made as ``tools/reparam.py`` makes them
-    (:func:`~mmseg_repvgg.deploy.artifacts.save_verified_deploy`): fused
-    logits equal to the unfused ones, or nothing written.
+    """When training ends, write ``deploy_final.pth`` (EMA weights with
+    ``EMAHook``) and one per best checkpoint to the work dir, each with its
+    config, as ``tools/reparam.py`` does (verified, or nothing written).
 
     Args:
-        verify_shape (Sequence[int]): H, W of the random input on which the
-            fused and unfused logits are compared. Defaults to (128, 256).
+        verify_shape (Sequence[int]): H, W of the fused = unfused check.
     """
 
     priority = 'BELOW_NORMAL'
@@ -33,20 +27,6 @@ class SaveDeployHook(Hook):
 
     def __init__(self, verify_shape: Sequence[int] = (128, 256)):
         self.verify_shape = tuple(verify_shape)
-
-    @staticmethod
-    def _final_weights(runner) -> Dict:
-        """The state dict a checkpoint saved now would hold.
-
-        ``before_save_checkpoint`` is where EMAHook puts its averaged
-        weights into a checkpoint (the dict's values are swapped, not the
-        model's parameters).
-        """
-        checkpoint = dict(
-            state_dict=weights_to_cpu(
-                unwrap_segmentor(runner.model).state_dict()))
-        runner.call_hook('before_save_checkpoint', checkpoint=checkpoint)
-        return checkpoint_state_dict(checkpoint)
 
     def _sources(self, runner) -> List[Tuple[str, str, Dict, Dict]]:
         """(file name, source, state dict, meta) of each deploy checkpoint."""
@@ -57,8 +37,14 @@ class SaveDeployHook(Hook):
             iter=runner.iter,
             seed=runner.seed,
             experiment_name=runner.experiment_name)
+        # What a checkpoint saved now would hold: EMAHook swaps its averages
+        # in at before_save_checkpoint.
+        final = dict(
+            state_dict=weights_to_cpu(
+                unwrap_segmentor(runner.model).state_dict()))
+        runner.call_hook('before_save_checkpoint', checkpoint=final)
         sources = [('deploy_final.pth', f'final weights of {runner.work_dir}',
-                    self._final_weights(runner), final_meta)]
+                    checkpoint_state_dict(final), final_meta)]
         for key, path in runner.message_hub.runtime_info.items():
             if key.startswith('best_ckpt') and path and osp.isfile(path):
                 best = safe_torch_load(path)

@@ -16,12 +16,7 @@ def unwrap_segmentor(model: nn.Module) -> nn.Module:
 
 
 def fuse_ema_copies(runner, state_dict: Optional[Dict] = None) -> None:
-    """Fuse the averaged model of each EMAHook as the model was fused.
-
-    EMAHook swaps parameters one by one with the model's, so a fused model
-    needs a fused average. ``state_dict`` (a fused checkpoint's weights) is
-    loaded into the fused averages.
-    """
+    """Fuse each EMAHook's average as the model, loading ``state_dict``."""
     for hook in runner.hooks:
         average = getattr(hook, 'ema_model', None)
         if not isinstance(hook, EMAHook) or average is None:

@@ -9,15 +9,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...errors import ConfigError
 from .repvgg_block import RepVGGBlock
 
-# Blocks are counted globally from 1 at the first block after the stem; the
-# paper's g2/g4 variants group the even-numbered ones (the official code's
-# ``optional_groupwise_layers``). The stem and the last stage never are.
+# The g2/g4 variants group the even blocks, counted from 1 after the stem
+# (the official code's optional_groupwise_layers).
 GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 G2_MAP = {layer: 2 for layer in GROUPWISE_LAYERS}
 G4_MAP = {layer: 4 for layer in GROUPWISE_LAYERS}
 
-#: ``init_cfg`` types that load a RepVGG checkpoint of any layout (the
-#: initializer is registered by :mod:`mmseg_repvgg.checkpoint`).
+# init_cfg types that load a RepVGG checkpoint of any layout.
 PRETRAINED_TYPES = ('RepVGGPretrained', 'Pretrained')
 
 A_BLOCKS = (2, 4, 14, 1)
@@ -28,43 +26,27 @@ B_BLOCKS = (4, 6, 16, 1)
 class RepVGG(BaseModule):
     """RepVGG backbone with per-stage dilation for segmentation.
 
-    A stride-2 stem block, then four stages whose first block takes the
-    stage's stride. For an output stride of 8 the paper dilates the last two
-    stages, either every block ("full") or only the last ones ("fast")::
+    A stride-2 stem, four stages; for output stride 8 the paper dilates
+    the last two stages, every block ("full") or the last ones ("fast")::
 
         full: strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4)
         fast: the same plus dilated_blocks=(0, 0, 4, 1)
 
     Args:
-        arch (str | dict): A key of ``arch_settings`` or a dict with
-            ``num_blocks`` (4 ints), ``width_factor`` (4 floats) and
-            optionally ``group_layer_map`` ({global block index: groups}).
-            Defaults to 'B1g2'.
-        in_channels (int): Input image channels. Defaults to 3.
-        base_channels (int): Channels of stage 1 before ``width_factor``;
-            stage ``i`` has ``base_channels * 2**i * width_factor[i]``.
-            Defaults to 64.
+        arch (str | dict): A key of ``arch_settings`` or such a dict.
+        in_channels (int): Input image channels.
+        base_channels (int): Stage i: base_channels * 2**i * width_factor[i].
         strides (Sequence[int]): Stride of each of the four stages.
-            Defaults to (2, 2, 2, 2).
-        dilations (Sequence[int]): Dilation of each stage. Defaults to
-            (1, 1, 1, 1).
-        dilated_blocks (Sequence[int], optional): How many of the last blocks
-            of each stage take its dilation; the others keep 1. None dilates
-            every block. Defaults to None.
+        dilations (Sequence[int]): Dilation of each stage.
+        dilated_blocks (Sequence[int], optional): Dilated blocks per stage.
         out_indices (Sequence[int]): Stages (0-3) whose outputs are returned.
-            Defaults to (0, 1, 2, 3).
-        frozen_stages (int): Freeze the stem and stages up to this one
-            (0: stem only; -1: nothing). Defaults to -1.
-        norm_cfg (dict): Norm config. Defaults to ``dict(type='BN')``.
-        act_cfg (dict): Activation config. Defaults to ReLU.
+        frozen_stages (int): Freeze the stem (0) and stages up to this one.
+        norm_cfg (dict): Norm config.
+        act_cfg (dict): Activation config.
         norm_eval (bool): Keep BN layers in eval mode while training.
-            Defaults to False.
-        with_cp (bool): Activation checkpointing. Defaults to False.
-        deploy (bool): Build fused blocks directly. Defaults to False.
-        init_cfg (dict | list[dict], optional): Initialization config;
-            ``dict(type='RepVGGPretrained', checkpoint=PATH)`` loads any
-            RepVGG checkpoint layout from a file, a URL or a name such as
-            ``mmpretrain://repvgg-B2`` (see :mod:`mmseg_repvgg.checkpoint`).
+        with_cp (bool): Activation checkpointing.
+        deploy (bool): Build fused blocks directly.
+        init_cfg (dict | list[dict], optional): Init config (RepVGGPretrained).
     """
 
     # yapf: disable
@@ -122,7 +104,6 @@ class RepVGG(BaseModule):
         self.deploy = deploy
         block_cfg = dict(
             norm_cfg=norm_cfg, act_cfg=act_cfg, with_cp=with_cp, deploy=deploy)
-
         widths = [
             int(base_channels * 2**i * factor)
             for i, factor in enumerate(self.arch['width_factor'])
@@ -131,7 +112,6 @@ class RepVGG(BaseModule):
         self.stem_channels = min(base_channels, widths[0])
         self.stem = RepVGGBlock(
             in_channels, self.stem_channels, stride=2, **block_cfg)
-
         group_map = self.arch.get('group_layer_map') or {}
         layer_idx = 1
         channels = self.stem_channels
@@ -140,15 +120,12 @@ class RepVGG(BaseModule):
             first_dilated = blocks - self.dilated_blocks[i]
             stage = []
             for j in range(blocks):
+                stride = self.strides[i] if j == 0 else 1
+                dilation = self.dilations[i] if j >= first_dilated else 1
+                groups = group_map.get(layer_idx, 1)
                 stage.append(
-                    RepVGGBlock(
-                        channels,
-                        width,
-                        stride=self.strides[i] if j == 0 else 1,
-                        dilation=(self.dilations[i]
-                                  if j >= first_dilated else 1),
-                        groups=group_map.get(layer_idx, 1),
-                        **block_cfg))
+                    RepVGGBlock(channels, width, stride, dilation, groups,
+                                **block_cfg))
                 channels = width
                 layer_idx += 1
             name = f'stage{i + 1}'
@@ -222,8 +199,7 @@ class RepVGG(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
-        """Set train mode, keeping frozen stages and (norm_eval) BNs in eval.
-        """
+        """Train mode, but frozen stages and (norm_eval) BNs stay in eval."""
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -233,14 +209,8 @@ class RepVGG(BaseModule):
         return self
 
     def init_weights(self) -> None:
-        """Load pretrained weights of any RepVGG layout, or initialize.
-
-        ``init_cfg=dict(type='RepVGGPretrained', checkpoint=PATH)`` (or
-        mmengine's ``'Pretrained'``, whose stock loader would load an
-        official or timm checkpoint non-strictly and keep random weights)
-        is built from mmseg's ``WEIGHT_INITIALIZERS`` and loads every tensor
-        strictly; the random init it replaces is skipped.
-        """
+        """Load pretrained weights of any layout strictly (``'Pretrained'``
+        too, which would keep random weights), or initialize."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
             init = WEIGHT_INITIALIZERS.build(

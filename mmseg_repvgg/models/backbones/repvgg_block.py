@@ -13,41 +13,33 @@ from ...errors import CheckpointError
 from ..reparam import fuse_conv_norm, fuse_identity_norm, sum_branches
 
 
-def _bn_state(prefix: str, eps: float, weight: Tensor, bias: Tensor) -> Dict:
-    """A BN (eval mode) that computes ``weight * x + bias`` per channel.
-
-    running_var = 1 - eps makes sqrt(var + eps) one, up to rounding.
-    """
+def _bn_state(prefix: str, norm: nn.Module, weight: Tensor,
+              bias: Tensor) -> Dict:
+    """A BN computing ``weight * x + bias`` (sqrt(running_var + eps) = 1)."""
     return {
         prefix + 'weight': weight,
         prefix + 'bias': bias,
         prefix + 'running_mean': torch.zeros_like(bias),
-        prefix + 'running_var': torch.full_like(bias, 1 - eps),
+        prefix + 'running_var': torch.full_like(bias, 1 - norm.eps),
         prefix + 'num_batches_tracked': torch.tensor(0, dtype=torch.long),
     }
 
 
 class RepVGGBlock(BaseModule):
-    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and identity BN, summed.
-
-    The identity branch exists only when input and output channels match and
-    the stride is 1. ``switch_to_deploy()`` folds the three branches into one
-    3x3 conv (``branch_reparam``); ``deploy=True`` builds that conv directly.
+    """A RepVGG block: 3x3 conv+BN, 1x1 conv+BN and identity BN (same shape),
+    summed; fused (``switch_to_deploy()``, ``deploy=True``): one 3x3 conv.
 
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
-        stride (int): Stride of the 3x3 and 1x1 convs. Defaults to 1.
-        dilation (int): Dilation of the 3x3 conv, whose padding equals it.
-            The 1x1 conv keeps padding 0. Defaults to 1.
-        groups (int): Groups of both convs. Defaults to 1.
+        stride (int): Stride of the 3x3 and 1x1 convs.
+        dilation (int): Dilation (and padding) of the 3x3 conv.
+        groups (int): Groups of both convs.
         norm_cfg (dict): Norm layer config; any BatchNorm fuses.
-            Defaults to ``dict(type='BN')``.
-        act_cfg (dict): Activation after the sum. Defaults to ReLU.
+        act_cfg (dict): Activation after the sum.
         with_cp (bool): Use activation checkpointing in training.
-            Defaults to False.
-        deploy (bool): Build the fused form. Defaults to False.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        deploy (bool): Build the fused form.
+        init_cfg (dict, optional): Initialization config.
     """
 
     def __init__(self,
@@ -69,29 +61,19 @@ class RepVGGBlock(BaseModule):
         self.groups = groups
         self.with_cp = with_cp
         self.deploy = deploy
-
         if deploy:
             self.branch_reparam = self._reparam_conv()
         else:
-            self.branch_3x3 = ConvModule(
+            conv_bn = partial(
+                ConvModule,
                 in_channels,
                 out_channels,
-                3,
                 stride=stride,
-                padding=dilation,
-                dilation=dilation,
                 groups=groups,
                 norm_cfg=norm_cfg,
                 act_cfg=None)
-            self.branch_1x1 = ConvModule(
-                in_channels,
-                out_channels,
-                1,
-                stride=stride,
-                padding=0,
-                groups=groups,
-                norm_cfg=norm_cfg,
-                act_cfg=None)
+            self.branch_3x3 = conv_bn(3, padding=dilation, dilation=dilation)
+            self.branch_1x1 = conv_bn(1, padding=0)
             if in_channels == out_channels and stride == 1:
                 self.branch_identity = build_norm_layer(norm_cfg,
                                                         in_channels)[1]
@@ -100,9 +82,8 @@ class RepVGGBlock(BaseModule):
         self.act = build_activation_layer(act_cfg)
 
     def _reparam_conv(self, init: bool = True) -> nn.Conv2d:
-        # Without init, the conv is left uninitialized (torch's skip_init):
-        # fusing overwrites it anyway, and initializing would draw from the
-        # global RNG, changing the random stream of a run that fuses a copy.
+        # Without init (skip_init): fusing overwrites it, and an init would
+        # draw from the global RNG of a run that fuses a copy.
         build = nn.Conv2d if init else partial(skip_init, nn.Conv2d)
         return build(
             self.in_channels,
@@ -115,8 +96,7 @@ class RepVGGBlock(BaseModule):
             bias=True)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Loaders that only warn about unexpected keys (mmengine's, hence
-        # mmseg's and mmdeploy's tools) would leave a fused block with
+        # Loaders that only warn (mmengine's) would leave a fused block with
         # random weights when given train-time ones: refuse in every loader.
         if self.deploy and any(
                 key.startswith(prefix + 'branch_3x3.') for key in state_dict):
@@ -155,48 +135,25 @@ class RepVGGBlock(BaseModule):
         return sum_branches(branches, kernel_size=3)
 
     def train_time_twin(self) -> 'RepVGGBlock':
-        """A train-time block of this geometry, with default BNs (eps 1e-5).
-
-        Every checkpoint layout's BNs have the defaults, so a train-time
-        checkpoint loads into the twin and fuses through
-        :meth:`fused_kernel_bias` for a deploy block.
-        """
-        return RepVGGBlock(
-            self.in_channels,
-            self.out_channels,
-            stride=self.stride,
-            dilation=self.dilation,
-            groups=self.groups)
+        """A train-time block of this geometry with default BNs."""
+        return RepVGGBlock(self.in_channels, self.out_channels, self.stride,
+                           self.dilation, self.groups)
 
     def state_from_fused(self, kernel: Tensor, bias: Tensor) -> Dict:
-        """Train-time tensors of this block that compute a fused conv.
-
-        The fused kernel becomes the 3x3 branch with an identity BN holding
-        the fused bias, and the 1x1 and identity branches are zeroed: in
-        eval mode the block computes ``conv(x, kernel) + bias`` and can be
-        fine-tuned from there.
-
-        Args:
-            kernel (Tensor): The fused 3x3 kernel.
-            bias (Tensor): The fused bias.
-
-        Returns:
-            dict: A state dict for this (train-time) block.
-        """
+        """A state dict for this train-time block computing a fused conv."""
         if self.deploy:
             raise ValueError('state_from_fused needs a train-time block')
         ones, zeros = torch.ones_like(bias), torch.zeros_like(bias)
         out = {'branch_3x3.conv.weight': kernel}
         out.update(
-            _bn_state('branch_3x3.bn.', self.branch_3x3.norm.eps, ones, bias))
+            _bn_state('branch_3x3.bn.', self.branch_3x3.norm, ones, bias))
         out['branch_1x1.conv.weight'] = kernel.new_zeros(
             *kernel.shape[:2], 1, 1)
         out.update(
-            _bn_state('branch_1x1.bn.', self.branch_1x1.norm.eps, zeros,
-                      zeros))
+            _bn_state('branch_1x1.bn.', self.branch_1x1.norm, zeros, zeros))
         if self.branch_identity is not None:
             out.update(
-                _bn_state('branch_identity.', self.branch_identity.eps, zeros,
+                _bn_state('branch_identity.', self.branch_identity, zeros,
                           zeros))
         return out
 
