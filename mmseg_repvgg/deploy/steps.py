@@ -68,20 +68,27 @@ def structure(form: Form,
     return module
 
 
-def _quantize(module: nn.Module, calibration: Optional[Sequence[Tensor]],
-              notes: List[str]) -> nn.Module:
-    from .kernels.int8 import calibrate_activation_ranges, quantize_int8
+def _quantize(module: nn.Module,
+              calibration: Optional[Sequence[Tensor]],
+              notes: List[str],
+              recipe: str = 'default') -> nn.Module:
+    """``module`` in int8 by the int8 recipe ``recipe`` (a key of
+    :data:`~.kernels.int8_recipe.RECIPES`; ``'plain'``: min/max ranges,
+    no equalization, no fallback)."""
+    from .kernels.int8_recipe import quantize_calibrated
     if not calibration:
         raise ConfigError('the int8 forms need calibration batches (e.g. '
                           'tools/test.py --calibration-images 8)')
     with torch.inference_mode():
-        ranges = calibrate_activation_ranges(
-            module, calibration, lambda x: segmentor_logits(module, x))
+        module, lines = quantize_calibrated(
+            module, calibration, lambda x: segmentor_logits(module, x),
+            recipe)
     bits = machine().int8_activation_bits
     notes.append(f'int8 activations: {bits} bits' + (
         '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
         'the kernel from saturating)'))
-    return quantize_int8(module, ranges, inplace=True)[0]
+    notes.extend(lines)
+    return module
 
 
 def precision(form: Form, module: nn.Module, device: str,
