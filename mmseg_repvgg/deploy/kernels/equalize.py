@@ -69,7 +69,8 @@ def _psp_readers(head: nn.Module, name: str) -> Optional[Dict]:
     }
     widths = [stage[1].conv.out_channels for stage in head.psp_modules]
     if type(head) is LowResPSPHead:
-        # The pyramid's slice of the bottleneck, computed at pool size.
+        # The pyramid's slice of the bottleneck, computed at pool size; its
+        # output adds that slice's term outside the conv: not re-scaled.
         weight, first = f'{bottleneck}.pooled_weight', 0
     else:
         weight = f'{bottleneck}.conv.weight'
@@ -77,6 +78,9 @@ def _psp_readers(head: nn.Module, name: str) -> Optional[Dict]:
     for conv, width in zip(pyramid, widths):
         readers[conv] = [(weight, first)]
         first += width
+    if type(head) is PSPHead:
+        # The classifier: fp32 in the int8 forms, quantized by the runtimes.
+        readers[f'{bottleneck}.conv'] = [(f'{name}.conv_seg.weight', 0)]
     return readers
 
 
@@ -87,11 +91,11 @@ def equalization_links(model: nn.Module) -> List[Link]:
     by the next block only, unless it is a stage output a head reads); an
     exact PSPHead's input is read by its pyramid's 1x1 convs (after
     average pooling) and its bottleneck, and each pyramid conv by its
-    slice of the bottleneck. A stage output read by any other head or a
-    neck is not re-scaled (its readers are unknown here), nor is the
-    bottleneck: the classifier after it stays fp32, so its input has no
-    range to equalize. Other backbones (ResNet applies its ReLUs inside
-    ``forward``, after a residual sum) give no links.
+    slice of the bottleneck, the bottleneck by the classifier (except in
+    the low-res head). A stage output read by any other head or a neck is
+    not re-scaled (its readers are unknown here). Other backbones (ResNet
+    applies its ReLUs inside ``forward``, after a residual sum) give no
+    links.
 
     Args:
         model (nn.Module): A fused segmentor; not changed.

@@ -52,20 +52,21 @@ class Recipe:
 
     equalize: bool = True
     ranges: str = 'minmax'
-    bias_correction: bool = False
+    bias_correction: bool = True
     max_error: Optional[float] = MAX_ERROR
 
 
-#: The int8 forms use ``'default'``; ``'plain'`` is the recipe of the first
-#: int8 forms (min/max ranges, every conv in int8), the others one step
-#: each, to measure what it does (docs/deployment.md).
+#: The int8 forms use ``'default'``: equalization, bias correction and
+#: the fallback, each measured to help (docs/deployment.md; MSE ranges did
+#: not). ``'plain'`` is the recipe of the first int8 forms (min/max ranges,
+#: every conv in int8); the others add one step at a time, to measure it.
 RECIPES: Dict[str, Recipe] = {
     'default': Recipe(),
-    'plain': Recipe(False, max_error=None),
-    'equalized': Recipe(max_error=None),
+    'plain': Recipe(False, bias_correction=False, max_error=None),
+    'equalized': Recipe(bias_correction=False, max_error=None),
+    'biascorrected': Recipe(max_error=None),
     'mse': Recipe(ranges='mse', max_error=None),
-    'biascorrected': Recipe(bias_correction=True, max_error=None),
-    'fallback': Recipe(False),
+    'fallback': Recipe(False, bias_correction=False),
 }
 
 
@@ -265,11 +266,8 @@ def quantize_calibrated(
     stats, output_max = _statistics(model, names,
                                     [link.producer for link in links], batches,
                                     forward, spec.ranges == 'mse')
-    notes = []
     scales = equalize(model, links, output_max)
-    if links:
-        notes.append(f'int8 range equalization: {len(links)} convs '
-                     're-scaled with their readers (exact in fp32)')
+    notes = [_equalized(links)] if links else []
     ranges, biases = {}, {}
     for name in names:
         if stats[name].low is None:  # never ran
@@ -293,6 +291,23 @@ def quantize_calibrated(
         notes.append('int8: no conv within the error bound; all run fp32')
         return model, notes
     return quantize_int8(model, ranges, True, bits)[0], notes
+
+
+def _equalized(links) -> str:
+    return (f'int8 range equalization: {len(links)} convs re-scaled with '
+            'their readers (exact in fp32)')
+
+
+def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
+                        forward: Callable[[Tensor], object]) -> List[str]:
+    """Range equalization alone, in place, for the runtimes that quantize
+    an export themselves (onnxruntime, OpenVINO): one pass over
+    ``batches`` (see :func:`quantize_calibrated`); returns its note."""
+    links = equalization_links(model)
+    _, output_max = _statistics(model, [], [link.producer for link in links],
+                                batches, forward, False)
+    equalize(model, links, output_max)
+    return [_equalized(links)] if links else []
 
 
 def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
