@@ -24,8 +24,8 @@ from mmseg_repvgg.deploy.kernels.int8 import (Int8Conv2d,
                                               quantize_int8, weight_qparams)
 from mmseg_repvgg.deploy.kernels.int8_recipe import (MAX_ERROR, RECIPES,
                                                      Recipe, corrected_bias,
+                                                     equalize_calibrated,
                                                      int8_layer_table,
-                                                     mse_range,
                                                      quantize_calibrated)
 from mmseg_repvgg.deploy.kernels.psp_lowres import lowres_psp_heads
 from mmseg_repvgg.models import fuse_segmentor, segmentor_logits
@@ -223,17 +223,23 @@ def test_equalization_undoes_a_stress(toy):
     assert ratio.max() < 1.5 and ratio.min() > 1 / 1.5
 
 
-def test_mse_range_clips_a_long_tail():
-    gen = torch.Generator().manual_seed(0)
-    values = torch.rand(10000, generator=gen)
-    assert mse_range(values, 0.0, 1.0, 4)[1] > 0.95  # nothing to clip
-    values = -torch.rand(10000, generator=gen).log()  # exponential
-    top = float(values.max())
-    clips = [mse_range(values, 0.0, top, bits) for bits in (8, 6, 4)]
-    assert [low for low, _ in clips] == [0, 0, 0]
-    highs = [high for _, high in clips]
-    assert highs[0] <= top and highs[2] < highs[1] < highs[0]
-    assert highs[2] < 0.7 * top
+def test_equalized_alone_for_the_runtimes(toy):
+    """What the onnxruntime and OpenVINO int8 forms get before export: a
+    stressed model equalized, then quantized by min/max as they do."""
+    stressed = stress(copy.deepcopy(toy.model), seed=1)
+    x = toy.val[0][0]
+    expected = logits(stressed, x)
+    with torch.inference_mode():
+        notes = equalize_calibrated(stressed, toy.calibration,
+                                    lambda x: segmentor_logits(stressed, x))
+    assert notes == [
+        'int8 range equalization: 12 convs re-scaled with their readers '
+        '(exact in fp32)'
+    ]
+    assert relative_error(expected, logits(stressed, x))[1] < 1e-5
+    plain = quantize(stressed, toy.calibration, 'plain')[0]
+    fp32 = miou(lambda x: logits(toy.model, x), toy.val)
+    assert abs(fp32 - miou(lambda x: logits(plain, x), toy.val)) < 1.0
 
 
 def test_corrected_bias_removes_the_mean_of_weight_rounding():

@@ -2,11 +2,12 @@
 :mod:`.int8`'s kernel.
 
 One statistics pass over the calibration batches; range equalization
-(:mod:`.equalize`, exact in fp32); each conv's input range (min/max, or
-the clip that minimizes the rounding error of the observed values); bias
-correction of the weights' rounding; then one pass that runs each conv in
-int8 beside fp32 on the same inputs: a conv whose error exceeds the bound
-stays fp32. Which steps run is a :class:`Recipe` (:data:`RECIPES`).
+(:mod:`.equalize`, exact in fp32); min/max input ranges; bias correction of
+the weights' rounding; then one pass that runs each conv in int8 beside
+fp32 on the same inputs: a conv whose error exceeds the bound stays fp32.
+Which steps run is a :class:`Recipe` (:data:`RECIPES`). An MSE-optimal
+clip of the ranges was measured as well and did not help (see
+docs/deployment.md): not kept.
 """
 from dataclasses import dataclass
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Tuple,
@@ -18,15 +19,9 @@ from torch import Tensor, nn
 from ...compare import norm_error
 from ...errors import ConfigError
 from .equalize import equalization_links, equalize
-from .int8 import (Int8Conv2d, Range, activation_qparams,
-                   default_activation_bits, quantizable_convs, quantize_int8,
-                   weight_qparams)
+from .int8 import (Int8Conv2d, Range, default_activation_bits,
+                   quantizable_convs, quantize_int8, weight_qparams)
 from .relu import relu_followers
-
-#: Input values kept per conv and batch to choose its clip.
-SAMPLES = 2**15
-#: Clips tried: these fractions of the observed range.
-CLIP_FRACTIONS = torch.linspace(0.1, 1.0, 91)
 
 #: A conv whose int8 output differs from fp32 by more than this (relative
 #: Frobenius norm, worst calibration batch) stays fp32. RepVGG's fused
@@ -41,9 +36,6 @@ class Recipe:
 
     Args:
         equalize (bool): Cross-layer range equalization first.
-        ranges (str): Each conv's input range: ``'minmax'`` as observed,
-            or ``'mse'``, the clip with the smallest squared rounding
-            error on the observed values.
         bias_correction (bool): Remove the mean the weights' rounding
             adds to each output channel from its bias.
         max_error (float, optional): The fallback bound (see
@@ -51,37 +43,31 @@ class Recipe:
     """
 
     equalize: bool = True
-    ranges: str = 'minmax'
     bias_correction: bool = True
     max_error: Optional[float] = MAX_ERROR
 
 
 #: The int8 forms use ``'default'``: equalization, bias correction and
-#: the fallback, each measured to help (docs/deployment.md; MSE ranges did
-#: not). ``'plain'`` is the recipe of the first int8 forms (min/max ranges,
-#: every conv in int8); the others add one step at a time, to measure it.
+#: the fallback, each measured to help (docs/deployment.md). ``'plain'`` is
+#: the recipe of the first int8 forms (min/max ranges, every conv in int8);
+#: the others add one step at a time, to measure it.
 RECIPES: Dict[str, Recipe] = {
     'default': Recipe(),
-    'plain': Recipe(False, bias_correction=False, max_error=None),
+    'plain': Recipe(False, False, None),
     'equalized': Recipe(bias_correction=False, max_error=None),
     'biascorrected': Recipe(max_error=None),
-    'mse': Recipe(ranges='mse', max_error=None),
-    'fallback': Recipe(False, bias_correction=False),
+    'fallback': Recipe(False, False),
 }
 
 
 class _InputStats:
-    """Per-channel min, max and mean of a conv's input, and a fixed
-    sample of its values (with their channels)."""
+    """Per-channel min, max and mean of a conv's input."""
 
-    def __init__(self, sample: bool):
-        self.sample = sample
+    def __init__(self):
         self.low = self.high = self.total = None
         self.count = 0
-        self.values: List[Tensor] = []
-        self.channels: List[Tensor] = []
 
-    def add(self, x: Tensor, seed: int) -> None:
+    def add(self, x: Tensor) -> None:
         x = x.detach().float()
         low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
         total = x.sum((0, 2, 3), dtype=torch.float64)
@@ -92,34 +78,25 @@ class _InputStats:
             self.high = torch.maximum(self.high, high)
             self.total += total
         self.count += x.numel() // x.shape[1]
-        if not self.sample:
-            return
-        gen = torch.Generator().manual_seed(seed)
-        index = torch.randint(x.numel(), (SAMPLES, ), generator=gen)
-        self.values.append(x.reshape(-1)[index])
-        self.channels.append(index // (x.shape[2] * x.shape[3]) % x.shape[1])
 
-    def scaled(self, factors: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(low, high, mean, sampled values) of the input divided by
-        ``factors`` per channel (equalization's scales)."""
-        values = torch.cat(self.values) / factors[torch.cat(
-            self.channels)] if self.sample else None
+    def scaled(self, factors: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(low, high, mean) of the input divided by ``factors`` per channel
+        (equalization's scales)."""
         return (self.low / factors, self.high / factors,
-                (self.total / self.count).float() / factors, values)
+                (self.total / self.count).float() / factors)
 
 
 @torch.no_grad()
 def _statistics(model: nn.Module, names: List[str], producers: List[str],
-                batches: Iterable[Tensor], forward: Callable, sample: bool):
-    """One pass: each conv's :class:`_InputStats` (values sampled if
-    ``sample``), each producer's per-channel output max after ReLU."""
+                batches: Iterable[Tensor], forward: Callable):
+    """One pass: each conv's :class:`_InputStats`, each producer's
+    per-channel output max after ReLU."""
     modules = dict(model.named_modules())
-    stats = {name: _InputStats(sample) for name in names}
+    stats = {name: _InputStats() for name in names}
     output_max: Dict[str, Tensor] = {}
-    step = [0]
 
     def observe(name):
-        return lambda module, args: stats[name].add(args[0], step[0])
+        return lambda module, args: stats[name].add(args[0])
 
     def observe_output(name):
 
@@ -135,14 +112,15 @@ def _statistics(model: nn.Module, names: List[str], producers: List[str],
     handles += [
         modules[n].register_forward_hook(observe_output(n)) for n in producers
     ]
+    count = 0
     try:
         for batch in batches:
             forward(batch)
-            step[0] += 1
+            count += 1
     finally:
         for handle in handles:
             handle.remove()
-    if not step[0]:
+    if not count:
         raise ConfigError('int8 calibration needs at least one batch')
     return stats, output_max
 
@@ -157,19 +135,6 @@ def _input_factors(model: nn.Module, links, scales: Dict[str, Tensor],
                 part = scales[link.producer]
                 factors[first:first + len(part)] = part
     return factors
-
-
-def mse_range(values: Tensor, low: float, high: float, bits: int) -> Range:
-    """The fraction of ``[low, high]`` (0 kept inside) whose ``bits``-bit
-    quantization of ``values`` has the smallest squared error."""
-    best, best_error = (low, high), None
-    for fraction in CLIP_FRACTIONS.tolist():
-        scale, zero = activation_qparams(low * fraction, high * fraction, bits)
-        levels = (values / scale).round().add(zero).clamp(0, 2**bits - 1)
-        error = float(((levels - zero) * scale - values).square().sum())
-        if best_error is None or error < best_error:
-            best, best_error = (low * fraction, high * fraction), error
-    return best
 
 
 def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
@@ -224,16 +189,11 @@ def _measure(model: nn.Module, ranges: Dict[str, Range],
 
 def _recipe(recipe: Union[str, Recipe]) -> Recipe:
     if isinstance(recipe, Recipe):
-        spec = recipe
-    elif recipe in RECIPES:
-        spec = RECIPES[recipe]
-    else:
+        return recipe
+    if recipe not in RECIPES:
         raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '
                           f'{", ".join(RECIPES)}')
-    if spec.ranges not in ('minmax', 'mse'):
-        raise ConfigError(f"int8 ranges must be 'minmax' or 'mse', got "
-                          f'{spec.ranges!r}')
-    return spec
+    return RECIPES[recipe]
 
 
 def quantize_calibrated(
@@ -265,19 +225,16 @@ def quantize_calibrated(
     links = equalization_links(model) if spec.equalize else []
     stats, output_max = _statistics(model, names,
                                     [link.producer for link in links], batches,
-                                    forward, spec.ranges == 'mse')
+                                    forward)
     scales = equalize(model, links, output_max)
     notes = [_equalized(links)] if links else []
     ranges, biases = {}, {}
     for name in names:
         if stats[name].low is None:  # never ran
             continue
-        low, high, mean, values = stats[name].scaled(
+        low, high, mean = stats[name].scaled(
             _input_factors(model, links, scales, name))
-        low, high = float(low.min()), float(high.max())
-        ranges[name] = (
-            mse_range(values, low, high, bits) if spec.ranges == 'mse' else
-            (low, high))
+        ranges[name] = (float(low.min()), float(high.max()))
         if spec.bias_correction:
             biases[name] = corrected_bias(model.get_submodule(name), mean)
     model.int8_errors = {}
@@ -305,7 +262,7 @@ def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
     ``batches`` (see :func:`quantize_calibrated`); returns its note."""
     links = equalization_links(model)
     _, output_max = _statistics(model, [], [link.producer for link in links],
-                                batches, forward, False)
+                                batches, forward)
     equalize(model, links, output_max)
     return [_equalized(links)] if links else []
 
