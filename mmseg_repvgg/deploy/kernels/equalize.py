@@ -104,26 +104,27 @@ def equalization_links(model: nn.Module) -> List[Link]:
     if not stages:
         return []
     followers = relu_followers(model)
-    # Readers of each stage output beyond the next block; None: unknown.
+    backbone, neck = model.backbone, getattr(model, 'neck', None) is not None
+    # Readers of each stage output besides the next block; None: unknown.
     outside: Dict[int, Optional[List]] = {}
-    out_indices = model.backbone.out_indices
-    heads = [(name, getattr(model, name, None))
-             for name in ('decode_head', 'auxiliary_head')]
     psp = {}
-    for name, head in heads:
+    for name in ('decode_head', 'auxiliary_head'):
+        head = getattr(model, name, None)
         if head is None:
             continue
-        readers = _psp_readers(head, name)
-        used = [head.in_index] if isinstance(head.in_index,
-                                             int) else head.in_index
-        for index in used:
-            stage = out_indices[index] + 1  # stage 0 is the stem
-            known = outside.setdefault(stage, [])
-            outside[stage] = (None if readers is None or known is None else
-                              known + readers['input'])
-        psp.update({k: v for k, v in (readers or {}).items() if k != 'input'})
-    if getattr(model, 'neck', None) is not None:
-        outside = {stage: None for stage in range(1, len(stages))}
+        readers = _psp_readers(head, name) or {}
+        psp.update({k: v for k, v in readers.items() if k != 'input'})
+        index = getattr(head, 'in_index', None)
+        if neck or not readers:
+            # A neck, or a head not analysed here: what it reads is off.
+            used = (
+                range(len(backbone.out_indices)) if neck or index is None else
+                [index] if isinstance(index, int) else index)
+            outside.update({backbone.out_indices[i] + 1: None for i in used})
+            continue
+        stage = backbone.out_indices[index] + 1  # 0: the stem
+        if outside.get(stage, []) is not None:
+            outside[stage] = outside.get(stage, []) + readers['input']
     convs = [(conv, i, j == len(stage) - 1) for i, stage in enumerate(stages)
              for j, conv in enumerate(stage)]
     links = []
