@@ -165,9 +165,9 @@ def test_equalization_links_the_chain_and_keeps_fp32(toy, lowres):
     links = equalization_links(model)
     convs = [f'{b}.branch_reparam' for b in BLOCKS]
     # Every block into the next, the last into the head, the pyramid into
-    # the bottleneck, the bottleneck into the classifier (not in the
-    # low-res head, whose output adds the pyramid's term to the conv's).
-    bottleneck = [] if lowres else ['decode_head.bottleneck.conv']
+    # the bottleneck, the bottleneck into the classifier (in the low-res
+    # head its conv and pooled weight make the output together).
+    bottleneck = ['decode_head.bottleneck' + ('' if lowres else '.conv')]
     assert [link.producer for link in links] == convs + PYRAMID + bottleneck
     last = links[len(convs) - 1].consumers
     assert last == [(f'{p}.weight', 0) for p in PYRAMID
@@ -181,8 +181,8 @@ def test_equalization_links_the_chain_and_keeps_fp32(toy, lowres):
     gen = torch.Generator().manual_seed(0)
     spread = {
         link.producer:
-        10**(3 * torch.rand(
-            model.get_submodule(link.producer).out_channels, generator=gen))
+        10**(3 *
+             torch.rand(len(model.get_parameter(link.rows[0])), generator=gen))
         for link in links
     }
     scales = equalize(model, links, spread)

@@ -9,7 +9,7 @@ channels whose ranges differ by orders of magnitude (RepVGG's summed
 branches) share one activation scale far better. Folded into the weights:
 nothing changes at run time.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -29,16 +29,25 @@ SETTLED = 1.01
 
 @dataclass
 class Link:
-    """A conv whose output channels may be re-scaled, and its readers.
+    """An output whose channels may be re-scaled, and its readers.
 
     Args:
-        producer (str): A conv computing ``relu(conv(x))`` (its module).
+        producer (str): The module computing it, ``relu(...)`` of a linear
+            map of its input (a conv and its ReLU: the conv).
         consumers (list[tuple[str, int]]): ``(weight parameter, first input
-            channel)`` of every weight that reads the producer's output.
+            channel)`` of every weight that reads it.
+        rows (list[str]): The parameters whose rows (output channels) make
+            it: the conv's weight and bias by default.
     """
 
     producer: str
     consumers: List[Tuple[str, int]]
+    rows: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.rows = self.rows or [
+            f'{self.producer}.weight', f'{self.producer}.bias'
+        ]
 
 
 def _backbone_blocks(model: nn.Module) -> List[List[str]]:
@@ -53,35 +62,43 @@ def _backbone_blocks(model: nn.Module) -> List[List[str]]:
     return [[f'{block}.branch_reparam' for block in stage] for stage in stages]
 
 
-def _psp_readers(head: nn.Module, name: str) -> Optional[Dict]:
-    """``{'input': readers of the head's input, pyramid conv: its slice of
-    the bottleneck}`` of an exact PSPHead (or its low-res form), or None."""
+def _psp_links(head: nn.Module, name: str,
+               followers: Dict) -> Tuple[List[Tuple[str, int]], List[Link]]:
+    """(readers of the head's input, links inside the head) of an exact
+    PSPHead or its low-res form; ``([], [])`` for any other head."""
     if type(head) not in (PSPHead, LowResPSPHead) or not isinstance(
             head.in_index, int) or head.input_transform is not None:
-        return None
+        return [], []
     pyramid = [
         f'{name}.psp_modules.{k}.1.conv' for k in range(len(head.psp_modules))
     ]
     bottleneck = f'{name}.bottleneck'
-    readers = {
-        'input': [(f'{p}.weight', 0)
-                  for p in pyramid] + [(f'{bottleneck}.conv.weight', 0)]
-    }
     widths = [stage[1].conv.out_channels for stage in head.psp_modules]
-    if type(head) is LowResPSPHead:
-        # The pyramid's slice of the bottleneck, computed at pool size; its
-        # output adds that slice's term outside the conv: not re-scaled.
-        weight, first = f'{bottleneck}.pooled_weight', 0
-    else:
+    classifier = [(f'{name}.conv_seg.weight', 0)]
+    if type(head) is PSPHead:
         weight = f'{bottleneck}.conv.weight'
         first = head.bottleneck.conv.in_channels - sum(widths)
+        last = Link(f'{bottleneck}.conv', classifier)
+    else:
+        # The pyramid's slice of the bottleneck is computed at pool size;
+        # the ReLU follows the sum of both parts.
+        weight, first = f'{bottleneck}.pooled_weight', 0
+        low = head.bottleneck
+        last = Link(
+            bottleneck, classifier,
+            [f'{bottleneck}.conv.weight', f'{bottleneck}.conv.bias', weight])
+        if type(low.act) is nn.ReLU and type(
+                low.norm) in (type(None), nn.Identity):
+            followers = {**followers, bottleneck: None}
+    links = []
     for conv, width in zip(pyramid, widths):
-        readers[conv] = [(weight, first)]
+        links.append(Link(conv, [(weight, first)]))
         first += width
-    if type(head) is PSPHead:
-        # The classifier: fp32 in the int8 forms, quantized by the runtimes.
-        readers[f'{bottleneck}.conv'] = [(f'{name}.conv_seg.weight', 0)]
-    return readers
+    inputs = [(f'{p}.weight', 0)
+              for p in pyramid] + [(f'{bottleneck}.conv.weight', 0)]
+    return inputs, [
+        link for link in links + [last] if link.producer in followers
+    ]
 
 
 def equalization_links(model: nn.Module) -> List[Link]:
@@ -91,11 +108,10 @@ def equalization_links(model: nn.Module) -> List[Link]:
     by the next block only, unless it is a stage output a head reads); an
     exact PSPHead's input is read by its pyramid's 1x1 convs (after
     average pooling) and its bottleneck, and each pyramid conv by its
-    slice of the bottleneck, the bottleneck by the classifier (except in
-    the low-res head). A stage output read by any other head or a neck is
-    not re-scaled (its readers are unknown here). Other backbones (ResNet
-    applies its ReLUs inside ``forward``, after a residual sum) give no
-    links.
+    slice of the bottleneck, the bottleneck by the classifier. A stage
+    output read by any other head or a neck is not re-scaled (its readers
+    are unknown here). Other backbones (ResNet applies its ReLUs inside
+    ``forward``, after a residual sum) give no links.
 
     Args:
         model (nn.Module): A fused segmentor; not changed.
@@ -107,15 +123,15 @@ def equalization_links(model: nn.Module) -> List[Link]:
     backbone, neck = model.backbone, getattr(model, 'neck', None) is not None
     # Readers of each stage output besides the next block; None: unknown.
     outside: Dict[int, Optional[List]] = {}
-    psp = {}
+    head_links = []
     for name in ('decode_head', 'auxiliary_head'):
         head = getattr(model, name, None)
         if head is None:
             continue
-        readers = _psp_readers(head, name) or {}
-        psp.update({k: v for k, v in readers.items() if k != 'input'})
+        inputs, links = _psp_links(head, name, followers)
+        head_links += links
         index = getattr(head, 'in_index', None)
-        if neck or not readers:
+        if neck or not inputs:
             # A neck, or a head not analysed here: what it reads is off.
             used = (
                 range(len(backbone.out_indices)) if neck or index is None else
@@ -124,7 +140,7 @@ def equalization_links(model: nn.Module) -> List[Link]:
             continue
         stage = backbone.out_indices[index] + 1  # 0: the stem
         if outside.get(stage, []) is not None:
-            outside[stage] = outside.get(stage, []) + readers['input']
+            outside[stage] = outside.get(stage, []) + inputs
     convs = [(conv, i, j == len(stage) - 1) for i, stage in enumerate(stages)
              for j, conv in enumerate(stage)]
     links = []
@@ -136,11 +152,7 @@ def equalization_links(model: nn.Module) -> List[Link]:
             continue
         if readers + extra:
             links.append(Link(conv, readers + extra))
-    links += [
-        Link(conv, readers) for conv, readers in psp.items()
-        if conv in followers
-    ]
-    return links
+    return links + head_links
 
 
 def column_ranges(weight: Tensor, groups: int) -> Tensor:
@@ -165,12 +177,18 @@ def _reader_ranges(model: nn.Module, link: Link, width: int) -> Tensor:
     return torch.stack(ranges).amax(0)
 
 
+def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
+    module, _, attr = name.rpartition('.')
+    return getattr(model.get_submodule(module), attr)
+
+
 def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
-    """Producer's output channel c / s_c, readers' input channel c * s_c."""
-    producer = model.get_submodule(link.producer)
-    producer.weight.div_(scales.view(-1, 1, 1, 1))
-    if producer.bias is not None:
-        producer.bias.div_(scales)
+    """The producer's output channel c / s_c, its readers' input channel
+    c * s_c."""
+    for name in link.rows:
+        rows = _parameter(model, name)
+        if rows is not None:
+            rows.div_(scales.view((-1, ) + (1, ) * (rows.dim() - 1)))
     for name, first in link.consumers:
         weight, groups = model.get_parameter(name), _groups(model, name)
         factors = torch.ones(weight.shape[1] * groups)
@@ -229,8 +247,10 @@ def _producer_ranges(model: nn.Module, link: Link,
                      done: Optional[Tensor]) -> Tensor:
     """The producer's output range per channel now (``done``: the scales
     its output was divided by so far)."""
-    weights = model.get_submodule(
-        link.producer).weight.detach().abs().flatten(1).amax(1)
+    weights = torch.stack([
+        _parameter(model, name).detach().abs().flatten(1).amax(1)
+        for name in link.rows if name.endswith('weight')
+    ]).amax(0)
     if not output_max or link.producer not in output_max:
         return weights
     seen = output_max[link.producer].float()
