@@ -81,8 +81,7 @@ def _quantize(module: nn.Module,
                           'tools/test.py --calibration-images 8)')
     with torch.inference_mode():
         module, lines = quantize_calibrated(
-            module, calibration, lambda x: segmentor_logits(module, x),
-            recipe)
+            module, calibration, lambda x: segmentor_logits(module, x), recipe)
     bits = machine().int8_activation_bits
     notes.append(f'int8 activations: {bits} bits' + (
         '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
