@@ -242,6 +242,21 @@ def _winograd_table(results: Dict) -> List[str]:
     return _table(header, rows) if rows else []
 
 
+def _int8_table(results: Dict) -> List[str]:
+    """Per int8 form, each conv's precision and its int8 error against
+    fp32 on the calibration batch."""
+    rows = [[
+        model['name'], form['form'], layer['name'],
+        'x'.join(map(str, layer['shape'])),
+        str(layer['groups']), layer['precision'],
+        _fmt(layer['error'], 3)
+    ] for model in results['models'] for form in model['forms']
+            for layer in form.get('int8_layers') or []]
+    header = ['model', 'form', 'conv', 'weight', 'groups', 'runs in', 'error']
+    return ['Per conv of the int8 forms:', ''] + _table(header,
+                                                        rows) if rows else []
+
+
 def _skipped_table(results: Dict) -> List[str]:
     """Forms and ceilings that did not run here, and why (once each)."""
     reasons = dict(results.get('ceilings', {}).get('skipped') or {})
@@ -266,7 +281,8 @@ def render_markdown(results: Dict) -> str:
         sections.append(_forms_table(results))
     for part in (_fusion_table(results), _fast_path_table(results),
                  _comparison_table(results), _winograd_table(results),
-                 _miou_table(results), _skipped_table(results)):
+                 _int8_table(results), _miou_table(results),
+                 _skipped_table(results)):
         if part:
             sections.append(part)
     return '\n'.join('\n'.join(lines) + '\n' for lines in sections)

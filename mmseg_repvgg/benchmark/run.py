@@ -16,6 +16,7 @@ from ..compare import agreeing_labels, relative_error
 from ..config import load_config
 from ..deploy.api import deploy_model
 from ..deploy.forms import Form, FormUnavailable, parse_form
+from ..deploy.kernels import int8_layer_table
 from ..deploy.steps import structure
 from ..deploy.timing import summarize, synchronizer, time_calls
 from ..errors import ConfigError
@@ -163,6 +164,9 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
     if form.winograd and deployed.segmentor is not None:
         # Which algorithm each 3x3 conv chose at this shape, and why.
         result['winograd_choices'] = choices_table(deployed.segmentor)
+    if form.precision == 'int8' and deployed.segmentor is not None:
+        # Which convs run in int8, which stayed fp32, and their errors.
+        result['int8_layers'] = int8_layer_table(deployed.segmentor)
     if profile is not None:
         conv_rate = backbone / (profile['conv_ms'] / 1000.0) / 1e9
         profile.update(

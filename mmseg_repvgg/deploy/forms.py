@@ -24,6 +24,12 @@ WORDS = {
     'reduced': ('precision', 'reduced'),
     'autocast': ('precision', 'autocast'),
     'int8': ('precision', 'int8'),
+    # int8 recipes other than the default (kernels/int8_recipe.py RECIPES):
+    # the ablation steps, and 'plain', the int8 of the first releases.
+    'plain': ('int8_recipe', 'plain'),
+    'equalized': ('int8_recipe', 'equalized'),
+    'biascorrected': ('int8_recipe', 'biascorrected'),
+    'fallback': ('int8_recipe', 'fallback'),
     'cl': ('channels_last', True),
     'winograd': ('winograd', True),
     'lowres': ('lowres_psp', True),
@@ -68,6 +74,8 @@ class Form:
         runtime (str): ``'torch'`` (eager), ``'compile'`` (torch.compile
             with freezing), ``'onnxruntime'`` or ``'openvino'``.
         cuda_graph (bool): The eager forward replayed as a CUDA graph.
+        int8_recipe (str): How int8 calibrates: ``'default'``, or a step
+            of it for comparison (:mod:`.kernels.int8_recipe`).
     """
 
     fuse: str = 'full'
@@ -77,6 +85,7 @@ class Form:
     lowres_psp: bool = False
     runtime: str = 'torch'
     cuda_graph: bool = False
+    int8_recipe: str = 'default'
 
     @property
     def name(self) -> str:
@@ -87,6 +96,8 @@ class Form:
         words.append(dict(compile='compiled').get(self.runtime, self.runtime))
         if self.precision != _default_precision(self.runtime):
             words.append(self.precision)
+        if self.int8_recipe != 'default':
+            words.append(self.int8_recipe)
         words += [
             word for word in ('cl', 'winograd', 'lowres', 'graph')
             if getattr(self, WORDS[word][0])
@@ -115,7 +126,9 @@ class Form:
                   (self.winograd, 'Winograd'),
                   (self.lowres_psp, '+ low-res PSP'),
                   (self.runtime == 'compile', 'torch.compile'),
-                  (self.cuda_graph, 'CUDA graph')]
+                  (self.cuda_graph, 'CUDA graph'),
+                  (self.int8_recipe
+                   != 'default', f'({self.int8_recipe} int8 recipe)')]
         return ' '.join([head, precision] + [t for on, t in extras if on])
 
 
@@ -146,6 +159,8 @@ def _conflict(form: Form) -> Optional[str]:
         return 'int8 quantizes the fused convs (drop unfused/backbone)'
     if form.cuda_graph and (form.winograd or form.precision == 'int8'):
         return 'graph is a CUDA part, winograd and int8 CPU parts'
+    if form.int8_recipe != 'default' and form.precision != 'int8':
+        return f'{form.int8_recipe} is an int8 recipe (add int8)'
     return None
 
 

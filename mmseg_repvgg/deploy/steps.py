@@ -69,20 +69,26 @@ def structure(form: Form,
     return module
 
 
-def _quantize(module: nn.Module, calibration: Optional[Sequence[Tensor]],
-              notes: List[str]) -> nn.Module:
-    from .kernels.int8 import calibrate_activation_ranges, quantize_int8
+def _quantize(module: nn.Module,
+              calibration: Optional[Sequence[Tensor]],
+              notes: List[str],
+              recipe: str = 'default') -> nn.Module:
+    """``module`` in int8 by the int8 recipe ``recipe`` (a key of
+    :data:`~.kernels.int8_recipe.RECIPES`; ``'plain'``: min/max ranges,
+    no equalization, no fallback)."""
+    from .kernels.int8_recipe import quantize_calibrated
     if not calibration:
         raise ConfigError('the int8 forms need calibration batches (e.g. '
                           'tools/test.py --calibration-images 8)')
     with torch.inference_mode():
-        ranges = calibrate_activation_ranges(
-            module, calibration, lambda x: segmentor_logits(module, x))
+        module, lines = quantize_calibrated(
+            module, calibration, lambda x: segmentor_logits(module, x), recipe)
     bits = machine().int8_activation_bits
     notes.append(f'int8 activations: {bits} bits' + (
         '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
         'the kernel from saturating)'))
-    return quantize_int8(module, ranges, inplace=True)[0]
+    notes.extend(lines)
+    return module
 
 
 def precision(form: Form, module: nn.Module, device: str,
@@ -92,7 +98,7 @@ def precision(form: Form, module: nn.Module, device: str,
     memory format, on ``device``."""
     module = module.to(device).eval()
     if form.precision == 'int8':
-        module = _quantize(module, calibration, notes)
+        module = _quantize(module, calibration, notes, form.int8_recipe)
     if form.precision == 'reduced':
         module = module.to(machine().reduced_dtype(device))
     if form.channels_last:
@@ -197,8 +203,18 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
     """An onnxruntime or OpenVINO session of the form's structure."""
     from .backends import RUNTIMES
     from .onnx_export import export_onnx
+    module = structure(form, model)  # fused: a copy
+    notes = []
+    if form.precision == 'int8' and calibration:
+        # The runtimes quantize the export themselves: of the int8 recipe
+        # only the range equalization applies (exact in fp32).
+        from .kernels.int8_recipe import RECIPES, equalize_calibrated
+        if RECIPES[form.int8_recipe].equalize:
+            with torch.inference_mode():
+                notes = equalize_calibrated(
+                    module, calibration, lambda x: segmentor_logits(module, x))
     session = RUNTIMES[form.runtime](
-        structure(form, model),  # the export fuses a copy itself
+        module,
         export=export_onnx,
         int8=form.precision == 'int8',
         calibration=calibration,
@@ -206,6 +222,7 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
         workdir=workdir)
     if input_shape is not None:
         session.prepare(tuple(input_shape))
+    session.notes[:0] = notes
     return DeployedModel(
         form, session, device, notes=session.notes, session=session)
 

@@ -129,6 +129,10 @@ def test_tool_writes_json_markdown_and_png(tool_run):
         # FLOPs counted on the float structure, logits close, not exact.
         assert forms['int8']['backbone_profile']['conv_ms'] > 0
         assert forms['int8']['gflop'] == forms['fused']['gflop']
+        # What runs in which precision, per conv.
+        layers = forms['int8']['int8_layers']
+        assert {row['precision'] for row in layers} <= {'int8', 'fp32'}
+        assert any(row['precision'] == 'int8' for row in layers)
         assert 1e-4 < forms['int8']['accuracy']['max_rel_diff'] < 0.5
         assert results['ceilings']['int8']['conv3x3'] > 0
         # onnxruntime's own int8 (QDQ): quantized, and smaller on disk.
@@ -166,6 +170,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
             row.startswith(f'| {model["name"]} | {form["label"]} |')
             for row in rows), form['label']
     assert any(row.startswith(f'| {name} vs tiny_resnet |') for row in rows)
+    assert not INT8 or 'Per conv of the int8 forms:' in markdown
 
     png = (out_dir / 'benchmark.png').read_bytes()
     assert png.startswith(b'\x89PNG\r\n\x1a\n') and len(png) > 1000

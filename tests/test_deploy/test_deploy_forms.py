@@ -63,6 +63,8 @@ def test_every_form_against_fused_fp32(tiny_model, name, tmp_path):
     assert error < BOUNDS[form.dtype_name()], (name, error)
     if form.precision == 'int8':
         assert error > 0  # really quantized
+        # Runtimes too: equalized before they quantize the export.
+        assert any('range equalization' in n for n in deployed.notes)
         agree = (expected.argmax(1) == actual.argmax(1)).float().mean()
         assert agree > 0.9
     # The source model is never changed by making a form.

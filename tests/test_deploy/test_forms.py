@@ -63,6 +63,11 @@ TODAY = {
     dict(channels_last=True),
     'compiled_fp32':
     dict(runtime='compile'),
+    # The int8 of the first releases, for comparison.
+    'int8_plain':
+    dict(precision='int8', int8_recipe='plain'),
+    'int8_plain_lowres':
+    dict(precision='int8', int8_recipe='plain', lowres_psp=True),
 }
 
 
@@ -77,8 +82,8 @@ def test_the_named_forms_are_todays_shippable_forms():
     assert set(NAMED_FORMS) == {
         name
         for name, parts in TODAY.items()
-        if parts.get('fuse', 'full') == 'full' and name not in (
-            'fused_cl', 'compiled_fp32')
+        if parts.get('fuse', 'full') == 'full' and 'int8_recipe' not in parts
+        and name not in ('fused_cl', 'compiled_fp32')
     }
     assert set(available_forms()) == set(NAMED_FORMS)
 
@@ -110,6 +115,7 @@ def test_new_combinations_of_parts():
     ('unfused_int8', 'int8 quantizes the fused convs'),
     ('compiled_int8', 'torch.compile runs fp32 or reduced'),
     ('onnxruntime_openvino', 'gives runtime two values'),
+    ('reduced_plain', 'plain is an int8 recipe (add int8)'),
 ])
 def test_specs_that_name_no_form_are_refused_in_one_sentence(spec, message):
     with pytest.raises(ConfigError) as err:

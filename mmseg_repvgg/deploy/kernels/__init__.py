@@ -13,6 +13,9 @@ _EXPORTS = {
     'why_int8_unavailable': 'int8',
     'calibrate_activation_ranges': 'int8',
     'quantize_int8': 'int8',
+    'quantize_calibrated': 'int8_recipe',
+    'int8_layer_table': 'int8_recipe',
+    'RECIPES': 'int8_recipe',
     'lowres_psp_heads': 'psp_lowres',
     'contiguous_psp_pooling': 'psp_pooling',
 }

@@ -1,0 +1,264 @@
+"""Cross-layer range equalization of a fused segmentor before int8.
+
+Output channel c of a conv followed by ReLU is divided by s_c > 0 and input
+channel c of every conv that reads it multiplied by s_c (Nagel et al.,
+"Data-Free Quantization Through Weight Equalization and Bias Correction",
+ICCV 2019). ReLU, zero padding, average pooling, bilinear resizing and
+concatenation commute with s_c, so fp32 computes the same function, while
+channels whose ranges differ by orders of magnitude (RepVGG's summed
+branches) share one activation scale far better. Folded into the weights:
+nothing changes at run time.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmseg.models.decode_heads.psp_head import PSPHead
+from torch import Tensor, nn
+
+from ...models.backbones.repvgg import RepVGG
+from .psp_lowres import LowResPSPHead
+from .relu import relu_followers
+
+#: Sweeps over the links at most; each link's scales move the next link's
+#: weight ranges, so the paper iterates until the scales settle.
+MAX_SWEEPS = 20
+#: Settled: no scale of a sweep is further from 1 than this factor.
+SETTLED = 1.01
+
+
+@dataclass
+class Link:
+    """An output whose channels may be re-scaled, and its readers.
+
+    Args:
+        producer (str): The module computing it, ``relu(...)`` of a linear
+            map of its input (a conv and its ReLU: the conv).
+        consumers (list[tuple[str, int]]): ``(weight parameter, first input
+            channel)`` of every weight that reads it.
+        rows (list[str]): The parameters whose rows (output channels) make
+            it: the conv's weight and bias by default.
+    """
+
+    producer: str
+    consumers: List[Tuple[str, int]]
+    rows: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.rows = self.rows or [
+            f'{self.producer}.weight', f'{self.producer}.bias'
+        ]
+
+
+def _backbone_blocks(model: nn.Module) -> List[List[str]]:
+    """Fused block conv names of a RepVGG backbone, stage by stage (the
+    stem first, alone)."""
+    backbone = getattr(model, 'backbone', None)
+    if type(backbone) is not RepVGG or not backbone.stem.deploy:
+        return []
+    stages = [['backbone.stem']] + [[
+        f'backbone.{name}.{j}' for j in range(len(getattr(backbone, name)))
+    ] for name in backbone.stage_names]
+    return [[f'{block}.branch_reparam' for block in stage] for stage in stages]
+
+
+def _psp_links(head: nn.Module, name: str,
+               followers: Dict) -> Tuple[List[Tuple[str, int]], List[Link]]:
+    """(readers of the head's input, links inside the head) of an exact
+    PSPHead or its low-res form; ``([], [])`` for any other head."""
+    if type(head) not in (PSPHead, LowResPSPHead) or not isinstance(
+            head.in_index, int) or head.input_transform is not None:
+        return [], []
+    pyramid = [
+        f'{name}.psp_modules.{k}.1.conv' for k in range(len(head.psp_modules))
+    ]
+    bottleneck = f'{name}.bottleneck'
+    widths = [stage[1].conv.out_channels for stage in head.psp_modules]
+    classifier = [(f'{name}.conv_seg.weight', 0)]
+    if type(head) is PSPHead:
+        weight = f'{bottleneck}.conv.weight'
+        first = head.bottleneck.conv.in_channels - sum(widths)
+        last = Link(f'{bottleneck}.conv', classifier)
+    else:
+        # The pyramid's slice of the bottleneck is computed at pool size;
+        # the ReLU follows the sum of both parts.
+        weight, first = f'{bottleneck}.pooled_weight', 0
+        low = head.bottleneck
+        last = Link(
+            bottleneck, classifier,
+            [f'{bottleneck}.conv.weight', f'{bottleneck}.conv.bias', weight])
+        if type(low.act) is nn.ReLU and type(
+                low.norm) in (type(None), nn.Identity):
+            followers = {**followers, bottleneck: None}
+    links = []
+    for conv, width in zip(pyramid, widths):
+        links.append(Link(conv, [(weight, first)]))
+        first += width
+    inputs = [(f'{p}.weight', 0)
+              for p in pyramid] + [(f'{bottleneck}.conv.weight', 0)]
+    return inputs, [
+        link for link in links + [last] if link.producer in followers
+    ]
+
+
+def equalization_links(model: nn.Module) -> List[Link]:
+    """The links of a fused segmentor whose readers are all known.
+
+    A RepVGG backbone's blocks form a chain (each block's output is read
+    by the next block only, unless it is a stage output a head reads); an
+    exact PSPHead's input is read by its pyramid's 1x1 convs (after
+    average pooling) and its bottleneck, and each pyramid conv by its
+    slice of the bottleneck, the bottleneck by the classifier. A stage
+    output read by any other head or a neck is not re-scaled (its readers
+    are unknown here). Other backbones (ResNet applies its ReLUs inside
+    ``forward``, after a residual sum) give no links.
+
+    Args:
+        model (nn.Module): A fused segmentor; not changed.
+    """
+    stages = _backbone_blocks(model)
+    if not stages:
+        return []
+    followers = relu_followers(model)
+    backbone, neck = model.backbone, getattr(model, 'neck', None) is not None
+    # Readers of each stage output besides the next block; None: unknown.
+    outside: Dict[int, Optional[List]] = {}
+    head_links = []
+    for name in ('decode_head', 'auxiliary_head'):
+        head = getattr(model, name, None)
+        if head is None:
+            continue
+        inputs, links = _psp_links(head, name, followers)
+        head_links += links
+        index = getattr(head, 'in_index', None)
+        if neck or not inputs:
+            # A neck, or a head not analysed here: what it reads is off.
+            used = (
+                range(len(backbone.out_indices)) if neck or index is None else
+                [index] if isinstance(index, int) else index)
+            outside.update({backbone.out_indices[i] + 1: None for i in used})
+            continue
+        stage = backbone.out_indices[index] + 1  # 0: the stem
+        if outside.get(stage, []) is not None:
+            outside[stage] = outside.get(stage, []) + inputs
+    convs = [(conv, i, j == len(stage) - 1) for i, stage in enumerate(stages)
+             for j, conv in enumerate(stage)]
+    links = []
+    for k, (conv, stage, last) in enumerate(convs):
+        readers = [(f'{convs[k + 1][0]}.weight',
+                    0)] if k + 1 < len(convs) else []
+        extra = outside.get(stage, []) if last else []
+        if extra is None or conv not in followers:
+            continue
+        if readers + extra:
+            links.append(Link(conv, readers + extra))
+    return links + head_links
+
+
+def column_ranges(weight: Tensor, groups: int) -> Tensor:
+    """Max |w| over everything a weight multiplies input channel c with,
+    per input channel (grouped weights: only that group's rows)."""
+    per_channel = weight.detach().abs().flatten(2).amax(2)  # (out, in/g)
+    rows = per_channel.shape[0] // groups
+    return per_channel.view(groups, rows, -1).amax(1).flatten()
+
+
+def _groups(model: nn.Module, weight: str) -> int:
+    return getattr(model.get_submodule(weight.rpartition('.')[0]), 'groups', 1)
+
+
+def _reader_ranges(model: nn.Module, link: Link, width: int) -> Tensor:
+    """The largest column range over the link's readers, per channel."""
+    ranges = []
+    for weight, first in link.consumers:
+        columns = column_ranges(
+            model.get_parameter(weight), _groups(model, weight))
+        ranges.append(columns[first:first + width])
+    return torch.stack(ranges).amax(0)
+
+
+def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
+    module, _, attr = name.rpartition('.')
+    return getattr(model.get_submodule(module), attr)
+
+
+def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
+    """The producer's output channel c / s_c, its readers' input channel
+    c * s_c."""
+    for name in link.rows:
+        rows = _parameter(model, name)
+        if rows is not None:
+            rows.div_(scales.view((-1, ) + (1, ) * (rows.dim() - 1)))
+    for name, first in link.consumers:
+        weight, groups = model.get_parameter(name), _groups(model, name)
+        factors = torch.ones(weight.shape[1] * groups)
+        factors[first:first + len(scales)] = scales
+        rows = weight.shape[0] // groups
+        # Input channel g * (in/g) + i meets rows of group g, column i.
+        view = weight.view(groups, rows, weight.shape[1], -1)
+        view.mul_(factors.view(groups, 1, -1, 1))
+
+
+@torch.no_grad()
+def equalize(
+        model: nn.Module,
+        links: List[Link],
+        output_max: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+    """Equalize ``links`` of ``model`` in place; returns each producer's
+    scales (its output channel c is now divided by ``scales[c]``).
+
+    Each sweep sets ``s_c = sqrt(r_c / w_c)`` for every link, so that the
+    producer's range ``r_c / s_c`` and the readers' largest column range
+    ``w_c * s_c`` meet at ``sqrt(r_c w_c)`` (the paper's rule), until the
+    scales settle. No constant is taken out: ``sqrt(r_c w_c)`` does not
+    change under any re-scaling of the model, so parts that meet in one
+    tensor (PSP's concatenation) keep consistent ranges. ``r_c`` is the
+    producer's observed output max where given (the range int8
+    activations must hold) and its weight range otherwise; a channel
+    never active on the data is balanced by its weights at the scale of
+    the active ones.
+
+    Args:
+        model (nn.Module): A fused float segmentor.
+        links (list[Link]): From :func:`equalization_links`.
+        output_max (dict, optional): Producer -> per-channel max of its
+            ReLU output on calibration data, measured before equalizing.
+    """
+    total = {link.producer: None for link in links}
+    for _ in range(MAX_SWEEPS):
+        moved = 1.0
+        for link in links:
+            ranges = _producer_ranges(model, link, output_max,
+                                      total[link.producer])
+            readers = _reader_ranges(model, link, len(ranges))
+            scales = (ranges.clamp_min(1e-30) /
+                      readers.clamp_min(1e-30)).clamp(1e-12, 1e12).sqrt()
+            _scale_link(model, link, scales)
+            old = total[link.producer]
+            total[link.producer] = scales if old is None else old * scales
+            moved = max(moved, float(scales.max()), 1 / float(scales.min()))
+        if moved <= SETTLED:
+            break
+    return {name: s for name, s in total.items() if s is not None}
+
+
+def _producer_ranges(model: nn.Module, link: Link,
+                     output_max: Optional[Dict[str, Tensor]],
+                     done: Optional[Tensor]) -> Tensor:
+    """The producer's output range per channel now (``done``: the scales
+    its output was divided by so far)."""
+    weights = torch.stack([
+        _parameter(model, name).detach().abs().flatten(1).amax(1)
+        for name in link.rows if name.endswith('weight')
+    ]).amax(0)
+    if not output_max or link.producer not in output_max:
+        return weights
+    seen = output_max[link.producer].float()
+    seen = seen if done is None else seen / done
+    active = seen > 0
+    if not active.any():
+        return weights
+    # A channel never active on the data: its weight range times the
+    # active channels' typical ratio of output to weight range.
+    ratio = (seen[active] / weights[active].clamp_min(1e-30)).median()
+    return torch.where(active, seen, weights * ratio)
