@@ -1,7 +1,6 @@
-"""The deploy pipeline: :func:`build` makes a form step by step (structure
--> precision -> kernels -> runtime). Each step imports the kernel or
-backend module it needs only when a form asks for it, so the fp32 and
-runtime forms load none of them."""
+"""The deploy pipeline: :func:`build` makes a form step by step (structure,
+precision, kernels, runtime), each importing its kernel or backend module
+only when a form asks for it, so the fp32 forms load none."""
 import contextlib
 import copy
 from typing import Callable, ContextManager, List, Optional, Sequence
@@ -19,13 +18,12 @@ from .machine import machine
 
 
 def fuse_model(model: nn.Module, level: str) -> nn.Module:
-    """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
+    """A copy of ``model`` fused to ``level``: ``'backbone'`` (the RepVGG
+    blocks) or ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`).
 
-    ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
-    :func:`~mmseg_repvgg.models.fuse_segmentor`. Either then folds the
-    backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
-    none in a RepVGG backbone, every one in a ResNet, so that a baseline's
-    fused form is the like-for-like deploy form.
+    Either then folds the backbone's other conv-BN pairs (mmcv's
+    ``fuse_conv_bn``): none in RepVGG, all of a ResNet baseline's, so that
+    its fused form is the like-for-like deploy form.
     """
     if level == 'none':
         return model
@@ -42,13 +40,11 @@ def fuse_model(model: nn.Module, level: str) -> nn.Module:
 def structure(form: Form,
               model: nn.Module,
               copy_model: bool = False) -> nn.Module:
-    """``model`` with ``form``'s structure: fused to its level, for a
-    low-res form with the PSP bottleneck at pool resolution, and for a
-    channels_last or compiled form (inductor picks channels_last itself)
-    with PSP's pyramid pooling on a contiguous copy (equal values; CUDA's
-    channels_last adaptive pooling is many times slower). ``model`` is left
-    unchanged; a form that changes no structure returns ``model`` itself
-    unless ``copy_model``.
+    """``model`` (unchanged) with ``form``'s structure: fused, the low-res
+    PSP bottleneck, and for channels_last or compiled forms PSP's pyramid
+    pooling on a contiguous copy (CUDA's channels_last adaptive pooling is
+    many times slower). ``model`` itself if no structure changes and not
+    ``copy_model``.
 
     Raises:
         FormUnavailable: A low-res form of a model without a PSPHead.
@@ -73,9 +69,8 @@ def _quantize(module: nn.Module,
               calibration: Optional[Sequence[Tensor]],
               notes: List[str],
               recipe: str = 'default') -> nn.Module:
-    """``module`` in int8 by the int8 recipe ``recipe`` (a key of
-    :data:`~.kernels.int8_recipe.RECIPES`; ``'plain'``: min/max ranges,
-    no equalization, no fallback)."""
+    """``module`` in int8 by ``recipe``, a key of
+    :data:`~.kernels.int8_recipe.RECIPES`."""
     from .kernels.int8_recipe import quantize_calibrated
     if not calibration:
         raise ConfigError('the int8 forms need calibration batches (e.g. '
@@ -94,8 +89,8 @@ def _quantize(module: nn.Module,
 def precision(form: Form, module: nn.Module, device: str,
               calibration: Optional[Sequence[Tensor]],
               notes: List[str]) -> nn.Module:
-    """``module`` (a copy the pipeline owns) in the form's precision and
-    memory format, on ``device``."""
+    """``module`` (the pipeline's copy) in the form's precision and memory
+    format, on ``device``."""
     module = module.to(device).eval()
     if form.precision == 'int8':
         module = _quantize(module, calibration, notes, form.int8_recipe)
@@ -169,8 +164,8 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
     """The PyTorch runtime: eager, or ``torch.compile``."""
     cast, context = input_cast(form, device), run_context(form, device)
     if form.runtime == 'compile':
-        # Inductor's freezing folds the weights into the graph on the
-        # first call, which must be grad-free: ``context`` gives that.
+        # Freezing folds the weights in on the first call, which must be
+        # grad-free: ``context`` is.
         compiled = torch.compile(
             _Logits(module).eval(), dynamic=False, options=dict(freezing=True))
 
@@ -206,8 +201,8 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
     module = structure(form, model)  # fused: a copy
     notes = []
     if form.precision == 'int8' and calibration:
-        # The runtimes quantize the export themselves: of the int8 recipe
-        # only the range equalization applies (exact in fp32).
+        # The runtimes quantize the export themselves: of the recipe only
+        # equalization (exact in fp32) applies.
         from .kernels.int8_recipe import RECIPES, equalize_calibrated
         if RECIPES[form.int8_recipe].equalize:
             with torch.inference_mode():
@@ -233,8 +228,8 @@ def build(model: nn.Module,
           device: str = 'cpu',
           input_shape: Optional[Sequence[int]] = None,
           workdir: Optional[str] = None) -> DeployedModel:
-    """Make ``form`` (checked to run here) of ``model`` (left unchanged);
-    see :func:`~mmseg_repvgg.deploy.deploy_model` for the arguments."""
+    """``form`` (checked to run here) of ``model`` (unchanged); arguments as
+    :func:`~mmseg_repvgg.deploy.deploy_model`'s."""
     if form.runtime in ('onnxruntime', 'openvino'):
         return backend_runtime(form, model, device, calibration, input_shape,
                                workdir)

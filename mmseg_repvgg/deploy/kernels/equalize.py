@@ -1,13 +1,10 @@
-"""Cross-layer range equalization of a fused segmentor before int8.
-
-Output channel c of a conv followed by ReLU is divided by s_c > 0 and input
-channel c of every conv that reads it multiplied by s_c (Nagel et al.,
-"Data-Free Quantization Through Weight Equalization and Bias Correction",
-ICCV 2019). ReLU, zero padding, average pooling, bilinear resizing and
-concatenation commute with s_c, so fp32 computes the same function, while
-channels whose ranges differ by orders of magnitude (RepVGG's summed
-branches) share one activation scale far better. Folded into the weights:
-nothing changes at run time.
+"""Cross-layer range equalization of a fused segmentor before int8 (Nagel
+et al., "Data-Free Quantization Through Weight Equalization and Bias
+Correction", ICCV 2019): a conv+ReLU's output channel c divided by s_c > 0,
+its readers' input channel c multiplied by s_c. ReLU, padding, pooling,
+resizing and concatenation commute with s_c, so fp32 is unchanged, while
+RepVGG's channel ranges (orders of magnitude apart) come to share one
+activation scale. Folded into the weights: free at run time.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -20,10 +17,10 @@ from ...models.backbones.repvgg import RepVGG
 from .psp_lowres import LowResPSPHead
 from .relu import relu_followers
 
-#: Sweeps over the links at most; each link's scales move the next link's
-#: weight ranges, so the paper iterates until the scales settle.
+#: Sweeps at most: each link's scales move the next link's weight ranges,
+#: so the paper iterates until the scales settle ...
 MAX_SWEEPS = 20
-#: Settled: no scale of a sweep is further from 1 than this factor.
+#: ... that is, no scale of a sweep is further from 1 than this factor.
 SETTLED = 1.01
 
 
@@ -32,12 +29,11 @@ class Link:
     """An output whose channels may be re-scaled, and its readers.
 
     Args:
-        producer (str): The module computing it, ``relu(...)`` of a linear
-            map of its input (a conv and its ReLU: the conv).
+        producer (str): The module computing ``relu(linear(x))`` (a conv).
         consumers (list[tuple[str, int]]): ``(weight parameter, first input
             channel)`` of every weight that reads it.
         rows (list[str]): The parameters whose rows (output channels) make
-            it: the conv's weight and bias by default.
+            it; defaults to the producer's weight and bias.
     """
 
     producer: str
@@ -51,8 +47,7 @@ class Link:
 
 
 def _backbone_blocks(model: nn.Module) -> List[List[str]]:
-    """Fused block conv names of a RepVGG backbone, stage by stage (the
-    stem first, alone)."""
+    """A fused RepVGG backbone's block convs per stage (the stem first)."""
     backbone = getattr(model, 'backbone', None)
     if type(backbone) is not RepVGG or not backbone.stem.deploy:
         return []
@@ -104,14 +99,11 @@ def _psp_links(head: nn.Module, name: str,
 def equalization_links(model: nn.Module) -> List[Link]:
     """The links of a fused segmentor whose readers are all known.
 
-    A RepVGG backbone's blocks form a chain (each block's output is read
-    by the next block only, unless it is a stage output a head reads); an
-    exact PSPHead's input is read by its pyramid's 1x1 convs (after
-    average pooling) and its bottleneck, and each pyramid conv by its
-    slice of the bottleneck, the bottleneck by the classifier. A stage
-    output read by any other head or a neck is not re-scaled (its readers
-    are unknown here). Other backbones (ResNet applies its ReLUs inside
-    ``forward``, after a residual sum) give no links.
+    RepVGG's blocks form a chain; an exact PSPHead's input is read by its
+    pyramid convs and bottleneck, each pyramid conv by its slice of the
+    bottleneck, the bottleneck by the classifier. A stage output that a
+    neck or another head reads keeps its scale; other backbones (ResNet's
+    ReLUs follow a residual sum inside ``forward``) give no links.
 
     Args:
         model (nn.Module): A fused segmentor; not changed.
@@ -141,16 +133,13 @@ def equalization_links(model: nn.Module) -> List[Link]:
         stage = backbone.out_indices[index] + 1  # 0: the stem
         if outside.get(stage, []) is not None:
             outside[stage] = outside.get(stage, []) + inputs
-    convs = [(conv, i, j == len(stage) - 1) for i, stage in enumerate(stages)
-             for j, conv in enumerate(stage)]
+    chain = [conv for stage in stages for conv in stage]
+    ends = {stage[-1]: i for i, stage in enumerate(stages) if stage}
     links = []
-    for k, (conv, stage, last) in enumerate(convs):
-        readers = [(f'{convs[k + 1][0]}.weight',
-                    0)] if k + 1 < len(convs) else []
-        extra = outside.get(stage, []) if last else []
-        if extra is None or conv not in followers:
-            continue
-        if readers + extra:
+    for conv, after in zip(chain, chain[1:] + [None]):
+        readers = [(f'{after}.weight', 0)] if after else []
+        extra = outside.get(ends[conv], []) if conv in ends else []
+        if extra is not None and conv in followers and readers + extra:
             links.append(Link(conv, readers + extra))
     return links + head_links
 
@@ -169,12 +158,10 @@ def _groups(model: nn.Module, weight: str) -> int:
 
 def _reader_ranges(model: nn.Module, link: Link, width: int) -> Tensor:
     """The largest column range over the link's readers, per channel."""
-    ranges = []
-    for weight, first in link.consumers:
-        columns = column_ranges(
-            model.get_parameter(weight), _groups(model, weight))
-        ranges.append(columns[first:first + width])
-    return torch.stack(ranges).amax(0)
+    return torch.stack([
+        column_ranges(model.get_parameter(w), _groups(model, w))[f:f + width]
+        for w, f in link.consumers
+    ]).amax(0)
 
 
 def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
@@ -204,25 +191,23 @@ def equalize(
         model: nn.Module,
         links: List[Link],
         output_max: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
-    """Equalize ``links`` of ``model`` in place; returns each producer's
-    scales (its output channel c is now divided by ``scales[c]``).
+    """Equalize ``links`` of ``model`` in place.
 
-    Each sweep sets ``s_c = sqrt(r_c / w_c)`` for every link, so that the
-    producer's range ``r_c / s_c`` and the readers' largest column range
-    ``w_c * s_c`` meet at ``sqrt(r_c w_c)`` (the paper's rule), until the
-    scales settle. No constant is taken out: ``sqrt(r_c w_c)`` does not
-    change under any re-scaling of the model, so parts that meet in one
-    tensor (PSP's concatenation) keep consistent ranges. ``r_c`` is the
-    producer's observed output max where given (the range int8
-    activations must hold) and its weight range otherwise; a channel
-    never active on the data is balanced by its weights at the scale of
-    the active ones.
+    Each sweep sets ``s_c = sqrt(r_c / w_c)`` (the paper's rule): the
+    producer's range ``r_c / s_c`` and its readers' largest column range
+    ``w_c * s_c`` meet at ``sqrt(r_c w_c)``, which no re-scaling changes,
+    so parts meeting in one tensor (PSP's concatenation) stay consistent.
+    ``r_c`` is the observed output max where given (what int8 activations
+    must hold), else the weight range.
 
     Args:
         model (nn.Module): A fused float segmentor.
         links (list[Link]): From :func:`equalization_links`.
         output_max (dict, optional): Producer -> per-channel max of its
             ReLU output on calibration data, measured before equalizing.
+
+    Returns:
+        dict: Producer -> scales its output channels are now divided by.
     """
     total = {link.producer: None for link in links}
     for _ in range(MAX_SWEEPS):
@@ -245,8 +230,8 @@ def equalize(
 def _producer_ranges(model: nn.Module, link: Link,
                      output_max: Optional[Dict[str, Tensor]],
                      done: Optional[Tensor]) -> Tensor:
-    """The producer's output range per channel now (``done``: the scales
-    its output was divided by so far)."""
+    """The producer's output range per channel, its output divided by
+    ``done`` so far."""
     weights = torch.stack([
         _parameter(model, name).detach().abs().flatten(1).amax(1)
         for name in link.rows if name.endswith('weight')
@@ -258,7 +243,7 @@ def _producer_ranges(model: nn.Module, link: Link,
     active = seen > 0
     if not active.any():
         return weights
-    # A channel never active on the data: its weight range times the
-    # active channels' typical ratio of output to weight range.
+    # A channel never active on the data: its weight range at the active
+    # channels' typical ratio of output to weight range.
     ratio = (seen[active] / weights[active].clamp_min(1e-30)).median()
     return torch.where(active, seen, weights * ratio)

@@ -1,13 +1,8 @@
-"""How the int8 forms calibrate a fused segmentor: the recipe around
-:mod:`.int8`'s kernel.
-
-One statistics pass over the calibration batches; range equalization
-(:mod:`.equalize`, exact in fp32); min/max input ranges; bias correction of
-the weights' rounding; then one pass that runs each conv in int8 beside
-fp32 on the same inputs: a conv whose error exceeds the bound stays fp32.
-Which steps run is a :class:`Recipe` (:data:`RECIPES`). An MSE-optimal
-clip of the ranges was measured as well and did not help (see
-docs/deployment.md): not kept.
+"""The int8 forms' calibration recipe around :mod:`.int8`'s kernel: one
+statistics pass; range equalization (:mod:`.equalize`, exact in fp32);
+min/max input ranges; bias correction of the weights' rounding; then a pass
+running each conv in int8 beside fp32, where a conv over the bound stays
+fp32. An MSE-optimal clip of the ranges did not help (docs/deployment.md).
 """
 from dataclasses import dataclass
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Tuple,
@@ -19,14 +14,14 @@ from torch import Tensor, nn
 from ...compare import norm_error
 from ...errors import ConfigError
 from .equalize import equalization_links, equalize
-from .int8 import (Int8Conv2d, Range, default_activation_bits,
-                   quantizable_convs, quantize_int8, weight_qparams)
+from .int8 import (Int8Conv2d, Range, calibration_statistics,
+                   default_activation_bits, quantizable_convs, quantize_int8,
+                   run_batches, weight_qparams)
 from .relu import relu_followers
 
 #: A conv whose int8 output differs from fp32 by more than this (relative
-#: Frobenius norm, worst calibration batch) stays fp32. RepVGG's fused
-#: kernels measure 0.01-0.1 in int8 (the identity branch's center tap sets
-#: each row's weight scale), a conv broken by its ranges 1 or more.
+#: Frobenius norm, worst calibration batch) stays fp32: RepVGG's fused
+#: kernels measure 0.01-0.1, a conv broken by its ranges 1 or more.
 MAX_ERROR = 0.15
 
 
@@ -36,8 +31,8 @@ class Recipe:
 
     Args:
         equalize (bool): Cross-layer range equalization first.
-        bias_correction (bool): Remove the mean the weights' rounding
-            adds to each output channel from its bias.
+        bias_correction (bool): Remove the mean the weights' rounding adds
+            to each output channel from its bias.
         max_error (float, optional): The fallback bound (see
             :data:`MAX_ERROR`); None quantizes every quantizable conv.
     """
@@ -47,10 +42,9 @@ class Recipe:
     max_error: Optional[float] = MAX_ERROR
 
 
-#: The int8 forms use ``'default'``: equalization, bias correction and
-#: the fallback, each measured to help (docs/deployment.md). ``'plain'`` is
-#: the recipe of the first int8 forms (min/max ranges, every conv in int8);
-#: the others add one step at a time, to measure it.
+#: The int8 forms use ``'default'`` (each step measured to help,
+#: docs/deployment.md); ``'plain'`` is the first int8 forms' recipe, the
+#: others add one step to it.
 RECIPES: Dict[str, Recipe] = {
     'default': Recipe(),
     'plain': Recipe(False, False, None),
@@ -58,71 +52,6 @@ RECIPES: Dict[str, Recipe] = {
     'biascorrected': Recipe(max_error=None),
     'fallback': Recipe(False, False),
 }
-
-
-class _InputStats:
-    """Per-channel min, max and mean of a conv's input."""
-
-    def __init__(self):
-        self.low = self.high = self.total = None
-        self.count = 0
-
-    def add(self, x: Tensor) -> None:
-        x = x.detach().float()
-        low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
-        total = x.sum((0, 2, 3), dtype=torch.float64)
-        if self.low is None:
-            self.low, self.high, self.total = low, high, total
-        else:
-            self.low = torch.minimum(self.low, low)
-            self.high = torch.maximum(self.high, high)
-            self.total += total
-        self.count += x.numel() // x.shape[1]
-
-    def scaled(self, factors: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """(low, high, mean) of the input divided by ``factors`` per channel
-        (equalization's scales)."""
-        return (self.low / factors, self.high / factors,
-                (self.total / self.count).float() / factors)
-
-
-@torch.no_grad()
-def _statistics(model: nn.Module, names: List[str], producers: List[str],
-                batches: Iterable[Tensor], forward: Callable):
-    """One pass: each conv's :class:`_InputStats`, each producer's
-    per-channel output max after ReLU."""
-    modules = dict(model.named_modules())
-    stats = {name: _InputStats() for name in names}
-    output_max: Dict[str, Tensor] = {}
-
-    def observe(name):
-        return lambda module, args: stats[name].add(args[0])
-
-    def observe_output(name):
-
-        def hook(module, args, out):
-            high = out.detach().float().amax((0, 2, 3)).clamp_min(0)
-            old = output_max.get(name)
-            output_max[name] = high if old is None else torch.maximum(
-                old, high)
-
-        return hook
-
-    handles = [modules[n].register_forward_pre_hook(observe(n)) for n in names]
-    handles += [
-        modules[n].register_forward_hook(observe_output(n)) for n in producers
-    ]
-    count = 0
-    try:
-        for batch in batches:
-            forward(batch)
-            count += 1
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not count:
-        raise ConfigError('int8 calibration needs at least one batch')
-    return stats, output_max
 
 
 def _input_factors(model: nn.Module, links, scales: Dict[str, Tensor],
@@ -156,9 +85,8 @@ def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
 def _measure(model: nn.Module, ranges: Dict[str, Range],
              biases: Dict[str, Tensor], batches: Iterable[Tensor],
              forward: Callable, bits: int) -> Dict[str, float]:
-    """Each conv's worst relative error in int8 against fp32 over
-    ``batches``, as it will run (its ReLU in the kernel), on the inputs the
-    fp32 model gives it."""
+    """Each conv's worst relative error in int8 (as it will run, its ReLU
+    in the kernel) against fp32, on the inputs the fp32 model gives it."""
     modules = dict(model.named_modules())
     followers = relu_followers(model)
     kernels, errors = {}, {}
@@ -177,23 +105,9 @@ def _measure(model: nn.Module, ranges: Dict[str, Range],
 
         return compare
 
-    handles = [modules[n].register_forward_hook(hook(n)) for n in ranges]
-    try:
-        for batch in batches:
-            forward(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_batches([modules[n].register_forward_hook(hook(n)) for n in ranges],
+                batches, forward)
     return errors
-
-
-def _recipe(recipe: Union[str, Recipe]) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if recipe not in RECIPES:
-        raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '
-                          f'{", ".join(RECIPES)}')
-    return RECIPES[recipe]
 
 
 def quantize_calibrated(
@@ -202,10 +116,8 @@ def quantize_calibrated(
         forward: Callable[[Tensor], object],
         recipe: Union[str, Recipe] = 'default',
         activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
-    """Quantize a fused float segmentor in place, by ``recipe``.
-
-    What each conv got is kept as ``model.int8_errors`` (see
-    :func:`int8_layer_table`).
+    """Quantize a fused float segmentor in place, by ``recipe``; each
+    conv's measured error is kept as ``model.int8_errors``.
 
     Args:
         model (nn.Module): The fused segmentor (fp32, CPU, eval mode).
@@ -219,23 +131,28 @@ def quantize_calibrated(
         tuple: The model, and notes saying what was equalized and which
         convs stay fp32 (with their error).
     """
-    spec = _recipe(recipe)
+    if not isinstance(recipe, Recipe) and recipe not in RECIPES:
+        raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '
+                          f'{", ".join(RECIPES)}')
+    spec = recipe if isinstance(recipe, Recipe) else RECIPES[recipe]
     bits = activation_bits or default_activation_bits()
     names = quantizable_convs(model)
     links = equalization_links(model) if spec.equalize else []
-    stats, output_max = _statistics(model, names,
-                                    [link.producer for link in links], batches,
-                                    forward)
+    stats, output_max = calibration_statistics(
+        model, names, [link.producer for link in links], batches, forward)
     scales = equalize(model, links, output_max)
     notes = [_equalized(links)] if links else []
     ranges, biases = {}, {}
     for name in names:
-        if stats[name].low is None:  # never ran
+        stat = stats[name]
+        if stat.low is None:  # never ran
             continue
-        low, high, mean = stats[name].scaled(
-            _input_factors(model, links, scales, name))
+        # The input as equalization left it: divided per channel.
+        factors = _input_factors(model, links, scales, name)
+        low, high = stat.low / factors, stat.high / factors
         ranges[name] = (float(low.min()), float(high.max()))
         if spec.bias_correction:
+            mean = (stat.total / stat.count).float() / factors
             biases[name] = corrected_bias(model.get_submodule(name), mean)
     model.int8_errors = {}
     if spec.max_error is not None:
@@ -258,11 +175,11 @@ def _equalized(links) -> str:
 def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
                         forward: Callable[[Tensor], object]) -> List[str]:
     """Range equalization alone, in place, for the runtimes that quantize
-    an export themselves (onnxruntime, OpenVINO): one pass over
-    ``batches`` (see :func:`quantize_calibrated`); returns its note."""
+    an export themselves (onnxruntime, OpenVINO); returns its note."""
     links = equalization_links(model)
-    _, output_max = _statistics(model, [], [link.producer for link in links],
-                                batches, forward)
+    _, output_max = calibration_statistics(model, [],
+                                           [link.producer for link in links],
+                                           batches, forward)
     equalize(model, links, output_max)
     return [_equalized(links)] if links else []
 
@@ -282,10 +199,9 @@ def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
 
 
 def int8_layer_table(model: nn.Module) -> List[Dict]:
-    """One row per conv of a model :func:`quantize_calibrated` made: its
+    """One row per conv of a model :func:`quantize_calibrated` made:
     ``name``, weight ``shape``, ``groups``, ``precision`` (``'int8'`` or
-    ``'fp32'``) and measured int8 ``error`` against fp32 (None where not
-    measured)."""
+    ``'fp32'``) and measured int8 ``error`` (None where not measured)."""
     errors = getattr(model, 'int8_errors', {})
     rows = []
     for name, module in model.named_modules():
