@@ -65,27 +65,6 @@ def structure(form: Form,
     return module
 
 
-def _quantize(module: nn.Module,
-              calibration: Optional[Sequence[Tensor]],
-              notes: List[str],
-              recipe: str = 'default') -> nn.Module:
-    """``module`` in int8 by ``recipe``, a key of
-    :data:`~.kernels.int8_recipe.RECIPES`."""
-    from .kernels.int8_recipe import quantize_calibrated
-    if not calibration:
-        raise ConfigError('the int8 forms need calibration batches (e.g. '
-                          'tools/test.py --calibration-images 8)')
-    with torch.inference_mode():
-        module, lines = quantize_calibrated(
-            module, calibration, lambda x: segmentor_logits(module, x), recipe)
-    bits = machine().int8_activation_bits
-    notes.append(f'int8 activations: {bits} bits' + (
-        '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
-        'the kernel from saturating)'))
-    notes.extend(lines)
-    return module
-
-
 def precision(form: Form, module: nn.Module, device: str,
               calibration: Optional[Sequence[Tensor]],
               notes: List[str]) -> nn.Module:
@@ -93,7 +72,19 @@ def precision(form: Form, module: nn.Module, device: str,
     format, on ``device``."""
     module = module.to(device).eval()
     if form.precision == 'int8':
-        module = _quantize(module, calibration, notes, form.int8_recipe)
+        from .kernels.int8_recipe import quantize_calibrated
+        if not calibration:
+            raise ConfigError('the int8 forms need calibration batches (e.g. '
+                              'tools/test.py --calibration-images 8)')
+        with torch.inference_mode():
+            module, lines = quantize_calibrated(
+                module, calibration, lambda x: segmentor_logits(module, x),
+                form.int8_recipe)
+        bits = machine().int8_activation_bits
+        notes.append(f'int8 activations: {bits} bits' + (
+            '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums '
+            'of the kernel from saturating)'))
+        notes.extend(lines)
     if form.precision == 'reduced':
         module = module.to(machine().reduced_dtype(device))
     if form.channels_last:
@@ -149,7 +140,7 @@ def run_context(form: Form, device: str) -> Callable[[], ContextManager]:
 
 
 class _Logits(nn.Module):
-    """A segmentor's logits as a plain forward, for ``torch.compile``."""
+    """A segmentor's logits as a plain forward (``torch.compile``'s)."""
 
     def __init__(self, segmentor: nn.Module):
         super().__init__()
@@ -163,23 +154,20 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
                   notes: List[str]) -> DeployedModel:
     """The PyTorch runtime: eager, or ``torch.compile``."""
     cast, context = input_cast(form, device), run_context(form, device)
+    logits = _Logits(module)
     if form.runtime == 'compile':
         # Freezing folds the weights in on the first call, which must be
         # grad-free: ``context`` is.
-        compiled = torch.compile(
-            _Logits(module).eval(), dynamic=False, options=dict(freezing=True))
-
-        def run(inputs):
-            with context():
-                return compiled(cast(inputs))
-
-        # Hooks do not fire in a compiled graph: no module is exposed.
-        return DeployedModel(form, run, device, None, notes)
+        logits = torch.compile(
+            logits.eval(), dynamic=False, options=dict(freezing=True))
 
     def run(inputs):
         with context():
-            return segmentor_logits(module, cast(inputs))
+            return logits(cast(inputs))
 
+    if form.runtime == 'compile':
+        # Hooks do not fire in a compiled graph: no module is exposed.
+        return DeployedModel(form, run, device, None, notes)
     if form.cuda_graph:
         from .cuda_graphs import GraphedCall
         graphed = GraphedCall(run)

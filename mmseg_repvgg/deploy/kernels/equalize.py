@@ -148,8 +148,7 @@ def column_ranges(weight: Tensor, groups: int) -> Tensor:
     """Max |w| over everything a weight multiplies input channel c with,
     per input channel (grouped weights: only that group's rows)."""
     per_channel = weight.detach().abs().flatten(2).amax(2)  # (out, in/g)
-    rows = per_channel.shape[0] // groups
-    return per_channel.view(groups, rows, -1).amax(1).flatten()
+    return per_channel.view(groups, -1, per_channel.shape[1]).amax(1).flatten()
 
 
 def _groups(model: nn.Module, weight: str) -> int:
@@ -180,9 +179,8 @@ def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
         weight, groups = model.get_parameter(name), _groups(model, name)
         factors = torch.ones(weight.shape[1] * groups)
         factors[first:first + len(scales)] = scales
-        rows = weight.shape[0] // groups
         # Input channel g * (in/g) + i meets rows of group g, column i.
-        view = weight.view(groups, rows, weight.shape[1], -1)
+        view = weight.view(groups, len(weight) // groups, weight.shape[1], -1)
         view.mul_(factors.view(groups, 1, -1, 1))
 
 
@@ -191,14 +189,11 @@ def equalize(
         model: nn.Module,
         links: List[Link],
         output_max: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
-    """Equalize ``links`` of ``model`` in place.
-
-    Each sweep sets ``s_c = sqrt(r_c / w_c)`` (the paper's rule): the
-    producer's range ``r_c / s_c`` and its readers' largest column range
-    ``w_c * s_c`` meet at ``sqrt(r_c w_c)``, which no re-scaling changes,
-    so parts meeting in one tensor (PSP's concatenation) stay consistent.
-    ``r_c`` is the observed output max where given (what int8 activations
-    must hold), else the weight range.
+    """Equalize ``links`` of ``model`` in place: each sweep sets ``s_c =
+    sqrt(r_c / w_c)`` (the paper's rule; ``r_c``: the output max seen, else
+    the weight range; ``w_c``: the readers' largest column range), so both
+    meet at ``sqrt(r_c w_c)``, which no re-scaling changes: parts meeting in
+    one tensor (PSP's concatenation) stay consistent.
 
     Args:
         model (nn.Module): A fused float segmentor.

@@ -1,11 +1,7 @@
-"""Post-training int8 convolutions of a fused segmentor on x86 CPUs.
-
-Weights symmetric per output channel (a fused kernel sums three branches,
-so channel ranges differ widely); activations uint8 per tensor, 7 bits
-without VNNI (the kernel's int16 pair sums would saturate); fp32 between
-convs. Written over oneDNN's ops (:mod:`.onednn_int8`): torch's own flow
-(PT2E) needs torchao and ``torch.compile``, and mmseg's inference is eager.
-"""
+"""Post-training int8 convs on x86 CPUs: weights per output channel (fused
+branches spread their ranges), activations uint8 per tensor (7 bits without
+VNNI: the int16 pair sums would saturate). Over oneDNN's ops: torch's PT2E
+flow needs torchao and ``torch.compile``, mmseg's inference is eager."""
 import copy
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -132,11 +128,9 @@ class Int8Conv2d(nn.Module):
 
     Args:
         conv (nn.Conv2d): The float conv (zero padding).
-        input_range (tuple[float, float]): Calibrated min and max of its
-            input.
+        input_range (tuple[float, float]): Calibrated min and max of input.
         relu (bool): Apply ReLU in the kernel.
-        activation_bits (int, optional): Bits of the quantized input;
-            defaults to :func:`default_activation_bits`.
+        activation_bits (int, optional): Bits of the quantized input.
     """
 
     def __init__(self,
@@ -214,15 +208,12 @@ class Int8Conv2d(nn.Module):
 
 def quantizable_convs(model: nn.Module) -> List[str]:
     """Names of the convs :func:`quantize_int8` would run in int8."""
-    names = []
-    for name, module in model.named_modules():
-        if (type(module) is nn.Conv2d and module.padding_mode == 'zeros'
-                and not isinstance(module.padding, str)
-                and not name.endswith(KEEP_FP32) and module.in_channels //
-                module.groups * module.kernel_size[0] * module.kernel_size[1]
-                >= MIN_REDUCTION):
-            names.append(name)
-    return names
+    return [
+        name for name, module in model.named_modules()
+        if type(module) is nn.Conv2d and module.padding_mode == 'zeros' and
+        not isinstance(module.padding, str) and not name.endswith(KEEP_FP32)
+        and module.weight[0].numel() >= MIN_REDUCTION
+    ]
 
 
 @torch.no_grad()
@@ -237,8 +228,7 @@ def calibrate_activation_ranges(
         model (nn.Module): The float model (fused, eval mode).
         batches (Iterable[Tensor]): Inputs as ``forward`` takes them.
         forward (callable): Runs ``model`` on one batch.
-        names (list[str], optional): Convs to observe; defaults to
-            :func:`quantizable_convs`.
+        names (list[str], optional): Convs to observe (quantizable ones).
 
     Returns:
         dict: ``{conv name: (min, max)}`` for the convs that ran.

@@ -74,8 +74,7 @@ def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
     error = (qweight.float() * scales.view(shape) - conv.weight.float()).sum(
         (2, 3))  # (out, in / groups)
     groups = conv.groups
-    rows = error.shape[0] // groups
-    shift = (error.view(groups, rows, -1) *
+    shift = (error.view(groups, -1, error.shape[1]) *
              mean.view(groups, 1, -1)).sum(2).flatten()
     bias = conv.bias.detach().float() if conv.bias is not None else 0
     return bias - shift
@@ -137,11 +136,8 @@ def quantize_calibrated(
     spec = recipe if isinstance(recipe, Recipe) else RECIPES[recipe]
     bits = activation_bits or default_activation_bits()
     names = quantizable_convs(model)
-    links = equalization_links(model) if spec.equalize else []
-    stats, output_max = calibration_statistics(
-        model, names, [link.producer for link in links], batches, forward)
-    scales = equalize(model, links, output_max)
-    notes = [_equalized(links)] if links else []
+    stats, links, scales, notes = _equalize(model, names, batches, forward,
+                                            spec.equalize)
     ranges, biases = {}, {}
     for name in names:
         stat = stats[name]
@@ -167,21 +163,26 @@ def quantize_calibrated(
     return quantize_int8(model, ranges, True, bits)[0], notes
 
 
-def _equalized(links) -> str:
-    return (f'int8 range equalization: {len(links)} convs re-scaled with '
-            'their readers (exact in fp32)')
+def _equalize(model: nn.Module, names: List[str], batches: Iterable[Tensor],
+              forward: Callable, on: bool):
+    """The statistics pass, then equalization if ``on``: (stats, links,
+    scales, notes)."""
+    links = equalization_links(model) if on else []
+    stats, output_max = calibration_statistics(
+        model, names, [link.producer for link in links], batches, forward)
+    scales = equalize(model, links, output_max)
+    notes = [
+        f'int8 range equalization: {len(links)} convs re-scaled with their '
+        'readers (exact in fp32)'
+    ] if links else []
+    return stats, links, scales, notes
 
 
 def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
                         forward: Callable[[Tensor], object]) -> List[str]:
     """Range equalization alone, in place, for the runtimes that quantize
     an export themselves (onnxruntime, OpenVINO); returns its note."""
-    links = equalization_links(model)
-    _, output_max = calibration_statistics(model, [],
-                                           [link.producer for link in links],
-                                           batches, forward)
-    equalize(model, links, output_max)
-    return [_equalized(links)] if links else []
+    return _equalize(model, [], batches, forward, True)[3]
 
 
 def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
@@ -205,17 +206,14 @@ def int8_layer_table(model: nn.Module) -> List[Dict]:
     errors = getattr(model, 'int8_errors', {})
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, Int8Conv2d):
-            precision, shape = 'int8', module.weight_int8.shape
-        elif isinstance(module, nn.Conv2d):
-            precision, shape = 'fp32', module.weight.shape
-        else:
-            continue
-        rows.append(
-            dict(
-                name=name,
-                shape=tuple(shape),
-                groups=module.groups,
-                precision=precision,
-                error=errors.get(name)))
+        int8 = isinstance(module, Int8Conv2d)
+        if int8 or isinstance(module, nn.Conv2d):
+            weight = module.weight_int8 if int8 else module.weight
+            rows.append(
+                dict(
+                    name=name,
+                    shape=tuple(weight.shape),
+                    groups=module.groups,
+                    precision='int8' if int8 else 'fp32',
+                    error=errors.get(name)))
     return rows
