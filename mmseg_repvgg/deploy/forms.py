@@ -36,7 +36,7 @@ WORDS = {
     'graph': ('cuda_graph', True),
 }
 #: The forms ``--list-forms`` shows: what a deployment ships (any other
-#: combination of parts that :func:`parse_form` accepts works as well).
+#: combination :func:`parse_form` accepts works too).
 NAMED_FORMS = ('fused', 'reduced', 'reduced_cl', 'lowres', 'reduced_lowres',
                'reduced_cl_lowres', 'reduced_graph', 'reduced_cl_lowres_graph',
                'autocast', 'winograd', 'winograd_lowres', 'compiled', 'int8',
@@ -63,8 +63,7 @@ class Form:
         channels_last (bool): Weights and input in channels_last.
         winograd (bool): 3x3 convs by direct or Winograd, chosen per layer.
         lowres_psp (bool): PSP bottleneck's pooled part at pool resolution.
-        runtime (str): ``'torch'``, ``'compile'``, ``'onnxruntime'`` or
-            ``'openvino'``.
+        runtime (str): ``'torch'``, ``'compile'``, ``'onnxruntime'``, ...
         cuda_graph (bool): The eager forward replayed as a CUDA graph.
         int8_recipe (str): A key of :mod:`.kernels.int8_recipe`'s RECIPES.
     """
@@ -156,14 +155,13 @@ def parse_form(spec: Union[str, Form]) -> Form:
     """The form a spec names (a :class:`Form` is returned as it is).
 
     Raises:
-        ConfigError: An unknown word, two values of one part, or parts
-            that cannot combine; the message says which and what works.
+        ConfigError: An unknown word, two values of a part, or parts that
+            cannot combine; the message says which and what works.
     """
     if isinstance(spec, Form):
         return spec
-    text = str(spec).strip().lower()
     parts: Dict[str, object] = {}
-    for word in re.split(r'[_+]', text):
+    for word in re.split(r'[_+]', str(spec).strip().lower()):
         if word not in WORDS:
             raise ConfigError(
                 f'unknown deploy form {spec!r}: {word!r} is not a part of a '
@@ -185,10 +183,9 @@ def parse_form(spec: Union[str, Form]) -> Form:
 
 
 def _runtime_missing(form: Form) -> Optional[str]:
-    modules = dict(
-        onnxruntime=['onnxruntime'],
-        openvino=['openvino'] +
-        (['nncf'] if form.precision == 'int8' else [])).get(form.runtime, [])
+    modules = [form.runtime] if form.runtime in _EXTRAS else []
+    if form.runtime == 'openvino' and form.precision == 'int8':
+        modules.append('nncf')
     for module in modules:
         try:
             __import__(module)
@@ -206,8 +203,7 @@ def why_unavailable(form: Form,
     Args:
         form (Form): The form.
         device (str): ``'cpu'`` or a CUDA device.
-        allow_emulated (bool): Accept a reduced float precision that the
-            hardware only emulates (slow, but it runs).
+        allow_emulated (bool): Accept a reduced precision only emulated.
     """
     cuda = str(device).startswith('cuda')
     if form.cuda_graph and not cuda:
@@ -230,14 +226,10 @@ def why_unavailable(form: Form,
 def _runs_instead(form: Form, device: str,
                   allow_emulated: bool) -> Optional[Form]:
     """The form with the fewest parts dropped that runs here, if any."""
-    drop = {
-        'cuda_graph': False,
-        'channels_last': False,
-        'precision': 'fp32',
-        'runtime': 'torch'
-    }
     # One part at a time, then all of them.
-    for change in [{part: value} for part, value in drop.items()] + [drop]:
+    drop = [('cuda_graph', False), ('channels_last', False),
+            ('precision', 'fp32'), ('runtime', 'torch')]
+    for change in [dict([part]) for part in drop] + [dict(drop)]:
         other = replace(form, **change)
         if (other != form and _conflict(other) is None
                 and why_unavailable(other, device, allow_emulated) is None):
@@ -252,8 +244,7 @@ def check_form(spec: Union[str, Form],
 
     Raises:
         ConfigError: The spec is not a form (see :func:`parse_form`).
-        FormUnavailable: It cannot run on ``device`` here; one sentence
-            says why and names a form that runs instead.
+        FormUnavailable: It cannot run here: why, and what runs instead.
     """
     form = parse_form(spec)
     reason = why_unavailable(form, device, allow_emulated)

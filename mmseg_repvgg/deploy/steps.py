@@ -18,13 +18,10 @@ from .machine import machine
 
 
 def fuse_model(model: nn.Module, level: str) -> nn.Module:
-    """A copy of ``model`` fused to ``level``: ``'backbone'`` (the RepVGG
-    blocks) or ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`).
-
-    Either then folds the backbone's other conv-BN pairs (mmcv's
-    ``fuse_conv_bn``): none in RepVGG, all of a ResNet baseline's, so that
-    its fused form is the like-for-like deploy form.
-    """
+    """A copy of ``model`` fused to ``level`` (``'backbone'``: the RepVGG
+    blocks; ``'full'``: :func:`~mmseg_repvgg.models.fuse_segmentor`), then
+    the backbone's other conv-BN pairs folded: a ResNet baseline's all, so
+    that its fused form is the like-for-like deploy form."""
     if level == 'none':
         return model
     if level == 'backbone':
@@ -41,10 +38,9 @@ def structure(form: Form,
               model: nn.Module,
               copy_model: bool = False) -> nn.Module:
     """``model`` (unchanged) with ``form``'s structure: fused, the low-res
-    PSP bottleneck, and for channels_last or compiled forms PSP's pyramid
-    pooling on a contiguous copy (CUDA's channels_last adaptive pooling is
-    many times slower). ``model`` itself if no structure changes and not
-    ``copy_model``.
+    PSP bottleneck, and for channels_last or compiled forms PSP's pooling on
+    a contiguous copy (CUDA's channels_last adaptive pooling is far slower);
+    ``model`` itself if nothing changes and not ``copy_model``.
 
     Raises:
         FormUnavailable: A low-res form of a model without a PSPHead.
@@ -123,8 +119,7 @@ def input_cast(form: Form, device: str) -> Callable[[Tensor], Tensor]:
 
 def run_context(form: Form, device: str) -> Callable[[], ContextManager]:
     """The context a form's module runs under (grad mode, autocast)."""
-    # The train-time form runs as mmseg's test loop runs it (no_grad); the
-    # deploy forms use inference_mode, which also skips version counters.
+    # The train-time form as mmseg's test loop runs it; inference_mode else.
     grad = torch.no_grad if form.fuse == 'none' else torch.inference_mode
     low = machine().reduced_dtype(device)
     device_type = torch.device(device).type
@@ -156,8 +151,7 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
     cast, context = input_cast(form, device), run_context(form, device)
     logits = _Logits(module)
     if form.runtime == 'compile':
-        # Freezing folds the weights in on the first call, which must be
-        # grad-free: ``context`` is.
+        # Freezing folds the weights on the first call: grad-free (context).
         logits = torch.compile(
             logits.eval(), dynamic=False, options=dict(freezing=True))
 
@@ -189,8 +183,7 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
     module = structure(form, model)  # fused: a copy
     notes = []
     if form.precision == 'int8' and calibration:
-        # The runtimes quantize the export themselves: of the recipe only
-        # equalization (exact in fp32) applies.
+        # The runtime quantizes the export: of the recipe only equalization.
         from .kernels.int8_recipe import RECIPES, equalize_calibrated
         if RECIPES[form.int8_recipe].equalize:
             with torch.inference_mode():

@@ -1,11 +1,9 @@
-"""Cross-layer range equalization of a fused segmentor before int8 (Nagel
-et al., "Data-Free Quantization Through Weight Equalization and Bias
-Correction", ICCV 2019): a conv+ReLU's output channel c divided by s_c > 0,
-its readers' input channel c multiplied by s_c. ReLU, padding, pooling,
-resizing and concatenation commute with s_c, so fp32 is unchanged, while
-RepVGG's channel ranges (orders of magnitude apart) come to share one
-activation scale. Folded into the weights: free at run time.
-"""
+"""Cross-layer range equalization before int8 (Nagel et al., "Data-Free
+Quantization Through Weight Equalization and Bias Correction", ICCV 2019):
+a conv+ReLU's output channel c divided by s_c > 0, its readers' input
+channel c multiplied by s_c. ReLU, padding, pooling, resizing and concat
+commute with s_c: fp32 is unchanged, RepVGG's channel ranges (orders of
+magnitude apart) come close, and the weights hold it: free at run time."""
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -17,24 +15,18 @@ from ...models.backbones.repvgg import RepVGG
 from .psp_lowres import LowResPSPHead
 from .relu import relu_followers
 
-#: Sweeps at most: each link's scales move the next link's weight ranges,
-#: so the paper iterates until the scales settle ...
+#: Sweeps at most (each link's scales move the next link's weight ranges).
 MAX_SWEEPS = 20
-#: ... that is, no scale of a sweep is further from 1 than this factor.
+#: Settled: no scale of a sweep is further from 1 than this factor.
 SETTLED = 1.01
 
 
 @dataclass
 class Link:
-    """An output whose channels may be re-scaled, and its readers.
-
-    Args:
-        producer (str): The module computing ``relu(linear(x))`` (a conv).
-        consumers (list[tuple[str, int]]): ``(weight parameter, first input
-            channel)`` of every weight that reads it.
-        rows (list[str]): The parameters whose rows (output channels) make
-            it; defaults to the producer's weight and bias.
-    """
+    """An output whose channels may be re-scaled: its ``producer`` (the conv
+    computing ``relu(linear(x))``), the ``(weight, first input channel)`` of
+    each of its ``consumers``, and the parameters whose ``rows`` make it
+    (the producer's weight and bias by default)."""
 
     producer: str
     consumers: List[Tuple[str, int]]
@@ -44,17 +36,6 @@ class Link:
         self.rows = self.rows or [
             f'{self.producer}.weight', f'{self.producer}.bias'
         ]
-
-
-def _backbone_blocks(model: nn.Module) -> List[List[str]]:
-    """A fused RepVGG backbone's block convs per stage (the stem first)."""
-    backbone = getattr(model, 'backbone', None)
-    if type(backbone) is not RepVGG or not backbone.stem.deploy:
-        return []
-    stages = [['backbone.stem']] + [[
-        f'backbone.{name}.{j}' for j in range(len(getattr(backbone, name)))
-    ] for name in backbone.stage_names]
-    return [[f'{block}.branch_reparam' for block in stage] for stage in stages]
 
 
 def _psp_links(head: nn.Module, name: str,
@@ -75,8 +56,7 @@ def _psp_links(head: nn.Module, name: str,
         first = head.bottleneck.conv.in_channels - sum(widths)
         last = Link(f'{bottleneck}.conv', classifier)
     else:
-        # The pyramid's slice of the bottleneck is computed at pool size;
-        # the ReLU follows the sum of both parts.
+        # The pyramid's slice runs at pool size; ReLU follows the sum.
         weight, first = f'{bottleneck}.pooled_weight', 0
         low = head.bottleneck
         last = Link(
@@ -97,22 +77,19 @@ def _psp_links(head: nn.Module, name: str,
 
 
 def equalization_links(model: nn.Module) -> List[Link]:
-    """The links of a fused segmentor whose readers are all known.
-
-    RepVGG's blocks form a chain; an exact PSPHead's input is read by its
-    pyramid convs and bottleneck, each pyramid conv by its slice of the
-    bottleneck, the bottleneck by the classifier. A stage output that a
-    neck or another head reads keeps its scale; other backbones (ResNet's
-    ReLUs follow a residual sum inside ``forward``) give no links.
-
-    Args:
-        model (nn.Module): A fused segmentor; not changed.
-    """
-    stages = _backbone_blocks(model)
-    if not stages:
+    """The links of a fused segmentor (unchanged) whose readers are all
+    known: RepVGG's block chain, an exact PSPHead's pyramid, bottleneck and
+    classifier. A stage output a neck or another head reads keeps its
+    scale; other backbones (ResNet's ReLUs inside ``forward``) give none."""
+    backbone = getattr(model, 'backbone', None)
+    if type(backbone) is not RepVGG or not backbone.stem.deploy:
         return []
+    stages = [['backbone.stem.branch_reparam']] + [[
+        f'backbone.{name}.{j}.branch_reparam'
+        for j in range(len(getattr(backbone, name)))
+    ] for name in backbone.stage_names]
     followers = relu_followers(model)
-    backbone, neck = model.backbone, getattr(model, 'neck', None) is not None
+    neck = getattr(model, 'neck', None) is not None
     # Readers of each stage output besides the next block; None: unknown.
     outside: Dict[int, Optional[List]] = {}
     head_links = []
@@ -189,20 +166,14 @@ def equalize(
         model: nn.Module,
         links: List[Link],
         output_max: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
-    """Equalize ``links`` of ``model`` in place: each sweep sets ``s_c =
-    sqrt(r_c / w_c)`` (the paper's rule; ``r_c``: the output max seen, else
-    the weight range; ``w_c``: the readers' largest column range), so both
-    meet at ``sqrt(r_c w_c)``, which no re-scaling changes: parts meeting in
-    one tensor (PSP's concatenation) stay consistent.
+    """Equalize ``links`` of ``model`` in place; returns each producer's
+    scales (its output channel c is now divided by ``scales[c]``).
 
-    Args:
-        model (nn.Module): A fused float segmentor.
-        links (list[Link]): From :func:`equalization_links`.
-        output_max (dict, optional): Producer -> per-channel max of its
-            ReLU output on calibration data, measured before equalizing.
-
-    Returns:
-        dict: Producer -> scales its output channels are now divided by.
+    Each sweep sets ``s_c = sqrt(r_c / w_c)`` (the paper's rule): ``r_c`` the
+    producer's ReLU output max measured before (``output_max``), else its
+    weight range; ``w_c`` its readers' largest column range. Both meet at
+    ``sqrt(r_c w_c)``, which no re-scaling changes: PSP's concatenated parts
+    stay consistent.
     """
     total = {link.producer: None for link in links}
     for _ in range(MAX_SWEEPS):
@@ -238,7 +209,6 @@ def _producer_ranges(model: nn.Module, link: Link,
     active = seen > 0
     if not active.any():
         return weights
-    # A channel never active on the data: its weight range at the active
-    # channels' typical ratio of output to weight range.
+    # Never active on the data: its weights at the active channels' ratio.
     ratio = (seen[active] / weights[active].clamp_min(1e-30)).median()
     return torch.where(active, seen, weights * ratio)

@@ -14,8 +14,8 @@ from . import guard, onednn_int8
 from .onednn_int8 import weight_qparams
 from .relu import relu_followers
 
-#: Convs with fewer multiply-adds per output stay fp32: the image conv
-#: (3 x 3 x 3 = 27), cheap and the most sensitive to input rounding.
+#: Convs with fewer multiply-adds per output stay fp32: the image conv's 27
+#: is cheap and the most sensitive to input rounding.
 MIN_REDUCTION = 32
 #: Stays fp32: the classifier, whose logits decide every label, costs little.
 KEEP_FP32 = ('conv_seg', )
@@ -75,15 +75,16 @@ def run_batches(handles: List, batches: Iterable[Tensor],
         raise ConfigError('int8 calibration needs at least one batch')
 
 
-class InputStats:
-    """Per-channel min, max and mean of a conv's input (a pre-hook)."""
+class ChannelStats:
+    """Per-channel min, max and mean of a module's input (as a pre-hook) or
+    output (as a forward hook)."""
 
     def __init__(self):
         self.low = self.high = self.total = None
         self.count = 0
 
-    def __call__(self, module: nn.Module, args: Tuple[Tensor]) -> None:
-        x = args[0].detach().float()
+    def __call__(self, module: nn.Module, args: Tuple, out=None) -> None:
+        x = (args[0] if out is None else out).detach().float()
         low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
         total = x.sum((0, 2, 3), dtype=torch.float64)
         if self.low is None:
@@ -99,28 +100,18 @@ class InputStats:
 def calibration_statistics(model: nn.Module, names: List[str],
                            producers: List[str], batches: Iterable[Tensor],
                            forward: Callable):
-    """One pass: each conv's :class:`InputStats`, each producer's
+    """One pass: each conv's input :class:`ChannelStats`, each producer's
     per-channel output max after ReLU."""
     modules = dict(model.named_modules())
-    stats = {name: InputStats() for name in names}
-    output_max: Dict[str, Tensor] = {}
-
-    def observe_output(name):
-
-        def hook(module, args, out):
-            high = out.detach().float().amax((0, 2, 3)).clamp_min(0)
-            old = output_max.get(name)
-            output_max[name] = high if old is None else torch.maximum(
-                old, high)
-
-        return hook
-
+    stats = {name: ChannelStats() for name in names}
+    outs = {name: ChannelStats() for name in producers}
     handles = [modules[n].register_forward_pre_hook(stats[n]) for n in names]
-    handles += [
-        modules[n].register_forward_hook(observe_output(n)) for n in producers
-    ]
+    handles += [modules[n].register_forward_hook(outs[n]) for n in producers]
     run_batches(handles, batches, forward)
-    return stats, output_max
+    return stats, {
+        name: out.high.clamp_min(0)
+        for name, out in outs.items() if out.high is not None
+    }
 
 
 class Int8Conv2d(nn.Module):
@@ -143,13 +134,10 @@ class Int8Conv2d(nn.Module):
         if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
             raise ConfigError(f'int8 conv needs numeric zero padding, got '
                               f'{conv.padding_mode}/{conv.padding!r}')
-        self.in_channels, self.out_channels = (conv.in_channels,
-                                               conv.out_channels)
-        # nn.Conv2d's geometry, read by code that inspects convs (the
-        # low-res PSP bottleneck's padding offsets).
-        self.kernel_size, self.stride = conv.kernel_size, conv.stride
-        self.padding, self.dilation = conv.padding, conv.dilation
-        self.groups = conv.groups
+        # nn.Conv2d's geometry, read by code that inspects convs (low-res PSP).
+        for attr in ('in_channels', 'out_channels', 'kernel_size', 'stride',
+                     'padding', 'dilation', 'groups'):
+            setattr(self, attr, getattr(conv, attr))
         self.geometry = (list(self.stride), list(self.padding),
                          list(self.dilation), self.groups)
         self.activation_bits = (
@@ -168,8 +156,7 @@ class Int8Conv2d(nn.Module):
         bias = conv.bias.detach().float() if conv.bias is not None else None
         self.register_buffer('bias', bias)
         self.attr = 'relu' if relu else 'none'
-        # oneDNN's blocked weight, packed once (as inductor's freezing
-        # does); an opaque tensor, so not a buffer.
+        # Packed once, as inductor's freezing does; opaque, so not a buffer.
         self.packed_weight = onednn_int8.prepack(qweight, scales,
                                                  self.input_scale,
                                                  self.input_zero_point,
@@ -180,9 +167,8 @@ class Int8Conv2d(nn.Module):
 
     def quantize_input(self, x: Tensor) -> Tensor:
         """``x`` as the kernel takes it: uint8, channels_last."""
-        # One vectorized pass, its quint8 viewed as uint8; with 7 bits the
-        # input is clamped first (quint8 has no clamp). channels_last first:
-        # the kernel segfaults on an NCHW view (a no-op after an int8 conv).
+        # channels_last first: the kernel segfaults on an NCHW view; 7-bit
+        # inputs clamped before, as a quint8 tensor has no clamp.
         x = x.float().contiguous(memory_format=torch.channels_last)
         if self.activation_bits < 8:
             x = x.clamp(max=self._input_max)

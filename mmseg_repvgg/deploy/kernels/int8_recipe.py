@@ -1,9 +1,8 @@
-"""The int8 forms' calibration recipe around :mod:`.int8`'s kernel: one
-statistics pass; range equalization (:mod:`.equalize`, exact in fp32);
-min/max input ranges; bias correction of the weights' rounding; then a pass
-running each conv in int8 beside fp32, where a conv over the bound stays
-fp32. An MSE-optimal clip of the ranges did not help (docs/deployment.md).
-"""
+"""The int8 forms' calibration around :mod:`.int8`'s kernel: statistics,
+range equalization, min/max ranges, bias correction, then each conv run in
+int8 beside fp32 (over the bound: fp32). An MSE-optimal clip of the ranges
+did not help (docs/deployment.md)."""
+import functools
 from dataclasses import dataclass
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Tuple,
                     Union)
@@ -19,9 +18,8 @@ from .int8 import (Int8Conv2d, Range, calibration_statistics,
                    run_batches, weight_qparams)
 from .relu import relu_followers
 
-#: A conv whose int8 output differs from fp32 by more than this (relative
-#: Frobenius norm, worst calibration batch) stays fp32: RepVGG's fused
-#: kernels measure 0.01-0.1, a conv broken by its ranges 1 or more.
+#: A conv whose int8 output is further from fp32 (relative norm, worst batch)
+#: stays fp32: RepVGG's fused convs measure 0.01-0.1, broken ranges 1 or more.
 MAX_ERROR = 0.15
 
 
@@ -42,9 +40,8 @@ class Recipe:
     max_error: Optional[float] = MAX_ERROR
 
 
-#: The int8 forms use ``'default'`` (each step measured to help,
-#: docs/deployment.md); ``'plain'`` is the first int8 forms' recipe, the
-#: others add one step to it.
+#: The int8 forms use ``'default'`` (each step measured to help); ``'plain'``
+#: is the first int8 forms' recipe, the others add one step to it.
 RECIPES: Dict[str, Recipe] = {
     'default': Recipe(),
     'plain': Recipe(False, False, None),
@@ -70,9 +67,8 @@ def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
     """The conv's bias minus the mean its rounded weights add to each
     output on inputs of per-channel ``mean`` (borders ignored)."""
     qweight, scales = weight_qparams(conv.weight)
-    shape = (-1, ) + (1, ) * (qweight.dim() - 1)
-    error = (qweight.float() * scales.view(shape) - conv.weight.float()).sum(
-        (2, 3))  # (out, in / groups)
+    rounded = qweight.float() * scales.view(-1, 1, 1, 1)
+    error = (rounded - conv.weight.float()).sum((2, 3))  # (out, in / groups)
     groups = conv.groups
     shift = (error.view(groups, -1, error.shape[1]) *
              mean.view(groups, 1, -1)).sum(2).flatten()
@@ -95,17 +91,15 @@ def _measure(model: nn.Module, ranges: Dict[str, Range],
         if name in biases:
             kernels[name].bias = biases[name]
 
-    def hook(name):
+    def compare(name, module, args, out):
+        expected = out.relu() if name in followers else out
+        error = norm_error(expected, kernels[name](args[0]))
+        errors[name] = max(errors.get(name, 0.0), error)
 
-        def compare(module, args, out):
-            expected = out.relu() if name in followers else out
-            error = norm_error(expected, kernels[name](args[0]))
-            errors[name] = max(errors.get(name, 0.0), error)
-
-        return compare
-
-    run_batches([modules[n].register_forward_hook(hook(n)) for n in ranges],
-                batches, forward)
+    run_batches([
+        modules[n].register_forward_hook(functools.partial(compare, n))
+        for n in ranges
+    ], batches, forward)
     return errors
 
 
@@ -120,15 +114,13 @@ def quantize_calibrated(
 
     Args:
         model (nn.Module): The fused segmentor (fp32, CPU, eval mode).
-        batches (Sequence[Tensor]): Calibration inputs as ``forward`` takes
-            them; passed over once, twice with a fallback bound.
+        batches (Sequence[Tensor]): Calibration inputs for ``forward``.
         forward (callable): Runs ``model`` on one batch.
         recipe (str | Recipe): A key of :data:`RECIPES`, or a recipe.
         activation_bits (int, optional): See :class:`~.int8.Int8Conv2d`.
 
     Returns:
-        tuple: The model, and notes saying what was equalized and which
-        convs stay fp32 (with their error).
+        tuple: The model, and notes (what was equalized, what stays fp32).
     """
     if not isinstance(recipe, Recipe) and recipe not in RECIPES:
         raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '

@@ -11,8 +11,7 @@ from torch import Tensor
 
 from ...compare import norm_error
 
-#: Relative error (Frobenius norm) :func:`check_qconv` allows: 7-bit
-#: inputs and per-channel int8 weights stay well inside it.
+#: Relative error :func:`check_qconv` allows; 7-bit inputs stay well inside.
 CHECK_TOLERANCE = 0.03
 
 #: stride, padding, dilation, groups, as the ops take them.
@@ -54,8 +53,7 @@ def _run_case(gen: torch.Generator, stride: int, groups: int,
     bias = torch.randn(8, generator=gen)
     x = torch.rand(1, 16, 7, 9, generator=gen)
     qweight, scales = weight_qparams(weight)
-    # Inputs in [0, 1] on levels 0..127: no int16 pair sum saturates on
-    # CPUs without VNNI, so the check holds on every x86 CPU.
+    # Levels 0..127: no int16 pair sum saturates without VNNI (any x86 CPU).
     scale = 1.0 / 127
     # What quantize_per_tensor gives, without torch's deprecated quint8.
     q = torch.round(x / scale).to(
@@ -79,8 +77,7 @@ def check_qconv() -> Optional[str]:
     """Why oneDNN's int8 conv ops cannot run here, or None: two small convs
     (one grouped, strided, with ReLU) quantized as
     :class:`~.int8.Int8Conv2d` does, against ``F.conv2d``."""
-    # Whether the ops exist is machine.py's question (asked first by the
-    # int8 layer); a missing op raises here like a broken one.
+    # A missing op raises here like a broken one (machine.py asks first).
     gen = torch.Generator().manual_seed(0)
     for stride, groups, relu in ((1, 1, False), (2, 2, True)):
         try:

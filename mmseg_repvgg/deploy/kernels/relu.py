@@ -10,18 +10,11 @@ from ...models.backbones.repvgg import RepVGGBlock
 
 
 def relu_followers(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
-    """The modules of ``model`` that compute exactly ``relu(conv(x))``: a
-    fused :class:`RepVGGBlock`, and an mmcv ``ConvModule`` with its norm
-    gone or folded and its activation after its conv. Types match exactly
-    (a subclass may compute more); a ReLU inside some other ``forward``
-    (ResNet's blocks) cannot be seen.
-
-    Args:
-        model (nn.Module): Any model; not changed.
-
-    Returns:
-        dict: ``{conv name: (owner module, attribute of its ReLU)}``.
-    """
+    """``{conv name: (owner, ReLU attribute)}`` of the modules of ``model``
+    (unchanged) computing exactly ``relu(conv(x))``: a fused
+    :class:`RepVGGBlock`, an mmcv ``ConvModule`` with its norm gone or
+    folded and its act after its conv. Types match exactly (a subclass may
+    compute more); a ReLU inside another ``forward`` (ResNet's) is unseen."""
     pairs = {}
     for name, module in model.named_modules():
         prefix = f'{name}.' if name else ''
