@@ -80,19 +80,17 @@ class ChannelStats:
     output (as a forward hook)."""
 
     def __init__(self):
-        self.low = self.high = self.total = None
-        self.count = 0
+        self.low = self.high = None
+        self.total = self.count = 0
 
     def __call__(self, module: nn.Module, args: Tuple, out=None) -> None:
         x = (args[0] if out is None else out).detach().float()
         low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
-        total = x.sum((0, 2, 3), dtype=torch.float64)
-        if self.low is None:
-            self.low, self.high, self.total = low, high, total
-        else:
-            self.low = torch.minimum(self.low, low)
-            self.high = torch.maximum(self.high, high)
-            self.total += total
+        if self.low is not None:
+            low = torch.minimum(self.low, low)
+            high = torch.maximum(self.high, high)
+        self.low, self.high = low, high
+        self.total = self.total + x.sum((0, 2, 3), dtype=torch.float64)
         self.count += x.numel() // x.shape[1]
 
 
@@ -249,12 +247,11 @@ def quantize_int8(
         raise ConfigError('no conv was calibrated: nothing to run in int8')
     model = model if inplace else copy.deepcopy(model)
     followers = relu_followers(model)
-    for name, input_range in ranges.items():
+    for name, span in ranges.items():
         relu = name in followers
-        model.set_submodule(
-            name,
-            Int8Conv2d(
-                model.get_submodule(name), input_range, relu, activation_bits))
+        conv = Int8Conv2d(
+            model.get_submodule(name), span, relu, activation_bits)
+        model.set_submodule(name, conv)
         if relu:
             owner, act = followers[name]
             setattr(owner, act, nn.Identity())

@@ -77,11 +77,13 @@ def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _measure(model: nn.Module, ranges: Dict[str, Range],
-             biases: Dict[str, Tensor], batches: Iterable[Tensor],
-             forward: Callable, bits: int) -> Dict[str, float]:
-    """Each conv's worst relative error in int8 (as it will run, its ReLU
-    in the kernel) against fp32, on the inputs the fp32 model gives it."""
+def _fallback(model: nn.Module, ranges: Dict[str, Range],
+              biases: Dict[str, Tensor], batches: Iterable[Tensor],
+              forward: Callable, bits: int, bound: float) -> str:
+    """Each conv's worst relative error in int8 (as it will run, its ReLU in
+    the kernel) against fp32 on the fp32 model's inputs, as
+    ``model.int8_errors``; the convs over ``bound`` dropped from ``ranges``.
+    Returns one line on what stays fp32 and why."""
     modules = dict(model.named_modules())
     followers = relu_followers(model)
     kernels, errors = {}, {}
@@ -100,7 +102,15 @@ def _measure(model: nn.Module, ranges: Dict[str, Range],
         modules[n].register_forward_hook(functools.partial(compare, n))
         for n in ranges
     ], batches, forward)
-    return errors
+    model.int8_errors = errors
+    kept = [name for name in ranges if errors[name] > bound]
+    for name in kept:
+        del ranges[name]
+    worst = max((errors[name] for name in ranges), default=0.0)
+    return (f'int8 fallback: {len(kept)} of {len(errors)} convs kept fp32 '
+            f'(int8 error over {bound:g} on the calibration images)' +
+            ''.join(f', {name} {errors[name]:.3f}' for name in kept) +
+            f'; the largest error in int8: {worst:.3f}')
 
 
 def quantize_calibrated(
@@ -144,9 +154,9 @@ def quantize_calibrated(
             biases[name] = corrected_bias(model.get_submodule(name), mean)
     model.int8_errors = {}
     if spec.max_error is not None:
-        model.int8_errors = _measure(model, ranges, biases, batches, forward,
-                                     bits)
-        notes.append(_fallback(ranges, model.int8_errors, spec.max_error))
+        notes.append(
+            _fallback(model, ranges, biases, batches, forward, bits,
+                      spec.max_error))
     for name in ranges.keys() & biases.keys():
         model.get_submodule(name).bias = nn.Parameter(biases[name])
     if not ranges:
@@ -175,20 +185,6 @@ def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
     """Range equalization alone, in place, for the runtimes that quantize
     an export themselves (onnxruntime, OpenVINO); returns its note."""
     return _equalize(model, [], batches, forward, True)[3]
-
-
-def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
-              bound: float) -> str:
-    """Drop the convs over ``bound`` from ``ranges``; one line on what
-    stays fp32 and why."""
-    kept = [name for name in ranges if errors[name] > bound]
-    for name in kept:
-        del ranges[name]
-    worst = max((errors[name] for name in ranges), default=0.0)
-    return (f'int8 fallback: {len(kept)} of {len(errors)} convs kept fp32 '
-            f'(int8 error over {bound:g} on the calibration images)' +
-            ''.join(f', {name} {errors[name]:.3f}' for name in kept) +
-            f'; the largest error in int8: {worst:.3f}')
 
 
 def int8_layer_table(model: nn.Module) -> List[Dict]:
