@@ -1,9 +1,6 @@
-"""Deploy forms, composed from parts, and the one parser of their specs.
-
-A spec names the parts that differ from fused fp32 in eager PyTorch, joined
-by ``_`` or ``+`` in any order (``int8_lowres``, ``reduced+cl+lowres``).
-:func:`check_form` also asks whether this machine runs it.
-"""
+"""Deploy forms, composed from parts, and the one parser of their specs: a
+spec names the parts that differ from fused fp32 in eager PyTorch, joined by
+``_`` or ``+`` in any order (``int8_lowres``, ``reduced+cl+lowres``)."""
 import re
 from dataclasses import dataclass, replace
 from typing import Dict, Optional, Union

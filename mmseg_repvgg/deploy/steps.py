@@ -1,6 +1,5 @@
-"""The deploy pipeline: :func:`build` makes a form step by step (structure,
-precision, kernels, runtime), each importing its kernel or backend module
-only when a form asks for it, so the fp32 forms load none."""
+"""The deploy pipeline: :func:`build` makes a form step by step, each step
+importing its kernel or backend only for a form that asks (fp32 loads none)."""
 import contextlib
 import copy
 from typing import Callable, ContextManager, List, Optional, Sequence
@@ -18,10 +17,9 @@ from .machine import machine
 
 
 def fuse_model(model: nn.Module, level: str) -> nn.Module:
-    """A copy of ``model`` fused to ``level`` (``'backbone'``: the RepVGG
-    blocks; ``'full'``: :func:`~mmseg_repvgg.models.fuse_segmentor`), then
-    the backbone's other conv-BN pairs folded: a ResNet baseline's all, so
-    that its fused form is the like-for-like deploy form."""
+    """A copy of ``model`` fused to ``level`` (``'backbone'``: RepVGG blocks;
+    ``'full'``: :func:`~mmseg_repvgg.models.fuse_segmentor`), the backbone's
+    other conv-BN pairs folded too: a ResNet baseline's, like for like."""
     if level == 'none':
         return model
     if level == 'backbone':
@@ -168,7 +166,6 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
         deployed = DeployedModel(form, graphed, device, module, notes)
         graphed.notes = deployed.notes  # each capture is noted when made
         return deployed
-
     return DeployedModel(
         form, run, device, module, notes, cast=cast, context=context)
 

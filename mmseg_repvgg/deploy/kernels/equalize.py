@@ -58,19 +58,17 @@ def _psp_links(head: nn.Module, name: str,
     else:
         # The pyramid's slice runs at pool size; ReLU follows the sum.
         weight, first = f'{bottleneck}.pooled_weight', 0
-        low = head.bottleneck
         last = Link(
             bottleneck, classifier,
             [f'{bottleneck}.conv.weight', f'{bottleneck}.conv.bias', weight])
-        if type(low.act) is nn.ReLU and type(
-                low.norm) in (type(None), nn.Identity):
+        if type(head.bottleneck.act) is nn.ReLU and type(
+                head.bottleneck.norm) in (type(None), nn.Identity):
             followers = {**followers, bottleneck: None}
     links = []
     for conv, width in zip(pyramid, widths):
         links.append(Link(conv, [(weight, first)]))
         first += width
-    inputs = [(f'{p}.weight', 0)
-              for p in pyramid] + [(f'{bottleneck}.conv.weight', 0)]
+    inputs = [(f'{c}.weight', 0) for c in pyramid + [f'{bottleneck}.conv']]
     return inputs, [
         link for link in links + [last] if link.producer in followers
     ]
@@ -122,8 +120,7 @@ def equalization_links(model: nn.Module) -> List[Link]:
 
 
 def column_ranges(weight: Tensor, groups: int) -> Tensor:
-    """Max |w| over everything a weight multiplies input channel c with,
-    per input channel (grouped weights: only that group's rows)."""
+    """Per input channel, max |w| over the rows it meets (its group's)."""
     per_channel = weight.detach().abs().flatten(2).amax(2)  # (out, in/g)
     return per_channel.view(groups, -1, per_channel.shape[1]).amax(1).flatten()
 
@@ -146,8 +143,7 @@ def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
 
 
 def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
-    """The producer's output channel c / s_c, its readers' input channel
-    c * s_c."""
+    """The producer's output channel c / s_c, its readers' input c * s_c."""
     for name in link.rows:
         rows = _parameter(model, name)
         if rows is not None:
@@ -196,8 +192,7 @@ def equalize(
 def _producer_ranges(model: nn.Module, link: Link,
                      output_max: Optional[Dict[str, Tensor]],
                      done: Optional[Tensor]) -> Tensor:
-    """The producer's output range per channel, its output divided by
-    ``done`` so far."""
+    """The producer's output range per channel, divided by ``done`` so far."""
     weights = torch.stack([
         _parameter(model, name).detach().abs().flatten(1).amax(1)
         for name in link.rows if name.endswith('weight')

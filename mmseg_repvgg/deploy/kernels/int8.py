@@ -24,8 +24,7 @@ Range = Tuple[float, float]
 
 
 def why_int8_unavailable() -> Optional[str]:
-    """Why int8 convs cannot run here (the machine, then the ops' check,
-    whose failure is logged once), or None."""
+    """Why int8 convs cannot run here (a failed ops check logged once)."""
     reason = machine().why_not('int8', 'cpu')
     if reason:
         return reason
@@ -50,8 +49,7 @@ def default_activation_bits() -> int:
 def activation_qparams(low: float,
                        high: float,
                        bits: int = 8) -> Tuple[float, int]:
-    """uint8 scale and zero point covering ``[low, high]`` and 0 on
-    ``2**bits`` levels."""
+    """Scale and zero point of ``bits``-bit uint8 over ``[low, high]``, 0."""
     if not 2 <= bits <= 8:
         raise ValueError(f'activation bits must be 2..8, got {bits}')
     top = 2**bits - 1
@@ -76,8 +74,8 @@ def run_batches(handles: List, batches: Iterable[Tensor],
 
 
 class ChannelStats:
-    """Per-channel min, max and mean of a module's input (as a pre-hook) or
-    output (as a forward hook)."""
+    """Per-channel min, max and mean of a module's input (a pre-hook) or
+    output (a forward hook)."""
 
     def __init__(self):
         self.low = self.high = None

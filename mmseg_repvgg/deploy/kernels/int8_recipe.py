@@ -1,7 +1,6 @@
-"""The int8 forms' calibration around :mod:`.int8`'s kernel: statistics,
-range equalization, min/max ranges, bias correction, then each conv run in
-int8 beside fp32 (over the bound: fp32). An MSE-optimal clip of the ranges
-did not help (docs/deployment.md)."""
+"""The int8 forms' calibration around :mod:`.int8`: statistics, range
+equalization, min/max ranges, bias correction, a per-conv fallback to fp32.
+An MSE-optimal clip of the ranges did not help (docs/deployment.md)."""
 import functools
 from dataclasses import dataclass
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Tuple,
@@ -51,18 +50,6 @@ RECIPES: Dict[str, Recipe] = {
 }
 
 
-def _input_factors(model: nn.Module, links, scales: Dict[str, Tensor],
-                   name: str) -> Tensor:
-    """What equalization divided each input channel of conv ``name`` by."""
-    factors = torch.ones(model.get_submodule(name).in_channels)
-    for link in links:
-        for weight, first in link.consumers:
-            if weight == f'{name}.weight' and link.producer in scales:
-                part = scales[link.producer]
-                factors[first:first + len(part)] = part
-    return factors
-
-
 def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
     """The conv's bias minus the mean its rounded weights add to each
     output on inputs of per-channel ``mean`` (borders ignored)."""
@@ -80,10 +67,9 @@ def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
 def _fallback(model: nn.Module, ranges: Dict[str, Range],
               biases: Dict[str, Tensor], batches: Iterable[Tensor],
               forward: Callable, bits: int, bound: float) -> str:
-    """Each conv's worst relative error in int8 (as it will run, its ReLU in
-    the kernel) against fp32 on the fp32 model's inputs, as
-    ``model.int8_errors``; the convs over ``bound`` dropped from ``ranges``.
-    Returns one line on what stays fp32 and why."""
+    """Each conv's worst error in int8 (its ReLU in the kernel) against fp32
+    on fp32's inputs as ``model.int8_errors``, those over ``bound`` dropped
+    from ``ranges``; one line on what stays fp32 and why."""
     modules = dict(model.named_modules())
     followers = relu_followers(model)
     kernels, errors = {}, {}
@@ -138,19 +124,17 @@ def quantize_calibrated(
     spec = recipe if isinstance(recipe, Recipe) else RECIPES[recipe]
     bits = activation_bits or default_activation_bits()
     names = quantizable_convs(model)
-    stats, links, scales, notes = _equalize(model, names, batches, forward,
-                                            spec.equalize)
+    stats, factors, notes = _equalize(model, names, batches, forward,
+                                      spec.equalize)
     ranges, biases = {}, {}
     for name in names:
-        stat = stats[name]
+        stat, factor = stats[name], factors[name]
         if stat.low is None:  # never ran
             continue
-        # The input as equalization left it: divided per channel.
-        factors = _input_factors(model, links, scales, name)
-        low, high = stat.low / factors, stat.high / factors
+        low, high = stat.low / factor, stat.high / factor
         ranges[name] = (float(low.min()), float(high.max()))
         if spec.bias_correction:
-            mean = (stat.total / stat.count).float() / factors
+            mean = (stat.total / stat.count).float() / factor
             biases[name] = corrected_bias(model.get_submodule(name), mean)
     model.int8_errors = {}
     if spec.max_error is not None:
@@ -167,30 +151,39 @@ def quantize_calibrated(
 
 def _equalize(model: nn.Module, names: List[str], batches: Iterable[Tensor],
               forward: Callable, on: bool):
-    """The statistics pass, then equalization if ``on``: (stats, links,
-    scales, notes)."""
+    """The statistics pass, then equalization if ``on``: each conv's input
+    stats, what equalization divided its input channels by, the notes."""
     links = equalization_links(model) if on else []
     stats, output_max = calibration_statistics(
         model, names, [link.producer for link in links], batches, forward)
     scales = equalize(model, links, output_max)
+    factors = {
+        n: torch.ones(model.get_submodule(n).in_channels)
+        for n in names
+    }
+    for link in links:
+        for weight, first in link.consumers:
+            conv, _, param = weight.rpartition('.')
+            if param == 'weight' and conv in factors:
+                part = scales[link.producer]
+                factors[conv][first:first + len(part)] = part
     notes = [
         f'int8 range equalization: {len(links)} convs re-scaled with their '
         'readers (exact in fp32)'
     ] if links else []
-    return stats, links, scales, notes
+    return stats, factors, notes
 
 
 def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
                         forward: Callable[[Tensor], object]) -> List[str]:
     """Range equalization alone, in place, for the runtimes that quantize
     an export themselves (onnxruntime, OpenVINO); returns its note."""
-    return _equalize(model, [], batches, forward, True)[3]
+    return _equalize(model, [], batches, forward, True)[2]
 
 
 def int8_layer_table(model: nn.Module) -> List[Dict]:
-    """One row per conv of a model :func:`quantize_calibrated` made:
-    ``name``, weight ``shape``, ``groups``, ``precision`` (``'int8'`` or
-    ``'fp32'``) and measured int8 ``error`` (None where not measured)."""
+    """Per conv of a model :func:`quantize_calibrated` made: ``name``, weight
+    ``shape``, ``groups``, ``precision`` and measured int8 ``error``."""
     errors = getattr(model, 'int8_errors', {})
     rows = []
     for name, module in model.named_modules():

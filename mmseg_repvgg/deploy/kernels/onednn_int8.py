@@ -1,8 +1,6 @@
-"""The only calls of oneDNN's private int8 conv ops (``qconv_prepack``,
-``qconv_pointwise``) and their check. A call that does not fit their schema
-crashes instead of raising, so :func:`check_qconv` runs in a child process
-first (:mod:`.guard`); imports only torch and ``...compare`` for that child.
-"""
+"""The only calls of oneDNN's private int8 conv ops, and their check: a
+call that does not fit their schema crashes, so :func:`check_qconv` runs in
+a child process first (:mod:`.guard`), which loads only this and compare."""
 from typing import List, Optional, Tuple
 
 import torch
@@ -75,8 +73,7 @@ def _run_case(gen: torch.Generator, stride: int, groups: int,
 
 def check_qconv() -> Optional[str]:
     """Why oneDNN's int8 conv ops cannot run here, or None: two small convs
-    (one grouped, strided, with ReLU) quantized as
-    :class:`~.int8.Int8Conv2d` does, against ``F.conv2d``."""
+    (one grouped, strided, with ReLU) against ``F.conv2d``."""
     # A missing op raises here like a broken one (machine.py asks first).
     gen = torch.Generator().manual_seed(0)
     for stride, groups, relu in ((1, 1, False), (2, 2, True)):
