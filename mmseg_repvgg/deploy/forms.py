@@ -60,7 +60,7 @@ class Form:
         channels_last (bool): Weights and input in channels_last.
         winograd (bool): 3x3 convs by direct or Winograd, chosen per layer.
         lowres_psp (bool): PSP bottleneck's pooled part at pool resolution.
-        runtime (str): ``'torch'``, ``'compile'``, ``'onnxruntime'``, ...
+        runtime (str): ``torch``, ``compile``, ``onnxruntime`` or ``openvino``.
         cuda_graph (bool): The eager forward replayed as a CUDA graph.
         int8_recipe (str): A key of :mod:`.kernels.int8_recipe`'s RECIPES.
     """

@@ -24,7 +24,7 @@ Range = Tuple[float, float]
 
 
 def why_int8_unavailable() -> Optional[str]:
-    """Why int8 convs cannot run here (a failed ops check logged once)."""
+    """Why int8 convs cannot run here, or None (a failed check logs once)."""
     reason = machine().why_not('int8', 'cpu')
     if reason:
         return reason
