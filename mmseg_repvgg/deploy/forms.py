@@ -1,11 +1,6 @@
-"""Deploy forms, composed from parts, and the one parser of their specs.
-
-A form is its parts: fusion, precision, layout, PSP head, kernels, runtime
-and graph capture. A spec names the parts that differ from fused fp32 in
-eager PyTorch, joined by ``_`` or ``+`` in any order (``int8_lowres``,
-``reduced+cl+lowres+graph``, ``onnxruntime_int8``). :func:`parse_form`
-reads a spec; :func:`check_form` also asks whether this machine runs it.
-"""
+"""Deploy forms, composed from parts, and the one parser of their specs: a
+spec names the parts that differ from fused fp32 in eager PyTorch, joined by
+``_`` or ``+`` in any order (``int8_lowres``, ``reduced+cl+lowres``)."""
 import re
 from dataclasses import dataclass, replace
 from typing import Dict, Optional, Union
@@ -24,12 +19,11 @@ WORDS = {
     'reduced': ('precision', 'reduced'),
     'autocast': ('precision', 'autocast'),
     'int8': ('precision', 'int8'),
-    # int8 recipes other than the default (kernels/int8_recipe.py RECIPES):
-    # the ablation steps, and 'plain', the int8 of the first releases.
-    'plain': ('int8_recipe', 'plain'),
-    'equalized': ('int8_recipe', 'equalized'),
-    'biascorrected': ('int8_recipe', 'biascorrected'),
-    'fallback': ('int8_recipe', 'fallback'),
+    # The other int8 recipes (kernels/int8_recipe.py RECIPES).
+    **{
+        recipe: ('int8_recipe', recipe)
+        for recipe in ('plain', 'equalized', 'biascorrected', 'fallback')
+    },
     'cl': ('channels_last', True),
     'winograd': ('winograd', True),
     'lowres': ('lowres_psp', True),
@@ -39,7 +33,7 @@ WORDS = {
     'graph': ('cuda_graph', True),
 }
 #: The forms ``--list-forms`` shows: what a deployment ships (any other
-#: combination of parts that :func:`parse_form` accepts works as well).
+#: combination :func:`parse_form` accepts works too).
 NAMED_FORMS = ('fused', 'reduced', 'reduced_cl', 'lowres', 'reduced_lowres',
                'reduced_cl_lowres', 'reduced_graph', 'reduced_cl_lowres_graph',
                'autocast', 'winograd', 'winograd_lowres', 'compiled', 'int8',
@@ -60,22 +54,15 @@ class Form:
     """One way to run a segmentor: its parts.
 
     Args:
-        fuse (str): ``'full'`` (:func:`~mmseg_repvgg.models.fuse_segmentor`),
-            ``'backbone'`` (the RepVGG blocks only) or ``'none'``.
-        precision (str): ``'fp32'``, ``'reduced'`` (weights and input in
-            the device's reduced type: bf16 on CPU, fp16 on CUDA),
-            ``'autocast'`` (fp32 weights, reduced autocast) or ``'int8'``
-            (convs in int8, calibrated).
+        fuse (str): ``'full'``, ``'backbone'`` (RepVGG blocks) or ``'none'``.
+        precision (str): ``'fp32'``, ``'reduced'`` (bf16 on CPU, fp16 on
+            CUDA), ``'autocast'`` (to reduced) or ``'int8'`` (calibrated).
         channels_last (bool): Weights and input in channels_last.
-        winograd (bool): 3x3 convs by the faster of direct and Winograd,
-            chosen per layer (:mod:`.kernels.winograd`).
-        lowres_psp (bool): PSP heads compute their bottleneck's pooled part
-            at pool resolution (:mod:`.kernels.psp_lowres`).
-        runtime (str): ``'torch'`` (eager), ``'compile'`` (torch.compile
-            with freezing), ``'onnxruntime'`` or ``'openvino'``.
+        winograd (bool): 3x3 convs by direct or Winograd, chosen per layer.
+        lowres_psp (bool): PSP bottleneck's pooled part at pool resolution.
+        runtime (str): ``torch``, ``compile``, ``onnxruntime`` or ``openvino``.
         cuda_graph (bool): The eager forward replayed as a CUDA graph.
-        int8_recipe (str): How int8 calibrates: ``'default'``, or a step
-            of it for comparison (:mod:`.kernels.int8_recipe`).
+        int8_recipe (str): A key of :mod:`.kernels.int8_recipe`'s RECIPES.
     """
 
     fuse: str = 'full'
@@ -114,11 +101,9 @@ class Form:
 
     def label(self, device: str = 'cpu') -> str:
         """Human-readable, e.g. ``'fused bf16 channels_last'``."""
-        head = dict(
-            onnxruntime='onnxruntime', openvino='OpenVINO').get(
-                self.runtime) or dict(
-                    none='unfused', backbone='backbone-fused',
-                    full='fused')[self.fuse]
+        runtimes = dict(onnxruntime='onnxruntime', openvino='OpenVINO')
+        fusions = dict(none='unfused', backbone='backbone-fused', full='fused')
+        head = runtimes.get(self.runtime) or fusions[self.fuse]
         low = self.dtype_name(device)
         precision = (f'fp32 + {low} autocast'
                      if self.precision == 'autocast' else low)
@@ -138,8 +123,7 @@ def _default_precision(runtime: str) -> str:
 
 
 def _conflict(form: Form) -> Optional[str]:
-    """Why the parts cannot combine, naming what would; None if they can.
-    """
+    """Why the parts cannot combine, naming what would; None if they can."""
     if form.runtime in ('onnxruntime', 'openvino'):
         if form.precision not in ('fp32', 'int8'):
             return f'{form.runtime} runs fp32 or int8 models'
@@ -168,14 +152,13 @@ def parse_form(spec: Union[str, Form]) -> Form:
     """The form a spec names (a :class:`Form` is returned as it is).
 
     Raises:
-        ConfigError: An unknown word, two values of one part, or parts
-            that cannot combine; the message says which and what works.
+        ConfigError: An unknown word, two values of a part, or parts that
+            cannot combine; the message says which and what works.
     """
     if isinstance(spec, Form):
         return spec
-    text = str(spec).strip().lower()
     parts: Dict[str, object] = {}
-    for word in re.split(r'[_+]', text):
+    for word in re.split(r'[_+]', str(spec).strip().lower()):
         if word not in WORDS:
             raise ConfigError(
                 f'unknown deploy form {spec!r}: {word!r} is not a part of a '
@@ -197,10 +180,9 @@ def parse_form(spec: Union[str, Form]) -> Form:
 
 
 def _runtime_missing(form: Form) -> Optional[str]:
-    modules = dict(
-        onnxruntime=['onnxruntime'],
-        openvino=['openvino'] +
-        (['nncf'] if form.precision == 'int8' else [])).get(form.runtime, [])
+    modules = [form.runtime] if form.runtime in _EXTRAS else []
+    if form.runtime == 'openvino' and form.precision == 'int8':
+        modules.append('nncf')
     for module in modules:
         try:
             __import__(module)
@@ -218,8 +200,7 @@ def why_unavailable(form: Form,
     Args:
         form (Form): The form.
         device (str): ``'cpu'`` or a CUDA device.
-        allow_emulated (bool): Accept a reduced float precision that the
-            hardware only emulates (slow, but it runs).
+        allow_emulated (bool): Accept a reduced precision only emulated.
     """
     cuda = str(device).startswith('cuda')
     if form.cuda_graph and not cuda:
@@ -242,13 +223,10 @@ def why_unavailable(form: Form,
 def _runs_instead(form: Form, device: str,
                   allow_emulated: bool) -> Optional[Form]:
     """The form with the fewest parts dropped that runs here, if any."""
-    for change in (dict(cuda_graph=False), dict(channels_last=False),
-                   dict(precision='fp32'), dict(runtime='torch'),
-                   dict(
-                       precision='fp32',
-                       cuda_graph=False,
-                       channels_last=False,
-                       runtime='torch')):
+    # One part at a time, then all of them.
+    drop = [('cuda_graph', False), ('channels_last', False),
+            ('precision', 'fp32'), ('runtime', 'torch')]
+    for change in [dict([part]) for part in drop] + [dict(drop)]:
         other = replace(form, **change)
         if (other != form and _conflict(other) is None
                 and why_unavailable(other, device, allow_emulated) is None):
@@ -263,8 +241,7 @@ def check_form(spec: Union[str, Form],
 
     Raises:
         ConfigError: The spec is not a form (see :func:`parse_form`).
-        FormUnavailable: It cannot run on ``device`` here; one sentence
-            says why and names a form that runs instead.
+        FormUnavailable: It cannot run here: why, and what runs instead.
     """
     form = parse_form(spec)
     reason = why_unavailable(form, device, allow_emulated)
@@ -281,8 +258,7 @@ def check_form(spec: Union[str, Form],
 
 def available_forms(device: str = 'cpu',
                     allow_emulated: bool = False) -> Dict[str, Optional[str]]:
-    """``{name: None if it runs here, else why not}`` of :data:`NAMED_FORMS`.
-    """
+    """``{name: None if it runs here, else why not}`` of the named forms."""
     return {
         name: why_unavailable(parse_form(name), device, allow_emulated)
         for name in NAMED_FORMS

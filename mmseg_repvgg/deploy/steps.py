@@ -1,7 +1,5 @@
-"""The deploy pipeline: :func:`build` makes a form step by step (structure
--> precision -> kernels -> runtime). Each step imports the kernel or
-backend module it needs only when a form asks for it, so the fp32 and
-runtime forms load none of them."""
+"""The deploy pipeline: :func:`build` makes a form step by step, each step
+importing its kernel or backend only for a form that asks (fp32 loads none)."""
 import contextlib
 import copy
 from typing import Callable, ContextManager, List, Optional, Sequence
@@ -19,14 +17,9 @@ from .machine import machine
 
 
 def fuse_model(model: nn.Module, level: str) -> nn.Module:
-    """A copy of ``model`` fused to ``level`` (``model`` is unchanged).
-
-    ``'backbone'`` re-parameterizes the RepVGG blocks; ``'full'`` is
-    :func:`~mmseg_repvgg.models.fuse_segmentor`. Either then folds the
-    backbone's remaining ``conv -> BN`` pairs with mmcv's ``fuse_conv_bn``:
-    none in a RepVGG backbone, every one in a ResNet, so that a baseline's
-    fused form is the like-for-like deploy form.
-    """
+    """A copy of ``model`` fused to ``level`` (``'backbone'``: RepVGG blocks;
+    ``'full'``: :func:`~mmseg_repvgg.models.fuse_segmentor`), the backbone's
+    other conv-BN pairs folded too: a ResNet baseline's, like for like."""
     if level == 'none':
         return model
     if level == 'backbone':
@@ -42,13 +35,10 @@ def fuse_model(model: nn.Module, level: str) -> nn.Module:
 def structure(form: Form,
               model: nn.Module,
               copy_model: bool = False) -> nn.Module:
-    """``model`` with ``form``'s structure: fused to its level, for a
-    low-res form with the PSP bottleneck at pool resolution, and for a
-    channels_last or compiled form (inductor picks channels_last itself)
-    with PSP's pyramid pooling on a contiguous copy (equal values; CUDA's
-    channels_last adaptive pooling is many times slower). ``model`` is left
-    unchanged; a form that changes no structure returns ``model`` itself
-    unless ``copy_model``.
+    """``model`` (unchanged) with ``form``'s structure: fused, the low-res
+    PSP bottleneck, and for channels_last or compiled forms PSP's pooling on
+    a contiguous copy (CUDA's channels_last adaptive pooling is far slower);
+    ``model`` itself if nothing changes and not ``copy_model``.
 
     Raises:
         FormUnavailable: A low-res form of a model without a PSPHead.
@@ -69,36 +59,26 @@ def structure(form: Form,
     return module
 
 
-def _quantize(module: nn.Module,
-              calibration: Optional[Sequence[Tensor]],
-              notes: List[str],
-              recipe: str = 'default') -> nn.Module:
-    """``module`` in int8 by the int8 recipe ``recipe`` (a key of
-    :data:`~.kernels.int8_recipe.RECIPES`; ``'plain'``: min/max ranges,
-    no equalization, no fallback)."""
-    from .kernels.int8_recipe import quantize_calibrated
-    if not calibration:
-        raise ConfigError('the int8 forms need calibration batches (e.g. '
-                          'tools/test.py --calibration-images 8)')
-    with torch.inference_mode():
-        module, lines = quantize_calibrated(
-            module, calibration, lambda x: segmentor_logits(module, x), recipe)
-    bits = machine().int8_activation_bits
-    notes.append(f'int8 activations: {bits} bits' + (
-        '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums of '
-        'the kernel from saturating)'))
-    notes.extend(lines)
-    return module
-
-
 def precision(form: Form, module: nn.Module, device: str,
               calibration: Optional[Sequence[Tensor]],
               notes: List[str]) -> nn.Module:
-    """``module`` (a copy the pipeline owns) in the form's precision and
-    memory format, on ``device``."""
+    """``module`` (the pipeline's copy) in the form's precision and memory
+    format, on ``device``."""
     module = module.to(device).eval()
     if form.precision == 'int8':
-        module = _quantize(module, calibration, notes, form.int8_recipe)
+        from .kernels.int8_recipe import quantize_calibrated
+        if not calibration:
+            raise ConfigError('the int8 forms need calibration batches (e.g. '
+                              'tools/test.py --calibration-images 8)')
+        with torch.inference_mode():
+            module, lines = quantize_calibrated(
+                module, calibration, lambda x: segmentor_logits(module, x),
+                form.int8_recipe)
+        bits = machine().int8_activation_bits
+        notes.append(f'int8 activations: {bits} bits' + (
+            '' if bits == 8 else ' (no VNNI: 7 bits keep the int16 pair sums '
+            'of the kernel from saturating)'))
+        notes.extend(lines)
     if form.precision == 'reduced':
         module = module.to(machine().reduced_dtype(device))
     if form.channels_last:
@@ -137,8 +117,7 @@ def input_cast(form: Form, device: str) -> Callable[[Tensor], Tensor]:
 
 def run_context(form: Form, device: str) -> Callable[[], ContextManager]:
     """The context a form's module runs under (grad mode, autocast)."""
-    # The train-time form runs as mmseg's test loop runs it (no_grad); the
-    # deploy forms use inference_mode, which also skips version counters.
+    # The train-time form as mmseg's test loop runs it; inference_mode else.
     grad = torch.no_grad if form.fuse == 'none' else torch.inference_mode
     low = machine().reduced_dtype(device)
     device_type = torch.device(device).type
@@ -154,7 +133,7 @@ def run_context(form: Form, device: str) -> Callable[[], ContextManager]:
 
 
 class _Logits(nn.Module):
-    """A segmentor's logits as a plain forward, for ``torch.compile``."""
+    """A segmentor's logits as a plain forward (``torch.compile``'s)."""
 
     def __init__(self, segmentor: nn.Module):
         super().__init__()
@@ -168,30 +147,25 @@ def torch_runtime(form: Form, module: nn.Module, device: str,
                   notes: List[str]) -> DeployedModel:
     """The PyTorch runtime: eager, or ``torch.compile``."""
     cast, context = input_cast(form, device), run_context(form, device)
+    logits = _Logits(module)
     if form.runtime == 'compile':
-        # Inductor's freezing folds the weights into the graph on the
-        # first call, which must be grad-free: ``context`` gives that.
-        compiled = torch.compile(
-            _Logits(module).eval(), dynamic=False, options=dict(freezing=True))
-
-        def run(inputs):
-            with context():
-                return compiled(cast(inputs))
-
-        # Hooks do not fire in a compiled graph: no module is exposed.
-        return DeployedModel(form, run, device, None, notes)
+        # Freezing folds the weights on the first call: grad-free (context).
+        logits = torch.compile(
+            logits.eval(), dynamic=False, options=dict(freezing=True))
 
     def run(inputs):
         with context():
-            return segmentor_logits(module, cast(inputs))
+            return logits(cast(inputs))
 
+    if form.runtime == 'compile':
+        # Hooks do not fire in a compiled graph: no module is exposed.
+        return DeployedModel(form, run, device, None, notes)
     if form.cuda_graph:
         from .cuda_graphs import GraphedCall
         graphed = GraphedCall(run)
         deployed = DeployedModel(form, graphed, device, module, notes)
         graphed.notes = deployed.notes  # each capture is noted when made
         return deployed
-
     return DeployedModel(
         form, run, device, module, notes, cast=cast, context=context)
 
@@ -206,8 +180,7 @@ def backend_runtime(form: Form, model: nn.Module, device: str,
     module = structure(form, model)  # fused: a copy
     notes = []
     if form.precision == 'int8' and calibration:
-        # The runtimes quantize the export themselves: of the int8 recipe
-        # only the range equalization applies (exact in fp32).
+        # The runtime quantizes the export: of the recipe only equalization.
         from .kernels.int8_recipe import RECIPES, equalize_calibrated
         if RECIPES[form.int8_recipe].equalize:
             with torch.inference_mode():
@@ -233,8 +206,8 @@ def build(model: nn.Module,
           device: str = 'cpu',
           input_shape: Optional[Sequence[int]] = None,
           workdir: Optional[str] = None) -> DeployedModel:
-    """Make ``form`` (checked to run here) of ``model`` (left unchanged);
-    see :func:`~mmseg_repvgg.deploy.deploy_model` for the arguments."""
+    """``form`` (checked to run here) of ``model`` (unchanged); arguments as
+    :func:`~mmseg_repvgg.deploy.deploy_model`'s."""
     if form.runtime in ('onnxruntime', 'openvino'):
         return backend_runtime(form, model, device, calibration, input_shape,
                                workdir)

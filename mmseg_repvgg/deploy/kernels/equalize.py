@@ -1,14 +1,9 @@
-"""Cross-layer range equalization of a fused segmentor before int8.
-
-Output channel c of a conv followed by ReLU is divided by s_c > 0 and input
-channel c of every conv that reads it multiplied by s_c (Nagel et al.,
-"Data-Free Quantization Through Weight Equalization and Bias Correction",
-ICCV 2019). ReLU, zero padding, average pooling, bilinear resizing and
-concatenation commute with s_c, so fp32 computes the same function, while
-channels whose ranges differ by orders of magnitude (RepVGG's summed
-branches) share one activation scale far better. Folded into the weights:
-nothing changes at run time.
-"""
+"""Cross-layer range equalization before int8 (Nagel et al., "Data-Free
+Quantization Through Weight Equalization and Bias Correction", ICCV 2019):
+a conv+ReLU's output channel c divided by s_c > 0, its readers' input
+channel c multiplied by s_c. ReLU, padding, pooling, resizing and concat
+commute with s_c: fp32 is unchanged, RepVGG's channel ranges (orders of
+magnitude apart) come close, and the weights hold it: free at run time."""
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -20,8 +15,7 @@ from ...models.backbones.repvgg import RepVGG
 from .psp_lowres import LowResPSPHead
 from .relu import relu_followers
 
-#: Sweeps over the links at most; each link's scales move the next link's
-#: weight ranges, so the paper iterates until the scales settle.
+#: Sweeps at most (each link's scales move the next link's weight ranges).
 MAX_SWEEPS = 20
 #: Settled: no scale of a sweep is further from 1 than this factor.
 SETTLED = 1.01
@@ -29,16 +23,10 @@ SETTLED = 1.01
 
 @dataclass
 class Link:
-    """An output whose channels may be re-scaled, and its readers.
-
-    Args:
-        producer (str): The module computing it, ``relu(...)`` of a linear
-            map of its input (a conv and its ReLU: the conv).
-        consumers (list[tuple[str, int]]): ``(weight parameter, first input
-            channel)`` of every weight that reads it.
-        rows (list[str]): The parameters whose rows (output channels) make
-            it: the conv's weight and bias by default.
-    """
+    """An output whose channels may be re-scaled: its ``producer`` (the conv
+    computing ``relu(linear(x))``), the ``(weight, first input channel)`` of
+    each of its ``consumers``, and the parameters whose ``rows`` make it
+    (the producer's weight and bias by default)."""
 
     producer: str
     consumers: List[Tuple[str, int]]
@@ -48,18 +36,6 @@ class Link:
         self.rows = self.rows or [
             f'{self.producer}.weight', f'{self.producer}.bias'
         ]
-
-
-def _backbone_blocks(model: nn.Module) -> List[List[str]]:
-    """Fused block conv names of a RepVGG backbone, stage by stage (the
-    stem first, alone)."""
-    backbone = getattr(model, 'backbone', None)
-    if type(backbone) is not RepVGG or not backbone.stem.deploy:
-        return []
-    stages = [['backbone.stem']] + [[
-        f'backbone.{name}.{j}' for j in range(len(getattr(backbone, name)))
-    ] for name in backbone.stage_names]
-    return [[f'{block}.branch_reparam' for block in stage] for stage in stages]
 
 
 def _psp_links(head: nn.Module, name: str,
@@ -80,47 +56,38 @@ def _psp_links(head: nn.Module, name: str,
         first = head.bottleneck.conv.in_channels - sum(widths)
         last = Link(f'{bottleneck}.conv', classifier)
     else:
-        # The pyramid's slice of the bottleneck is computed at pool size;
-        # the ReLU follows the sum of both parts.
+        # The pyramid's slice runs at pool size; ReLU follows the sum.
         weight, first = f'{bottleneck}.pooled_weight', 0
-        low = head.bottleneck
         last = Link(
             bottleneck, classifier,
             [f'{bottleneck}.conv.weight', f'{bottleneck}.conv.bias', weight])
-        if type(low.act) is nn.ReLU and type(
-                low.norm) in (type(None), nn.Identity):
+        if type(head.bottleneck.act) is nn.ReLU and type(
+                head.bottleneck.norm) in (type(None), nn.Identity):
             followers = {**followers, bottleneck: None}
     links = []
     for conv, width in zip(pyramid, widths):
         links.append(Link(conv, [(weight, first)]))
         first += width
-    inputs = [(f'{p}.weight', 0)
-              for p in pyramid] + [(f'{bottleneck}.conv.weight', 0)]
+    inputs = [(f'{c}.weight', 0) for c in pyramid + [f'{bottleneck}.conv']]
     return inputs, [
         link for link in links + [last] if link.producer in followers
     ]
 
 
 def equalization_links(model: nn.Module) -> List[Link]:
-    """The links of a fused segmentor whose readers are all known.
-
-    A RepVGG backbone's blocks form a chain (each block's output is read
-    by the next block only, unless it is a stage output a head reads); an
-    exact PSPHead's input is read by its pyramid's 1x1 convs (after
-    average pooling) and its bottleneck, and each pyramid conv by its
-    slice of the bottleneck, the bottleneck by the classifier. A stage
-    output read by any other head or a neck is not re-scaled (its readers
-    are unknown here). Other backbones (ResNet applies its ReLUs inside
-    ``forward``, after a residual sum) give no links.
-
-    Args:
-        model (nn.Module): A fused segmentor; not changed.
-    """
-    stages = _backbone_blocks(model)
-    if not stages:
+    """The links of a fused segmentor (unchanged) whose readers are all
+    known: RepVGG's block chain, an exact PSPHead's pyramid, bottleneck and
+    classifier. A stage output a neck or another head reads keeps its
+    scale; other backbones (ResNet's ReLUs inside ``forward``) give none."""
+    backbone = getattr(model, 'backbone', None)
+    if type(backbone) is not RepVGG or not backbone.stem.deploy:
         return []
+    stages = [['backbone.stem.branch_reparam']] + [[
+        f'backbone.{name}.{j}.branch_reparam'
+        for j in range(len(getattr(backbone, name)))
+    ] for name in backbone.stage_names]
     followers = relu_followers(model)
-    backbone, neck = model.backbone, getattr(model, 'neck', None) is not None
+    neck = getattr(model, 'neck', None) is not None
     # Readers of each stage output besides the next block; None: unknown.
     outside: Dict[int, Optional[List]] = {}
     head_links = []
@@ -141,26 +108,21 @@ def equalization_links(model: nn.Module) -> List[Link]:
         stage = backbone.out_indices[index] + 1  # 0: the stem
         if outside.get(stage, []) is not None:
             outside[stage] = outside.get(stage, []) + inputs
-    convs = [(conv, i, j == len(stage) - 1) for i, stage in enumerate(stages)
-             for j, conv in enumerate(stage)]
+    chain = [conv for stage in stages for conv in stage]
+    ends = {stage[-1]: i for i, stage in enumerate(stages) if stage}
     links = []
-    for k, (conv, stage, last) in enumerate(convs):
-        readers = [(f'{convs[k + 1][0]}.weight',
-                    0)] if k + 1 < len(convs) else []
-        extra = outside.get(stage, []) if last else []
-        if extra is None or conv not in followers:
-            continue
-        if readers + extra:
+    for conv, after in zip(chain, chain[1:] + [None]):
+        readers = [(f'{after}.weight', 0)] if after else []
+        extra = outside.get(ends[conv], []) if conv in ends else []
+        if extra is not None and conv in followers and readers + extra:
             links.append(Link(conv, readers + extra))
     return links + head_links
 
 
 def column_ranges(weight: Tensor, groups: int) -> Tensor:
-    """Max |w| over everything a weight multiplies input channel c with,
-    per input channel (grouped weights: only that group's rows)."""
+    """Per input channel, max |w| over the rows it meets (its group's)."""
     per_channel = weight.detach().abs().flatten(2).amax(2)  # (out, in/g)
-    rows = per_channel.shape[0] // groups
-    return per_channel.view(groups, rows, -1).amax(1).flatten()
+    return per_channel.view(groups, -1, per_channel.shape[1]).amax(1).flatten()
 
 
 def _groups(model: nn.Module, weight: str) -> int:
@@ -169,12 +131,10 @@ def _groups(model: nn.Module, weight: str) -> int:
 
 def _reader_ranges(model: nn.Module, link: Link, width: int) -> Tensor:
     """The largest column range over the link's readers, per channel."""
-    ranges = []
-    for weight, first in link.consumers:
-        columns = column_ranges(
-            model.get_parameter(weight), _groups(model, weight))
-        ranges.append(columns[first:first + width])
-    return torch.stack(ranges).amax(0)
+    return torch.stack([
+        column_ranges(model.get_parameter(w), _groups(model, w))[f:f + width]
+        for w, f in link.consumers
+    ]).amax(0)
 
 
 def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
@@ -183,8 +143,7 @@ def _parameter(model: nn.Module, name: str) -> Optional[Tensor]:
 
 
 def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
-    """The producer's output channel c / s_c, its readers' input channel
-    c * s_c."""
+    """The producer's output channel c / s_c, its readers' input c * s_c."""
     for name in link.rows:
         rows = _parameter(model, name)
         if rows is not None:
@@ -193,9 +152,8 @@ def _scale_link(model: nn.Module, link: Link, scales: Tensor) -> None:
         weight, groups = model.get_parameter(name), _groups(model, name)
         factors = torch.ones(weight.shape[1] * groups)
         factors[first:first + len(scales)] = scales
-        rows = weight.shape[0] // groups
         # Input channel g * (in/g) + i meets rows of group g, column i.
-        view = weight.view(groups, rows, weight.shape[1], -1)
+        view = weight.view(groups, len(weight) // groups, weight.shape[1], -1)
         view.mul_(factors.view(groups, 1, -1, 1))
 
 
@@ -207,22 +165,11 @@ def equalize(
     """Equalize ``links`` of ``model`` in place; returns each producer's
     scales (its output channel c is now divided by ``scales[c]``).
 
-    Each sweep sets ``s_c = sqrt(r_c / w_c)`` for every link, so that the
-    producer's range ``r_c / s_c`` and the readers' largest column range
-    ``w_c * s_c`` meet at ``sqrt(r_c w_c)`` (the paper's rule), until the
-    scales settle. No constant is taken out: ``sqrt(r_c w_c)`` does not
-    change under any re-scaling of the model, so parts that meet in one
-    tensor (PSP's concatenation) keep consistent ranges. ``r_c`` is the
-    producer's observed output max where given (the range int8
-    activations must hold) and its weight range otherwise; a channel
-    never active on the data is balanced by its weights at the scale of
-    the active ones.
-
-    Args:
-        model (nn.Module): A fused float segmentor.
-        links (list[Link]): From :func:`equalization_links`.
-        output_max (dict, optional): Producer -> per-channel max of its
-            ReLU output on calibration data, measured before equalizing.
+    Each sweep sets ``s_c = sqrt(r_c / w_c)`` (the paper's rule): ``r_c`` the
+    producer's ReLU output max measured before (``output_max``), else its
+    weight range; ``w_c`` its readers' largest column range. Both meet at
+    ``sqrt(r_c w_c)``, which no re-scaling changes: PSP's concatenated parts
+    stay consistent.
     """
     total = {link.producer: None for link in links}
     for _ in range(MAX_SWEEPS):
@@ -245,8 +192,7 @@ def equalize(
 def _producer_ranges(model: nn.Module, link: Link,
                      output_max: Optional[Dict[str, Tensor]],
                      done: Optional[Tensor]) -> Tensor:
-    """The producer's output range per channel now (``done``: the scales
-    its output was divided by so far)."""
+    """The producer's output range per channel, divided by ``done`` so far."""
     weights = torch.stack([
         _parameter(model, name).detach().abs().flatten(1).amax(1)
         for name in link.rows if name.endswith('weight')
@@ -258,7 +204,6 @@ def _producer_ranges(model: nn.Module, link: Link,
     active = seen > 0
     if not active.any():
         return weights
-    # A channel never active on the data: its weight range times the
-    # active channels' typical ratio of output to weight range.
+    # Never active on the data: its weights at the active channels' ratio.
     ratio = (seen[active] / weights[active].clamp_min(1e-30)).median()
     return torch.where(active, seen, weights * ratio)

@@ -1,12 +1,7 @@
-"""Post-training int8 convolutions of a fused segmentor on x86 CPUs.
-
-Weights symmetric per output channel (a fused kernel sums three branches,
-so channel ranges differ widely); activations uint8 per tensor from
-calibration min/max, 7 bits without VNNI (the kernel's int16 pair sums
-would saturate); fp32 between convs. Written by hand over oneDNN's ops
-(:mod:`.onednn_int8`) because torch's maintained flow (PT2E) needs torchao
-and ``torch.compile``; staying in PyTorch keeps mmseg's own inference.
-"""
+"""Post-training int8 convs on x86 CPUs: weights per output channel (fused
+branches spread their ranges), activations uint8 per tensor (7 bits without
+VNNI: the int16 pair sums would saturate). Over oneDNN's ops: torch's PT2E
+flow needs torchao and ``torch.compile``, mmseg's inference is eager."""
 import copy
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -16,22 +11,20 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ..machine import machine
 from . import guard, onednn_int8
+from .onednn_int8 import weight_qparams
 from .relu import relu_followers
 
-#: Convs with fewer multiply-adds per output than this stay fp32: the image
-#: conv (3 channels x 3 x 3 = 27), which is both cheap and the most
-#: sensitive to input rounding.
+#: Convs with fewer multiply-adds per output stay fp32: the image conv's 27
+#: is cheap and the most sensitive to input rounding.
 MIN_REDUCTION = 32
-#: Module-name suffixes that stay fp32: the classifier, whose logits decide
-#: every label and which costs next to nothing.
+#: Stays fp32: the classifier, whose logits decide every label, costs little.
 KEEP_FP32 = ('conv_seg', )
 
 Range = Tuple[float, float]
 
 
 def why_int8_unavailable() -> Optional[str]:
-    """Why int8 convs cannot run here (the machine, then the ops' check,
-    whose failure is logged once), or None."""
+    """Why int8 convs cannot run here, or None (a failed check logs once)."""
     reason = machine().why_not('int8', 'cpu')
     if reason:
         return reason
@@ -56,8 +49,7 @@ def default_activation_bits() -> int:
 def activation_qparams(low: float,
                        high: float,
                        bits: int = 8) -> Tuple[float, int]:
-    """uint8 scale and zero point covering ``[low, high]`` and 0 with
-    ``bits`` bits (``2**bits`` levels from 0)."""
+    """Scale and zero point of ``bits``-bit uint8 over ``[low, high]``, 0."""
     if not 2 <= bits <= 8:
         raise ValueError(f'activation bits must be 2..8, got {bits}')
     top = 2**bits - 1
@@ -67,28 +59,65 @@ def activation_qparams(low: float,
     return scale, zero_point
 
 
-def weight_qparams(weight: Tensor) -> Tuple[Tensor, Tensor]:
-    """Symmetric per-output-channel int8: ``(int8 weight, fp32 scales)``."""
-    weight = weight.detach().float()
-    scales = weight.abs().amax(dim=tuple(range(1, weight.dim()))) / 127
-    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
-    shape = (-1, ) + (1, ) * (weight.dim() - 1)
-    qweight = torch.round(weight / scales.view(shape)).clamp(-127, 127)
-    return qweight.to(torch.int8), scales
+def run_batches(handles: List, batches: Iterable[Tensor],
+                forward: Callable) -> None:
+    """``forward`` on each batch, then the hooks ``handles`` removed."""
+    count = 0
+    try:
+        for count, batch in enumerate(batches, 1):
+            forward(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not count:
+        raise ConfigError('int8 calibration needs at least one batch')
+
+
+class ChannelStats:
+    """Per-channel min, max and mean of a module's input (a pre-hook) or
+    output (a forward hook)."""
+
+    def __init__(self):
+        self.low = self.high = None
+        self.total = self.count = 0
+
+    def __call__(self, module: nn.Module, args: Tuple, out=None) -> None:
+        x = (args[0] if out is None else out).detach().float()
+        low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
+        if self.low is not None:
+            low = torch.minimum(self.low, low)
+            high = torch.maximum(self.high, high)
+        self.low, self.high = low, high
+        self.total = self.total + x.sum((0, 2, 3), dtype=torch.float64)
+        self.count += x.numel() // x.shape[1]
+
+
+@torch.no_grad()
+def calibration_statistics(model: nn.Module, names: List[str],
+                           producers: List[str], batches: Iterable[Tensor],
+                           forward: Callable):
+    """One pass: each conv's input :class:`ChannelStats`, each producer's
+    per-channel output max after ReLU."""
+    modules = dict(model.named_modules())
+    stats = {name: ChannelStats() for name in names}
+    outs = {name: ChannelStats() for name in producers}
+    handles = [modules[n].register_forward_pre_hook(stats[n]) for n in names]
+    handles += [modules[n].register_forward_hook(outs[n]) for n in producers]
+    run_batches(handles, batches, forward)
+    return stats, {
+        name: out.high.clamp_min(0)
+        for name, out in outs.items() if out.high is not None
+    }
 
 
 class Int8Conv2d(nn.Module):
     """A 2D conv run by oneDNN in int8: fp32 in, fp32 out.
 
     Args:
-        conv (nn.Conv2d): The float conv (zero padding); its weights are
-            quantized per output channel.
-        input_range (tuple[float, float]): Calibrated min and max of the
-            conv's input.
-        relu (bool): Apply ReLU in the kernel. Defaults to False.
-        activation_bits (int, optional): Bits of the quantized input: 8,
-            or 7 on CPUs without VNNI. Defaults to what this machine needs
-            (:func:`default_activation_bits`).
+        conv (nn.Conv2d): The float conv (zero padding).
+        input_range (tuple[float, float]): Calibrated min and max of input.
+        relu (bool): Apply ReLU in the kernel.
+        activation_bits (int, optional): Bits of the quantized input.
     """
 
     def __init__(self,
@@ -101,13 +130,12 @@ class Int8Conv2d(nn.Module):
         if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
             raise ConfigError(f'int8 conv needs numeric zero padding, got '
                               f'{conv.padding_mode}/{conv.padding!r}')
-        self.in_channels, self.out_channels = (conv.in_channels,
-                                               conv.out_channels)
-        # nn.Conv2d's geometry attributes, read by code that inspects convs
-        # (e.g. the low-res PSP bottleneck's padding offsets).
-        self.kernel_size, self.stride = conv.kernel_size, conv.stride
-        self.padding, self.dilation = conv.padding, conv.dilation
-        self.groups = conv.groups
+        # nn.Conv2d's geometry, read by code that inspects convs (low-res PSP).
+        for attr in ('in_channels', 'out_channels', 'kernel_size', 'stride',
+                     'padding', 'dilation', 'groups'):
+            setattr(self, attr, getattr(conv, attr))
+        self.geometry = (list(self.stride), list(self.padding),
+                         list(self.dilation), self.groups)
         self.activation_bits = (
             default_activation_bits()
             if activation_bits is None else activation_bits)
@@ -124,30 +152,19 @@ class Int8Conv2d(nn.Module):
         bias = conv.bias.detach().float() if conv.bias is not None else None
         self.register_buffer('bias', bias)
         self.attr = 'relu' if relu else 'none'
-        # oneDNN's blocked layout of the weight, made once (as inductor's
-        # freezing does); an opaque tensor, so not a buffer.
+        # Packed once, as inductor's freezing does; opaque, so not a buffer.
         self.packed_weight = onednn_int8.prepack(qweight, scales,
                                                  self.input_scale,
                                                  self.input_zero_point,
-                                                 self._geometry())
-
-    def _geometry(self) -> Tuple[List[int], List[int], List[int], int]:
-        return (list(self.stride), list(self.padding), list(self.dilation),
-                self.groups)
+                                                 self.geometry)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv_quantized(self.quantize_input(x))
 
     def quantize_input(self, x: Tensor) -> Tensor:
         """``x`` as the kernel takes it: uint8, channels_last."""
-        # quantize_per_tensor is one vectorized pass (it saturates to
-        # 0..255); the quint8 result is viewed, not copied, as the plain uint8
-        # the kernel takes. With 7 bits the calibrated range maps to 0..127,
-        # and larger inputs are clamped first so that none exceeds 127 (the
-        # quantized tensor itself has no clamp kernel). The kernel works in
-        # channels_last (its output is channels_last too); an NCHW quint8
-        # view crashes it (segfault), so convert first: a no-op
-        # from the second int8 conv on.
+        # channels_last first: the kernel segfaults on an NCHW view; 7-bit
+        # inputs clamped before, as a quint8 tensor has no clamp.
         x = x.float().contiguous(memory_format=torch.channels_last)
         if self.activation_bits < 8:
             x = x.clamp(max=self._input_max)
@@ -160,30 +177,25 @@ class Int8Conv2d(nn.Module):
         return onednn_int8.qconv(q, self.input_scale, self.input_zero_point,
                                  self.packed_weight, self.weight_scale,
                                  self.weight_zero_point, self.bias,
-                                 self._geometry(), self.attr)
+                                 self.geometry, self.attr)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, '
                 f'kernel_size={self.kernel_size}, stride={self.stride}, '
                 f'padding={self.padding}, dilation={self.dilation}, '
-                f'groups={self.groups}, '
-                f'input_scale={self.input_scale:.3g}, '
+                f'groups={self.groups}, input_scale={self.input_scale:.3g}, '
                 f'input_zero_point={self.input_zero_point}, '
-                f'activation_bits={self.activation_bits}, '
-                f'attr={self.attr!r}')
+                f'activation_bits={self.activation_bits}, attr={self.attr!r}')
 
 
 def quantizable_convs(model: nn.Module) -> List[str]:
     """Names of the convs :func:`quantize_int8` would run in int8."""
-    names = []
-    for name, module in model.named_modules():
-        if (type(module) is nn.Conv2d and module.padding_mode == 'zeros'
-                and not isinstance(module.padding, str)
-                and not name.endswith(KEEP_FP32) and module.in_channels //
-                module.groups * module.kernel_size[0] * module.kernel_size[1]
-                >= MIN_REDUCTION):
-            names.append(name)
-    return names
+    return [
+        name for name, module in model.named_modules()
+        if type(module) is nn.Conv2d and module.padding_mode == 'zeros' and
+        not isinstance(module.padding, str) and not name.endswith(KEEP_FP32)
+        and module.weight[0].numel() >= MIN_REDUCTION
+    ]
 
 
 @torch.no_grad()
@@ -198,40 +210,17 @@ def calibrate_activation_ranges(
         model (nn.Module): The float model (fused, eval mode).
         batches (Iterable[Tensor]): Inputs as ``forward`` takes them.
         forward (callable): Runs ``model`` on one batch.
-        names (list[str], optional): Convs to observe. Defaults to
-            :func:`quantizable_convs`.
+        names (list[str], optional): Convs to observe (quantizable ones).
 
     Returns:
         dict: ``{conv name: (min, max)}`` for the convs that ran.
     """
     names = quantizable_convs(model) if names is None else names
-    modules = dict(model.named_modules())
-    ranges: Dict[str, Range] = {}
-
-    def observer(name):
-
-        def hook(module, args):
-            low, high = map(float, torch.aminmax(args[0].detach()))
-            old = ranges.get(name, (low, high))
-            ranges[name] = (min(old[0], low), max(old[1], high))
-
-        return hook
-
-    handles = [
-        modules[name].register_forward_pre_hook(observer(name))
-        for name in names
-    ]
-    try:
-        count = 0
-        for batch in batches:
-            forward(batch)
-            count += 1
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not count:
-        raise ConfigError('int8 calibration needs at least one batch')
-    return ranges
+    stats, _ = calibration_statistics(model, names, [], batches, forward)
+    return {
+        name: (float(stat.low.min()), float(stat.high.max()))
+        for name, stat in stats.items() if stat.low is not None
+    }
 
 
 def quantize_int8(
@@ -239,17 +228,14 @@ def quantize_int8(
         ranges: Dict[str, Range],
         inplace: bool = False,
         activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
-    """Replace the calibrated convs of ``model`` by :class:`Int8Conv2d`.
-
-    A ReLU that directly follows a replaced conv is applied by the kernel
-    and its module becomes ``nn.Identity``.
+    """Replace the calibrated convs of ``model`` by :class:`Int8Conv2d`; a
+    ReLU right after one runs in its kernel (its module: ``nn.Identity``).
 
     Args:
         model (nn.Module): The fused float model (fp32, CPU).
         ranges (dict): From :func:`calibrate_activation_ranges`.
-        inplace (bool): Change ``model`` itself. Defaults to False (a copy).
-        activation_bits (int, optional): See :class:`Int8Conv2d`; defaults
-            to what this machine needs.
+        inplace (bool): Change ``model`` itself, not a copy.
+        activation_bits (int, optional): See :class:`Int8Conv2d`.
 
     Returns:
         tuple: The model and the names of the convs now in int8.
@@ -259,12 +245,11 @@ def quantize_int8(
         raise ConfigError('no conv was calibrated: nothing to run in int8')
     model = model if inplace else copy.deepcopy(model)
     followers = relu_followers(model)
-    for name, input_range in ranges.items():
+    for name, span in ranges.items():
         relu = name in followers
-        model.set_submodule(
-            name,
-            Int8Conv2d(
-                model.get_submodule(name), input_range, relu, activation_bits))
+        conv = Int8Conv2d(
+            model.get_submodule(name), span, relu, activation_bits)
+        model.set_submodule(name, conv)
         if relu:
             owner, act = followers[name]
             setattr(owner, act, nn.Identity())

@@ -1,14 +1,7 @@
-"""How the int8 forms calibrate a fused segmentor: the recipe around
-:mod:`.int8`'s kernel.
-
-One statistics pass over the calibration batches; range equalization
-(:mod:`.equalize`, exact in fp32); min/max input ranges; bias correction of
-the weights' rounding; then one pass that runs each conv in int8 beside
-fp32 on the same inputs: a conv whose error exceeds the bound stays fp32.
-Which steps run is a :class:`Recipe` (:data:`RECIPES`). An MSE-optimal
-clip of the ranges was measured as well and did not help (see
-docs/deployment.md): not kept.
-"""
+"""The int8 forms' calibration around :mod:`.int8`: statistics, range
+equalization, min/max ranges, bias correction, a per-conv fallback to fp32.
+An MSE-optimal clip of the ranges did not help (docs/deployment.md)."""
+import functools
 from dataclasses import dataclass
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence, Tuple,
                     Union)
@@ -19,14 +12,13 @@ from torch import Tensor, nn
 from ...compare import norm_error
 from ...errors import ConfigError
 from .equalize import equalization_links, equalize
-from .int8 import (Int8Conv2d, Range, default_activation_bits,
-                   quantizable_convs, quantize_int8, weight_qparams)
+from .int8 import (Int8Conv2d, Range, calibration_statistics,
+                   default_activation_bits, quantizable_convs, quantize_int8,
+                   run_batches, weight_qparams)
 from .relu import relu_followers
 
-#: A conv whose int8 output differs from fp32 by more than this (relative
-#: Frobenius norm, worst calibration batch) stays fp32. RepVGG's fused
-#: kernels measure 0.01-0.1 in int8 (the identity branch's center tap sets
-#: each row's weight scale), a conv broken by its ranges 1 or more.
+#: A conv whose int8 output is further from fp32 (relative norm, worst batch)
+#: stays fp32: RepVGG's fused convs measure 0.01-0.1, broken ranges 1 or more.
 MAX_ERROR = 0.15
 
 
@@ -36,8 +28,8 @@ class Recipe:
 
     Args:
         equalize (bool): Cross-layer range equalization first.
-        bias_correction (bool): Remove the mean the weights' rounding
-            adds to each output channel from its bias.
+        bias_correction (bool): Remove the mean the weights' rounding adds
+            to each output channel from its bias.
         max_error (float, optional): The fallback bound (see
             :data:`MAX_ERROR`); None quantizes every quantizable conv.
     """
@@ -47,10 +39,8 @@ class Recipe:
     max_error: Optional[float] = MAX_ERROR
 
 
-#: The int8 forms use ``'default'``: equalization, bias correction and
-#: the fallback, each measured to help (docs/deployment.md). ``'plain'`` is
-#: the recipe of the first int8 forms (min/max ranges, every conv in int8);
-#: the others add one step at a time, to measure it.
+#: The int8 forms use ``'default'`` (each step measured to help); ``'plain'``
+#: is the first int8 forms' recipe, the others add one step to it.
 RECIPES: Dict[str, Recipe] = {
     'default': Recipe(),
     'plain': Recipe(False, False, None),
@@ -60,105 +50,26 @@ RECIPES: Dict[str, Recipe] = {
 }
 
 
-class _InputStats:
-    """Per-channel min, max and mean of a conv's input."""
-
-    def __init__(self):
-        self.low = self.high = self.total = None
-        self.count = 0
-
-    def add(self, x: Tensor) -> None:
-        x = x.detach().float()
-        low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
-        total = x.sum((0, 2, 3), dtype=torch.float64)
-        if self.low is None:
-            self.low, self.high, self.total = low, high, total
-        else:
-            self.low = torch.minimum(self.low, low)
-            self.high = torch.maximum(self.high, high)
-            self.total += total
-        self.count += x.numel() // x.shape[1]
-
-    def scaled(self, factors: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """(low, high, mean) of the input divided by ``factors`` per channel
-        (equalization's scales)."""
-        return (self.low / factors, self.high / factors,
-                (self.total / self.count).float() / factors)
-
-
-@torch.no_grad()
-def _statistics(model: nn.Module, names: List[str], producers: List[str],
-                batches: Iterable[Tensor], forward: Callable):
-    """One pass: each conv's :class:`_InputStats`, each producer's
-    per-channel output max after ReLU."""
-    modules = dict(model.named_modules())
-    stats = {name: _InputStats() for name in names}
-    output_max: Dict[str, Tensor] = {}
-
-    def observe(name):
-        return lambda module, args: stats[name].add(args[0])
-
-    def observe_output(name):
-
-        def hook(module, args, out):
-            high = out.detach().float().amax((0, 2, 3)).clamp_min(0)
-            old = output_max.get(name)
-            output_max[name] = high if old is None else torch.maximum(
-                old, high)
-
-        return hook
-
-    handles = [modules[n].register_forward_pre_hook(observe(n)) for n in names]
-    handles += [
-        modules[n].register_forward_hook(observe_output(n)) for n in producers
-    ]
-    count = 0
-    try:
-        for batch in batches:
-            forward(batch)
-            count += 1
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not count:
-        raise ConfigError('int8 calibration needs at least one batch')
-    return stats, output_max
-
-
-def _input_factors(model: nn.Module, links, scales: Dict[str, Tensor],
-                   name: str) -> Tensor:
-    """What equalization divided each input channel of conv ``name`` by."""
-    factors = torch.ones(model.get_submodule(name).in_channels)
-    for link in links:
-        for weight, first in link.consumers:
-            if weight == f'{name}.weight' and link.producer in scales:
-                part = scales[link.producer]
-                factors[first:first + len(part)] = part
-    return factors
-
-
 def corrected_bias(conv: nn.Conv2d, mean: Tensor) -> Tensor:
     """The conv's bias minus the mean its rounded weights add to each
     output on inputs of per-channel ``mean`` (borders ignored)."""
     qweight, scales = weight_qparams(conv.weight)
-    shape = (-1, ) + (1, ) * (qweight.dim() - 1)
-    error = (qweight.float() * scales.view(shape) - conv.weight.float()).sum(
-        (2, 3))  # (out, in / groups)
+    rounded = qweight.float() * scales.view(-1, 1, 1, 1)
+    error = (rounded - conv.weight.float()).sum((2, 3))  # (out, in / groups)
     groups = conv.groups
-    rows = error.shape[0] // groups
-    shift = (error.view(groups, rows, -1) *
+    shift = (error.view(groups, -1, error.shape[1]) *
              mean.view(groups, 1, -1)).sum(2).flatten()
     bias = conv.bias.detach().float() if conv.bias is not None else 0
     return bias - shift
 
 
 @torch.no_grad()
-def _measure(model: nn.Module, ranges: Dict[str, Range],
-             biases: Dict[str, Tensor], batches: Iterable[Tensor],
-             forward: Callable, bits: int) -> Dict[str, float]:
-    """Each conv's worst relative error in int8 against fp32 over
-    ``batches``, as it will run (its ReLU in the kernel), on the inputs the
-    fp32 model gives it."""
+def _fallback(model: nn.Module, ranges: Dict[str, Range],
+              biases: Dict[str, Tensor], batches: Iterable[Tensor],
+              forward: Callable, bits: int, bound: float) -> str:
+    """Each conv's worst error in int8 (its ReLU in the kernel) against fp32
+    on fp32's inputs as ``model.int8_errors``, those over ``bound`` dropped
+    from ``ranges``; one line on what stays fp32 and why."""
     modules = dict(model.named_modules())
     followers = relu_followers(model)
     kernels, errors = {}, {}
@@ -168,109 +79,16 @@ def _measure(model: nn.Module, ranges: Dict[str, Range],
         if name in biases:
             kernels[name].bias = biases[name]
 
-    def hook(name):
+    def compare(name, module, args, out):
+        expected = out.relu() if name in followers else out
+        error = norm_error(expected, kernels[name](args[0]))
+        errors[name] = max(errors.get(name, 0.0), error)
 
-        def compare(module, args, out):
-            expected = out.relu() if name in followers else out
-            error = norm_error(expected, kernels[name](args[0]))
-            errors[name] = max(errors.get(name, 0.0), error)
-
-        return compare
-
-    handles = [modules[n].register_forward_hook(hook(n)) for n in ranges]
-    try:
-        for batch in batches:
-            forward(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return errors
-
-
-def _recipe(recipe: Union[str, Recipe]) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if recipe not in RECIPES:
-        raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '
-                          f'{", ".join(RECIPES)}')
-    return RECIPES[recipe]
-
-
-def quantize_calibrated(
-        model: nn.Module,
-        batches: Sequence[Tensor],
-        forward: Callable[[Tensor], object],
-        recipe: Union[str, Recipe] = 'default',
-        activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
-    """Quantize a fused float segmentor in place, by ``recipe``.
-
-    What each conv got is kept as ``model.int8_errors`` (see
-    :func:`int8_layer_table`).
-
-    Args:
-        model (nn.Module): The fused segmentor (fp32, CPU, eval mode).
-        batches (Sequence[Tensor]): Calibration inputs as ``forward`` takes
-            them; passed over once, twice with a fallback bound.
-        forward (callable): Runs ``model`` on one batch.
-        recipe (str | Recipe): A key of :data:`RECIPES`, or a recipe.
-        activation_bits (int, optional): See :class:`~.int8.Int8Conv2d`.
-
-    Returns:
-        tuple: The model, and notes saying what was equalized and which
-        convs stay fp32 (with their error).
-    """
-    spec = _recipe(recipe)
-    bits = activation_bits or default_activation_bits()
-    names = quantizable_convs(model)
-    links = equalization_links(model) if spec.equalize else []
-    stats, output_max = _statistics(model, names,
-                                    [link.producer for link in links], batches,
-                                    forward)
-    scales = equalize(model, links, output_max)
-    notes = [_equalized(links)] if links else []
-    ranges, biases = {}, {}
-    for name in names:
-        if stats[name].low is None:  # never ran
-            continue
-        low, high, mean = stats[name].scaled(
-            _input_factors(model, links, scales, name))
-        ranges[name] = (float(low.min()), float(high.max()))
-        if spec.bias_correction:
-            biases[name] = corrected_bias(model.get_submodule(name), mean)
-    model.int8_errors = {}
-    if spec.max_error is not None:
-        model.int8_errors = _measure(model, ranges, biases, batches, forward,
-                                     bits)
-        notes.append(_fallback(ranges, model.int8_errors, spec.max_error))
-    for name in ranges.keys() & biases.keys():
-        model.get_submodule(name).bias = nn.Parameter(biases[name])
-    if not ranges:
-        notes.append('int8: no conv within the error bound; all run fp32')
-        return model, notes
-    return quantize_int8(model, ranges, True, bits)[0], notes
-
-
-def _equalized(links) -> str:
-    return (f'int8 range equalization: {len(links)} convs re-scaled with '
-            'their readers (exact in fp32)')
-
-
-def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
-                        forward: Callable[[Tensor], object]) -> List[str]:
-    """Range equalization alone, in place, for the runtimes that quantize
-    an export themselves (onnxruntime, OpenVINO): one pass over
-    ``batches`` (see :func:`quantize_calibrated`); returns its note."""
-    links = equalization_links(model)
-    _, output_max = _statistics(model, [], [link.producer for link in links],
-                                batches, forward)
-    equalize(model, links, output_max)
-    return [_equalized(links)] if links else []
-
-
-def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
-              bound: float) -> str:
-    """Drop the convs over ``bound`` from ``ranges``; one line on what
-    stays fp32 and why."""
+    run_batches([
+        modules[n].register_forward_hook(functools.partial(compare, n))
+        for n in ranges
+    ], batches, forward)
+    model.int8_errors = errors
     kept = [name for name in ranges if errors[name] > bound]
     for name in kept:
         del ranges[name]
@@ -281,25 +99,102 @@ def _fallback(ranges: Dict[str, Range], errors: Dict[str, float],
             f'; the largest error in int8: {worst:.3f}')
 
 
+def quantize_calibrated(
+        model: nn.Module,
+        batches: Sequence[Tensor],
+        forward: Callable[[Tensor], object],
+        recipe: Union[str, Recipe] = 'default',
+        activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
+    """Quantize a fused float segmentor in place, by ``recipe``; each
+    conv's measured error is kept as ``model.int8_errors``.
+
+    Args:
+        model (nn.Module): The fused segmentor (fp32, CPU, eval mode).
+        batches (Sequence[Tensor]): Calibration inputs for ``forward``.
+        forward (callable): Runs ``model`` on one batch.
+        recipe (str | Recipe): A key of :data:`RECIPES`, or a recipe.
+        activation_bits (int, optional): See :class:`~.int8.Int8Conv2d`.
+
+    Returns:
+        tuple: The model, and notes (what was equalized, what stays fp32).
+    """
+    if not isinstance(recipe, Recipe) and recipe not in RECIPES:
+        raise ConfigError(f'unknown int8 recipe {recipe!r}; one of '
+                          f'{", ".join(RECIPES)}')
+    spec = recipe if isinstance(recipe, Recipe) else RECIPES[recipe]
+    bits = activation_bits or default_activation_bits()
+    names = quantizable_convs(model)
+    stats, factors, notes = _equalize(model, names, batches, forward,
+                                      spec.equalize)
+    ranges, biases = {}, {}
+    for name in names:
+        stat, factor = stats[name], factors[name]
+        if stat.low is None:  # never ran
+            continue
+        low, high = stat.low / factor, stat.high / factor
+        ranges[name] = (float(low.min()), float(high.max()))
+        if spec.bias_correction:
+            mean = (stat.total / stat.count).float() / factor
+            biases[name] = corrected_bias(model.get_submodule(name), mean)
+    model.int8_errors = {}
+    if spec.max_error is not None:
+        notes.append(
+            _fallback(model, ranges, biases, batches, forward, bits,
+                      spec.max_error))
+    for name in ranges.keys() & biases.keys():
+        model.get_submodule(name).bias = nn.Parameter(biases[name])
+    if not ranges:
+        notes.append('int8: no conv within the error bound; all run fp32')
+        return model, notes
+    return quantize_int8(model, ranges, True, bits)[0], notes
+
+
+def _equalize(model: nn.Module, names: List[str], batches: Iterable[Tensor],
+              forward: Callable, on: bool):
+    """The statistics pass, then equalization if ``on``: each conv's input
+    stats, what equalization divided its input channels by, the notes."""
+    links = equalization_links(model) if on else []
+    stats, output_max = calibration_statistics(
+        model, names, [link.producer for link in links], batches, forward)
+    scales = equalize(model, links, output_max)
+    factors = {
+        n: torch.ones(model.get_submodule(n).in_channels)
+        for n in names
+    }
+    for link in links:
+        for weight, first in link.consumers:
+            conv, _, param = weight.rpartition('.')
+            if param == 'weight' and conv in factors:
+                part = scales[link.producer]
+                factors[conv][first:first + len(part)] = part
+    notes = [
+        f'int8 range equalization: {len(links)} convs re-scaled with their '
+        'readers (exact in fp32)'
+    ] if links else []
+    return stats, factors, notes
+
+
+def equalize_calibrated(model: nn.Module, batches: Sequence[Tensor],
+                        forward: Callable[[Tensor], object]) -> List[str]:
+    """Range equalization alone, in place, for the runtimes that quantize
+    an export themselves (onnxruntime, OpenVINO); returns its note."""
+    return _equalize(model, [], batches, forward, True)[2]
+
+
 def int8_layer_table(model: nn.Module) -> List[Dict]:
-    """One row per conv of a model :func:`quantize_calibrated` made: its
-    ``name``, weight ``shape``, ``groups``, ``precision`` (``'int8'`` or
-    ``'fp32'``) and measured int8 ``error`` against fp32 (None where not
-    measured)."""
+    """Per conv of a model :func:`quantize_calibrated` made: ``name``, weight
+    ``shape``, ``groups``, ``precision`` and measured int8 ``error``."""
     errors = getattr(model, 'int8_errors', {})
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, Int8Conv2d):
-            precision, shape = 'int8', module.weight_int8.shape
-        elif isinstance(module, nn.Conv2d):
-            precision, shape = 'fp32', module.weight.shape
-        else:
-            continue
-        rows.append(
-            dict(
-                name=name,
-                shape=tuple(shape),
-                groups=module.groups,
-                precision=precision,
-                error=errors.get(name)))
+        int8 = isinstance(module, Int8Conv2d)
+        if int8 or isinstance(module, nn.Conv2d):
+            weight = module.weight_int8 if int8 else module.weight
+            rows.append(
+                dict(
+                    name=name,
+                    shape=tuple(weight.shape),
+                    groups=module.groups,
+                    precision='int8' if int8 else 'fp32',
+                    error=errors.get(name)))
     return rows
