@@ -327,7 +327,8 @@ def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
                 color=colors[key],
                 label=mine[0][1][2])
         for y, bar in mine:
-            ax.text(bar[5], y, f' {_short(bar[3])}', va='center', fontsize=7)
+            value = f'{bar[3]:.0f}' if bar[3] >= 100 else f'{bar[3]:.3g}'
+            ax.text(bar[5], y, f' {value}', va='center', fontsize=7)
     ax.set_yticks([y for y, _ in rows])
     ax.set_yticklabels([bar[2] for _, bar in rows], fontsize=8)
     for y, group in headings:
@@ -339,10 +340,6 @@ def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
         ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1))
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100, bbox_inches='tight')
-
-
-def _short(value: float) -> str:
-    return f'{value:.0f}' if value >= 100 else f'{value:.3g}'
 
 
 def latency_bars(results: Dict) -> List[Bar]:

@@ -243,6 +243,10 @@ def render_table(results: Dict) -> List[str]:
     crop = 'x'.join(map(str, settings['crop']))
     infer = 'x'.join(map(str, settings['infer_shape']))
     mark = ' (dry run)' if results.get('dry_run') else ''
+    machine = results.get('machine')  # a string in older files
+    where = (
+        machine.get('description', '?')
+        if isinstance(machine, dict) else machine or '?')
     method = next(
         (part['method'] for row in results['rows']
          for part in (row.get('train') or {}).values() if part.get('method')),
@@ -269,7 +273,7 @@ def render_table(results: Dict) -> List[str]:
         f'{settings["warmup"]} warm-ups, synthetic data, the config\'s '
         f'optimizer; fp32 as torch runs it by default (cuDNN convs may use '
         f'TF32), AMP as tools/train.py --amp; memory: {method}; inference '
-        f'batch 1 at {infer}, fused fp32; on {_where(results)}{mark}.', ''
+        f'batch 1 at {infer}, fused fp32; on {where}{mark}.', ''
     ] + markdown_table(header, rows) + profile_lines(results)
 
 
@@ -290,13 +294,6 @@ def profile_lines(results: Dict) -> List[str]:
                 f'{prof["batch_norm_ms"]:.1f}, optimizer '
                 f'{prof["optimizer_ms"]:.1f}; most time of their own: {top}')
     return [''] + lines if lines else []
-
-
-def _where(results: Dict) -> str:
-    machine = results.get('machine')  # a string in older files
-    if isinstance(machine, dict):
-        return machine.get('description', '?')
-    return machine or '?'
 
 
 def training_bars(results: Dict) -> List[Bar]:
