@@ -17,9 +17,9 @@ from mmseg_repvgg.benchmark.settings import (BASELINE_FORMS, CANDIDATE_FORMS,
                                              DEFAULT_BASELINES,
                                              split_model_arg)
 from mmseg_repvgg.cli import run_cli
-from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
+from mmseg_repvgg.cli.args import (ToolParser, add_calibration_args,
+                                   add_forms_argument)
 from mmseg_repvgg.cli.outputs import check_output_dir
-from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
 from mmseg_repvgg.errors import ConfigError, Interrupted
 
 
@@ -112,19 +112,14 @@ def parse_args(argv=None):
         'reduced_lowres winograd_lowres int8 int8_lowres; forms this '
         'machine cannot run natively are skipped)')
     parser.add_argument(
-        '--calibration-images',
-        type=int,
-        default=CALIBRATION_IMAGES,
-        help='training images of the --miou-check config that calibrate the '
-        f'int8 forms (default {CALIBRATION_IMAGES})')
-    parser.add_argument(
         '--miou-max-images',
         type=int,
         help='stop the mIoU check after this many images')
-    parser.add_argument(
-        '--allow-emulated',
-        action='store_true',
-        help='also run reduced precisions the hardware only emulates '
+    add_calibration_args(
+        parser,
+        'training images of the --miou-check config that calibrate the int8 '
+        'forms (default %(default)s)',
+        emulated='also run reduced precisions the hardware only emulates '
         '(bf16 without AVX512-BF16: minutes per form)')
     parser.add_argument(
         '--out-dir',

@@ -52,7 +52,6 @@ def main(argv=None):
         '--deploy', action='store_true', help='save the fused form')
     parser.add_argument(
         '--prefix',
-        default=None,
         help="key prefix of the RepVGG inside SRC, e.g. 'backbone.'")
     args = parser.parse_args(argv)
     check_output_file(args.dst, 'DST', 'RepVGG-B2-train.pth')

@@ -14,8 +14,8 @@ import time
 import mmseg_repvgg  # noqa: F401  isort: skip
 from demo_steps import format_report, run_demo  # beside this file
 
-from mmseg_repvgg.cli import add_cfg_options, run_cli
-from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli.args import ToolParser, add_cfg_options
 from mmseg_repvgg.cli.outputs import check_output_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -43,26 +43,9 @@ def config_options(data_root: str, epochs: Optional[int] = None) -> dict:
     return options
 
 
-def ensure_toy_data(data_root: str) -> bool:
-    """Write the toy Cityscapes unless it exists; True if written."""
-    if osp.isdir(osp.join(data_root, 'gtFine', 'val')):
-        return False
-    from mmseg_repvgg.datasets import make_toy_cityscapes
-    make_toy_cityscapes(data_root)
-    return True
-
-
-def worth_showing(line: str) -> bool:
-    """Whether a console line is progress or a problem."""
-    if any(key in line for key in PROBLEMS):
-        return True
-    return ' - mmengine - ' in line and any(key in line for key in SHOWN)
-
-
 class LiveGist(io.TextIOBase):
-    """A stdout passing on only the lines :func:`worth_showing` to
-    ``stream`` (a Runner's logger writes to the ``sys.stdout`` it is built
-    with)."""
+    """A stdout passing on only progress and problems to ``stream`` (a
+    Runner's logger writes to the ``sys.stdout`` it is built with)."""
 
     def __init__(self, stream: TextIO):
         self.stream = stream
@@ -71,7 +54,8 @@ class LiveGist(io.TextIOBase):
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split('\n')
         for line in lines:
-            if worth_showing(line):
+            shown = ' - mmengine - ' in line and any(k in line for k in SHOWN)
+            if shown or any(key in line for key in PROBLEMS):
                 self.stream.write(line + '\n')
         return len(text)
 
@@ -82,25 +66,19 @@ class LiveGist(io.TextIOBase):
         return self.stream.isatty()
 
 
-def _console(live: bool):
-    return (contextlib.redirect_stdout(LiveGist(sys.stdout))
-            if live else contextlib.nullcontext())
-
-
-def _name_instances(cfg, name: str) -> None:
-    """Keep this Runner's logger, message hub and visualizer its own:
-    mmengine shares them by name, and mmseg's runtime base names the
-    visualizer 'visualizer' (a second Runner would draw into the first's)."""
-    cfg.experiment_name = name
-    if isinstance(cfg.get('visualizer'), dict):
-        cfg.visualizer.pop('name', None)
-
-
 def _run(cfg, mode: str, live: bool) -> Tuple[Runner, dict]:
     """Check and build the Runner as the tools do, then train or test."""
-    _name_instances(cfg, f'demo_{mode}')
+    # This Runner's logger, message hub and visualizer its own: mmengine
+    # shares them by name, and mmseg's runtime base names the visualizer
+    # 'visualizer' (a second Runner would draw into the first's).
+    cfg.experiment_name = f'demo_{mode}'
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.pop('name', None)
     check_before_run(cfg, mode)
-    with _console(live):
+    console = (
+        contextlib.redirect_stdout(LiveGist(sys.stdout))
+        if live else contextlib.nullcontext())
+    with console:
         runner = build_runner(cfg, 'none')
         return runner, runner.train() if mode == 'train' else runner.test()
 
@@ -203,7 +181,9 @@ def run_demo(work_dir: str,
     into ``work_dir/test``; ``cfg_options`` apply after the data root and
     ``epochs`` (None: the config's), ``say`` prints the step headers."""
     say(f'[demo] 1/3 toy Cityscapes in {data_root}')
-    if ensure_toy_data(data_root):
+    if not osp.isdir(osp.join(data_root, 'gtFine', 'val')):
+        from mmseg_repvgg.datasets import make_toy_cityscapes
+        make_toy_cityscapes(data_root)
         say(f'[demo] wrote {data_root}')
     options = dict(config_options(data_root, epochs), **(cfg_options or {}))
 
@@ -242,27 +222,22 @@ def run_demo(work_dir: str,
         train_seconds=train_seconds)
 
 
-def per_class_table(metrics: dict, classes: Sequence[str]) -> str:
-    """Per-class IoU and Acc from ``PerClassIoUMetric``'s metrics
-    (KeyError for a class without scores)."""
-    width = max(len('class'), *map(len, classes))
-    rows = [f'{"class":<{width}}    IoU    Acc']
-    for name in classes:
-        rows.append(f'{name:<{width}} {metrics[f"IoU.{name}"]:6.2f} '
-                    f'{metrics[f"Acc.{name}"]:6.2f}')
-    return '\n'.join(rows)
-
-
 def format_report(result: DemoResult) -> str:
-    """The demo's summary: per-class IoU, mIoU against the baseline, paths."""
+    """The demo's summary: per-class IoU and Acc (KeyError for a class
+    without scores), mIoU against the baseline, paths."""
     metrics = result.metrics
+    width = max(len('class'), *map(len, result.classes))
     lines = [
         '[demo] results on the toy val images (re-parameterized model)',
-        per_class_table(metrics, result.classes),
-        f'mIoU {metrics["mIoU"]:.2f} (aAcc {metrics["aAcc"]:.2f}, mAcc '
-        f'{metrics["mAcc"]:.2f}); predicting the most frequent class '
-        f'everywhere scores {result.baseline_miou:.2f} mIoU',
+        f'{"class":<{width}}    IoU    Acc'
     ]
+    lines += [
+        f'{name:<{width}} {metrics[f"IoU.{name}"]:6.2f} '
+        f'{metrics[f"Acc.{name}"]:6.2f}' for name in result.classes
+    ]
+    lines.append(f'mIoU {metrics["mIoU"]:.2f} (aAcc {metrics["aAcc"]:.2f}, '
+                 f'mAcc {metrics["mAcc"]:.2f}); predicting the most frequent '
+                 f'class everywhere scores {result.baseline_miou:.2f} mIoU')
     if result.train_miou is not None:
         same = abs(result.train_miou - metrics['mIoU']) < 0.01
         lines.append(

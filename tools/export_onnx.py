@@ -7,8 +7,8 @@ PyTorch in onnxruntime (the tool fails above the tolerance)::
 import sys
 
 from mmseg_repvgg.checkpoint import load_segmentor
-from mmseg_repvgg.cli import add_cfg_options, run_cli
-from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli.args import ToolParser, add_cfg_options
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
 from mmseg_repvgg.deploy.onnx_export import (check_onnx, export_onnx,

@@ -135,8 +135,7 @@ run_step() {
     "${limit[@]}" "$@" > "$SCRATCH/step.out" 2>&1
     rc=$?
     cat "$SCRATCH/step.out" >> "$LOG"
-    if [ "$rc" -ne 0 ] && [ ${#limit[@]} -gt 0 ] \
-        && { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }; then
+    if [ ${#limit[@]} -gt 0 ] && [[ $rc == 124 || $rc == 137 ]]; then
         result="stopped by the budget (--budget $BUDGET)"
     elif [ "$rc" -ne 0 ]; then
         result="failed (exit $rc)"
@@ -167,17 +166,13 @@ cat > "$REPORT" <<EOF
 - every step's output: gpu_check.log; how to read the ratios: docs/benchmark.md, "GPU"
 EOF
 
-READY=1
 if [ -z "$SKIP_INSTALL" ] && ! run_step set-up env WHEELHOUSE="$WHEELHOUSE" \
     PYTHON="$PY" bash tools/setup_env.sh; then
-    READY=
     FAILED=1
     tail -n 20 "$SCRATCH/step.out" > "$SCRATCH/setup.tail"
     section "Set-up did not finish: WHEELHOUSE=DIR tools/setup_env.sh" \
         "$SCRATCH/setup.tail"
-fi
-
-if [ -n "$READY" ]; then
+else
     run_step "CUDA tests" "$PY" -m pytest -m cuda -v -rfEs --durations=10 \
         || FAILED=1
     # The short summary (skips with their reason, failures), or the last line.

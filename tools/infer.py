@@ -14,11 +14,10 @@ import sys
 import mmseg_repvgg  # noqa: F401  isort: skip
 
 from mmseg_repvgg.apis import DeployInferencer, collect_sources
-from mmseg_repvgg.cli import (add_cfg_options, check_checkpoint, load_config,
-                              run_cli)
-from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
+from mmseg_repvgg.cli import check_checkpoint, load_config, run_cli
+from mmseg_repvgg.cli.args import (ToolParser, add_calibration_args,
+                                   add_cfg_options, add_forms_argument)
 from mmseg_repvgg.cli.outputs import check_output_dir
-from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,11 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='deploy form to run (default: %(default)s, the fused fp32 '
         'model; auto: the fastest that runs here); see tools/test.py '
         '--list-forms')
-    parser.add_argument(
-        '--calibration-images',
-        type=int,
-        default=CALIBRATION_IMAGES,
-        help='training images that calibrate the int8 forms (default: '
+    add_calibration_args(
+        parser, 'training images that calibrate the int8 forms (default: '
         '%(default)s; used by the int8 forms and auto only, 0 keeps auto '
         'to the float forms)')
     parser.add_argument(

@@ -7,8 +7,8 @@ and checked equal on a random input, with its config beside it::
 import os.path as osp
 import sys
 
-from mmseg_repvgg.cli import add_cfg_options, run_cli
-from mmseg_repvgg.cli.args import ToolParser
+from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli.args import ToolParser, add_cfg_options
 from mmseg_repvgg.cli.outputs import check_output_file
 from mmseg_repvgg.config import load_config
 from mmseg_repvgg.deploy import reparam_checkpoint

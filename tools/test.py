@@ -19,9 +19,9 @@ from mmseg_repvgg.cli import (add_common_args, build_runner, check_checkpoint,
                               enable_tta, enable_visualization, load_config,
                               run_cli, set_local_rank, set_output_dir,
                               set_work_dir)
-from mmseg_repvgg.cli.args import ToolParser, add_forms_argument
+from mmseg_repvgg.cli.args import (ToolParser, add_calibration_args,
+                                   add_forms_argument)
 from mmseg_repvgg.cli.checks import check_before_run
-from mmseg_repvgg.deploy.calibration import CALIBRATION_IMAGES
 from mmseg_repvgg.deploy.forms import (AUTO, available_forms, check_form,
                                        parse_form)
 from mmseg_repvgg.errors import ConfigError
@@ -52,16 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         deploy=True,
         help='score this deploy form (e.g. fused, int8_lowres, winograd, '
         'onnxruntime, openvino_int8, auto); see --list-forms')
-    parser.add_argument(
-        '--calibration-images',
-        type=int,
-        default=CALIBRATION_IMAGES,
-        help='training images that calibrate the int8 forms (default '
-        f'{CALIBRATION_IMAGES})')
-    parser.add_argument(
-        '--allow-emulated',
-        action='store_true',
-        help='run a reduced precision the hardware only emulates (slow)')
+    add_calibration_args(
+        parser, 'training images that calibrate the int8 forms (default '
+        '%(default)s)',
+        emulated='run a reduced precision the hardware only emulates (slow)')
     parser.add_argument(
         '--list-forms',
         action='store_true',

@@ -23,7 +23,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--resume',
         nargs='?',
         const='auto',
-        default=None,
         metavar='CKPT',
         help='resume from CKPT, or without CKPT from the latest checkpoint '
         'in the work dir')

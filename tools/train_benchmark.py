@@ -5,13 +5,11 @@
 Seconds per iteration (fp32, AMP), peak memory and inference fps; writes
 train_benchmark.json, .md and .png to --out-dir and prints the table.
 """
-import argparse
 import json
 import os.path as osp
 import sys
 
 import torch
-from mmengine.config import DictAction
 
 from mmseg_repvgg.benchmark.ceilings import machine_info
 from mmseg_repvgg.benchmark.training import (PAPER_CONFIGS, PRECISIONS,
@@ -19,6 +17,7 @@ from mmseg_repvgg.benchmark.training import (PAPER_CONFIGS, PRECISIONS,
                                              paper_miou, render_table,
                                              write_training_report)
 from mmseg_repvgg.cli import run_cli
+from mmseg_repvgg.cli.args import ToolParser, add_cfg_options
 from mmseg_repvgg.config import load_config
 from mmseg_repvgg.errors import ConfigError
 
@@ -26,7 +25,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         description='Seconds per iteration, peak training memory and '
         'inference fps of segmentor configs, in mmseg\'s terms.')
     parser.add_argument(
@@ -50,11 +49,7 @@ def parse_args(argv=None):
         nargs='+',
         default=list(PRECISIONS),
         choices=PRECISIONS)
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='overrides applied to every config')
+    add_cfg_options(parser)  # applied to every config
     parser.add_argument(
         '--profile',
         nargs='+',

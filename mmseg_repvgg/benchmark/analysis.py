@@ -26,17 +26,14 @@ def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     return num / den if num and den else None
 
 
-def _shipped(name: str) -> bool:
-    """A deploy form (fully fused), not a step on the way to one."""
-    return parse_form(name).fuse == 'full'
-
-
 def fast_path(model: Dict, rejected: Sequence[str] = ()) -> Optional[Dict]:
-    """The fastest deploy form measured, less the ``rejected`` ones."""
+    """The fastest deploy form (fully fused, not a step on the way to one)
+    measured, less the ``rejected`` ones."""
     forms = _ok_forms(model)
-    ranked = sorted((form for name, form in forms.items()
-                     if _shipped(name) and name not in rejected),
-                    key=lambda f: f['latency_ms']['median'])
+    ranked = sorted(
+        (form for name, form in forms.items()
+         if parse_form(name).fuse == 'full' and name not in rejected),
+        key=lambda f: f['latency_ms']['median'])
     if not ranked:
         return None
     best = ranked[0]

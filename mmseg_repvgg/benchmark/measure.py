@@ -37,40 +37,33 @@ class ModuleTimer:
                  cuda: bool = False):
         self.sync = sync
         self.cuda = cuda
-        self._times: List[float] = []
-        self._events: List[list] = []
-        self._start = None
+        self._calls: List[list] = []  # [start, end] stamps of each call
         self._handles = [
             module.register_forward_pre_hook(self._pre),
             module.register_forward_hook(self._post)
         ]
 
     def _pre(self, *_):
-        if self.cuda:
-            self._events.append([torch.cuda.Event(enable_timing=True), None])
-            self._events[-1][0].record()
-            return
-        self.sync()
-        self._start = time.perf_counter()
+        self._calls.append([self._stamp(), None])
 
     def _post(self, *_):
+        self._calls[-1][1] = self._stamp()
+
+    def _stamp(self):
         if self.cuda:
-            self._events[-1][1] = torch.cuda.Event(enable_timing=True)
-            self._events[-1][1].record()
-            return
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
         self.sync()
-        self._times.append(time.perf_counter() - self._start)
+        return time.perf_counter()
 
     @property
     def times(self) -> List[float]:
         """Seconds of each call so far (CUDA: waits for the events)."""
-        if self._events:
-            torch.cuda.synchronize()
-            self._times += [
-                start.elapsed_time(end) / 1000.0 for start, end in self._events
-            ]
-            self._events.clear()
-        return self._times
+        if not self.cuda:
+            return [end - start for start, end in self._calls]
+        torch.cuda.synchronize()
+        return [start.elapsed_time(end) / 1000.0 for start, end in self._calls]
 
     def remove(self) -> None:
         for handle in self._handles:

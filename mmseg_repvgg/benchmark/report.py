@@ -21,7 +21,7 @@ def _fmt_small(value: Optional[float]) -> str:
     return '–' if value is None else f'{value:.1e}'
 
 
-def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+def markdown_table(header: List[str], rows: List[List[str]]) -> List[str]:
     lines = [
         '| ' + ' | '.join(header) + ' |',
         '|' + '|'.join(' --- ' for _ in header) + '|'
@@ -111,7 +111,7 @@ def _forms_table(results: Dict) -> List[str]:
         f'{form.get("note", "")}' for model in results['models']
         for form in model['forms'] if form['status'] != 'ok'
     ]
-    return _table(header, rows) + ([''] + notes if notes else [])
+    return markdown_table(header, rows) + ([''] + notes if notes else [])
 
 
 def _fusion_table(results: Dict) -> List[str]:
@@ -137,7 +137,7 @@ def _fusion_table(results: Dict) -> List[str]:
         'Amdahl, from backbone speed-up', 'Amdahl ceiling (backbone free)',
         'fused / ceiling'
     ]
-    return _table(header, rows) if rows else []
+    return markdown_table(header, rows) if rows else []
 
 
 def _fast_path_table(results: Dict) -> List[str]:
@@ -160,7 +160,7 @@ def _fast_path_table(results: Dict) -> List[str]:
         f'{MIOU_BOUND} mIoU in the mIoU check: '
         f'{", ".join(rejected)}.'
     ] if rejected else []
-    return _table(header, rows) + note
+    return markdown_table(header, rows) + note
 
 
 def _comparison_table(results: Dict) -> List[str]:
@@ -191,7 +191,7 @@ def _comparison_table(results: Dict) -> List[str]:
         'GFLOP ratio', 'backbone conv GFLOP/s (RepVGG / ResNet)',
         'peak MB (RepVGG fused / ResNet unfused / ResNet fused)'
     ]
-    return _table(header, rows) if rows else []
+    return markdown_table(header, rows) if rows else []
 
 
 def _miou_table(results: Dict) -> List[str]:
@@ -207,7 +207,7 @@ def _miou_table(results: Dict) -> List[str]:
     return [
         f'mIoU on the validation data of {miou["config"]} '
         f'({miou["images"]} images, checkpoint {miou["checkpoint"]}):', ''
-    ] + _table(
+    ] + markdown_table(
         ['form', 'mIoU', 'difference (points)', 'labels as fp32 (val images)'],
         rows)
 
@@ -239,7 +239,7 @@ def _winograd_table(results: Dict) -> List[str]:
         'model', 'form', '3x3 convs by choice', 'their direct ms', 'chosen ms',
         'speed-up of those convs'
     ]
-    return _table(header, rows) if rows else []
+    return markdown_table(header, rows) if rows else []
 
 
 def _int8_table(results: Dict) -> List[str]:
@@ -253,8 +253,8 @@ def _int8_table(results: Dict) -> List[str]:
     ] for model in results['models'] for form in model['forms']
             for layer in form.get('int8_layers') or []]
     header = ['model', 'form', 'conv', 'weight', 'groups', 'runs in', 'error']
-    return ['Per conv of the int8 forms:', ''] + _table(header,
-                                                        rows) if rows else []
+    return ['Per conv of the int8 forms:', ''] + markdown_table(
+        header, rows) if rows else []
 
 
 def _skipped_table(results: Dict) -> List[str]:
@@ -327,7 +327,8 @@ def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
                 color=colors[key],
                 label=mine[0][1][2])
         for y, bar in mine:
-            ax.text(bar[5], y, f' {_short(bar[3])}', va='center', fontsize=7)
+            value = f'{bar[3]:.0f}' if bar[3] >= 100 else f'{bar[3]:.3g}'
+            ax.text(bar[5], y, f' {value}', va='center', fontsize=7)
     ax.set_yticks([y for y, _ in rows])
     ax.set_yticklabels([bar[2] for _, bar in rows], fontsize=8)
     for y, group in headings:
@@ -339,10 +340,6 @@ def plot_bars(bars: Sequence[Bar], title: str, xlabel: str, path: str) -> None:
         ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1))
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100, bbox_inches='tight')
-
-
-def _short(value: float) -> str:
-    return f'{value:.0f}' if value >= 100 else f'{value:.3g}'
 
 
 def latency_bars(results: Dict) -> List[Bar]:

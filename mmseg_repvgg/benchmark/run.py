@@ -1,5 +1,6 @@
 """Measure every form of every model in one process and one run."""
 import copy
+import functools
 import os
 import sys
 import tempfile
@@ -115,10 +116,7 @@ def measure_form(form: Form, model: nn.Module, inputs: Tensor,
         input_shape=tuple(inputs.shape),
         workdir=settings.workdir)
     x = inputs.to(device)
-
-    def run():
-        return deployed(x)
-
+    run = functools.partial(deployed, x)
     # A first call chooses Winograd's algorithms, autotunes cuDNN and
     # compiles: preparation, not timed calls nor peak memory.
     cuda = str(device).startswith('cuda')

@@ -21,7 +21,7 @@ from ..deploy.api import deploy_model
 from ..deploy.timing import median_seconds, synchronizer, time_calls
 from ..models.fuse import random_inputs
 from .measure import PeakMemory, op_times, top_ops
-from .report import Bar, chart_title, write_report
+from .report import Bar, chart_title, markdown_table, write_report
 
 #: Precisions a training row can have.
 PRECISIONS = ('fp32', 'amp')
@@ -237,44 +237,44 @@ def _cell(part: Optional[Dict], key: str, scale: float, spec: str) -> str:
     return '—' if value is None else format(value * scale, spec)
 
 
-def _memory_method(results: Dict) -> str:
-    for row in results['rows']:
-        for part in (row.get('train') or {}).values():
-            if part.get('method'):
-                return part['method']
-    return 'not measured'
-
-
 def render_table(results: Dict) -> List[str]:
     """The Markdown table of ``results['rows']``, mmseg zoo style."""
     settings = results['settings']
     crop = 'x'.join(map(str, settings['crop']))
     infer = 'x'.join(map(str, settings['infer_shape']))
     mark = ' (dry run)' if results.get('dry_run') else ''
-    lines = [
-        f'Training at crop {crop}, batch {settings["batch"]} per GPU, '
-        f'median of {settings["iters"]} iterations after '
-        f'{settings["warmup"]} warm-ups, synthetic data, the config\'s '
-        f'optimizer; fp32 as torch runs it by default (cuDNN convs may use '
-        f'TF32), AMP as tools/train.py --amp; memory: '
-        f'{_memory_method(results)}; inference batch 1 at {infer}, fused '
-        f'fp32; on {_where(results)}{mark}.', '',
-        '| config | paper mIoU | s/iter fp32 | s/iter AMP | '
-        'memory fp32 (GB) | memory AMP (GB) | fps (fused fp32) |',
-        '| --- | --- | --- | --- | --- | --- | --- |'
+    machine = results.get('machine')  # a string in older files
+    where = (
+        machine.get('description', '?')
+        if isinstance(machine, dict) else machine or '?')
+    method = next(
+        (part['method'] for row in results['rows']
+         for part in (row.get('train') or {}).values() if part.get('method')),
+        'not measured')
+    header = [
+        'config', 'paper mIoU', 's/iter fp32', 's/iter AMP',
+        'memory fp32 (GB)', 'memory AMP (GB)', 'fps (fused fp32)'
     ]
+    rows = []
     for row in results['rows']:
         train = row.get('train') or {}
         miou = row.get('paper_miou')
-        lines.append('| ' + ' | '.join([
+        rows.append([
             row['name'] + mark, '—' if miou is None else f'{miou:.2f}',
             _cell(train.get('fp32'), 's_per_iter', 1, '.3f'),
             _cell(train.get('amp'), 's_per_iter', 1, '.3f'),
             _cell(train.get('fp32'), 'peak_mb', 1 / 1024, '.2f'),
             _cell(train.get('amp'), 'peak_mb', 1 / 1024, '.2f'),
             _cell(row.get('inference'), 'fps', 1, '.2f')
-        ]) + ' |')
-    return lines + profile_lines(results)
+        ])
+    return [
+        f'Training at crop {crop}, batch {settings["batch"]} per GPU, '
+        f'median of {settings["iters"]} iterations after '
+        f'{settings["warmup"]} warm-ups, synthetic data, the config\'s '
+        f'optimizer; fp32 as torch runs it by default (cuDNN convs may use '
+        f'TF32), AMP as tools/train.py --amp; memory: {method}; inference '
+        f'batch 1 at {infer}, fused fp32; on {where}{mark}.', ''
+    ] + markdown_table(header, rows) + profile_lines(results)
 
 
 def profile_lines(results: Dict) -> List[str]:
@@ -294,13 +294,6 @@ def profile_lines(results: Dict) -> List[str]:
                 f'{prof["batch_norm_ms"]:.1f}, optimizer '
                 f'{prof["optimizer_ms"]:.1f}; most time of their own: {top}')
     return [''] + lines if lines else []
-
-
-def _where(results: Dict) -> str:
-    machine = results.get('machine')  # a string in older files
-    if isinstance(machine, dict):
-        return machine.get('description', '?')
-    return machine or '?'
 
 
 def training_bars(results: Dict) -> List[Bar]:

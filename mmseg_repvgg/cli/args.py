@@ -1,5 +1,6 @@
-"""What the tools' argument parsers share: one-line usage errors, and the
-options that name deploy forms, each read by the one form parser."""
+"""What the tools' argument parsers share: one-line usage errors,
+``--cfg-options``, the int8 calibration options, and the options that name
+deploy forms, each read by the one form parser."""
 import argparse
 from typing import Callable, Optional, Sequence
 
@@ -11,6 +12,34 @@ class ToolParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f'error: {message} (see --help)\n')
+
+
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
+    from . import CfgOptions
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptions,
+        help='override config settings, key=value pairs merged into the '
+        'config, e.g. model.backbone.init_cfg=None '
+        'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
+
+
+def add_calibration_args(parser: argparse.ArgumentParser,
+                         help: str,
+                         emulated: Optional[str] = None) -> None:
+    """Add ``--calibration-images`` (int8 calibration) with ``help`` and,
+    given its help, ``--allow-emulated``."""
+    from ..deploy.calibration import CALIBRATION_IMAGES
+    parser.add_argument(
+        '--calibration-images',
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help=help)
+    if emulated:
+        parser.add_argument(
+            '--allow-emulated', action='store_true', help=emulated)
 
 
 def _form_spec(auto: bool) -> Callable[[str], str]:
