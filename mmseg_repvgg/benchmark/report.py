@@ -72,7 +72,7 @@ def _header(results: Dict) -> List[str]:
 
 def _form_row(model: Dict, form: Dict, unfused: Optional[float]) -> list:
     if form['status'] != 'ok':
-        return [model['name'], form['label']] + [form['status']] + ['–'] * 11
+        return [model['name'], form['label']] + [form['status']] + ['–'] * 10
     lat, mem = form['latency_ms'], form['memory']
     profile = form.get('backbone_profile')
     accuracy = form.get('accuracy', {})

@@ -7,7 +7,7 @@ import os.path as osp
 import sys
 from typing import Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.runner import Runner
@@ -16,6 +16,7 @@ from mmseg.registry import RUNNERS
 from ..checkpoint.safe_load import checkpoint_in, route_checkpoint_loading
 from ..config import load_config  # noqa: F401  (the tools import it here)
 from ..errors import CheckpointError, ConfigError, Interrupted, UserError
+from .args import CfgOptions, add_cfg_options  # noqa: F401
 from .cpu_dist import setup_cpu_distributed
 from .noise import filter_third_party_noise
 from .outputs import check_output_dir
@@ -36,37 +37,6 @@ def run_cli(main, argv=None) -> int:
         kept = f'; {err}' if isinstance(err, Interrupted) else ''
         print(f'interrupted (Ctrl-C){kept}', file=sys.stderr)
         return INTERRUPTED
-
-
-class CfgOptions(DictAction):
-    """mmengine's ``DictAction`` whose malformed pairs are usage errors."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        for pair in values:
-            key, sep, value = pair.partition('=')
-            if not (sep and key):
-                fix = (f'did you mean {pair.replace(":", "=", 1)}?'
-                       if ':' in pair else 'e.g. model.backbone.arch=B1')
-                raise argparse.ArgumentError(
-                    self, f'{pair!r} is not KEY=VALUE; {fix}')
-            try:
-                self._parse_iterable(value)
-            except (AssertionError, ValueError) as err:
-                raise argparse.ArgumentError(
-                    self, f'{pair}: {err} (lists: key="[a,b]", no '
-                    'spaces)') from None
-        super().__call__(parser, namespace, values, option_string)
-
-
-def add_cfg_options(parser: argparse.ArgumentParser) -> None:
-    """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptions,
-        help='override config settings, key=value pairs merged into the '
-        'config, e.g. model.backbone.init_cfg=None '
-        'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

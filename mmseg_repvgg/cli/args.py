@@ -4,6 +4,8 @@ deploy forms, each read by the one form parser."""
 import argparse
 from typing import Callable, Optional, Sequence
 
+from mmengine.config import DictAction
+
 from ..errors import ConfigError
 
 
@@ -14,9 +16,28 @@ class ToolParser(argparse.ArgumentParser):
         self.exit(2, f'error: {message} (see --help)\n')
 
 
+class CfgOptions(DictAction):
+    """mmengine's ``DictAction`` whose malformed pairs are usage errors."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values:
+            key, sep, value = pair.partition('=')
+            if not (sep and key):
+                fix = (f'did you mean {pair.replace(":", "=", 1)}?'
+                       if ':' in pair else 'e.g. model.backbone.arch=B1')
+                raise argparse.ArgumentError(
+                    self, f'{pair!r} is not KEY=VALUE; {fix}')
+            try:
+                self._parse_iterable(value)
+            except (AssertionError, ValueError) as err:
+                raise argparse.ArgumentError(
+                    self, f'{pair}: {err} (lists: key="[a,b]", no '
+                    'spaces)') from None
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_cfg_options(parser: argparse.ArgumentParser) -> None:
     """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
-    from . import CfgOptions
     parser.add_argument(
         '--cfg-options',
         nargs='+',
