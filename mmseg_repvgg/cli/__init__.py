@@ -58,12 +58,8 @@ class CfgOptions(DictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Add the options both tools share (mmseg's names and meanings)."""
-    parser.add_argument(
-        '--work-dir',
-        help='directory for logs and checkpoints (default: the config\'s '
-        'work_dir, else ./work_dirs/CONFIG_NAME)')
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """Add mmseg's ``--cfg-options key=value ...``, checked when parsed."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -71,6 +67,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help='override config settings, key=value pairs merged into the '
         'config, e.g. model.backbone.init_cfg=None '
         'train_dataloader.batch_size=4 (lists: key="[a,b]"; no spaces)')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options both tools share (mmseg's names and meanings)."""
+    parser.add_argument(
+        '--work-dir',
+        help='directory for logs and checkpoints (default: the config\'s '
+        'work_dir, else ./work_dirs/CONFIG_NAME)')
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
