@@ -67,11 +67,6 @@ def _write_png(path: str, image: np.ndarray) -> None:
         f.write(encoded.tobytes())
 
 
-def _write_npy(path: str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        np.save(f, array)
-
-
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     """A BGR, gray or float image as the uint8 RGB the visualizer draws on."""
     if image.dtype != np.uint8:
@@ -227,7 +222,8 @@ class DeployInferencer(MMSegInferencer):
         _write_png(base + '.png', self.label_map(result))
         if self.save_logits:
             logits = result.seg_logits.data.float().cpu().numpy()
-            _write_npy(base + '.npy', logits)
+            with atomic_path(base + '.npy') as tmp, open(tmp, 'wb') as f:
+                np.save(f, logits)
 
     def image(self, path: str, out_dir: str) -> None:
         """Segment one image file into ``out_dir`` (BadInput if unreadable)."""
@@ -255,9 +251,8 @@ class DeployInferencer(MMSegInferencer):
             fps = capture.get(cv2.CAP_PROP_FPS)
             fps = fps if fps and fps > 0 else DEFAULT_FPS
             height, width = frame.shape[:2]
-            target = osp.join(out_dir, 'vis', f'{stem}.mp4')
             count = 0
-            with atomic_path(target) as tmp:
+            with atomic_path(osp.join(out_dir, 'vis', f'{stem}.mp4')) as tmp:
                 # cv2 picks the container by the extension: write a .mp4
                 # beside the temporary file, then move it there.
                 tmp_video = tmp + '.mp4'

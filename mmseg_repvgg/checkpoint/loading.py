@@ -1,11 +1,14 @@
 """Load RepVGG weights of any layout into our backbone, fused or not (per
-block), and save them; it imports the models, never the reverse."""
+block), also as the initializer ``RepVGGPretrained``, and save them; it
+imports the models, never the reverse."""
 import os
 import os.path as osp
 from typing import Callable, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from mmengine.model.weight_init import update_init_info
+from mmseg.registry import WEIGHT_INITIALIZERS
 
 from ..atomic_io import atomic_path
 from ..errors import CheckpointError
@@ -15,7 +18,7 @@ from .download import fetch_checkpoint, is_remote, missing_weights_help
 from .layouts import (FUSED_PREFIX, all_fused, block_name, detect_layout,
                       few_keys, flatten_blocks, normalize_state_dict,
                       to_ours_keys)
-from .safe_load import checkpoint_in, safe_torch_load
+from .safe_load import refuse_directory, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
@@ -31,9 +34,7 @@ def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
     filename = os.fspath(filename)
     if is_remote(filename):
         return fetch_checkpoint(filename, _read_file)
-    if osp.isdir(filename):
-        raise CheckpointError(
-            f'{filename} is a directory; {checkpoint_in(filename)}')
+    refuse_directory(filename)
     if not osp.isfile(filename):
         raise CheckpointError(f'{filename}: checkpoint file not found. '
                               f'{missing_weights_help(filename, arch)}')
@@ -116,10 +117,9 @@ def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
 
 def _convert_block(src: dict, block, name: str) -> dict:
     fused_src = any(k.startswith(FUSED_PREFIX) for k in src)
+    fused_keys = {'branch_reparam.weight', 'branch_reparam.bias'}
     # Incomplete blocks and matching forms stay: check_fits names the rest.
-    incomplete = fused_src and not {
-        'branch_reparam.weight', 'branch_reparam.bias'
-    } <= set(src)
+    incomplete = fused_src and not fused_keys <= set(src)
     if not src or incomplete or fused_src == block.deploy:
         return src
     if fused_src:
@@ -133,9 +133,8 @@ def _convert_blocks(blocks: dict, model) -> dict:
     out = {}
     for name, block in model.named_modules():
         if isinstance(block, RepVGGBlock):
-            out.update(
-                _prefixed(name + '.',
-                          _convert_block(by_name.pop(name, {}), block, name)))
+            converted = _convert_block(by_name.pop(name, {}), block, name)
+            out.update(_prefixed(name + '.', converted))
     # Blocks the model lacks stay as they are, to be reported as unexpected.
     for name, branches in by_name.items():
         out.update(_prefixed(name + '.', branches))
@@ -209,6 +208,38 @@ def load_pretrained(backbone,
     """
     checkpoint = read_checkpoint(filename, _arch_name(backbone))
     return _load_into(backbone, checkpoint, filename, prefix)
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class RepVGGPretrained:
+    """Initialize a RepVGG backbone from a checkpoint of any layout.
+
+    Unlike mmengine's ``PretrainedInit``, it converts the layout and loads
+    every tensor strictly.
+
+    Args:
+        checkpoint (str): A file, URL or name (``mmpretrain://repvgg-B2``).
+        prefix (str, optional): Load only the keys under it (``'backbone.'``).
+        map_location (str): ``PretrainedInit``'s; tensors load to the CPU.
+    """
+
+    def __init__(self,
+                 checkpoint: str,
+                 prefix: Optional[str] = None,
+                 map_location: str = 'cpu'):
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+        self.map_location = map_location
+        self.wholemodule = True
+
+    def __call__(self, module) -> None:
+        layout = load_pretrained(module, self.checkpoint, prefix=self.prefix)
+        if hasattr(module, '_params_init_info'):
+            info = f'{type(self).__name__}: {self.checkpoint}'
+            update_init_info(module, init_info=f'{info} ({layout} layout)')
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(checkpoint={self.checkpoint!r})'
 
 
 def _load_into(backbone, checkpoint: dict, filename: str,

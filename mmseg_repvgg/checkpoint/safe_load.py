@@ -78,12 +78,14 @@ def _cause(err: Exception) -> str:
     return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
-def checkpoint_in(directory: str) -> str:
-    """What to pass instead of ``directory``: its newest checkpoint."""
-    found = glob.glob(osp.join(directory, '*.pth'))
-    if not found:
-        return 'pass a checkpoint file (it holds no .pth file)'
-    return f'pass a checkpoint file in it, e.g. {max(found, key=osp.getmtime)}'
+def refuse_directory(path) -> None:
+    """Refuse a directory given as a checkpoint, naming its newest one."""
+    if not isinstance(path, (str, os.PathLike)) or not osp.isdir(path):
+        return
+    found = glob.glob(osp.join(path, '*.pth'))
+    fix = (f'pass a checkpoint file in it, e.g. {max(found, key=osp.getmtime)}'
+           if found else 'pass a checkpoint file (it holds no .pth file)')
+    raise CheckpointError(f'{path} is a directory; {fix}')
 
 
 def safe_torch_load(filename, map_location='cpu'):
@@ -94,9 +96,7 @@ def safe_torch_load(filename, map_location='cpu'):
         filename (str | PathLike | file-like): The checkpoint.
         map_location: Passed to :func:`torch.load`.
     """
-    if isinstance(filename, (str, os.PathLike)) and osp.isdir(filename):
-        raise CheckpointError(
-            f'{filename} is a directory; {checkpoint_in(filename)}')
+    refuse_directory(filename)
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
             checkpoint = torch.load(

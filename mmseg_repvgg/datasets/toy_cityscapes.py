@@ -60,10 +60,7 @@ def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
     assert ok, 'cv2 failed to encode a PNG'
     atomic_write(img_path, png.tobytes())
-    objects = [
-        dict(label=obj['label'], polygon=[list(p) for p in obj['polygon']])
-        for obj in objects
-    ]
+    objects = [dict(label=o['label'], polygon=o['polygon']) for o in objects]
     polygons = dict(imgHeight=size[0], imgWidth=size[1], objects=objects)
     atomic_write(json_path, json.dumps(polygons, indent=4))
     return name
