@@ -79,11 +79,8 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 def inference_pipeline(cfg: Config) -> List[dict]:
     """A copy of the pipeline the test loop runs: the test (else val)
     dataloader's, as mmseg's ``_init_pipeline`` reads it, else the config's
-    ``test_pipeline``.
-
-    Raises:
-        ConfigError: None, or one that does not start by loading a file.
-    """
+    ``test_pipeline``; ConfigError if there is none, or it does not start by
+    loading a file."""
     pipeline = eval_dataset_cfg(cfg).get('pipeline') or cfg.get(
         'test_pipeline')
     if not pipeline:

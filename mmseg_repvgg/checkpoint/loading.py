@@ -22,15 +22,9 @@ from .safe_load import refuse_directory, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
-    """Read a checkpoint weights-only (a URL or name is downloaded once).
-
-    Args:
-        filename (str): A local file, URL or name (``mmpretrain://...``).
-        arch (str, optional): Named in the help when the file is missing.
-
-    Returns:
-        dict: The checkpoint.
-    """
+    """Read a checkpoint weights-only from a file, URL or name
+    (``mmpretrain://...``, downloaded once); a missing file's help names how
+    to get the weights of ``arch``."""
     filename = os.fspath(filename)
     if is_remote(filename):
         return fetch_checkpoint(filename, _read_file)
@@ -59,11 +53,8 @@ def _read_file(filename: str) -> dict:
 
 
 def key_differences(expected: dict, got: dict):
-    """The one key-and-shape comparison of two state dicts.
-
-    Returns:
-        tuple[list, list, list]: Missing, unexpected and resized keys.
-    """
+    """The one key-and-shape comparison of two state dicts: the missing,
+    unexpected and resized keys of ``got``."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     resized = [
@@ -74,14 +65,9 @@ def key_differences(expected: dict, got: dict):
 
 
 def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
-    """Raise CheckpointError unless ``got`` has exactly ``expected``'s keys
-    and shapes, naming the first that differ.
-
-    Args:
-        expected (dict): Key -> tensor of the target (a state dict).
-        got (dict): Key -> tensor to load.
-        what (str): Name of the target in the message.
-    """
+    """Raise CheckpointError unless ``got`` has exactly the keys and shapes
+    of the state dict ``expected`` (called ``what``), naming the first that
+    differ."""
     missing, unexpected, resized = key_differences(expected, got)
     mismatched = [
         f'{k} (checkpoint {list(got[k].shape)}, '
@@ -150,16 +136,9 @@ def _convert_blocks(blocks: dict, model) -> dict:
 def convert_to_ours(state_dict: dict,
                     model,
                     layout: Optional[str] = None) -> dict:
-    """A checkpoint of any layout as our state dict for ``model``.
-
-    Args:
-        state_dict (dict): A checkpoint or state dict, wrapped or not.
-        model (RepVGG): The backbone to fit (train-time, fused or mixed).
-        layout (str, optional): Skip detection.
-
-    Returns:
-        dict: Our keys, not checked against the model (:func:`check_fits`).
-    """
+    """A checkpoint or state dict of any layout (``layout`` skips detection)
+    as our state dict for the backbone ``model`` (train-time, fused or mixed),
+    not checked against it (:func:`check_fits` does)."""
     state_dict = normalize_state_dict(state_dict)
     layout = layout or detect_layout(state_dict)
     return _convert_blocks(to_ours_keys(state_dict, layout), model)
@@ -196,16 +175,9 @@ def _arch_hint(blocks: dict, model) -> str:
 def load_pretrained(backbone,
                     filename: str,
                     prefix: Optional[str] = None) -> str:
-    """Load a RepVGG checkpoint of any layout into ``backbone``, strictly.
-
-    Args:
-        backbone (RepVGG): Our backbone, train-time or fused.
-        filename (str): A file, URL or name (:func:`read_checkpoint`).
-        prefix (str, optional): Load only the keys under it (``'backbone.'``).
-
-    Returns:
-        str: The detected layout.
-    """
+    """Load a RepVGG checkpoint of any layout (a file, URL or name; only the
+    keys under ``prefix`` if given) into ``backbone``, train-time or fused,
+    strictly; returns the detected layout."""
     checkpoint = read_checkpoint(filename, _arch_name(backbone))
     return _load_into(backbone, checkpoint, filename, prefix)
 
@@ -269,15 +241,9 @@ def save_converted(state_dict: dict,
                    filename: str,
                    meta: Optional[dict] = None,
                    verify: Optional[Callable[[str], None]] = None) -> None:
-    """Write ``{'state_dict': ..., 'meta': ...}`` with its digest,
-    atomically; ``verify(temp_path)`` raising leaves ``filename`` as it was.
-
-    Args:
-        state_dict (dict): Tensors to save.
-        filename (str): Destination.
-        meta (dict, optional): Plain metadata (str/int/float/list/dict).
-        verify (callable, optional): Raises if the written file is bad.
-    """
+    """Write ``{'state_dict': ..., 'meta': ...}`` (plain metadata: str, int,
+    float, list, dict) with its digest, atomically; ``verify(temp_path)``
+    raising leaves ``filename`` as it was."""
     with atomic_path(filename) as tmp:
         checkpoint = dict(state_dict=state_dict, meta=dict(meta or {}))
         torch.save(add_digest(checkpoint), tmp)

@@ -89,13 +89,9 @@ def refuse_directory(path) -> None:
 
 
 def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list;
-    a missing, corrupt, unsafe or altered file raises CheckpointError.
-
-    Args:
-        filename (str | PathLike | file-like): The checkpoint.
-        map_location: Passed to :func:`torch.load`.
-    """
+    """``torch.load`` (of a path or file object) with ``weights_only=True``
+    and mmengine's allow-list; a missing, corrupt, unsafe or altered file
+    raises CheckpointError."""
     refuse_directory(filename)
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
@@ -159,15 +155,9 @@ def needs_safe_loading() -> bool:
 
 
 def route_checkpoint_loading(cfg) -> Optional[str]:
-    """Point ``cfg.load_from`` (or, resuming without one, the work dir's
-    latest checkpoint) at ``safe://PATH``; remote paths stay mmengine's.
-
-    Args:
-        cfg (Config): The complete config (``work_dir`` set).
-
-    Returns:
-        str | None: The new ``load_from``, or None if unchanged.
-    """
+    """Point ``cfg.load_from`` (or, resuming without one, the latest
+    checkpoint of ``cfg.work_dir``) at ``safe://PATH`` and return it, or None
+    if unchanged; remote paths stay mmengine's."""
     if not needs_safe_loading():
         return None
     load_from = cfg.get('load_from')

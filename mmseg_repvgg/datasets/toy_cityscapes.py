@@ -86,21 +86,11 @@ def make_toy_cityscapes(root: str,
                         seed: int = 0,
                         nproc: int = 1,
                         overwrite: bool = False) -> Dict[str, int]:
-    """Write the toy Cityscapes to ``root`` through a hidden directory beside
-    it, so an interrupted run leaves no half-written dataset behind.
-
-    Args:
-        root (str): The data root to write (``data/toy_cityscapes``).
-        num_train (int): Training images.
-        num_val (int): Validation images.
-        size (tuple[int, int]): (H, W) of every image.
-        seed (int): The same seed writes the same files.
-        nproc (int): Worker processes.
-        overwrite (bool): Replace a dataset already in ``root``.
-
-    Returns:
-        dict[str, int]: Images written per split.
-    """
+    """Write the toy Cityscapes (images of ``size`` (H, W); the same seed
+    writes the same files) to ``root`` through a hidden directory beside it,
+    so an interrupted run leaves no half-written dataset behind; a dataset
+    already there is replaced only with ``overwrite``. Returns the images
+    written per split."""
     if num_train < 1 or num_val < 0:
         raise ConfigError(
             f'num_train={num_train}, num_val={num_val}: need at least one '
