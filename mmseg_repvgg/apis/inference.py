@@ -133,12 +133,11 @@ class DeployInferencer(MMSegInferencer):
         super().__init__(model=cfg, weights=checkpoint, device=device)
         self.save_logits = save_logits
         self.save_frames = save_frames
-        meta = self.model.dataset_meta
-        if len(meta['classes']) > 256:
-            raise ConfigError(f'{len(meta["classes"])} classes do not fit '
-                              'the uint8 label PNGs')
-        self.label_table = train_id_to_label_id(
-            meta['classes']) if label_ids else None
+        classes = self.model.dataset_meta['classes']
+        if len(classes) > 256:
+            raise ConfigError(
+                f'{len(classes)} classes do not fit the uint8 label PNGs')
+        self.label_table = train_id_to_label_id(classes) if label_ids else None
 
     # The pieces of mmseg's inferencer that differ.
 
@@ -228,9 +227,8 @@ class DeployInferencer(MMSegInferencer):
         result = self.predict(image)
         stem = osp.splitext(osp.basename(path))[0]
         self._write_prediction(osp.join(out_dir, stem), result)
-        _write_png(
-            osp.join(out_dir, 'vis', f'{stem}.png'),
-            self.overlay(image, result))
+        overlay = self.overlay(image, result)
+        _write_png(osp.join(out_dir, 'vis', f'{stem}.png'), overlay)
 
     def video(self,
               path: str,

@@ -123,7 +123,6 @@ def check_checkpoint_file_fits_config(cfg, filename: str,
     checkpoint = safe_torch_load(filename)
     model_cfg = copy.deepcopy(dict(segmentor_cfg(cfg.model)))
     model_cfg.pop('pretrained', None)
-    model_cfg['backbone'] = dict(model_cfg['backbone'])
     model_cfg['backbone'].pop('init_cfg', None)
     # At test the config's hook shapes the model to a fused checkpoint.
     reshape = purpose == 'test' and any(

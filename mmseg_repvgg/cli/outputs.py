@@ -23,15 +23,14 @@ def _check_creatable(path: str, what: str) -> None:
 def check_output_dir(path: str, what: str) -> None:
     """Refuse an output directory (created later, by whoever writes first)
     that could not be written; ``what`` names it (``--out-dir``)."""
-    if osp.exists(path) and not osp.isdir(path):
+    if not osp.exists(path):
+        _check_creatable(path, what)
+    elif not osp.isdir(path):
         raise ConfigError(f'{what} {path} is a file, not a directory; pass '
                           'a directory (it is created if missing)')
-    if osp.isdir(path):
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError(f'{what} {path} is not writable; pass a '
-                              'directory you can write to')
-        return
-    _check_creatable(path, what)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f'{what} {path} is not writable; pass a '
+                          'directory you can write to')
 
 
 def check_output_file(path: str, what: str, example: str) -> None:
