@@ -67,11 +67,6 @@ def _write_png(path: str, image: np.ndarray) -> None:
         f.write(encoded.tobytes())
 
 
-def _write_npy(path: str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        np.save(f, array)
-
-
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     """A BGR, gray or float image as the uint8 RGB the visualizer draws on."""
     if image.dtype != np.uint8:
@@ -84,11 +79,8 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 def inference_pipeline(cfg: Config) -> List[dict]:
     """A copy of the pipeline the test loop runs: the test (else val)
     dataloader's, as mmseg's ``_init_pipeline`` reads it, else the config's
-    ``test_pipeline``.
-
-    Raises:
-        ConfigError: None, or one that does not start by loading a file.
-    """
+    ``test_pipeline``; ConfigError if there is none, or it does not start by
+    loading a file."""
     pipeline = eval_dataset_cfg(cfg).get('pipeline') or cfg.get(
         'test_pipeline')
     if not pipeline:
@@ -141,12 +133,11 @@ class DeployInferencer(MMSegInferencer):
         super().__init__(model=cfg, weights=checkpoint, device=device)
         self.save_logits = save_logits
         self.save_frames = save_frames
-        meta = self.model.dataset_meta
-        if len(meta['classes']) > 256:
-            raise ConfigError(f'{len(meta["classes"])} classes do not fit '
-                              'the uint8 label PNGs')
-        self.label_table = train_id_to_label_id(
-            meta['classes']) if label_ids else None
+        classes = self.model.dataset_meta['classes']
+        if len(classes) > 256:
+            raise ConfigError(
+                f'{len(classes)} classes do not fit the uint8 label PNGs')
+        self.label_table = train_id_to_label_id(classes) if label_ids else None
 
     # The pieces of mmseg's inferencer that differ.
 
@@ -227,7 +218,8 @@ class DeployInferencer(MMSegInferencer):
         _write_png(base + '.png', self.label_map(result))
         if self.save_logits:
             logits = result.seg_logits.data.float().cpu().numpy()
-            _write_npy(base + '.npy', logits)
+            with atomic_path(base + '.npy') as tmp, open(tmp, 'wb') as f:
+                np.save(f, logits)
 
     def image(self, path: str, out_dir: str) -> None:
         """Segment one image file into ``out_dir`` (BadInput if unreadable)."""
@@ -235,9 +227,8 @@ class DeployInferencer(MMSegInferencer):
         result = self.predict(image)
         stem = osp.splitext(osp.basename(path))[0]
         self._write_prediction(osp.join(out_dir, stem), result)
-        _write_png(
-            osp.join(out_dir, 'vis', f'{stem}.png'),
-            self.overlay(image, result))
+        overlay = self.overlay(image, result)
+        _write_png(osp.join(out_dir, 'vis', f'{stem}.png'), overlay)
 
     def video(self,
               path: str,
@@ -255,9 +246,8 @@ class DeployInferencer(MMSegInferencer):
             fps = capture.get(cv2.CAP_PROP_FPS)
             fps = fps if fps and fps > 0 else DEFAULT_FPS
             height, width = frame.shape[:2]
-            target = osp.join(out_dir, 'vis', f'{stem}.mp4')
             count = 0
-            with atomic_path(target) as tmp:
+            with atomic_path(osp.join(out_dir, 'vis', f'{stem}.mp4')) as tmp:
                 # cv2 picks the container by the extension: write a .mp4
                 # beside the temporary file, then move it there.
                 tmp_video = tmp + '.mp4'

@@ -23,16 +23,8 @@ def dataset_meta(cfg: Config,
     """The classes and palette to draw with: the first of the checkpoint's
     ``meta['dataset_meta']``, the test dataset's ``metainfo`` and its class's
     ``METAINFO`` with the model's class count, else numbered classes; a
-    missing or mis-sized palette is drawn as mmseg's datasets do.
-
-    Args:
-        cfg (Config): The config.
-        checkpoint (dict): The loaded checkpoint.
-        num_classes (int, optional): The model's output channels.
-
-    Returns:
-        dict: ``classes`` (tuple of str) and ``palette`` (list of RGB).
-    """
+    missing or mis-sized palette is drawn as mmseg's datasets do. Returns
+    ``classes`` (tuple of str) and ``palette`` (list of RGB)."""
     dataset = eval_dataset_cfg(cfg)
     dataset_type = dataset.get('type')
     if isinstance(dataset_type, str):
@@ -62,18 +54,9 @@ def dataset_meta(cfg: Config,
 
 
 def train_id_to_label_id(classes: Sequence[str]) -> np.ndarray:
-    """A lookup table from train IDs (road 0) to the Cityscapes label IDs
-    (road 7) the test server wants, from cityscapesscripts.
-
-    Args:
-        classes (Sequence[str]): The 19 Cityscapes classes, in order.
-
-    Returns:
-        np.ndarray: uint8 array of 256; entry ``t`` is train ID t's label ID.
-
-    Raises:
-        ConfigError: The classes are not Cityscapes'.
-    """
+    """A uint8 lookup table of 256 from train IDs (road 0) to the Cityscapes
+    label IDs (road 7) the test server wants, from cityscapesscripts;
+    ConfigError unless ``classes`` are the 19 Cityscapes classes in order."""
     from cityscapesscripts.helpers.labels import trainId2label
     names = [trainId2label[i].name for i in range(19)]
     if [c.lower() for c in classes] != names:

@@ -26,17 +26,11 @@ class BadInput(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    """One image or video to segment.
-
-    Args:
-        path (str): The file.
-        kind (str): ``'image'`` or ``'video'``.
-        frames (int): Frames a video says it has (the progress bar's).
-    """
+    """One image or video to segment."""
 
     path: str
-    kind: str
-    frames: int = 1
+    kind: str  # 'image' or 'video'
+    frames: int = 1  # what a video says it has (for the progress bar)
 
     @property
     def stem(self) -> str:
@@ -79,14 +73,8 @@ def collect_sources(inputs: Sequence[str],
     A bad input (missing, unknown extension, an empty folder, an unreadable
     video) is reported and skipped. The same file named twice runs once; of
     files with the same stem, whose outputs would collide, the first runs.
-
-    Args:
-        inputs (Sequence[str]): Image files, folders of images, videos.
-        report (callable): ``report(path, why)`` for each bad input.
-        out_dir (str, optional): The output folder, not scanned for inputs.
-
-    Returns:
-        tuple[list[Source], int]: The sources, and how many inputs failed.
+    ``out_dir``, the output folder, is not scanned. Returns the sources and
+    how many inputs failed.
     """
     skip = osp.realpath(out_dir) if out_dir else None
     sources: List[Source] = []

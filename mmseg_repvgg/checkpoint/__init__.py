@@ -4,10 +4,9 @@ from .fit import (DEPLOY_META_KEY, build_segmentor, check_checkpoint_fits,
                   fit_to_checkpoint, is_deploy_checkpoint, load_segmentor)
 from .layouts import (LAYOUTS, detect_layout, export_layout,
                       normalize_state_dict)
-from .loading import (check_fits, convert_file, convert_to_ours,
-                      key_differences, load_pretrained, read_checkpoint,
-                      save_converted)
-from .pretrained_init import RepVGGPretrained
+from .loading import (RepVGGPretrained, check_fits, convert_file,
+                      convert_to_ours, key_differences, load_pretrained,
+                      read_checkpoint, save_converted)
 from .safe_load import SAFE_SCHEME, safe_torch_load
 
 __all__ = [

@@ -57,17 +57,9 @@ def fit_to_checkpoint(model: nn.Module,
                       checkpoint: Dict,
                       source: str,
                       reshape: bool = True) -> Optional[FusionReport]:
-    """Shape ``model`` to a fused ``checkpoint``, then check every key.
-
-    Args:
-        model (nn.Module): The segmentor (unwrapped, meta device is fine).
-        checkpoint (dict): The loaded checkpoint (or its state dict).
-        source (str): The checkpoint's name, for the message.
-        reshape (bool): Fuse the model (in place) to a fused checkpoint.
-
-    Returns:
-        FusionReport | None: What fusing changed; None if nothing was fused.
-    """
+    """Shape the segmentor ``model`` (unwrapped; the meta device is fine) in
+    place to a fused ``checkpoint`` (or state dict) if ``reshape``, then
+    check every key; returns what fusing changed, or None."""
     state_dict = checkpoint_state_dict(checkpoint)
     report = None
     if reshape and is_deploy_checkpoint(checkpoint):
@@ -140,16 +132,9 @@ def build_segmentor(cfg) -> nn.Module:
 
 
 def load_segmentor(cfg, checkpoint: str) -> Tuple[nn.Module, Dict]:
-    """Build the model of ``cfg`` shaped like ``checkpoint`` (a deploy one
-    fuses it) and load it strictly.
-
-    Args:
-        cfg (Config): The config (training or deploy).
-        checkpoint (str): Path of the checkpoint.
-
-    Returns:
-        tuple[nn.Module, dict]: The model in eval mode and the checkpoint.
-    """
+    """Build the model of ``cfg`` (training or deploy) shaped like the
+    ``checkpoint`` file (a deploy one fuses it), load it strictly; returns
+    the model in eval mode and the checkpoint."""
     ckpt = safe_torch_load(checkpoint)
     model = build_segmentor(cfg)
     check_checkpoint_fits(model, ckpt, checkpoint)

@@ -26,25 +26,15 @@ Block = Tuple
 
 @dataclass(frozen=True)
 class Layout:
-    """How one codebase names RepVGG blocks and their branches.
+    """How one codebase names RepVGG blocks and their branches."""
 
-    Args:
-        name (str): Layout name (train-time; fused adds ``_deploy``).
-        stem (str): Name of the stem block.
-        stage (str): Stage name before its number (``stage``, ``stages.``).
-        first_stage (int): The number this codebase gives our stage 1.
-        branches (dict): Our branch prefix -> this layout's prefix.
-        heads (tuple): Prefixes of classifier keys, dropped on import.
-        wrapper (str): Prefix of the backbone keys in whole-model files.
-    """
-
-    name: str
-    stem: str
-    stage: str
-    first_stage: int
-    branches: Dict[str, str] = field(hash=False)
-    heads: Tuple[str, ...] = ()
-    wrapper: str = ''
+    name: str  # train-time; the fused layout adds _deploy
+    stem: str  # the stem block
+    stage: str  # a stage's name before its number (stage, stages.)
+    first_stage: int  # the number this codebase gives our stage 1
+    branches: Dict[str, str] = field(hash=False)  # ours -> its prefixes
+    heads: Tuple[str, ...] = ()  # classifier key prefixes, dropped on import
+    wrapper: str = ''  # the backbone's key prefix in whole-model files
 
     def split(self, key: str) -> Tuple[Optional[Block], Optional[str]]:
         """Split a key into (block, our branch key), or (None, None)."""
@@ -124,17 +114,9 @@ def _take_prefix(state_dict: dict, prefix: str) -> dict:
 
 
 def normalize_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
-    """The tensors of a checkpoint: unwrapped (``state_dict``, ``model``),
-    without DataParallel's ``module.``, and those under ``prefix`` (else
-    under ``backbone.`` if any) with it removed.
-
-    Args:
-        checkpoint (dict): A loaded checkpoint or state dict.
-        prefix (str, optional): Take only the keys under it (``'backbone.'``).
-
-    Returns:
-        dict: Key -> tensor.
-    """
+    """The tensors of a checkpoint or state dict: unwrapped (``state_dict``,
+    ``model``), without DataParallel's ``module.``, and only those under
+    ``prefix`` (else under ``backbone.`` if any), with it removed."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError('not a checkpoint: expected a dict of tensors, '
                               f'got {type(checkpoint).__name__}')
@@ -180,14 +162,8 @@ def _without_heads(state_dict: dict, layout: Layout) -> dict:
 
 
 def detect_layout(checkpoint) -> str:
-    """Name the layout of a RepVGG checkpoint.
-
-    Args:
-        checkpoint (dict): A checkpoint or state dict, wrapped or not.
-
-    Returns:
-        str: One of :data:`LAYOUTS`; ``*_deploy`` when every block is fused.
-    """
+    """The layout of a RepVGG checkpoint or state dict, wrapped or not: one
+    of :data:`LAYOUTS`, ``*_deploy`` when every block is fused."""
     state_dict = normalize_state_dict(checkpoint)
     _check_no_se(state_dict)
     best, best_keys = None, []
@@ -245,15 +221,8 @@ def flatten_blocks(blocks: Dict[Block, dict], lay: Layout = OURS) -> dict:
 
 
 def export_layout(state_dict: dict, layout: str) -> dict:
-    """Our state dict in another layout (the inverse of the import).
-
-    Args:
-        state_dict (dict): Backbone keys in our layout, train-time or fused.
-        layout (str): Target layout; ``*_deploy`` needs a fused state dict.
-
-    Returns:
-        dict: The keys as that codebase names them, without a head.
-    """
+    """Our backbone state dict, train-time or fused, in another layout (the
+    inverse of the import, without a head); ``*_deploy`` needs it fused."""
     lay = base_layout(layout)
     blocks = to_ours_keys(normalize_state_dict(state_dict), 'ours')
     if layout.endswith('_deploy') and not all_fused(blocks):

@@ -1,11 +1,14 @@
 """Load RepVGG weights of any layout into our backbone, fused or not (per
-block), and save them; it imports the models, never the reverse."""
+block), also as the initializer ``RepVGGPretrained``, and save them; it
+imports the models, never the reverse."""
 import os
 import os.path as osp
 from typing import Callable, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from mmengine.model.weight_init import update_init_info
+from mmseg.registry import WEIGHT_INITIALIZERS
 
 from ..atomic_io import atomic_path
 from ..errors import CheckpointError
@@ -15,25 +18,17 @@ from .download import fetch_checkpoint, is_remote, missing_weights_help
 from .layouts import (FUSED_PREFIX, all_fused, block_name, detect_layout,
                       few_keys, flatten_blocks, normalize_state_dict,
                       to_ours_keys)
-from .safe_load import checkpoint_in, safe_torch_load
+from .safe_load import refuse_directory, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
-    """Read a checkpoint weights-only (a URL or name is downloaded once).
-
-    Args:
-        filename (str): A local file, URL or name (``mmpretrain://...``).
-        arch (str, optional): Named in the help when the file is missing.
-
-    Returns:
-        dict: The checkpoint.
-    """
+    """Read a checkpoint weights-only from a file, URL or name
+    (``mmpretrain://...``, downloaded once); a missing file's help names how
+    to get the weights of ``arch``."""
     filename = os.fspath(filename)
     if is_remote(filename):
         return fetch_checkpoint(filename, _read_file)
-    if osp.isdir(filename):
-        raise CheckpointError(
-            f'{filename} is a directory; {checkpoint_in(filename)}')
+    refuse_directory(filename)
     if not osp.isfile(filename):
         raise CheckpointError(f'{filename}: checkpoint file not found. '
                               f'{missing_weights_help(filename, arch)}')
@@ -58,11 +53,8 @@ def _read_file(filename: str) -> dict:
 
 
 def key_differences(expected: dict, got: dict):
-    """The one key-and-shape comparison of two state dicts.
-
-    Returns:
-        tuple[list, list, list]: Missing, unexpected and resized keys.
-    """
+    """The one key-and-shape comparison of two state dicts: the missing,
+    unexpected and resized keys of ``got``."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     resized = [
@@ -73,14 +65,9 @@ def key_differences(expected: dict, got: dict):
 
 
 def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
-    """Raise CheckpointError unless ``got`` has exactly ``expected``'s keys
-    and shapes, naming the first that differ.
-
-    Args:
-        expected (dict): Key -> tensor of the target (a state dict).
-        got (dict): Key -> tensor to load.
-        what (str): Name of the target in the message.
-    """
+    """Raise CheckpointError unless ``got`` has exactly the keys and shapes
+    of the state dict ``expected`` (called ``what``), naming the first that
+    differ."""
     missing, unexpected, resized = key_differences(expected, got)
     mismatched = [
         f'{k} (checkpoint {list(got[k].shape)}, '
@@ -116,10 +103,9 @@ def _fuse(src: dict, block: RepVGGBlock, name: str) -> dict:
 
 def _convert_block(src: dict, block, name: str) -> dict:
     fused_src = any(k.startswith(FUSED_PREFIX) for k in src)
+    fused_keys = {'branch_reparam.weight', 'branch_reparam.bias'}
     # Incomplete blocks and matching forms stay: check_fits names the rest.
-    incomplete = fused_src and not {
-        'branch_reparam.weight', 'branch_reparam.bias'
-    } <= set(src)
+    incomplete = fused_src and not fused_keys <= set(src)
     if not src or incomplete or fused_src == block.deploy:
         return src
     if fused_src:
@@ -133,9 +119,8 @@ def _convert_blocks(blocks: dict, model) -> dict:
     out = {}
     for name, block in model.named_modules():
         if isinstance(block, RepVGGBlock):
-            out.update(
-                _prefixed(name + '.',
-                          _convert_block(by_name.pop(name, {}), block, name)))
+            converted = _convert_block(by_name.pop(name, {}), block, name)
+            out.update(_prefixed(name + '.', converted))
     # Blocks the model lacks stay as they are, to be reported as unexpected.
     for name, branches in by_name.items():
         out.update(_prefixed(name + '.', branches))
@@ -151,16 +136,9 @@ def _convert_blocks(blocks: dict, model) -> dict:
 def convert_to_ours(state_dict: dict,
                     model,
                     layout: Optional[str] = None) -> dict:
-    """A checkpoint of any layout as our state dict for ``model``.
-
-    Args:
-        state_dict (dict): A checkpoint or state dict, wrapped or not.
-        model (RepVGG): The backbone to fit (train-time, fused or mixed).
-        layout (str, optional): Skip detection.
-
-    Returns:
-        dict: Our keys, not checked against the model (:func:`check_fits`).
-    """
+    """A checkpoint or state dict of any layout (``layout`` skips detection)
+    as our state dict for the backbone ``model`` (train-time, fused or mixed),
+    not checked against it (:func:`check_fits` does)."""
     state_dict = normalize_state_dict(state_dict)
     layout = layout or detect_layout(state_dict)
     return _convert_blocks(to_ours_keys(state_dict, layout), model)
@@ -197,18 +175,43 @@ def _arch_hint(blocks: dict, model) -> str:
 def load_pretrained(backbone,
                     filename: str,
                     prefix: Optional[str] = None) -> str:
-    """Load a RepVGG checkpoint of any layout into ``backbone``, strictly.
-
-    Args:
-        backbone (RepVGG): Our backbone, train-time or fused.
-        filename (str): A file, URL or name (:func:`read_checkpoint`).
-        prefix (str, optional): Load only the keys under it (``'backbone.'``).
-
-    Returns:
-        str: The detected layout.
-    """
+    """Load a RepVGG checkpoint of any layout (a file, URL or name; only the
+    keys under ``prefix`` if given) into ``backbone``, train-time or fused,
+    strictly; returns the detected layout."""
     checkpoint = read_checkpoint(filename, _arch_name(backbone))
     return _load_into(backbone, checkpoint, filename, prefix)
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class RepVGGPretrained:
+    """Initialize a RepVGG backbone from a checkpoint of any layout.
+
+    Unlike mmengine's ``PretrainedInit``, it converts the layout and loads
+    every tensor strictly.
+
+    Args:
+        checkpoint (str): A file, URL or name (``mmpretrain://repvgg-B2``).
+        prefix (str, optional): Load only the keys under it (``'backbone.'``).
+        map_location (str): ``PretrainedInit``'s; tensors load to the CPU.
+    """
+
+    def __init__(self,
+                 checkpoint: str,
+                 prefix: Optional[str] = None,
+                 map_location: str = 'cpu'):
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+        self.map_location = map_location
+        self.wholemodule = True
+
+    def __call__(self, module) -> None:
+        layout = load_pretrained(module, self.checkpoint, prefix=self.prefix)
+        if hasattr(module, '_params_init_info'):
+            info = f'{type(self).__name__}: {self.checkpoint}'
+            update_init_info(module, init_info=f'{info} ({layout} layout)')
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(checkpoint={self.checkpoint!r})'
 
 
 def _load_into(backbone, checkpoint: dict, filename: str,
@@ -238,15 +241,9 @@ def save_converted(state_dict: dict,
                    filename: str,
                    meta: Optional[dict] = None,
                    verify: Optional[Callable[[str], None]] = None) -> None:
-    """Write ``{'state_dict': ..., 'meta': ...}`` with its digest,
-    atomically; ``verify(temp_path)`` raising leaves ``filename`` as it was.
-
-    Args:
-        state_dict (dict): Tensors to save.
-        filename (str): Destination.
-        meta (dict, optional): Plain metadata (str/int/float/list/dict).
-        verify (callable, optional): Raises if the written file is bad.
-    """
+    """Write ``{'state_dict': ..., 'meta': ...}`` (plain metadata: str, int,
+    float, list, dict) with its digest, atomically; ``verify(temp_path)``
+    raising leaves ``filename`` as it was."""
     with atomic_path(filename) as tmp:
         checkpoint = dict(state_dict=state_dict, meta=dict(meta or {}))
         torch.save(add_digest(checkpoint), tmp)

@@ -78,25 +78,21 @@ def _cause(err: Exception) -> str:
     return f'{type(err).__name__}: {first}' if first else type(err).__name__
 
 
-def checkpoint_in(directory: str) -> str:
-    """What to pass instead of ``directory``: its newest checkpoint."""
-    found = glob.glob(osp.join(directory, '*.pth'))
-    if not found:
-        return 'pass a checkpoint file (it holds no .pth file)'
-    return f'pass a checkpoint file in it, e.g. {max(found, key=osp.getmtime)}'
+def refuse_directory(path) -> None:
+    """Refuse a directory given as a checkpoint, naming its newest one."""
+    if not isinstance(path, (str, os.PathLike)) or not osp.isdir(path):
+        return
+    found = glob.glob(osp.join(path, '*.pth'))
+    fix = (f'pass a checkpoint file in it, e.g. {max(found, key=osp.getmtime)}'
+           if found else 'pass a checkpoint file (it holds no .pth file)')
+    raise CheckpointError(f'{path} is a directory; {fix}')
 
 
 def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and mmengine's allow-list;
-    a missing, corrupt, unsafe or altered file raises CheckpointError.
-
-    Args:
-        filename (str | PathLike | file-like): The checkpoint.
-        map_location: Passed to :func:`torch.load`.
-    """
-    if isinstance(filename, (str, os.PathLike)) and osp.isdir(filename):
-        raise CheckpointError(
-            f'{filename} is a directory; {checkpoint_in(filename)}')
+    """``torch.load`` (of a path or file object) with ``weights_only=True``
+    and mmengine's allow-list; a missing, corrupt, unsafe or altered file
+    raises CheckpointError."""
+    refuse_directory(filename)
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
             checkpoint = torch.load(
@@ -159,15 +155,9 @@ def needs_safe_loading() -> bool:
 
 
 def route_checkpoint_loading(cfg) -> Optional[str]:
-    """Point ``cfg.load_from`` (or, resuming without one, the work dir's
-    latest checkpoint) at ``safe://PATH``; remote paths stay mmengine's.
-
-    Args:
-        cfg (Config): The complete config (``work_dir`` set).
-
-    Returns:
-        str | None: The new ``load_from``, or None if unchanged.
-    """
+    """Point ``cfg.load_from`` (or, resuming without one, the latest
+    checkpoint of ``cfg.work_dir``) at ``safe://PATH`` and return it, or None
+    if unchanged; remote paths stay mmengine's."""
     if not needs_safe_loading():
         return None
     load_from = cfg.get('load_from')

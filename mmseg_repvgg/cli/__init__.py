@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from ..checkpoint.safe_load import checkpoint_in, route_checkpoint_loading
+from ..checkpoint.safe_load import refuse_directory, route_checkpoint_loading
 from ..config import load_config  # noqa: F401  (the tools import it here)
 from ..errors import CheckpointError, ConfigError, Interrupted, UserError
 from .args import CfgOptions, add_cfg_options  # noqa: F401
@@ -116,8 +116,7 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 def check_checkpoint(path: str) -> None:
     """Refuse a checkpoint path that is missing, a directory or a config."""
-    if osp.isdir(path):
-        raise CheckpointError(f'{path} is a directory; {checkpoint_in(path)}')
+    refuse_directory(path)
     if path.endswith('.py'):
         raise CheckpointError(
             f'{path} is a config, not a checkpoint; the config comes first '

@@ -36,15 +36,8 @@ def _on_meta(build: Callable):
 
 
 def backbone_out_channels(model_cfg: dict) -> Optional[List[int]]:
-    """The channels of each output of ``model_cfg.backbone``.
-
-    Args:
-        model_cfg (dict): The ``model`` part of a segmentor config.
-
-    Returns:
-        list[int] | None: One count per output; None if the backbone cannot
-        be built here.
-    """
+    """The channels of each output of the backbone of a segmentor config's
+    ``model``; None if the backbone cannot be built here."""
     backbone_cfg = dict(model_cfg['backbone'])
     backbone_cfg.pop('init_cfg', None)  # meta tensors load nothing anyway
     in_channels = backbone_cfg.get('in_channels', 3)
@@ -96,11 +89,8 @@ def _check_head(head_cfg: dict, outs: Sequence[int], name: str) -> None:
 
 def check_head_channels(model_cfg: dict) -> None:
     """Raise ConfigError unless every head's ``in_channels`` (at its
-    ``in_index``) are what the backbone gives; models with a neck pass.
-
-    Args:
-        model_cfg (dict): The ``model`` part of a segmentor config.
-    """
+    ``in_index``) in a config's ``model`` are what the backbone gives;
+    models with a neck pass."""
     model_cfg = segmentor_cfg(model_cfg)
     if model_cfg.get('neck') or 'backbone' not in model_cfg:
         return
@@ -126,19 +116,13 @@ def segmentor_cfg(model_cfg: dict) -> dict:
 
 def check_checkpoint_file_fits_config(cfg, filename: str,
                                       purpose: str) -> None:
-    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` to the
-    file and the config's model on the meta device: the answer the config's
-    ``CheckpointFitHook`` gives, before the dataloaders are built.
-
-    Args:
-        cfg (Config): The complete config.
-        filename (str): The checkpoint.
-        purpose (str): ``'test'``, ``'resume'`` or ``'load_from'``.
-    """
+    """Apply :func:`~mmseg_repvgg.checkpoint.check_checkpoint_fits` for
+    ``purpose`` to the file and the complete config's model on the meta
+    device: the answer the config's ``CheckpointFitHook`` gives, before the
+    dataloaders are built."""
     checkpoint = safe_torch_load(filename)
     model_cfg = copy.deepcopy(dict(segmentor_cfg(cfg.model)))
     model_cfg.pop('pretrained', None)
-    model_cfg['backbone'] = dict(model_cfg['backbone'])
     model_cfg['backbone'].pop('init_cfg', None)
     # At test the config's hook shapes the model to a fused checkpoint.
     reshape = purpose == 'test' and any(
@@ -221,12 +205,8 @@ def check_data_roots(cfg, mode: str) -> None:
 
 
 def check_before_run(cfg, mode: str) -> None:
-    """What tools/train.py and tools/test.py check before the Runner runs.
-
-    Args:
-        cfg (Config): The complete config (command line applied).
-        mode (str): 'train' or 'test'.
-    """
+    """What tools/train.py and tools/test.py (``mode`` 'train' or 'test')
+    check before the Runner runs, on the complete config."""
     check_head_channels(cfg.model)
     filename, purpose = cfg.get('load_from'), 'test'
     if mode == 'train':

@@ -18,13 +18,9 @@ TORCHRUN_ENV = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
 
 @MODEL_WRAPPERS.register_module()
 class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """mmengine's DDP wrapper for a model on the CPU: no ``device_ids``, and
-    SyncBN turned back into BN (torch's trains on GPUs only).
-
-    Args:
-        module (nn.Module): The model, on the CPU.
-        device_ids (list, optional): Ignored (the Runner's local rank).
-        **kwargs: Passed to :class:`MMDistributedDataParallel`.
+    """mmengine's DDP wrapper for a model on the CPU: ``device_ids`` (the
+    Runner's local rank) ignored, SyncBN turned back into BN (torch's trains
+    on GPUs only); the other arguments are ``MMDistributedDataParallel``'s.
     """
 
     def __init__(self, module: nn.Module, device_ids=None, **kwargs):
@@ -38,15 +34,9 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
 
 
 def setup_cpu_distributed(cfg, launcher: str) -> bool:
-    """Prepare a distributed run on CPUs; do nothing on GPUs.
-
-    Args:
-        cfg (Config): The run's config; ``model_wrapper_cfg`` is set if none.
-        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'.
-
-    Returns:
-        bool: Whether the process group was started here.
-    """
+    """Prepare a distributed run on CPUs (its ``model_wrapper_cfg`` set if
+    none) for ``launcher`` 'none', 'pytorch', 'slurm' or 'mpi'; do nothing on
+    GPUs. Returns whether the process group was started here."""
     if launcher == 'none' or torch.cuda.is_available():
         return False
     if launcher != 'pytorch':

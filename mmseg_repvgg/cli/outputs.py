@@ -21,31 +21,22 @@ def _check_creatable(path: str, what: str) -> None:
 
 
 def check_output_dir(path: str, what: str) -> None:
-    """Refuse an output directory that could not be written.
-
-    Args:
-        path (str): The directory; created later, by whoever writes first.
-        what (str): The option or argument, for the message (``--out-dir``).
-    """
-    if osp.exists(path) and not osp.isdir(path):
+    """Refuse an output directory (created later, by whoever writes first)
+    that could not be written; ``what`` names it (``--out-dir``)."""
+    if not osp.exists(path):
+        _check_creatable(path, what)
+    elif not osp.isdir(path):
         raise ConfigError(f'{what} {path} is a file, not a directory; pass '
                           'a directory (it is created if missing)')
-    if osp.isdir(path):
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError(f'{what} {path} is not writable; pass a '
-                              'directory you can write to')
-        return
-    _check_creatable(path, what)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f'{what} {path} is not writable; pass a '
+                          'directory you can write to')
 
 
 def check_output_file(path: str, what: str, example: str) -> None:
-    """Refuse an output file that could not be written.
-
-    Args:
-        path (str): The file to write (replaced if it exists).
-        what (str): The option or argument, for the message.
-        example (str): A file name to suggest in a directory given instead.
-    """
+    """Refuse an output file (replaced if it exists) that could not be
+    written; ``what`` names it, ``example`` is the file name suggested in a
+    directory given instead."""
     if osp.isdir(path) or path.endswith(('/', os.sep)):
         raise ConfigError(
             f'{what} {path} is a directory; pass a file name, e.g. '

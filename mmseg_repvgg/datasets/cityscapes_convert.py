@@ -68,15 +68,9 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def convert_polygon_file(json_file: str) -> str:
-    """Write an image's train-ID PNG beside its polygon file, and its label-ID
-    and instance-ID PNGs where missing (not in the download), atomically.
-
-    Args:
-        json_file (str): A ``*_gtFine_polygons.json``.
-
-    Returns:
-        str: ``json_file``.
-    """
+    """Write an image's train-ID PNG beside its polygon file (returned), and
+    its label-ID and instance-ID PNGs where missing (not in the download),
+    atomically."""
     if not json_file.endswith(POLYGON_SUFFIX):
         raise DatasetError(f'{json_file}: not a *{POLYGON_SUFFIX} file')
     annotation = load_annotation(json_file)
@@ -123,17 +117,9 @@ def convert_cityscapes(data_root: str,
                        nproc: int = 1,
                        splits: Optional[Sequence[str]] = None,
                        gt_dir: str = 'gtFine') -> Dict[str, int]:
-    """Write the label PNGs of every polygon file and the split lists.
-
-    Args:
-        data_root (str): The Cityscapes root (``leftImg8bit``, ``gtFine``).
-        nproc (int): Worker processes; 1 converts in this process.
-        splits (Sequence[str], optional): Splits to convert, if present.
-        gt_dir (str): The annotation directory.
-
-    Returns:
-        dict[str, int]: Number of converted images per split found.
-    """
+    """Write the label PNGs of every polygon file under ``data_root/gt_dir``
+    (of the ``splits`` present; ``nproc`` > 1: in worker processes) and the
+    split lists; returns the number of converted images per split."""
     polygon_files = find_polygon_files(data_root, splits, gt_dir)
     gt_root = osp.join(data_root, gt_dir)
     tasks = [

@@ -60,10 +60,7 @@ def _write_sample(task: Tuple[str, str, int, int, Tuple[int, int]]) -> str:
                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
     assert ok, 'cv2 failed to encode a PNG'
     atomic_write(img_path, png.tobytes())
-    objects = [
-        dict(label=obj['label'], polygon=[list(p) for p in obj['polygon']])
-        for obj in objects
-    ]
+    objects = [dict(label=o['label'], polygon=o['polygon']) for o in objects]
     polygons = dict(imgHeight=size[0], imgWidth=size[1], objects=objects)
     atomic_write(json_path, json.dumps(polygons, indent=4))
     return name
@@ -89,21 +86,11 @@ def make_toy_cityscapes(root: str,
                         seed: int = 0,
                         nproc: int = 1,
                         overwrite: bool = False) -> Dict[str, int]:
-    """Write the toy Cityscapes to ``root`` through a hidden directory beside
-    it, so an interrupted run leaves no half-written dataset behind.
-
-    Args:
-        root (str): The data root to write (``data/toy_cityscapes``).
-        num_train (int): Training images.
-        num_val (int): Validation images.
-        size (tuple[int, int]): (H, W) of every image.
-        seed (int): The same seed writes the same files.
-        nproc (int): Worker processes.
-        overwrite (bool): Replace a dataset already in ``root``.
-
-    Returns:
-        dict[str, int]: Images written per split.
-    """
+    """Write the toy Cityscapes (images of ``size`` (H, W); the same seed
+    writes the same files) to ``root`` through a hidden directory beside it,
+    so an interrupted run leaves no half-written dataset behind; a dataset
+    already there is replaced only with ``overwrite``. Returns the images
+    written per split."""
     if num_train < 1 or num_val < 0:
         raise ConfigError(
             f'num_train={num_train}, num_val={num_val}: need at least one '

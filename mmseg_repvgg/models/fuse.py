@@ -21,18 +21,12 @@ class FusionMismatchError(UserError):
 
 @dataclass
 class FusionReport:
-    """What :func:`fuse_segmentor` changed.
+    """What :func:`fuse_segmentor` changed, by module name."""
 
-    Args:
-        blocks (list[str]): RepVGG blocks fused into one conv.
-        conv_bn (list[str]): ConvModules whose BatchNorm was folded.
-        dropped (list[str]): Train-only heads removed.
-        unfused_norms (list[str]): BatchNorms not after a conv, not folded.
-    """
-
-    blocks: List[str] = field(default_factory=list)
-    conv_bn: List[str] = field(default_factory=list)
-    dropped: List[str] = field(default_factory=list)
+    blocks: List[str] = field(default_factory=list)  # RepVGG, now one conv
+    conv_bn: List[str] = field(default_factory=list)  # ConvModules, BN folded
+    dropped: List[str] = field(default_factory=list)  # train-only heads
+    # BatchNorms not after a conv, not folded.
     unfused_norms: List[str] = field(default_factory=list)
 
     @property
@@ -71,16 +65,10 @@ def _norm_follows_conv(module: ConvModule) -> bool:
 @torch.no_grad()
 def fuse_segmentor(model: nn.Module,
                    inplace: bool = False) -> Tuple[nn.Module, FusionReport]:
-    """Turn a trained segmentor into its deploy form (exact in eval mode):
-    blocks fused, ``conv -> BN`` ConvModules folded, auxiliary head deleted.
-
-    Args:
-        model (nn.Module): An mmseg segmentor (unwrapped).
-        inplace (bool): Fuse ``model`` itself instead of a deep copy.
-
-    Returns:
-        tuple[nn.Module, FusionReport]: The fused model and what changed.
-    """
+    """Turn a trained mmseg segmentor (unwrapped; a deep copy unless
+    ``inplace``) into its deploy form, exact in eval mode: blocks fused,
+    ``conv -> BN`` ConvModules folded, auxiliary head deleted. Returns the
+    fused model and a report of what changed."""
     if not inplace:
         model = copy.deepcopy(model)
     report = FusionReport(blocks=fusable_modules(model))
@@ -128,18 +116,10 @@ def check_fused_equal(reference: nn.Module,
                       fused: nn.Module,
                       shape: Sequence[int] = (1, 3, 64, 128),
                       tol: float = 1e-4) -> Tuple[float, float]:
-    """Compare two segmentors' logits on a random input, both in eval mode;
-    FusionMismatchError if they differ by more than ``tol``.
-
-    Args:
-        reference (nn.Module): The unfused model (set to eval mode).
-        fused (nn.Module): Its fused form.
-        shape (Sequence[int]): N, C, H, W of the input.
-        tol (float): Largest max-abs difference over the largest logit.
-
-    Returns:
-        tuple[float, float]: Max abs difference and its relative value.
-    """
+    """Compare the logits of the unfused ``reference`` and its ``fused`` form,
+    both set to eval mode, on a random input of ``shape`` (N, C, H, W);
+    FusionMismatchError if their max-abs difference exceeds ``tol`` times the
+    largest logit. Returns that difference and its relative value."""
     # On the CPU: cuDNN's default TF32 rounding alone exceeds ``tol``.
     reference, fused = _on_cpu(reference.eval()), _on_cpu(fused.eval())
     inputs = random_inputs(shape)

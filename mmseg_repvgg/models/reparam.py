@@ -90,15 +90,8 @@ def fusable_modules(model: nn.Module) -> List[str]:
 
 def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Fuse every module with a ``switch_to_deploy()`` (as timm's helper of
-    the same name); fused modules stay as they are.
-
-    Args:
-        model (nn.Module): The model to fuse.
-        inplace (bool): Fuse ``model`` itself instead of a deep copy.
-
-    Returns:
-        nn.Module: The fused model (``model`` itself when ``inplace``).
-    """
+    the same name), of ``model`` itself if ``inplace``, else of a deep copy;
+    fused modules stay as they are. Returns the fused model."""
     if not inplace:
         model = copy.deepcopy(model)
     for module in list(model.modules()):

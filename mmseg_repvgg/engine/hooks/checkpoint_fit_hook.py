@@ -30,12 +30,9 @@ class CheckpointFitHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
         purpose = load_purpose(runner)
         source = runner.cfg.get('load_from') or 'the checkpoint'
+        model = unwrap_segmentor(runner.model)
         report = check_checkpoint_fits(
-            unwrap_segmentor(runner.model),
-            checkpoint,
-            source,
-            purpose,
-            reshape=purpose == 'test')
+            model, checkpoint, source, purpose, reshape=purpose == 'test')
         if purpose == 'load_from' and 'optimizer' in checkpoint:
             # mmseg's train.py overwrites cfg.resume with its --resume flag,
             # so `--cfg-options resume=True load_from=...` restarts at 0.
