@@ -46,16 +46,9 @@ def _replacing(filename: PathLike, make_dirs: bool) -> Iterator[str]:
 
 @contextlib.contextmanager
 def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
-    """A hidden temporary file that replaces ``filename`` when the block
-    succeeds; if it raises, ``filename`` is left as it was.
-
-    Args:
-        filename (str | PathLike): The destination; its directory must exist.
-        mode (str): ``'wb'`` or ``'w'``.
-
-    Yields:
-        file object: Write the whole content to it.
-    """
+    """A hidden temporary file (``mode`` ``'wb'`` or ``'w'``) for the whole
+    content, replacing ``filename`` (in an existing directory) when the
+    block succeeds; if it raises, ``filename`` is left as it was."""
     if mode not in ('w', 'wb'):
         raise ValueError(f'atomic_open writes whole files; got mode {mode!r}')
     with _replacing(filename, make_dirs=False) as tmp, open(tmp, mode) as f:
@@ -65,25 +58,15 @@ def atomic_open(filename: PathLike, mode: str = 'wb') -> Iterator[IO]:
 @contextlib.contextmanager
 def atomic_path(filename: PathLike) -> Iterator[str]:
     """:func:`atomic_open` for writers that take a path (``torch.save``, the
-    ONNX exporter); the directory is created if missing.
-
-    Args:
-        filename (str | PathLike): The destination.
-
-    Yields:
-        str: Where to write the whole content.
-    """
+    ONNX exporter): where to write the whole content; the directory is
+    created if missing."""
     with _replacing(filename, make_dirs=True) as tmp:
         yield tmp
 
 
 def atomic_write(filename: PathLike, data: Union[bytes, str]) -> None:
-    """Write ``data`` (bytes or text) to ``filename`` atomically.
-
-    Args:
-        filename (str | PathLike): The destination; its directory must exist.
-        data (bytes | str): The whole new content.
-    """
+    """Write ``data`` (bytes or text) to ``filename`` (in an existing
+    directory) atomically."""
     with atomic_open(filename, 'wb' if isinstance(data, bytes) else 'w') as f:
         f.write(data)
 

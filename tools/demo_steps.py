@@ -1,6 +1,5 @@
-"""The steps of tools/demo.py, in-process: train and test through the steps
-of ``tools/train.py`` and ``tools/test.py`` (:mod:`mmseg_repvgg.cli`), then
-report what ``runner.test()`` returned for the test dataset's classes."""
+"""The steps of tools/demo.py, in-process: train and test as tools/train.py
+and tools/test.py do, then report ``runner.test()``'s per-class scores."""
 import contextlib
 import io
 import os.path as osp
@@ -124,11 +123,7 @@ def constant_prediction_miou(label_files: Sequence[str],
                              ignore_index: int = 255) -> float:
     """mIoU (%) of predicting the most frequent class everywhere, the
     reference for "learned something": that class scores its pixel share,
-    every other class present 0.
-
-    Raises:
-        DatasetError: No label files, or none with a labelled pixel.
-    """
+    every other class present 0; DatasetError without a labelled pixel."""
     counts = np.zeros(num_classes, np.int64)
     for name in label_files:
         label = cv2.imread(name, cv2.IMREAD_UNCHANGED)
@@ -145,28 +140,16 @@ def constant_prediction_miou(label_files: Sequence[str],
 
 @dataclass
 class DemoResult:
-    """What a demo run produced.
+    """What a demo run produced."""
 
-    Args:
-        metrics (dict): ``runner.test()``'s return, per-class scores too.
-        classes (tuple): The test dataset's class names.
-        baseline_miou (float): :func:`constant_prediction_miou`'s.
-        train_miou (float, optional): The last validation's (unfused) mIoU.
-        checkpoint (str): The tested (last) training checkpoint.
-        work_dir (str): The training work dir (``deploy_final.pth``).
-        images (list): The saved ground truth | prediction images.
-        log_dirs (tuple): Log dirs of the training and the test Runner.
-        train_seconds (float): Time spent training.
-    """
-
-    metrics: dict
-    classes: tuple
-    baseline_miou: float
-    train_miou: Optional[float]
-    checkpoint: str
-    work_dir: str
-    images: List[str] = field(default_factory=list)
-    log_dirs: Tuple[str, ...] = ()
+    metrics: dict  # runner.test()'s, per-class scores too
+    classes: tuple  # the test dataset's
+    baseline_miou: float  # constant_prediction_miou's
+    train_miou: Optional[float]  # the last validation's (unfused)
+    checkpoint: str  # the tested (last) training checkpoint
+    work_dir: str  # the training's (deploy_final.pth)
+    images: List[str] = field(default_factory=list)  # ground truth | pred
+    log_dirs: Tuple[str, ...] = ()  # the training and the test Runner's
     train_seconds: float = 0.0
 
 

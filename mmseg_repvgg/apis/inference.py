@@ -1,14 +1,9 @@
-"""Segment images and videos with a deploy form on mmseg's inferencer.
-
-:class:`DeployInferencer` is mmseg's ``MMSegInferencer`` with its model
-swapped for a strictly loaded deploy form. Written by hand, as mmseg's
-``__call__`` lacks them: outputs named after each input and written
-atomically, Cityscapes label IDs, logits, videos, one line per bad input.
-"""
+"""Segment images and videos with a deploy form: mmseg's ``MMSegInferencer``
+on a strictly loaded deploy form, plus what its ``__call__`` lacks: outputs
+named after each input, written atomically; label IDs, logits, videos."""
 import copy
 import os
 import os.path as osp
-import re
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -55,10 +50,6 @@ class Summary:
         return (self.images + self.frames) / max(self.seconds, 1e-9)
 
 
-def _one_line(err: BaseException) -> str:
-    return re.sub(r'\s+', ' ', str(err) or type(err).__name__).strip()
-
-
 def _write_png(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode('.png', image)
     if not ok:
@@ -77,10 +68,8 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def inference_pipeline(cfg: Config) -> List[dict]:
-    """A copy of the pipeline the test loop runs: the test (else val)
-    dataloader's, as mmseg's ``_init_pipeline`` reads it, else the config's
-    ``test_pipeline``; ConfigError if there is none, or it does not start by
-    loading a file."""
+    """A copy of the test (else val) dataloader's pipeline, else the config's
+    ``test_pipeline``, which must start by loading a file."""
     pipeline = eval_dataset_cfg(cfg).get('pipeline') or cfg.get(
         'test_pipeline')
     if not pipeline:
@@ -139,8 +128,6 @@ class DeployInferencer(MMSegInferencer):
                 f'{len(classes)} classes do not fit the uint8 label PNGs')
         self.label_table = train_id_to_label_id(classes) if label_ids else None
 
-    # The pieces of mmseg's inferencer that differ.
-
     def _init_model(self, cfg: Config, weights: str, device: str) -> nn.Module:
         """The deploy form, in place of mmseg's non-strict load."""
         model, ckpt = load_segmentor(cfg, weights)
@@ -154,8 +141,7 @@ class DeployInferencer(MMSegInferencer):
         return segmentor
 
     def _init_pipeline(self, cfg: Config):
-        """mmseg's pipeline from :func:`inference_pipeline`; the config's
-        own loader is kept to decode each image once."""
+        """:func:`inference_pipeline`, its loader kept to decode images."""
         pipeline = copy.deepcopy(self._pipeline_cfg)
         self._load = TRANSFORMS.build(copy.deepcopy(pipeline[0]))
         # mmseg finds the loader by this exact name; a subclass of it was
@@ -165,24 +151,21 @@ class DeployInferencer(MMSegInferencer):
             ConfigDict(test_dataloader=dict(dataset=dict(pipeline=pipeline))))
 
     def _init_visualizer(self, cfg: Config):
-        """The config's visualizer without its storage backends: the
-        overlays are written here, atomically."""
+        """The config's visualizer; overlays are written here, atomically."""
         vis_cfg = copy.deepcopy(
             cfg.get('visualizer') or dict(type='SegLocalVisualizer'))
         vis_cfg.pop('vis_backends', None)
         vis_cfg.pop('save_dir', None)
         return super()._init_visualizer(ConfigDict(visualizer=vis_cfg))
 
-    # One image through mmseg's steps.
-
     def load_image(self, path: str) -> np.ndarray:
-        """Decode ``path`` with the test pipeline's loader (BadInput if it
-        cannot)."""
+        """Decode ``path`` with the test pipeline's loader, or BadInput."""
         try:
             results = self._load(dict(img_path=path))
         except (OSError, ValueError, AssertionError, cv2.error) as err:
             # mmcv asserts that the decoded image is not None.
-            raise BadInput(f'cannot read the image ({_one_line(err)})')
+            reason = ' '.join((str(err) or type(err).__name__).split())
+            raise BadInput(f'cannot read the image ({reason})')
         if results is None:  # LoadImageFromFile(ignore_empty=True)
             raise BadInput('cannot read the image')
         return results['img']
@@ -195,8 +178,7 @@ class DeployInferencer(MMSegInferencer):
                 image: np.ndarray,
                 result: SegDataSample,
                 with_labels: bool = True) -> np.ndarray:
-        """The prediction drawn over ``image`` (BGR) by mmseg's
-        ``visualize``, which converts only file inputs to RGB."""
+        """A BGR ``image`` with the prediction drawn by mmseg's visualize."""
         drawn = self.visualize([_to_rgb(image)], [result],
                                return_vis=True,
                                opacity=OVERLAY_ALPHA,
@@ -204,15 +186,12 @@ class DeployInferencer(MMSegInferencer):
         return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
 
     def label_map(self, result: SegDataSample) -> np.ndarray:
-        """The uint8 label map (mmseg's ``postprocess``): train IDs, or
-        label IDs with ``label_ids``."""
+        """The uint8 label map: train IDs, or label IDs with ``label_ids``."""
         labels = self.postprocess([result], None)['predictions']
         labels = labels.astype(np.uint8)
         if self.label_table is not None:
             labels = self.label_table[labels]
         return labels
-
-    # Named, atomic outputs; videos; the run.
 
     def _write_prediction(self, base: str, result: SegDataSample) -> None:
         _write_png(base + '.png', self.label_map(result))
@@ -234,9 +213,8 @@ class DeployInferencer(MMSegInferencer):
               path: str,
               out_dir: str,
               on_frame: Callable[[], None] = lambda: None) -> int:
-        """Segment every frame of a video into ``out_dir/vis/STEM.mp4``, of
-        its size and frame rate, without class names (they would jump);
-        returns the frame count (BadInput if it has no frame)."""
+        """Segment a video's frames into ``out_dir/vis/STEM.mp4``, without
+        class names (they would jump); the frame count, or BadInput."""
         stem = osp.splitext(osp.basename(path))[0]
         capture = cv2.VideoCapture(path)
         try:
@@ -281,8 +259,7 @@ class DeployInferencer(MMSegInferencer):
 
     def run(self, sources: Sequence[Source], out_dir: str,
             report: Report) -> Summary:
-        """Segment every source into ``out_dir`` under a progress bar; an
-        unreadable one is reported and counted in ``Summary.failed``."""
+        """Segment every source into ``out_dir``; report unreadable ones."""
         summary = Summary()
         bar = ProgressBar(sum(source.frames for source in sources))
         start = time.perf_counter()

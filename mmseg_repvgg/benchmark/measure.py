@@ -20,16 +20,9 @@ from ..deploy.timing import median_seconds, synchronizer
 
 
 class ModuleTimer:
-    """Wall time of every call of one submodule (the backbone: mmseg calls
-    the head's ``forward`` directly, so its share is the rest), by forward
-    hooks. On CUDA they record events: a synchronize mid-forward would add
-    to the latency measured.
-
-    Args:
-        module (nn.Module): The module to time.
-        sync (callable): Device synchronization.
-        cuda (bool): Time with CUDA events on the current stream.
-    """
+    """Wall time of every call of ``module`` (the backbone: mmseg calls the
+    head's ``forward`` directly), by hooks that ``sync`` or, with ``cuda``,
+    record events: a synchronize mid-forward would add to the latency."""
 
     def __init__(self,
                  module: nn.Module,
@@ -91,13 +84,10 @@ def release_memory() -> None:
 
 
 def _status_kib(field: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
+    with contextlib.suppress(OSError), open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
     return None
 
 
@@ -113,16 +103,10 @@ def _reset_peak_rss() -> bool:
 
 
 class PeakMemory:
-    """Peak memory growth of the code run inside ``with``, in bytes.
-
-    CPU: the peak resident set (VmHWM, reset through ``clear_refs``) over
-    the one at entry, which sees every allocator; CUDA: torch's peak
-    allocated bytes. ``bytes`` stays None where neither works; ``method``
-    says which was used.
-
-    Args:
-        device (str): ``'cpu'`` or a CUDA device.
-    """
+    """Peak memory growth (``bytes``) inside ``with`` on ``device``: CPU's
+    peak resident set (VmHWM, reset by ``clear_refs``: it sees every
+    allocator) over the one at entry, or CUDA's peak allocated bytes;
+    ``bytes`` stays None where neither works; ``method`` says which ran."""
 
     def __init__(self, device: str):
         self.cuda = str(device).startswith('cuda')
@@ -227,33 +211,23 @@ def top_ops(ops: List[Tuple[str, float, float, int]], top: int) -> List:
     return [[key, round(own, 3), count] for key, _, own, count in ranked]
 
 
-def _profile_once(fn: Callable[[], object], device: str, top: int) -> Dict:
-    ops, wall = op_times(fn, device)
-    return dict(
-        conv_ms=sum(total for key, total, _, _ in ops if key in CONV_OPS),
-        wall_ms=1000.0 * wall,
-        top_ops=top_ops(ops, top))
-
-
 def conv_profile(fn: Callable[[], object],
                  device: str,
                  top: int = 6,
                  calls: int = 2) -> Dict:
-    """Profile ``calls`` calls, keeping the one with the least conv time (a
-    neighbour can slow one, and "% of ceiling" rests on it).
-
-    Args:
-        fn (callable): What to profile (e.g. one backbone forward).
-        device (str): CUDA devices are profiled by kernel time.
-        top (int): How many ops to list by self time.
-        calls (int): Profiled calls.
-
-    Returns:
-        dict: ``conv_ms`` (total time of :data:`CONV_OPS`: CPU time,
-        or device time on CUDA), ``wall_ms`` and ``top_ops`` as
-        ``[name, self ms, calls]``, of the kept call.
-    """
-    profiles = [_profile_once(fn, device, top) for _ in range(calls)]
+    """Of ``calls`` profiled calls of ``fn``, the one with the least conv
+    time (a neighbour can slow one; "% of ceiling" rests on it): its
+    ``conv_ms`` (:data:`CONV_OPS`' total, device time on CUDA),
+    ``wall_ms`` and ``top`` ops as ``[name, self ms, calls]``."""
+    profiles = []
+    for _ in range(calls):
+        ops, wall = op_times(fn, device)
+        conv_ms = sum(total for key, total, _, _ in ops if key in CONV_OPS)
+        profiles.append(
+            dict(
+                conv_ms=conv_ms,
+                wall_ms=1000.0 * wall,
+                top_ops=top_ops(ops, top)))
     return min(profiles, key=lambda profile: profile['conv_ms'])
 
 

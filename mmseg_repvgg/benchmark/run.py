@@ -30,8 +30,6 @@ from .measure import (ModuleTimer, PeakMemory, conv_profile, count_flops,
 from .settings import ModelSpec, Settings
 from .winograd_report import choices_table, transform_bytes
 
-Pairs = Sequence[Tuple[str, str]]
-
 
 @torch.no_grad()
 def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
@@ -64,8 +62,7 @@ def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
 
 
 class FlopTable:
-    """FLOPs of a model in each form's structure, counted on weightless
-    (meta) copies."""
+    """FLOPs of a model in each form's structure, on weightless copies."""
 
     def __init__(self, model: nn.Module, shape: Sequence[int]):
         self.model = model
@@ -304,9 +301,8 @@ def run_benchmark(specs: Sequence[ModelSpec],
 
 
 def _results(settings: Settings, info: Dict, started: float, ceilings: Dict,
-             models: list, miou: Optional[Dict], pairs: Optional[Pairs],
+             models: list, miou: Optional[Dict], pairs: Optional[Sequence],
              interrupted: bool) -> Dict:
-    """The JSON-ready results of :func:`run_benchmark`."""
     info.update(
         load_average_end=list(os.getloadavg()), wall_s=time.time() - started)
     settings_dict = asdict(settings)

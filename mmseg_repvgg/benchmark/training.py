@@ -1,8 +1,6 @@
-"""Training numbers in mmseg's model-zoo terms for one config on this
-machine: seconds per iteration (median of real optimizer steps on one
-synthetic batch at the crop size, fp32 or AMP), peak training memory and
-the fused fp32 form's inference fps. One process and GPU: SyncBN runs as
-BN and no data is loaded."""
+"""mmseg model-zoo training numbers of a config here: s/iter (optimizer
+steps on one synthetic batch at the crop size, fp32 or AMP), peak memory,
+the fused fp32 form's fps. One process and GPU: SyncBN runs as BN."""
 import copy
 import functools
 import gc
@@ -76,13 +74,9 @@ def measure_training(cfg,
                      settings: TrainSettings,
                      amp: bool,
                      profile: bool = False) -> Dict:
-    """Seconds per iteration and peak memory of training a copy of
-    ``template`` (``cfg``'s model, built on the CPU).
-
-    Returns:
-        dict: ``s_per_iter`` (median), ``iter_s``, ``peak_mb``, ``method``
-        (of the memory) and, with ``profile``, :func:`profile_step`'s.
-    """
+    """``s_per_iter`` (median of ``iter_s``), ``peak_mb`` and its
+    ``method`` of training a copy of ``template`` (``cfg``'s model, on the
+    CPU), and with ``profile`` :func:`profile_step`'s ``profile``."""
     device, sync = settings.device, synchronizer(settings.device)
     model = copy.deepcopy(template).to(device).train()
     # The preprocessor pads each batch to its size: the crop measured.
@@ -134,8 +128,7 @@ def profile_step(step, device: str, top: int = 8) -> Dict:
 
 
 def measure_inference(template: nn.Module, settings: TrainSettings) -> Dict:
-    """Batch-1 fps of the fused fp32 form of ``template`` at
-    ``settings.infer_shape``."""
+    """Batch-1 fps of ``template``'s fused fp32 form at the infer_shape."""
     deployed = deploy_model(template.eval(), 'fused', device=settings.device)
     x = random_inputs((1, 3, *settings.infer_shape),
                       settings.seed).to(settings.device)
@@ -161,8 +154,8 @@ def benchmark_config(name: str,
     torch.manual_seed(settings.seed)
     template = build_segmentor(cfg)  # once: each part trains a copy
     for precision in settings.precisions:
-        reason = why_not(precision, settings.device)
-        if reason:
+        if precision == 'amp' and not str(settings.device).startswith('cuda'):
+            reason = "AMP training needs CUDA (mmengine's AmpOptimWrapper)"
             row['skips'][precision] = reason
             log(f'{name}: {precision} training skipped: {reason}')
             continue
@@ -184,13 +177,6 @@ def _summary(part: Dict, key: str, unit: str) -> str:
     peak = part.get('peak_mb')
     return f'{part[key]:.3f} {unit}' + ('' if peak is None else
                                         f', peak {peak:.0f} MiB')
-
-
-def why_not(precision: str, device: str) -> Optional[str]:
-    """Why a training precision cannot run on ``device``, or None."""
-    if precision == 'amp' and not str(device).startswith('cuda'):
-        return "AMP training needs CUDA (mmengine's AmpOptimWrapper)"
-    return None
 
 
 def _guarded(measure, device: str) -> Dict:

@@ -22,9 +22,8 @@ from .safe_load import refuse_directory, safe_torch_load
 
 
 def read_checkpoint(filename: str, arch: Optional[str] = None) -> dict:
-    """Read a checkpoint weights-only from a file, URL or name
-    (``mmpretrain://...``, downloaded once); a missing file's help names how
-    to get the weights of ``arch``."""
+    """Read a checkpoint weights-only from a file, URL or name (downloaded
+    once); a missing file's help says how to get ``arch``'s weights."""
     filename = os.fspath(filename)
     if is_remote(filename):
         return fetch_checkpoint(filename, _read_file)
@@ -53,8 +52,7 @@ def _read_file(filename: str) -> dict:
 
 
 def key_differences(expected: dict, got: dict):
-    """The one key-and-shape comparison of two state dicts: the missing,
-    unexpected and resized keys of ``got``."""
+    """The missing, unexpected and resized keys of ``got``."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     resized = [
@@ -65,9 +63,8 @@ def key_differences(expected: dict, got: dict):
 
 
 def check_fits(expected: dict, got: dict, what: str = 'model') -> None:
-    """Raise CheckpointError unless ``got`` has exactly the keys and shapes
-    of the state dict ``expected`` (called ``what``), naming the first that
-    differ."""
+    """CheckpointError, naming the first, unless ``got`` has the keys and
+    shapes of the state dict ``expected`` (called ``what``)."""
     missing, unexpected, resized = key_differences(expected, got)
     mismatched = [
         f'{k} (checkpoint {list(got[k].shape)}, '
@@ -136,9 +133,8 @@ def _convert_blocks(blocks: dict, model) -> dict:
 def convert_to_ours(state_dict: dict,
                     model,
                     layout: Optional[str] = None) -> dict:
-    """A checkpoint or state dict of any layout (``layout`` skips detection)
-    as our state dict for the backbone ``model`` (train-time, fused or mixed),
-    not checked against it (:func:`check_fits` does)."""
+    """A checkpoint or state dict of any ``layout`` (None: detected) as ours
+    for the backbone ``model`` (train-time, fused or mixed), unchecked."""
     state_dict = normalize_state_dict(state_dict)
     layout = layout or detect_layout(state_dict)
     return _convert_blocks(to_ours_keys(state_dict, layout), model)
@@ -175,9 +171,8 @@ def _arch_hint(blocks: dict, model) -> str:
 def load_pretrained(backbone,
                     filename: str,
                     prefix: Optional[str] = None) -> str:
-    """Load a RepVGG checkpoint of any layout (a file, URL or name; only the
-    keys under ``prefix`` if given) into ``backbone``, train-time or fused,
-    strictly; returns the detected layout."""
+    """Load a RepVGG checkpoint of any layout (file, URL or name; the keys
+    under ``prefix``) into ``backbone`` strictly; returns the layout."""
     checkpoint = read_checkpoint(filename, _arch_name(backbone))
     return _load_into(backbone, checkpoint, filename, prefix)
 
@@ -241,9 +236,8 @@ def save_converted(state_dict: dict,
                    filename: str,
                    meta: Optional[dict] = None,
                    verify: Optional[Callable[[str], None]] = None) -> None:
-    """Write ``{'state_dict': ..., 'meta': ...}`` (plain metadata: str, int,
-    float, list, dict) with its digest, atomically; ``verify(temp_path)``
-    raising leaves ``filename`` as it was."""
+    """Write the state dict and plain ``meta`` with their digest, atomically;
+    ``verify(temp_path)`` raising leaves ``filename`` as it was."""
     with atomic_path(filename) as tmp:
         checkpoint = dict(state_dict=state_dict, meta=dict(meta or {}))
         torch.save(add_digest(checkpoint), tmp)

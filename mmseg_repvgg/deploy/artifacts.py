@@ -52,13 +52,8 @@ def deploy_config(cfg: Config) -> Config:
 def deploy_meta(report: FusionReport,
                 source: str,
                 source_meta: Optional[Dict] = None) -> Dict:
-    """``meta`` of a deploy checkpoint: where it comes from, what was fused.
-
-    Args:
-        report (FusionReport): What the fusion changed.
-        source (str): The train-time checkpoint (or a description).
-        source_meta (dict, optional): Its ``meta``, partly kept.
-    """
+    """``meta`` of a deploy checkpoint: the ``source`` checkpoint (or a
+    description), what ``report`` says was fused, part of ``source_meta``."""
     source_meta = source_meta or {}
     meta = {
         key: source_meta[key]
@@ -76,17 +71,9 @@ def deploy_meta(report: FusionReport,
 
 def save_deploy_checkpoint(model: nn.Module, cfg: Optional[Config], out: str,
                            meta: Dict) -> Tuple[str, Optional[str]]:
-    """Write a fused model's weights and its deploy config, atomically.
-
-    Args:
-        model (nn.Module): A segmentor returned by :func:`fuse_segmentor`.
-        cfg (Config, optional): Its training config (None: no config).
-        out (str): Checkpoint path; the config goes to its ``.py``.
-        meta (dict): From :func:`deploy_meta`.
-
-    Returns:
-        tuple[str, str | None]: The checkpoint and config paths.
-    """
+    """Write a :func:`fuse_segmentor` model to ``out`` and, given its
+    training ``cfg``, the deploy config to ``out``'s ``.py``, atomically;
+    ``meta`` from :func:`deploy_meta`. Returns both paths (config: None)."""
     if DEPLOY_META_KEY not in meta:
         raise ValueError('meta must come from deploy_meta()')
     leftovers = fusable_modules(model) + [
@@ -162,17 +149,9 @@ def save_verified_deploy(model: nn.Module,
                          source_meta: Optional[Dict] = None,
                          shape: Sequence[int] = (1, 3, 128, 256),
                          tol: float = 1e-4) -> ReparamResult:
-    """:func:`reparam_checkpoint` for a model in memory (SaveDeployHook).
-
-    Args:
-        model (nn.Module): The unfused segmentor (set to eval mode).
-        cfg (Config, optional): Its training config (None: no config).
-        out (str): The deploy checkpoint to write.
-        source (str): Where the weights come from, recorded in ``meta``.
-        source_meta (dict, optional): The source checkpoint's ``meta``.
-        shape (Sequence[int]): Random input of the equality check.
-        tol (float): See :func:`check_fused_equal`.
-    """
+    """:func:`reparam_checkpoint` for an unfused model in memory (set to
+    eval mode), as SaveDeployHook saves; ``source`` and ``source_meta`` go
+    to :func:`deploy_meta`."""
     fused, report = fuse_segmentor(model)
     if not report.changed:
         raise CheckpointError(

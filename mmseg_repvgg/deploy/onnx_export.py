@@ -87,20 +87,10 @@ def export_onnx(model: nn.Module,
                 argmax: bool = False,
                 dynamic: bool = False,
                 in_channels: int = 3) -> FusionReport:
-    """Fuse a copy of ``model`` and export it to ONNX: normalized RGB NCHW
-    image in, logits ``(N, classes, H, W)`` or labels ``(N, H, W)`` out.
-
-    Args:
-        model (nn.Module): A segmentor, fused or not (left unchanged).
-        out (str): The ``.onnx`` file, written atomically.
-        shape (tuple[int, int]): H, W of the example input.
-        argmax (bool): Export the label map.
-        dynamic (bool): Dynamic batch, height and width.
-        in_channels (int): Image channels.
-
-    Returns:
-        FusionReport: What was fused before export.
-    """
+    """Export a fused copy of ``model`` to ``out`` atomically, from an
+    example input of ``shape`` (H, W): normalized RGB NCHW image in, logits
+    ``(N, classes, H, W)`` or with ``argmax`` labels ``(N, H, W)`` out;
+    ``dynamic``: any N, H, W. Returns the fusion's report."""
     height, width = shape
     check_export_shape(model, height, width)
     fused, report = fuse_segmentor(model)
@@ -142,19 +132,9 @@ def check_onnx(path: str,
                shapes: Sequence[Sequence[int]],
                argmax: bool = False,
                tol: float = 1e-4) -> List[OnnxCheck]:
-    """Run the ONNX file in onnxruntime; FusionMismatchError where it
-    differs from PyTorch beyond ``tol`` (labels: but for near-ties).
-
-    Args:
-        path (str): The ``.onnx`` file.
-        model (nn.Module): The PyTorch segmentor (eval mode is set).
-        shapes (Sequence): Input shapes (N, C, H, W) to try.
-        argmax (bool): The graph returns labels.
-        tol (float): Relative tolerance (see :func:`check_fused_equal`).
-
-    Returns:
-        list[OnnxCheck]: One per shape.
-    """
+    """One :class:`OnnxCheck` per NCHW input shape of the ONNX file run in
+    onnxruntime against ``model`` (set to eval); FusionMismatchError beyond
+    relative ``tol`` (``argmax``, labels: but for near-ties)."""
     # Imported here: the backends export through this module.
     from .backends.onnxruntime import onnxruntime_session
     session = onnxruntime_session(path)

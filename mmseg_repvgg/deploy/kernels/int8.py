@@ -111,14 +111,9 @@ def calibration_statistics(model: nn.Module, names: List[str],
 
 
 class Int8Conv2d(nn.Module):
-    """A 2D conv run by oneDNN in int8: fp32 in, fp32 out.
-
-    Args:
-        conv (nn.Conv2d): The float conv (zero padding).
-        input_range (tuple[float, float]): Calibrated min and max of input.
-        relu (bool): Apply ReLU in the kernel.
-        activation_bits (int, optional): Bits of the quantized input.
-    """
+    """A float ``conv`` (zero padding) run by oneDNN in int8, fp32 in and
+    out: its input quantized to ``activation_bits`` over the calibrated
+    ``input_range`` (min, max); ``relu`` in the kernel."""
 
     def __init__(self,
                  conv: nn.Conv2d,
@@ -204,17 +199,9 @@ def calibrate_activation_ranges(
         batches: Iterable[Tensor],
         forward: Callable[[Tensor], object],
         names: Optional[List[str]] = None) -> Dict[str, Range]:
-    """Min and max of each quantizable conv's input over ``batches``.
-
-    Args:
-        model (nn.Module): The float model (fused, eval mode).
-        batches (Iterable[Tensor]): Inputs as ``forward`` takes them.
-        forward (callable): Runs ``model`` on one batch.
-        names (list[str], optional): Convs to observe (quantizable ones).
-
-    Returns:
-        dict: ``{conv name: (min, max)}`` for the convs that ran.
-    """
+    """Min and max of each conv's input over ``batches`` (each run by
+    ``forward``), as ``{conv name: (min, max)}`` for the convs of ``names``
+    (None: the quantizable ones) that ran in the fused float ``model``."""
     names = quantizable_convs(model) if names is None else names
     stats, _ = calibration_statistics(model, names, [], batches, forward)
     return {
@@ -228,18 +215,10 @@ def quantize_int8(
         ranges: Dict[str, Range],
         inplace: bool = False,
         activation_bits: Optional[int] = None) -> Tuple[nn.Module, List[str]]:
-    """Replace the calibrated convs of ``model`` by :class:`Int8Conv2d`; a
-    ReLU right after one runs in its kernel (its module: ``nn.Identity``).
-
-    Args:
-        model (nn.Module): The fused float model (fp32, CPU).
-        ranges (dict): From :func:`calibrate_activation_ranges`.
-        inplace (bool): Change ``model`` itself, not a copy.
-        activation_bits (int, optional): See :class:`Int8Conv2d`.
-
-    Returns:
-        tuple: The model and the names of the convs now in int8.
-    """
+    """Run the convs in ``ranges`` (:func:`calibrate_activation_ranges`) of
+    a fused fp32 CPU model as :class:`Int8Conv2d`, a ReLU right after one in
+    its kernel (its module: ``nn.Identity``); returns the model (a copy
+    unless ``inplace``) and the names of the int8 convs."""
     _check_supported()
     if not ranges:
         raise ConfigError('no conv was calibrated: nothing to run in int8')

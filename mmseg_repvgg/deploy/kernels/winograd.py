@@ -60,29 +60,22 @@ def _conv_problem(conv: nn.Module) -> Optional[str]:
 
 
 def ineligible_reason(module: nn.Module) -> Optional[str]:
-    """Why :func:`~.winograd_convs.winograd_convs` leaves a module alone, or
-    None: it takes plain ``nn.Conv2d`` (a subclass may differ) 3x3 convs of
-    stride 1 with zero padding and at most :data:`MAX_GROUPS` groups."""
+    """Why :func:`~.winograd_convs.winograd_convs` leaves a module alone
+    (a subclass of ``nn.Conv2d`` may differ), or None."""
     if type(module) is not nn.Conv2d:
         return 'not a plain nn.Conv2d'
     return _conv_problem(module)
 
 
 class WinogradConv2d(nn.Conv2d):
-    """A 3x3 conv (sharing ``conv``'s parameters) that runs the fastest of
-    ``'direct'`` (oneDNN) and ``'winograd'`` (NNPACK; ``'winograd_s2b'``
-    if dilated) per input shape, as cached (:mod:`.tuning`) or measured
-    (outside :data:`.nnpack.TOLERANCE` of direct: rejected). It runs direct
+    """An eligible 3x3 ``conv`` (its parameters shared) that runs, per input
+    shape, the fastest of ``'direct'`` (oneDNN) and ``'winograd'`` (NNPACK;
+    ``'winograd_s2b'`` if dilated), as cached (``cache``: :mod:`.tuning`'s
+    file) or measured (outside :data:`.nnpack.TOLERANCE` of direct:
+    rejected), or the ``algorithm`` forced; ``relu`` fused. It runs direct
     on anything but a 4-D float32 CPU tensor, on channels-last inputs, under
     autocast, tracing, scripting, export, compile and fx, and everywhere
-    when NNPACK is unusable.
-
-    Args:
-        conv (nn.Conv2d): An eligible conv (:func:`ineligible_reason`).
-        algorithm (str): ``'auto'`` or a candidate to force (untimed).
-        relu (bool): Apply ReLU to the output (NNPACK fuses it).
-        cache (bool): Read and write choices in the on-disk cache.
-    """
+    when NNPACK is unusable."""
 
     def __init__(self,
                  conv: nn.Conv2d,
@@ -185,7 +178,6 @@ class WinogradConv2d(nn.Conv2d):
             conv=conv)
 
     def _direct_only(self, x: Tensor) -> bool:
-        """Whether ``x`` must run direct (see the class docstring)."""
         # The legacy ONNX exporter traces; the dynamo one compiles.
         return (isinstance(x, torch.fx.Proxy) or torch.jit.is_scripting()
                 or torch.jit.is_tracing() or torch.compiler.is_compiling()
