@@ -1,4 +1,4 @@
-"""The main job: a small PSPNet-RepVGG trained on toy Cityscapes (written
+"""The demo: a small PSPNet-RepVGG trained on toy Cityscapes (written
 if missing) on the CPU, tested re-parameterized, per-class IoU printed.
 
     python tools/demo.py [--work-dir DIR] [--epochs N] [--data-root DIR]

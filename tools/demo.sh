@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set up (or reuse) the environment, then train a small
+# The demo: set up (or reuse) the environment, then train a small
 # PSPNet-RepVGG on the built-in Cityscapes-format data, test it
 # re-parameterized and print per-class IoU and mIoU.
 #   bash tools/demo.sh [tools/demo.py args...]

@@ -2,7 +2,7 @@
 
 Every code block and inline code span is scanned:
 
-* a path into the toy data (``data/toy_cityscapes``) or the main job's
+* a path into the toy data (``data/toy_cityscapes``) or the demo's
   outputs (``work_dirs/demo``) must exist after ``bash tools/demo.sh``;
 * a training checkpoint's name must be one the configs write (they train
   by epochs: ``epoch_40.pth``, not ``iter_40000.pth``);
@@ -10,7 +10,7 @@ Every code block and inline code span is scanned:
   exist;
 * the README says to activate the environment before its first ``python``.
 
-The main job is run as its tool runs it, shrunk (tiny model, 32x64 toy
+The demo is run as its tool runs it, shrunk (tiny model, 32x64 toy
 images, ``--epochs 1``, which makes the checkpoint and validation
 intervals follow the epochs as the config's own do); its file names are
 then those of the full run with ``epoch_1`` for ``epoch_40``.
@@ -30,8 +30,8 @@ DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
 TOY = 'configs/pspnet_repvgg_toy_cityscapes.py'
 FENCE = re.compile(r'^ *```\w*\n(.*?)^ *```', re.S | re.M)
 PATH_END = r'[^\s\'"`,;)\]\\]*'
-MAIN_JOB = re.compile(r'(?:data/toy_cityscapes|work_dirs/demo)(?:/' +
-                      PATH_END + ')?')
+DEMO_PATH = re.compile(r'(?:data/toy_cityscapes|work_dirs/demo)(?:/' +
+                       PATH_END + ')?')
 IN_REPO = re.compile(r'(?<![\w/.$])(?:tools|configs|docs)/' + PATH_END)
 # A checkpoint a training run wrote: (work dir, file name).
 RUN_CHECKPOINT = re.compile(
@@ -46,8 +46,8 @@ def code_of(doc: Path) -> str:
     return '\n'.join(blocks + spans)
 
 
-def main_job_outputs(root: Path, options: list, toy_data: Path) -> set:
-    """Run the shrunk main job in ``root``; the full run's relative paths.
+def demo_outputs(root: Path, options: list, toy_data: Path) -> set:
+    """Run the shrunk demo in ``root``; the full run's relative paths.
 
     Args:
         root (Path): Stands for the repository root.
@@ -75,14 +75,14 @@ def main_job_outputs(root: Path, options: list, toy_data: Path) -> set:
     return paths
 
 
-def test_docs_name_what_the_main_job_writes(tiny_toy_options,
-                                            toy_cityscapes_tiny, tmp_path):
-    outputs = main_job_outputs(tmp_path, tiny_toy_options, toy_cityscapes_tiny)
+def test_docs_name_what_the_demo_writes(tiny_toy_options, toy_cityscapes_tiny,
+                                        tmp_path):
+    outputs = demo_outputs(tmp_path, tiny_toy_options, toy_cityscapes_tiny)
     assert 'work_dirs/demo/epoch_40.pth' in outputs  # the mapping held
     missing, names = [], set()
     for doc in DOCS:
         code = code_of(doc)
-        for path in MAIN_JOB.findall(code):
+        for path in DEMO_PATH.findall(code):
             path = path.rstrip('/.')
             if not any(fnmatch(p, path) for p in outputs):
                 missing.append(f'{doc.name}: {path}')
