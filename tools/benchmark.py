@@ -49,6 +49,12 @@ def parse_args(argv=None):
         help='input size (default: 512 1024)')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument(
+        '--pretrained-backbone',
+        action='store_true',
+        help="RepVGG models without a checkpoint start from their config's "
+        'pretrained backbone (init_cfg: a file, or a name downloaded once), '
+        'the head random: int8 labels against fp32 on real weights')
+    parser.add_argument(
         '--warmup',
         type=int,
         default=1,
@@ -147,7 +153,8 @@ def main(argv=None):
         matmul_size=args.matmul_size,
         conv_shapes=[tuple(s) for s in args.conv_shape]
         if args.conv_shape else Settings.conv_shapes,
-        allow_emulated=args.allow_emulated)
+        allow_emulated=args.allow_emulated,
+        pretrained_backbone=args.pretrained_backbone)
     if args.calibration_images < 1:
         raise ConfigError('--calibration-images must be at least 1')
     if settings.threads:  # the mIoU check runs first

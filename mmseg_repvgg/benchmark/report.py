@@ -66,7 +66,9 @@ def _header(results: Dict) -> List[str]:
         f'{c["fp32"]["matmul"]:.1f}, fp32 3x3 conv '
         f'{c["fp32"]["conv3x3"]:.1f}{reduced}{int8}.',
         f'Each form: {s["warmup"]} warm-up + {s["runs"]} timed runs; '
-        'latency is the median (min-max).', ''
+        'latency is the median (min-max). Weights: ' +
+        '; '.join(f'{model["name"]} {model.get("weights", "random")}'
+                  for model in results['models']) + '.', ''
     ]
 
 

@@ -32,16 +32,25 @@ from .winograd_report import choices_table, transform_bytes
 
 
 @torch.no_grad()
-def calibrate_norms(model: nn.Module, inputs: Tensor) -> None:
-    """Give a random-weight model's BatchNorms the statistics of a batch:
-    with PyTorch's default init RepVGG's summed branches grow block by
-    block (logits ~1e5, fp16 overflows), not a trained network's scale."""
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+def calibrate_norms(model: nn.Module,
+                    inputs: Tensor,
+                    keep: Optional[nn.Module] = None) -> None:
+    """Give a random-weight model's BatchNorms (but those of ``keep``) the
+    statistics of a batch: with PyTorch's default init RepVGG's summed
+    branches grow block by block (logits ~1e5, fp16 overflows), not a
+    trained network's scale."""
+    kept = set(keep.modules()) if keep is not None else set()
+    norms = [
+        m for m in model.modules()
+        if isinstance(m, _BatchNorm) and m not in kept
+    ]
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative: exactly this batch's statistics
     model.train()
+    for module in kept:
+        module.eval()  # its statistics stay the loaded ones
     segmentor_logits(model, inputs)
     model.eval()
     for norm, momentum in zip(norms, momenta):
@@ -56,8 +65,18 @@ def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
         return model
     torch.manual_seed(settings.seed)
     model = build_segmentor(cfg)
+    keep = None
+    if settings.pretrained_backbone and isinstance(model.backbone, RepVGG):
+        if not (model.backbone.init_cfg or {}).get('checkpoint'):
+            raise ConfigError(
+                f'{spec.name}: --pretrained-backbone, but the backbone has '
+                'no init_cfg checkpoint; set one with --cfg-options '
+                'model.backbone.init_cfg.checkpoint=PATH_OR_NAME')
+        model.backbone.init_weights()  # a missing file fails in one line
+        keep = model.backbone
     n, height, width = settings.calibration_shape
-    calibrate_norms(model, random_inputs((n, 3, height, width), settings.seed))
+    calibrate_norms(model, random_inputs((n, 3, height, width), settings.seed),
+                    keep)
     return model.eval()
 
 
@@ -183,6 +202,15 @@ def _log_form(log, name: str, result: Dict) -> None:
         f'{result["gflops_per_s"]:.1f} GFLOP/s')
 
 
+def _weights(spec: ModelSpec, model: nn.Module, settings: Settings) -> str:
+    if spec.checkpoint:
+        return f'checkpoint {spec.checkpoint}'
+    if settings.pretrained_backbone and isinstance(model.backbone, RepVGG):
+        return (f'backbone {model.backbone.init_cfg["checkpoint"]}, '
+                'head random')
+    return 'random'
+
+
 def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
                     log: Callable[[str], None], done: list) -> Dict:
     """Measure each form of one model into its entry in ``done``, form by
@@ -196,6 +224,7 @@ def benchmark_model(spec: ModelSpec, settings: Settings, ceilings: Dict,
         name=spec.name,
         config=spec.config,
         checkpoint=spec.checkpoint,
+        weights=_weights(spec, model, settings),
         role='candidate' if candidate else 'baseline',
         backbone=type(model.backbone).__name__,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,

@@ -45,6 +45,8 @@ class Settings:
         seed (int): Weights and inputs.
         workdir (str, optional): For the temporary ONNX files.
         allow_emulated (bool): Also measure emulated (slow) precisions.
+        pretrained_backbone (bool): RepVGG models without a checkpoint
+            start from their config's pretrained backbone, head random.
     """
 
     shape: Tuple[int, int] = (512, 1024)
@@ -63,6 +65,7 @@ class Settings:
     seed: int = 0
     workdir: Optional[str] = None
     allow_emulated: bool = False
+    pretrained_backbone: bool = False
 
     def __post_init__(self):
         self.device = resolve_device(self.device)

@@ -15,7 +15,9 @@ import torch
 from mmseg_repvgg.benchmark.analysis import (default_pairs, fast_path,
                                              fusion_summary, miou_rejected)
 from mmseg_repvgg.benchmark.measure import PeakMemory
-from mmseg_repvgg.benchmark.settings import split_model_arg
+from mmseg_repvgg.benchmark.run import load_model
+from mmseg_repvgg.benchmark.settings import (ModelSpec, Settings,
+                                             split_model_arg)
 from mmseg_repvgg.cli import run_cli
 from mmseg_repvgg.deploy.forms import NAMED_FORMS, parse_form, why_unavailable
 from mmseg_repvgg.deploy.kernels.int8 import why_int8_unavailable
@@ -101,6 +103,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
     candidate, baseline = results['models']
     assert (candidate['name'], candidate['role']) == (name, 'candidate')
     assert (baseline['name'], baseline['role']) == ('tiny_resnet', 'baseline')
+    assert candidate['weights'] == baseline['weights'] == 'random'
     assert [f['form'] for f in candidate['forms']] == list(CANDIDATE_FORMS)
     assert [f['form'] for f in baseline['forms']] == list(BASELINE_FORMS)
     for form in candidate['forms'] + baseline['forms']:
@@ -163,6 +166,7 @@ def test_tool_writes_json_markdown_and_png(tool_run):
 
     markdown = (out_dir / 'benchmark.md').read_text()
     assert stdout.strip().startswith(markdown.strip()[:200])
+    assert f'Weights: {name} random; tiny_resnet random.' in markdown
     rows = [line for line in markdown.splitlines() if line.startswith('| ')]
     for model, form in [(candidate, f) for f in candidate['forms']
                         ] + [(baseline, f) for f in baseline['forms']]:
@@ -183,6 +187,41 @@ def test_bad_settings_exit_2_with_one_line(capsys):
     assert err.startswith('error: ') and '--warmup' in err
     assert run_cli(tool.main, ['--baselines']) == 2
     assert 'nothing to measure' in capsys.readouterr().err
+
+
+def test_pretrained_backbone_is_loaded_with_its_statistics(
+        tiny_seg_cfg, tiny_seg_checkpoint):
+    """--pretrained-backbone: the backbone's init_cfg weights, BatchNorm
+    statistics included, are what is measured; the head alone is
+    calibrated; a backbone without one is refused."""
+    saved = torch.load(tiny_seg_checkpoint, weights_only=True)['state_dict']
+    backbone = {
+        k[len('backbone.'):]: v
+        for k, v in saved.items() if k.startswith('backbone.')
+    }
+    init_cfg = dict(
+        type='Pretrained',
+        checkpoint=str(tiny_seg_checkpoint),
+        prefix='backbone.')
+    spec = ModelSpec(
+        tiny_seg_cfg.filename,
+        cfg_options={'model.backbone.init_cfg': init_cfg})
+    settings = Settings(device='cpu', pretrained_backbone=True)
+    model = load_model(spec, settings)
+    for key, value in model.backbone.state_dict().items():
+        torch.testing.assert_close(value, backbone[key], msg=key)
+    head_norms = [
+        m for m in model.decode_head.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    assert head_norms and all(
+        not torch.equal(m.running_var, torch.ones_like(m.running_var))
+        for m in head_norms)
+    random = load_model(spec, Settings(device='cpu'))
+    assert any(not torch.equal(value, backbone[key])
+               for key, value in random.backbone.state_dict().items())
+    with pytest.raises(ConfigError, match='init_cfg checkpoint'):
+        load_model(ModelSpec(tiny_seg_cfg.filename), settings)
 
 
 def test_model_argument_syntax():
