@@ -52,8 +52,7 @@ def parse_args(argv=None):
         '--pretrained-backbone',
         action='store_true',
         help="RepVGG models without a checkpoint start from their config's "
-        'pretrained backbone (init_cfg: a file, or a name downloaded once), '
-        'the head random: int8 labels against fp32 on real weights')
+        'init_cfg backbone (a file, or a name downloaded once), head random')
     parser.add_argument(
         '--warmup',
         type=int,

@@ -40,21 +40,23 @@ def calibrate_norms(model: nn.Module,
     branches grow block by block (logits ~1e5, fp16 overflows), not a
     trained network's scale."""
     kept = set(keep.modules()) if keep is not None else set()
-    norms = [
-        m for m in model.modules()
-        if isinstance(m, _BatchNorm) and m not in kept
-    ]
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    norms = [m for m in norms if m not in kept]
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative: exactly this batch's statistics
     model.train()
-    for module in kept:
-        module.eval()  # its statistics stay the loaded ones
+    if keep is not None:
+        keep.eval()  # its statistics stay the loaded ones
     segmentor_logits(model, inputs)
     model.eval()
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
+
+
+def _pretrained_backbone(model: nn.Module, settings: Settings) -> bool:
+    return settings.pretrained_backbone and isinstance(model.backbone, RepVGG)
 
 
 def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
@@ -66,12 +68,13 @@ def load_model(spec: ModelSpec, settings: Settings) -> nn.Module:
     torch.manual_seed(settings.seed)
     model = build_segmentor(cfg)
     keep = None
-    if settings.pretrained_backbone and isinstance(model.backbone, RepVGG):
+    if _pretrained_backbone(model, settings):
         if not (model.backbone.init_cfg or {}).get('checkpoint'):
             raise ConfigError(
                 f'{spec.name}: --pretrained-backbone, but the backbone has '
-                'no init_cfg checkpoint; set one with --cfg-options '
-                'model.backbone.init_cfg.checkpoint=PATH_OR_NAME')
+                'no init_cfg checkpoint; name one in the config '
+                "(model.backbone.init_cfg.checkpoint='mmpretrain://repvgg-"
+                "B1g2' or a file), or give CONFIG=CHECKPOINT")
         model.backbone.init_weights()  # a missing file fails in one line
         keep = model.backbone
     n, height, width = settings.calibration_shape
@@ -205,9 +208,8 @@ def _log_form(log, name: str, result: Dict) -> None:
 def _weights(spec: ModelSpec, model: nn.Module, settings: Settings) -> str:
     if spec.checkpoint:
         return f'checkpoint {spec.checkpoint}'
-    if settings.pretrained_backbone and isinstance(model.backbone, RepVGG):
-        return (f'backbone {model.backbone.init_cfg["checkpoint"]}, '
-                'head random')
+    if _pretrained_backbone(model, settings):
+        return f'backbone {model.backbone.init_cfg["checkpoint"]}, head random'
     return 'random'
 
 
